@@ -1,0 +1,1 @@
+"""Numbered migration scripts, shipped inside the package as `sessionorm.migrations`."""

@@ -1,0 +1,131 @@
+"""Opening databases: default path, URLs, the connection pragmas, read-only snapshots."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import peewee
+from playhouse.db_url import connect as connect_url
+
+from .errors import DatabaseBusyError, DatabaseOpenError
+
+DEFAULT_BUSY_TIMEOUT = 5.0
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def default_path() -> Path:
+    """`$AMPSM_DB_PATH`, else where the orchestrator keeps its database."""
+    env = os.environ.get("AMPSM_DB_PATH")
+    return Path(env) if env else Path.home() / ".config" / "ampsm" / "sessions.sqlite"
+
+
+def check_sqlite_file(path: Path, must_exist: bool) -> bool:
+    """Raise `DatabaseOpenError` unless `path` can be a SQLite database; return whether it exists."""
+    if path.is_dir():
+        raise DatabaseOpenError(f"{path} is a directory, not a database file")
+    if not path.exists():
+        if must_exist:
+            raise DatabaseOpenError(f"no database at {path}")
+        return False
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(16)
+    except OSError as exc:
+        raise DatabaseOpenError(f"cannot read {path}: {exc.strerror}") from None
+    if header and header != SQLITE_HEADER:
+        raise DatabaseOpenError(f"{path} is not a SQLite database")
+    return True
+
+
+def sqlite_pragmas(busy_timeout: float) -> list[tuple[str, object]]:
+    """What every read-write SQLite connection sets (see DESIGN.md, Connections)."""
+    return [
+        ("busy_timeout", int(busy_timeout * 1000)),
+        ("journal_mode", "wal"),
+        ("foreign_keys", 1),
+        ("synchronous", 1),  # NORMAL
+    ]
+
+
+def open_sqlite(path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+                create: bool = True) -> peewee.SqliteDatabase:
+    """A connected read-write SQLite database with the contract's pragmas."""
+    path = Path(path).expanduser()
+    existed = check_sqlite_file(path, must_exist=not create)
+    if not existed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    db = peewee.SqliteDatabase(str(path), pragmas=sqlite_pragmas(busy_timeout),
+                               timeout=busy_timeout)
+    with translate_errors(path):
+        db.connect()
+    return db
+
+
+def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+             create: bool = True) -> peewee.Database:
+    """A connected database from a `playhouse.db_url` URL (sqlite:///… or postgresql://…)."""
+    if url.startswith("sqlite:"):
+        path = url.split("://", 1)[1] if "://" in url else url[len("sqlite:"):]
+        return open_sqlite(path.lstrip("/") if path.startswith("//") else path, busy_timeout, create)
+    try:
+        db = connect_url(url)
+    except (RuntimeError, ValueError) as exc:
+        raise DatabaseOpenError(f"bad database URL {url!r}: {exc}") from None
+    try:
+        db.connect()
+    except peewee.PeeweeException as exc:
+        raise DatabaseOpenError(f"cannot connect to {url}: {exc}") from None
+    return db
+
+
+def readonly_sqlite_uri(path: Path) -> str:
+    """A URI that reads `path` without creating -wal/-shm files or changing a byte.
+
+    A WAL-mode file read with `mode=ro` gets -wal/-shm files created (and left) when none
+    exist; with no -wal file, the main file is complete, so `immutable=1` is exact.
+    """
+    uri = f"file:{path.resolve()}?mode=ro"
+    if not Path(f"{path}-wal").exists() and not Path(f"{path}-journal").exists():
+        uri += "&immutable=1"
+    return uri
+
+
+def open_readonly_sqlite(path: str | os.PathLike) -> sqlite3.Connection:
+    """A raw read-only connection to an existing SQLite file."""
+    path = Path(path).expanduser()
+    check_sqlite_file(path, must_exist=True)
+    with translate_errors(path):
+        con = sqlite3.connect(readonly_sqlite_uri(path), uri=True, isolation_level=None)
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return con
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether a driver error means another connection holds the lock."""
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text or "lock timeout" in text
+
+
+@contextlib.contextmanager
+def translate_errors(where: object) -> Iterator[None]:
+    """Turn driver errors about the file itself into sessionorm's typed errors."""
+    try:
+        yield
+    except (sqlite3.Error, peewee.PeeweeException) as exc:
+        text = str(exc)
+        if is_busy(exc):
+            raise DatabaseBusyError(
+                f"{where}: database is busy (another process holds the write lock); "
+                "retry when it finishes or raise the busy timeout") from None
+        if "readonly" in text or "read-only" in text:
+            raise DatabaseOpenError(f"{where} is read-only: {text}") from None
+        if "not a database" in text or "file is encrypted" in text:
+            raise DatabaseOpenError(f"{where} is not a SQLite database") from None
+        if "unable to open" in text:
+            raise DatabaseOpenError(f"cannot open {where}: {text}") from None
+        if "disk is full" in text or "database or disk is full" in text:
+            raise DatabaseOpenError(f"{where}: the disk is full: {text}") from None
+        raise

@@ -1,0 +1,29 @@
+"""Typed errors: every failure a caller can act on has its own class."""
+
+
+class SessionormError(Exception):
+    """Base class of every error sessionorm raises on purpose."""
+
+
+class NotFoundError(SessionormError, LookupError):
+    """No session or thread has the given id."""
+
+
+class ValidationError(SessionormError, ValueError):
+    """An argument was refused before any SQL ran."""
+
+
+class MigrationError(SessionormError):
+    """A migration, rollback or verification could not be carried out."""
+
+
+class NeedsMigrationError(SessionormError):
+    """The database holds data and has migrations pending."""
+
+
+class DatabaseBusyError(SessionormError):
+    """Another connection held the write lock for longer than the busy timeout."""
+
+
+class DatabaseOpenError(SessionormError):
+    """The path is missing, not a database, or cannot be opened as asked."""

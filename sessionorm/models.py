@@ -1,0 +1,127 @@
+"""Peewee models: the source of truth for the schema that `diff` and `verify` compare.
+
+Column names are camelCase in the database and snake_case in Python. The migration
+scripts hold frozen DDL of their own; `sessionorm diff` proves the two agree.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from peewee import (
+    SQL,
+    BooleanField,
+    Check,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from .values import format_timestamp, parse_timestamp
+
+ROLES = ("user", "assistant", "system")
+
+
+class TimestampField(TextField):
+    """ISO-8601 UTC text in the database, an aware `datetime` in Python."""
+
+    def db_value(self, value):
+        if isinstance(value, dt.datetime):
+            return format_timestamp(value)
+        return value
+
+    def python_value(self, value):
+        return parse_timestamp(value)
+
+
+class BaseModel(Model):
+    """Readable repr for REPL use: the class and its identifying columns."""
+
+    _repr_fields: tuple[str, ...] = ("id",)
+
+    def __repr__(self) -> str:
+        shown = [f"{name}={getattr(self, name)!r}" for name in self._repr_fields]
+        shown += [f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_")]
+        return f"<{type(self).__name__} {', '.join(shown)}>"
+
+
+class Session(BaseModel):
+    """A row of the orchestrator's legacy `sessions` table (the `pre` layout)."""
+
+    id = TextField(primary_key=True)
+    name = TextField()
+    amp_prompt = TextField(column_name="ampPrompt")
+    follow_up_prompts = TextField(column_name="followUpPrompts", null=True)
+    repo_root = TextField(column_name="repoRoot")
+    base_branch = TextField(column_name="baseBranch")
+    branch_name = TextField(column_name="branchName")
+    worktree_path = TextField(column_name="worktreePath")
+    status = TextField()
+    script_command = TextField(column_name="scriptCommand", null=True)
+    model_override = TextField(column_name="modelOverride", null=True)
+    thread_id = TextField(column_name="threadId", null=True)
+    created_at = TimestampField(column_name="createdAt")
+    last_run = TimestampField(column_name="lastRun", null=True)
+    notes = TextField(null=True)
+    context_included = BooleanField(column_name="contextIncluded", null=True)
+
+    _repr_fields = ("id", "name", "status", "thread_id")
+
+    class Meta:
+        table_name = "sessions"
+
+
+class Thread(BaseModel):
+    """A conversation thread of a session."""
+
+    id = TextField(primary_key=True)
+    session = ForeignKeyField(Session, column_name="sessionId", field="id", object_id_name="session_id",
+                              on_delete="CASCADE", backref="threads")
+    name = TextField()
+    created_at = TimestampField(column_name="createdAt", index=True)
+    updated_at = TimestampField(column_name="updatedAt", index=True)
+    status = TextField(default="active", constraints=[SQL("DEFAULT 'active'")], index=True)
+
+    _repr_fields = ("id", "session_id", "name", "status", "updated_at")
+
+    class Meta:
+        table_name = "threads"
+        # Listing a session's threads, newest updated first, without a sort or scan.
+        indexes = ((("session", "updated_at"), False),)
+
+
+class ThreadMessage(BaseModel):
+    """One message of a thread; `idx` orders them from 0 without gaps."""
+
+    id = TextField(primary_key=True)
+    thread = ForeignKeyField(Thread, column_name="threadId", field="id", object_id_name="thread_id",
+                             on_delete="CASCADE", backref="messages")
+    role = TextField(constraints=[Check("role IN ('user','assistant','system')")], index=True)
+    content = TextField()
+    created_at = TimestampField(column_name="createdAt", index=True)
+    idx = IntegerField(index=True)
+
+    _repr_fields = ("id", "thread_id", "idx", "role")
+
+    class Meta:
+        table_name = "thread_messages"
+        constraints = [SQL('UNIQUE ("threadId", "idx")')]
+
+
+class MigrationRecord(BaseModel):
+    """A row of the `migrations` history table, shared with the TypeScript tool."""
+
+    version = IntegerField(primary_key=True)
+    name = TextField()
+    applied_at = TextField()
+
+    _repr_fields = ("version", "name", "applied_at")
+
+    class Meta:
+        table_name = "migrations"
+
+
+MODELS = (Session, Thread, ThreadMessage, MigrationRecord)
+
+for _model in MODELS:  # peewee's metaclass gives every model class its own terse __repr__
+    _model.__repr__ = BaseModel.__repr__

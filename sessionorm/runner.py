@@ -1,0 +1,105 @@
+"""peewee's migration runner, recording history in the orchestrator's `migrations` table."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from playhouse.migrations import Migration, MigrationError as PeeweeMigrationError, Runner
+
+from .errors import MigrationError
+from .models import MigrationRecord
+from .safe_migrator import make_migrator
+from .values import now_timestamp, parse_timestamp
+
+
+def migrations_dir() -> Path:
+    """The shipped migration scripts: `sessionorm.migrations` when installed."""
+    try:
+        from . import migrations  # installed: setup.cfg maps migrations/ here
+        return Path(migrations.__file__).parent
+    except ImportError:  # a source checkout on sys.path
+        return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def record_name(migration: Migration) -> str:
+    """The name stored in `migrations`: `0001_session_thread_relationship` → `session-thread-relationship`."""
+    return migration.name.split("_", 1)[-1].replace("_", "-")
+
+
+class MigrationRunner(Runner):
+    """`playhouse.migrations.Runner` with the orchestrator's history table and a safe migrator.
+
+    The TypeScript tool recorded `(version, name, applied_at)` rather than peewee's
+    `(name, applied)`, so history is keyed by the script's number.
+    """
+
+    def __init__(self, database, directory: str | Path | None = None):
+        super().__init__(database, str(directory or migrations_dir()))
+        self.migrator = make_migrator(database)
+
+        class History(MigrationRecord):
+            class Meta:
+                table_name = "migrations"
+
+        History._meta.set_database(database)
+        self.History = History
+
+    def applied(self) -> dict[str, dt.datetime]:
+        if not self.History.table_exists():
+            return {}
+        by_version = {m.idx: m for m in self.migrations()}
+        accum = {}
+        for version, name, applied_at in self.History.select().tuples():
+            known = by_version.get(version)
+            key = known.name if known else f"{version:04d}_{name}"
+            accum[key] = parse_timestamp(applied_at)
+        return accum
+
+    def pending(self) -> list[Migration]:
+        """Scripts not yet recorded as applied, in order."""
+        return [m for m in self.status() if not m.applied and m.path is not None]
+
+    def up(self, target=None, fake=False):
+        # peewee creates the history table outside the migration's transaction; a crash
+        # right after would leave the file neither untouched nor migrated.
+        try:
+            plan = self._plan_up(target)
+        except PeeweeMigrationError as exc:
+            raise MigrationError(str(exc)) from None
+        for name, module in plan:
+            self._run(name, module, "up", fake=fake)
+        return [name for name, _ in plan]
+
+    def _plan_up(self, target):
+        rows = [m for m in self.status() if m.path is not None]
+        if target is not None and target not in {m.name for m in rows}:
+            raise PeeweeMigrationError(f'unknown migration "{target}".')
+        plan = []
+        for migration in rows:
+            if not migration.applied:
+                module = migration.load()
+                if getattr(module, "up", None) is None:
+                    raise PeeweeMigrationError(f"{migration.name} does not define up().")
+                plan.append((migration.name, module))
+            if migration.name == target:
+                break
+        return plan
+
+    def down(self, target=None):
+        try:
+            return super().down(target)
+        except PeeweeMigrationError as exc:
+            raise MigrationError(str(exc)) from None
+
+    def _run(self, name, module, direction, fake=False):
+        migration = Migration(int(name.split("_", 1)[0]), name, None, None)
+        with self.migrator.migration_context(getattr(module, "atomic", True)):
+            if direction == "up":
+                self.History.create_table(safe=True)
+            if not fake:
+                getattr(module, direction)(self.migrator, self.database)
+            if direction == "up":
+                self.History.create(version=migration.idx, name=record_name(migration),
+                                    applied_at=now_timestamp())
+            else:
+                self.History.delete().where(self.History.version == migration.idx).execute()

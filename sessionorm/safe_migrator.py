@@ -1,0 +1,100 @@
+"""Schema migrators that close the SQLite gaps listed in DESIGN.md (Known gaps)."""
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
+
+from .errors import MigrationError
+
+
+def checks_before_commit(db) -> None:
+    """Raise `MigrationError` unless foreign keys and page structure are intact."""
+    bad = db.execute_sql("PRAGMA foreign_key_check").fetchmany(5)
+    if bad:
+        rows = "; ".join(f"{t} rowid {r} -> {p}" for t, r, p, _ in bad)
+        raise MigrationError(f"foreign key check failed, rolled back: {rows}")
+    result = [r[0] for r in db.execute_sql("PRAGMA integrity_check").fetchmany(5)]
+    if result != ["ok"]:
+        raise MigrationError(f"integrity check failed, rolled back: {'; '.join(result)}")
+
+
+class SafeSqliteMigrator(SqliteMigrator):
+    """`SqliteMigrator` that cannot cascade-delete rows or lose triggers and views."""
+
+    force = False  # rollback(force=True) sets it: destroy threads the migration did not create
+
+    @contextlib.contextmanager
+    def migration_context(self, atomic: bool = True) -> Iterator[None]:
+        # peewee's version sets foreign_keys=0 even inside a transaction, where SQLite ignores it.
+        db = self.database
+        if db.in_transaction() or db.connection().in_transaction:
+            raise MigrationError("refusing to migrate inside an open transaction; "
+                                 "commit or roll it back first")
+        fk_on = db.execute_sql("PRAGMA foreign_keys").fetchone()[0]
+        db.execute_sql("PRAGMA foreign_keys = 0")
+        if db.execute_sql("PRAGMA foreign_keys").fetchone()[0] != 0:
+            raise MigrationError("could not turn foreign keys off; refusing to rebuild tables")
+        try:
+            if atomic:
+                with db.atomic("IMMEDIATE"):
+                    yield
+                    checks_before_commit(db)
+            else:
+                yield
+                checks_before_commit(db)
+        finally:
+            if fk_on:
+                db.execute_sql("PRAGMA foreign_keys = 1")
+
+    def _update_column(self, table, column_to_update, fn):
+        # peewee rebuilds the table from its stored DDL with a regex: refuse what it would lose.
+        refuse_unsafe_rebuild(self.database, table)
+        return super()._update_column(table, column_to_update, fn)
+
+
+def refuse_unsafe_rebuild(db, table: str) -> None:
+    """Raise `MigrationError` naming whatever a regex table rebuild of `table` would lose."""
+    rows = db.execute_sql(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+    problems = []
+    for kind, name, tbl_name, sql in rows:
+        if kind == "trigger" and tbl_name.lower() == table.lower():
+            problems.append(f"trigger {name}")
+        elif kind == "view" and re.search(rf'\b{re.escape(table)}\b', sql, re.I):
+            problems.append(f"view {name}")
+        elif kind == "table" and name.lower() == table.lower():
+            if re.search(r"\)\s*STRICT\b|\bWITHOUT\s+ROWID\b", sql, re.I):
+                problems.append(f"table {name} is STRICT or WITHOUT ROWID")
+            if re.search(r"\bGENERATED\s+ALWAYS\b|\bAS\s*\(", sql, re.I):
+                problems.append(f"table {name} has generated columns")
+            if "--" in sql or "/*" in sql:
+                problems.append(f"table {name} has comments in its DDL")
+    if problems:
+        raise MigrationError(f"refusing to rebuild table {table}: it would lose or break "
+                             + ", ".join(problems) + "; change them by hand first")
+
+
+class SafePostgresqlMigrator(PostgresqlMigrator):
+    """PostgreSQL has transactional DDL and no rebuilds; only the open-transaction rule applies."""
+
+    force = False
+
+    @contextlib.contextmanager
+    def migration_context(self, atomic: bool = True) -> Iterator[None]:
+        if self.database.in_transaction():
+            raise MigrationError("refusing to migrate inside an open transaction")
+        with self.database.atomic():
+            yield
+
+
+def make_migrator(db) -> SchemaMigrator:
+    """The safe migrator for `db`'s dialect."""
+    migrator = SchemaMigrator.from_database(db)
+    if isinstance(migrator, SqliteMigrator):
+        return SafeSqliteMigrator(db)
+    if isinstance(migrator, PostgresqlMigrator):
+        return SafePostgresqlMigrator(db)
+    raise MigrationError(f"unsupported database {type(db).__name__}")

@@ -1,0 +1,376 @@
+"""`SessionStore`: sessions, their threads and each thread's ordered messages.
+
+Hot paths send fixed SQL straight to the driver (no query building per call); rows come
+back as model instances with snake_case attributes and aware datetimes.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import peewee
+
+from .database import DEFAULT_BUSY_TIMEOUT, default_path, open_sqlite, open_url, translate_errors
+from .errors import NeedsMigrationError, NotFoundError, ValidationError
+from .models import Session, Thread, ThreadMessage
+from .runner import MigrationRunner
+from .thread_migration import MigrationResult, migrate_thread_ids
+from .validation import check_count, check_id, check_messages, check_role, check_text
+from .values import format_timestamp, new_id, now_timestamp
+
+THREAD_COLUMNS = 't.id, t."sessionId", t.name, t."createdAt", t."updatedAt", t.status'
+THREAD_FIELDS = ("id", "session", "name", "created_at", "updated_at", "status")
+MESSAGE_COLUMNS = 'id, "threadId", role, content, "createdAt", idx'
+MESSAGE_FIELDS = ("id", "thread", "role", "content", "created_at", "idx")
+MESSAGE_COUNT = '(SELECT count(*) FROM thread_messages m WHERE m."threadId" = t.id)'
+
+SQL = {
+    "next_idx": 'SELECT (SELECT coalesce(max(idx), -1) + 1 FROM thread_messages'
+                ' WHERE "threadId" = ?) FROM threads WHERE id = ?',
+    "insert_message": 'INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
+                      " VALUES (?, ?, ?, ?, ?, ?)",
+    "touch_thread": 'UPDATE threads SET "updatedAt" = ? WHERE id = ?',
+    "insert_thread": 'INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", status)'
+                     " SELECT ?, id, ?, ?, ?, 'active' FROM sessions WHERE id = ?",
+    "get_thread": f"SELECT {THREAD_COLUMNS}, {MESSAGE_COUNT} FROM threads t WHERE t.id = ?",
+    "session_threads": f"SELECT {THREAD_COLUMNS}, {MESSAGE_COUNT} FROM threads t"
+                       ' WHERE t."sessionId" = ? ORDER BY t."updatedAt" DESC',
+    "thread_exists": "SELECT 1 FROM threads WHERE id = ?",
+    "session_exists": "SELECT 1 FROM sessions WHERE id = ?",
+    "get_session": "SELECT * FROM sessions WHERE id = ?",
+    "delete_thread": "DELETE FROM threads WHERE id = ?",
+    "delete_session": "DELETE FROM sessions WHERE id = ?",
+    "lock_thread": "SELECT id FROM threads WHERE id = ? FOR UPDATE",
+}
+
+
+def snake_case(column: str) -> str:
+    """`repoRoot` → `repo_root`."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", column).lower()
+
+
+def parse_time(value: Any) -> Any:
+    """Stored timestamp text → aware datetime (3.11 parses the `Z`); other text verbatim."""
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+def build(model: type[peewee.Model], fields: tuple[str, ...], row: tuple) -> Any:
+    """A model instance from a row, without peewee's per-field default handling."""
+    obj = model.__new__(model)
+    data = dict(zip(fields, row))
+    data["created_at"] = parse_time(data["created_at"])
+    if "updated_at" in data:
+        data["updated_at"] = parse_time(data["updated_at"])
+    obj.__data__, obj._dirty, obj.__rel__ = data, set(), {}
+    return obj
+
+
+class SessionStore:
+    """Sessions, threads and messages in one SQLite file (or a PostgreSQL URL).
+
+    Opening a new or empty database applies every migration; opening one that holds
+    data with migrations pending raises `NeedsMigrationError` unless `migrate=True`.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, url: str | None = None,
+                 busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrate: bool = False) -> None:
+        if path is not None and url is not None:
+            raise ValidationError("give a path or a url, not both")
+        self.location = url or str(path if path is not None else default_path())
+        if url:
+            self.db = open_url(url, busy_timeout)
+        else:
+            self.db = open_sqlite(self.location, busy_timeout)
+        self.is_sqlite = isinstance(self.db, peewee.SqliteDatabase)
+        self._sql = SQL if self.is_sqlite else {k: v.replace("?", "%s") for k, v in SQL.items()}
+        self._session_columns: list[str] | None = None
+        try:
+            self._apply_migrations(migrate)
+        except BaseException:
+            self.db.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _apply_migrations(self, migrate: bool) -> None:
+        with translate_errors(self.location):
+            runner = MigrationRunner(self.db)
+            pending = runner.pending()
+            if not pending:
+                return
+            if not migrate and holds_data(self.db):
+                names = ", ".join(m.name for m in pending)
+                raise NeedsMigrationError(
+                    f"{self.location} has pending migrations ({names}); back it up and run "
+                    f"`sessionorm migrate --backup --db-path {self.location}` "
+                    "(or open it with migrate=True)")
+            runner.up()
+
+    def close(self) -> None:
+        """Close the connection; the store cannot be used afterwards."""
+        self.db.close()
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SessionStore {self.location}>"
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _execute(self, key: str, params: tuple = ()) -> Any:
+        if self.is_sqlite:
+            return self.db.connection().execute(self._sql[key], params)
+        return self.db.execute_sql(self._sql[key], params)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction holding the write lock from its first statement."""
+        with translate_errors(self.location):
+            if not self.is_sqlite:
+                with self.db.atomic():
+                    yield
+                return
+            conn = self.db.connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _read(self, key: str, params: tuple) -> list[tuple]:
+        with translate_errors(self.location):
+            return self._execute(key, params).fetchall()
+
+    def _require(self, key: str, ident: str, what: str) -> None:
+        if not self._execute(key, (ident,)).fetchone():
+            raise NotFoundError(f"no {what} with id {ident!r}")
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def session_columns(self) -> list[str]:
+        """The live `sessions` columns (legacy layouts differ in columns and order)."""
+        if self._session_columns is None:
+            self._session_columns = [c.name for c in self.db.get_columns("sessions")]
+        return self._session_columns
+
+    def create_session(self, name: str, amp_prompt: str | None, repo_root: str,
+                       **other_columns: Any) -> Session:
+        """Insert a session; unset NOT NULL legacy columns get the orchestrator's defaults."""
+        check_text(name, "name", allow_empty=False)
+        if amp_prompt is not None:
+            check_text(amp_prompt, "amp_prompt")
+        check_text(repo_root, "repo_root", allow_empty=False)
+        columns = self.session_columns()
+        by_snake = {snake_case(c): c for c in columns}
+        row: dict[str, Any] = {}
+        for key, value in other_columns.items():
+            column = key if key in columns else by_snake.get(key)
+            if column is None:
+                raise ValidationError(f"sessions has no column {key!r}")
+            if isinstance(value, dt.datetime):
+                value = format_timestamp(value)
+            elif value is not None and not isinstance(value, (str, int, float)):
+                raise ValidationError(f"{key} must be text, a number, a bool or a datetime")
+            row[column] = value
+        session_id = row.setdefault("id", new_id())
+        check_id(session_id, "id")
+        now = dt.datetime.now(dt.timezone.utc)
+        slug = re.sub(r"[^a-z0-9-]", "", name.lower().replace(" ", "-")) or "session"
+        row.update(name=name, ampPrompt=amp_prompt, repoRoot=repo_root)
+        row.setdefault("baseBranch", "main")
+        row.setdefault("status", "idle")
+        row.setdefault("createdAt", format_timestamp(now))
+        row.setdefault("branchName", f"amp/{slug}/{now:%Y-%m-%dT%H-%M-%S}")
+        row.setdefault("worktreePath", f"{repo_root.rstrip('/')}/.worktrees/{session_id}")
+        names = ", ".join(f'"{c}"' for c in row)
+        marks = ", ".join([self.db.param] * len(row))
+        with self._write():
+            self.db.execute_sql(f"INSERT INTO sessions ({names}) VALUES ({marks})",
+                                tuple(row.values()))
+        return self.get_session(session_id)
+
+    def get_session(self, session_id: str) -> Session:
+        check_id(session_id, "session_id")
+        with translate_errors(self.location):
+            cursor = self._execute("get_session", (session_id,))
+            row = cursor.fetchone()
+            columns = [d[0] for d in cursor.description]
+        if row is None:
+            raise NotFoundError(f"no session with id {session_id!r}")
+        return session_from_row(columns, row)
+
+    def delete_session(self, session_id: str) -> None:
+        """Delete a session; its threads and their messages go with it."""
+        check_id(session_id, "session_id")
+        try:
+            with self._write():
+                if self._execute("delete_session", (session_id,)).rowcount == 0:
+                    raise NotFoundError(f"no session with id {session_id!r}")
+        except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:
+            raise ValidationError(f"session {session_id} is still referenced by rows of "
+                                  f"other tables (e.g. iterations): {exc}") from None
+
+    # -- threads ---------------------------------------------------------------------------
+
+    def create_thread(self, session_id: str, name: str) -> str:
+        """Add a thread to a session; return its id."""
+        check_id(session_id, "session_id")
+        check_text(name, "name", allow_empty=False)
+        thread_id, now = new_id(), now_timestamp()
+        with self._write():
+            if self._execute("insert_thread", (thread_id, name, now, now, session_id)).rowcount == 0:
+                raise NotFoundError(f"no session with id {session_id!r}")
+        return thread_id
+
+    def get_thread(self, thread_id: str) -> Thread:
+        """The thread, with `.message_count`."""
+        check_id(thread_id, "thread_id")
+        rows = self._read("get_thread", (thread_id,))
+        if not rows:
+            raise NotFoundError(f"no thread with id {thread_id!r}")
+        return thread_from_row(rows[0])
+
+    def get_session_threads(self, session_id: str) -> list[Thread]:
+        """A session's threads with `.message_count`, newest updated first, in one query."""
+        check_id(session_id, "session_id")
+        rows = self._read("session_threads", (session_id,))
+        if not rows:
+            self._require("session_exists", session_id, "session")
+        return [thread_from_row(row) for row in rows]
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread and its messages."""
+        check_id(thread_id, "thread_id")
+        with self._write():
+            if self._execute("delete_thread", (thread_id,)).rowcount == 0:
+                raise NotFoundError(f"no thread with id {thread_id!r}")
+
+    def update_thread_timestamp(self, thread_id: str) -> None:
+        """Set the thread's `updatedAt` to now."""
+        check_id(thread_id, "thread_id")
+        with self._write():
+            if self._execute("touch_thread", (now_timestamp(), thread_id)).rowcount == 0:
+                raise NotFoundError(f"no thread with id {thread_id!r}")
+
+    # -- messages --------------------------------------------------------------------------
+
+    def _next_idx(self, thread_id: str) -> int:
+        if not self.is_sqlite:  # READ COMMITTED: serialise appenders on the thread row
+            if not self._execute("lock_thread", (thread_id,)).fetchone():
+                raise NotFoundError(f"no thread with id {thread_id!r}")
+        row = self._execute("next_idx", (thread_id, thread_id)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no thread with id {thread_id!r}")
+        return row[0]
+
+    def add_thread_message(self, thread_id: str, role: str, content: str) -> str:
+        """Append a message (idx = next) and bump the thread's `updatedAt`; return its id."""
+        check_id(thread_id, "thread_id")
+        check_role(role)
+        check_text(content, "content")
+        message_id, now = new_id(), now_timestamp()
+        with self._write():
+            idx = self._next_idx(thread_id)
+            self._execute("insert_message", (message_id, thread_id, role, content, now, idx))
+            self._execute("touch_thread", (now, thread_id))
+        return message_id
+
+    def add_thread_messages(self, thread_id: str,
+                            messages: Iterable[tuple[str, str]]) -> list[str]:
+        """Append a batch in one transaction, all or nothing; return the ids in order."""
+        check_id(thread_id, "thread_id")
+        batch = check_messages(messages)
+        now = now_timestamp()
+        ids = [new_id() for _ in batch]
+        with self._write():
+            first = self._next_idx(thread_id)
+            rows = [(mid, thread_id, role, content, now, first + n)
+                    for n, (mid, (role, content)) in enumerate(zip(ids, batch))]
+            if self.is_sqlite:
+                self.db.connection().executemany(self._sql["insert_message"], rows)
+            else:
+                self.db.cursor().executemany(self._sql["insert_message"], rows)
+            self._execute("touch_thread", (now, thread_id))
+        return ids
+
+    def get_thread_messages(self, thread_id: str, after_idx: int | None = None,
+                            limit: int | None = None, last: int | None = None
+                            ) -> list[ThreadMessage]:
+        """Messages ordered by idx: those after `after_idx`, the first `limit` or the latest `last`."""
+        check_id(thread_id, "thread_id")
+        after_idx, limit, last = (check_count(after_idx, "after_idx"),
+                                  check_count(limit, "limit"), check_count(last, "last"))
+        if limit is not None and last is not None:
+            raise ValidationError("give limit or last, not both")
+        sql = f'SELECT {MESSAGE_COLUMNS} FROM thread_messages WHERE "threadId" = ?'
+        params: list[Any] = [thread_id]
+        if after_idx is not None:
+            sql += " AND idx > ?"
+            params.append(after_idx)
+        sql += " ORDER BY idx DESC" if last is not None else " ORDER BY idx"
+        if limit is not None or last is not None:
+            sql += " LIMIT ?"
+            params.append(limit if limit is not None else last)
+        if not self.is_sqlite:
+            sql = sql.replace("?", "%s")
+        with translate_errors(self.location):
+            if self.is_sqlite:
+                rows = self.db.connection().execute(sql, params).fetchall()
+            else:
+                rows = self.db.execute_sql(sql, params).fetchall()
+            if not rows:
+                self._require("thread_exists", thread_id, "thread")
+        if last is not None:
+            rows.reverse()
+        return [build(ThreadMessage, MESSAGE_FIELDS, row) for row in rows]
+
+    # -- data migration --------------------------------------------------------------------
+
+    def migrate_session_thread_ids(self) -> MigrationResult:
+        """Give every session with a legacy threadId its thread, once; see DESIGN.md."""
+        with self._write():
+            return migrate_thread_ids(self.db)
+
+
+def thread_from_row(row: tuple) -> Thread:
+    thread = build(Thread, THREAD_FIELDS, row[:6])
+    thread.message_count = row[6]
+    return thread
+
+
+def session_from_row(columns: list[str], row: tuple) -> Session:
+    """A `Session`; columns the model lacks (the `final` layout's) become attributes too."""
+    session = Session.__new__(Session)
+    session.__data__, session._dirty, session.__rel__ = {}, set(), {}
+    fields = {f.column_name: f for f in Session._meta.sorted_fields}
+    for column, value in zip(columns, row):
+        field = fields.get(column)
+        if field is not None:
+            session.__data__[field.name] = field.python_value(value)
+        else:
+            setattr(session, snake_case(column), value)
+    return session
+
+
+def holds_data(db: peewee.Database) -> bool:
+    """Whether any table has a row (a file with empty tables counts as new)."""
+    for table in db.get_tables():
+        if db.execute_sql(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone():
+            return True
+    return False

@@ -1,0 +1,109 @@
+"""The data step of migration 1: one thread and one system message per legacy threadId.
+
+Set-based SQL, shared by the migration script and `SessionStore.migrate_session_thread_ids`.
+Each statement has a twin that returns its SQL, so a dry run can print the plan.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import peewee
+
+THREAD_NAME_PREFIX = "Migrated Thread for "
+MESSAGE_PREFIX = "Thread migrated from legacy threadId: "
+
+# A v4 UUID from SQLite's randomblob(): every hex digit random but the version and variant.
+SQLITE_UUID = (
+    "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2)"
+    " || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2)"
+    " || '-' || hex(randomblob(6)))")
+POSTGRES_UUID = "gen_random_uuid()::text"
+
+HAS_THREAD_ID = """s."threadId" IS NOT NULL AND s."threadId" != ''"""
+IS_MARKER = (f"""m.idx = 0 AND m.role = 'system' """
+             f"""AND substr(m.content, 1, {len(MESSAGE_PREFIX)}) = '{MESSAGE_PREFIX}'""")
+NOT_YET_MIGRATED = (
+    """NOT EXISTS (SELECT 1 FROM threads t JOIN thread_messages m ON m."threadId" = t.id"""
+    """ WHERE t."sessionId" = s.id AND m.idx = 0 AND m.role = 'system'"""
+    f""" AND m.content = '{MESSAGE_PREFIX}' || s."threadId")""")
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """Threads created now, and sessions with a threadId that already had theirs."""
+
+    migrated: int
+    skipped: int
+
+
+def is_postgres(db: peewee.Database) -> bool:
+    return isinstance(db, peewee.PostgresqlDatabase)
+
+
+def insert_threads_sql(db: peewee.Database) -> str:
+    """Threads for the sessions that carry a threadId and have no migrated thread yet."""
+    uuid = POSTGRES_UUID if is_postgres(db) else SQLITE_UUID
+    return (
+        'INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", status)'
+        f" SELECT {uuid}, s.id, '{THREAD_NAME_PREFIX}' || s.name, s.\"createdAt\","
+        " s.\"createdAt\", 'active'"
+        f" FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED}")
+
+
+def insert_messages_sql(db: peewee.Database) -> str:
+    """The system message of each thread inserted since rowid `?` (SQLite)."""
+    return (
+        'INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
+        f" SELECT {SQLITE_UUID}, t.id, 'system', '{MESSAGE_PREFIX}' || s.\"threadId\","
+        ' t."createdAt", 0 FROM threads t JOIN sessions s ON s.id = t."sessionId"'
+        " WHERE t.rowid > ?")
+
+
+def insert_both_sql_postgres() -> str:
+    """Threads and their messages in one statement: PostgreSQL returns the new rows."""
+    return (
+        f"WITH new AS ({insert_threads_sql(peewee.PostgresqlDatabase(None))}"
+        ' RETURNING id, "sessionId", "createdAt")'
+        ' INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
+        f" SELECT {POSTGRES_UUID}, new.id, 'system', '{MESSAGE_PREFIX}' || s.\"threadId\","
+        ' new."createdAt", 0 FROM new JOIN sessions s ON s.id = new."sessionId"')
+
+
+def plan_sql(db: peewee.Database) -> list[str]:
+    """The statements `migrate_thread_ids` runs, for printing."""
+    if is_postgres(db):
+        return [insert_both_sql_postgres()]
+    return [insert_threads_sql(db), insert_messages_sql(db)]
+
+
+def count_plan(db: peewee.Database) -> MigrationResult:
+    """How many sessions the step would migrate and skip, without writing."""
+    total, pending = db.execute_sql(
+        f"SELECT count(*), coalesce(sum(CASE WHEN {NOT_YET_MIGRATED} THEN 1 ELSE 0 END), 0)"
+        f" FROM sessions s WHERE {HAS_THREAD_ID}").fetchone()
+    return MigrationResult(migrated=pending, skipped=total - pending)
+
+
+def count_threaded_sessions(db: peewee.Database) -> int:
+    return db.execute_sql(f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID}").fetchone()[0]
+
+
+def migrate_thread_ids(db: peewee.Database) -> MigrationResult:
+    """Run the step inside the caller's transaction; return what it did."""
+    total = count_threaded_sessions(db)
+    if is_postgres(db):
+        migrated = db.execute_sql(insert_both_sql_postgres()).rowcount
+    else:
+        before = db.execute_sql("SELECT coalesce(max(rowid), 0) FROM threads").fetchone()[0]
+        migrated = db.execute_sql(insert_threads_sql(db)).rowcount
+        messages = db.execute_sql(insert_messages_sql(db), (before,)).rowcount
+        assert messages == migrated, (messages, migrated)
+    return MigrationResult(migrated=migrated, skipped=total - migrated)
+
+
+def foreign_rows(db: peewee.Database) -> tuple[int, int]:
+    """Threads and messages that the migration did not create (rollback would destroy them)."""
+    return db.execute_sql(
+        "SELECT (SELECT count(*) FROM threads t WHERE NOT EXISTS"
+        f' (SELECT 1 FROM thread_messages m WHERE m."threadId" = t.id AND {IS_MARKER})),'
+        f" (SELECT count(*) FROM thread_messages m WHERE NOT ({IS_MARKER}))").fetchone()

@@ -1,0 +1,47 @@
+"""Argument checks that run before any SQL, so a refused call writes nothing."""
+from __future__ import annotations
+
+from .errors import ValidationError
+from .models import ROLES
+
+
+def check_text(value: object, what: str, allow_empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a string, not {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise ValidationError(f"{what} must not be empty")
+    return value
+
+
+def check_id(value: object, what: str) -> str:
+    return check_text(value, what, allow_empty=False)
+
+
+def check_role(role: object) -> str:
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    return role  # type: ignore[return-value]
+
+
+def check_count(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"{what} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def check_messages(messages: object) -> list[tuple[str, str]]:
+    """A non-empty batch of (role, content) pairs."""
+    try:
+        batch = list(messages)  # type: ignore[call-overload]
+    except TypeError:
+        raise ValidationError("messages must be a list of (role, content) pairs") from None
+    if not batch:
+        raise ValidationError("messages must not be empty")
+    checked = []
+    for n, item in enumerate(batch):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValidationError(f"message {n} must be a (role, content) pair, not {item!r}")
+        checked.append((check_role(item[0]), check_text(item[1], f"message {n} content")))
+    return checked
