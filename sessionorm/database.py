@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,16 +52,28 @@ def sqlite_pragmas(busy_timeout: float) -> list[tuple[str, object]]:
 
 
 def open_sqlite(path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-                create: bool = True) -> peewee.SqliteDatabase:
-    """A connected read-write SQLite database with the contract's pragmas."""
+                create: bool = True, readonly: bool = False) -> peewee.SqliteDatabase:
+    """A connected SQLite database.
+
+    Read-write connections set the contract's pragmas and refuse a file without write
+    permission bits (even for root, who could write it anyway). Read-only connections
+    change not a byte and leave no -wal/-shm files behind.
+    """
     path = Path(path).expanduser()
-    existed = check_sqlite_file(path, must_exist=not create)
-    if not existed:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    db = peewee.SqliteDatabase(str(path), pragmas=sqlite_pragmas(busy_timeout),
-                               timeout=busy_timeout)
+    existed = check_sqlite_file(path, must_exist=readonly or not create)
+    if readonly:
+        db = peewee.SqliteDatabase(readonly_sqlite_uri(path), uri=True, timeout=busy_timeout,
+                                   pragmas=[("busy_timeout", int(busy_timeout * 1000))])
+    else:
+        if existed and not path.stat().st_mode & 0o222:
+            raise DatabaseOpenError(f"{path} is read-only; refusing to write to it")
+        if not existed:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        db = peewee.SqliteDatabase(str(path), pragmas=sqlite_pragmas(busy_timeout),
+                                   timeout=busy_timeout)
     with translate_errors(path):
         db.connect()
+        db.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
     return db
 
 
@@ -87,20 +100,10 @@ def readonly_sqlite_uri(path: Path) -> str:
     A WAL-mode file read with `mode=ro` gets -wal/-shm files created (and left) when none
     exist; with no -wal file, the main file is complete, so `immutable=1` is exact.
     """
-    uri = f"file:{path.resolve()}?mode=ro"
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
     if not Path(f"{path}-wal").exists() and not Path(f"{path}-journal").exists():
         uri += "&immutable=1"
     return uri
-
-
-def open_readonly_sqlite(path: str | os.PathLike) -> sqlite3.Connection:
-    """A raw read-only connection to an existing SQLite file."""
-    path = Path(path).expanduser()
-    check_sqlite_file(path, must_exist=True)
-    with translate_errors(path):
-        con = sqlite3.connect(readonly_sqlite_uri(path), uri=True, isolation_level=None)
-        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    return con
 
 
 def is_busy(exc: BaseException) -> bool:

@@ -1,0 +1,4 @@
+"""`python -m sessionorm`."""
+from .cli import main
+
+main()

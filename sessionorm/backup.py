@@ -1,0 +1,99 @@
+"""Online backups of SQLite files: consistent (WAL pages included), checked, never overwriting."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+from .database import DEFAULT_BUSY_TIMEOUT, check_sqlite_file, readonly_sqlite_uri, translate_errors
+from .errors import MigrationError
+
+
+def backup_name(db_path: Path, when: dt.datetime | None = None) -> Path:
+    """`<db>.backup-YYYY-MM-DD-HHMMSS` (UTC)."""
+    when = when or dt.datetime.now(dt.timezone.utc)
+    return db_path.with_name(f"{db_path.name}.backup-{when:%Y-%m-%d-%H%M%S}")
+
+
+def candidates(first: Path):
+    """`first`, then `first-2`, `first-3`, …"""
+    yield first
+    n = 2
+    while True:
+        yield first.with_name(f"{first.name}-{n}")
+        n += 1
+
+
+def table_counts(con: sqlite3.Connection) -> dict[str, int]:
+    tables = [r[0] for r in con.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+
+def backup_sqlite(db_path: str | os.PathLike, dest: str | os.PathLike | None = None,
+                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Path:
+    """Copy `db_path` with SQLite's online backup API; return the checked copy's path.
+
+    The copy is written under a temporary name, checked (integrity, row counts of every
+    table against the same snapshot of the source), given the source's permission bits,
+    and only then linked to its final name, so an interrupted backup never looks finished.
+    """
+    src_path = Path(db_path).expanduser()
+    check_sqlite_file(src_path, must_exist=True)
+    explicit = dest is not None
+    first = Path(dest).expanduser() if explicit else backup_name(src_path)
+    if explicit and first.exists():
+        raise MigrationError(f"{first} exists; refusing to overwrite it")
+    tmp = first.with_name(f".{first.name}.partial-{os.getpid()}")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.close(fd)
+    try:
+        with translate_errors(src_path):
+            src = sqlite3.connect(readonly_sqlite_uri(src_path), uri=True,
+                                  timeout=busy_timeout, isolation_level=None)
+            try:
+                src.execute("BEGIN")  # one snapshot for the counts and the copy
+                expected = table_counts(src)
+                dst = sqlite3.connect(tmp)
+                try:
+                    src.backup(dst)
+                finally:
+                    dst.close()
+                src.execute("COMMIT")
+            finally:
+                src.close()
+        check_copy(tmp, expected)
+        os.chmod(tmp, stat.S_IMODE(src_path.stat().st_mode))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        return link_without_overwrite(tmp, first, explicit)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_copy(path: Path, expected: dict[str, int]) -> None:
+    """Raise `MigrationError` unless the copy is intact and holds the expected rows."""
+    con = sqlite3.connect(readonly_sqlite_uri(path), uri=True)
+    try:
+        result = con.execute("PRAGMA integrity_check").fetchone()[0]
+        counts = table_counts(con)
+    finally:
+        con.close()
+    if result != "ok":
+        raise MigrationError(f"backup failed its integrity check: {result}")
+    if counts != expected:
+        raise MigrationError(f"backup row counts differ from the database: {counts} != {expected}")
+
+
+def link_without_overwrite(tmp: Path, first: Path, explicit: bool) -> Path:
+    """Give `tmp` the first free name from `first` on (hard links never replace a file)."""
+    for target in candidates(first):
+        try:
+            os.link(tmp, target)
+            return target
+        except FileExistsError:
+            if explicit:
+                raise MigrationError(f"{target} exists; refusing to overwrite it") from None
+    raise AssertionError("unreachable")

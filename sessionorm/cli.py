@@ -1,0 +1,172 @@
+"""`sessionorm` command line: thin wrappers over `sessionorm.commands`.
+
+Errors are one line on stderr and a non-zero exit; a traceback only under --verbose.
+No command prompts, so scripts can run them with stdin closed.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from . import commands
+from .database import DEFAULT_BUSY_TIMEOUT
+from .errors import SessionormError
+from .sql_log import capturing, timed_printer
+
+
+class Group(click.Group):
+    """Turns any error below into one clear line, exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:  # the edge of the program: nothing may escape as a traceback
+            if ctx.meta.get("verbose"):
+                traceback.print_exc()
+            text = str(exc) if isinstance(exc, SessionormError) else f"{type(exc).__name__}: {exc}"
+            click.echo(f"error: {text}", err=True)
+            ctx.exit(1)
+
+
+def database_options(fn: Callable) -> Callable:
+    """--db-path / --db-url / --busy-timeout / --verbose, accepted by every command."""
+
+    @click.option("--db-path", type=click.Path(dir_okay=True), envvar="AMPSM_DB_PATH",
+                  help="SQLite file (default: $AMPSM_DB_PATH or ~/.config/ampsm/sessions.sqlite).")
+    @click.option("--db-url", envvar="SESSIONORM_DB_URL",
+                  help="Database URL instead of a path (sqlite:///…, postgresql://…).")
+    @click.option("--busy-timeout", type=float, default=DEFAULT_BUSY_TIMEOUT, show_default=True,
+                  help="Seconds to wait for another writer's lock.")
+    @click.option("-v", "--verbose", is_flag=True, help="Show SQL, timings and tracebacks.")
+    @functools.wraps(fn)
+    def wrapper(db_path: str | None, db_url: str | None, busy_timeout: float, verbose: bool,
+                **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        ctx.meta["verbose"] = verbose
+        if db_path and db_url:
+            raise click.UsageError("give --db-path or --db-url, not both")
+        db = db_url or db_path or str(commands.default_path())
+        if verbose:
+            with capturing(timed_printer(lambda line: click.echo(line, err=True))):
+                return fn(db=db, busy_timeout=busy_timeout, **kwargs)
+        return fn(db=db, busy_timeout=busy_timeout, **kwargs)
+
+    return wrapper
+
+
+def progress_printer() -> Callable[[float], None] | None:
+    """Elapsed time on stderr while a long step runs (only on a terminal)."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda seconds: click.echo(f"\r  … {seconds:.0f} s", err=True, nl=False)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sessionorm")
+def cli() -> None:
+    """Store agent sessions, threads and messages; upgrade legacy orchestrator databases."""
+
+
+@cli.command()
+@database_options
+@click.option("--backup", "take_backup", is_flag=True, help="Back the database up first.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+def migrate(db: str, busy_timeout: float, take_backup: bool, dry_run: bool) -> None:
+    """Apply pending migrations (creates the database if the path does not exist)."""
+    report = commands.migrate(db, dry_run=dry_run, backup=take_backup,
+                              busy_timeout=busy_timeout, progress=progress_printer())
+    if dry_run:
+        print_plan(report)
+        return
+    if report.created:
+        click.echo(f"created new database {db}")
+    if report.backup:
+        click.echo(f"backup: {report.backup} (checked: integrity ok, row counts match)")
+    if not report.pending:
+        click.echo(f"{db}: up to date, nothing to migrate")
+        return
+    for name in report.applied:
+        click.echo(f"applied {name}")
+    click.echo(f"threads created: {report.migrated}; sessions skipped (already migrated): "
+               f"{report.skipped}")
+    click.echo(f"done: {len(report.applied)} migration(s) in {report.seconds:.2f} s")
+
+
+def print_plan(report: commands.MigrateReport) -> None:
+    click.echo(f"dry run: nothing will be written to {report.database}")
+    if report.created:
+        click.echo("the database does not exist; migrate would create it")
+    if not report.pending:
+        click.echo("up to date, nothing to migrate")
+        return
+    for name in report.pending:
+        click.echo(f"pending: {name}")
+    click.echo(f"would migrate {report.migrated} sessions, skip {report.skipped}")
+    click.echo("SQL:")
+    for sql in report.statements:
+        click.echo(f"  {sql};")
+
+
+@cli.command()
+@database_options
+def status(db: str, busy_timeout: float) -> None:
+    """List applied and pending migrations; exit 1 while any is pending."""
+    rows = commands.status(db)
+    for m in rows:
+        when = m.applied.isoformat() if hasattr(m.applied, "isoformat") else m.applied
+        mark = "applied " if m.applied else "pending "
+        click.echo(f"{mark} {m.name}" + (f"  {when}" if m.applied else ""))
+    if any(not m.applied for m in rows):
+        click.get_current_context().exit(1)
+
+
+@cli.command()
+@database_options
+def verify(db: str, busy_timeout: float) -> None:
+    """Check schema, indexes, migration rows, integrity and foreign keys; exit 1 on problems."""
+    report = commands.verify(db)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    if not report.ok:
+        click.echo(f"{db}: {len(report.problems)} problem(s)")
+        click.get_current_context().exit(1)
+    click.echo(f"{db}: ok ({', '.join(report.checks)})")
+
+
+@cli.command()
+@database_options
+@click.option("--force", is_flag=True,
+              help="Also destroy threads and messages the migration did not create.")
+def rollback(db: str, busy_timeout: float, force: bool) -> None:
+    """Back up, then revert the latest migration in one transaction."""
+    report = commands.rollback(db, force=force, busy_timeout=busy_timeout)
+    click.echo(f"backup: {report.backup}")
+    for name in report.reverted:
+        click.echo(f"reverted {name}")
+    click.echo(f"done in {report.seconds:.2f} s")
+
+
+@cli.command()
+@database_options
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Backup file (default: <db>.backup-YYYY-MM-DD-HHMMSS).")
+def backup(db: str, busy_timeout: float, output: str | None) -> None:
+    """Write a checked online backup of the database."""
+    path = commands.backup(db, output, busy_timeout=busy_timeout)
+    click.echo(f"backup: {path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="sessionorm")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

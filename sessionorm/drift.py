@@ -1,0 +1,146 @@
+"""Models vs live database: `playhouse.schema_diff.diff_models` plus what it cannot see.
+
+diff_models compares names only; this adds column types (by SQLite affinity), NOT NULL,
+defaults, the UNIQUE(threadId, idx) constraint and the ON DELETE CASCADE foreign keys.
+Columns and indexes that the orchestrator itself keeps on `sessions` are not drift.
+"""
+from __future__ import annotations
+
+import re
+
+import peewee
+from playhouse.schema_diff import SchemaDiff, diff_models
+
+from .models import MODELS, Session, ThreadMessage
+
+ORCHESTRATOR_TABLE = Session._meta.table_name  # legacy layouts carry extra columns here
+
+
+def affinity(declared: str) -> str:
+    """SQLite's type affinity of a declared type (section 3.1 of the datatype docs)."""
+    t = declared.upper()
+    if "INT" in t:
+        return "INTEGER"
+    if any(k in t for k in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if not t or "BLOB" in t:
+        return "BLOB"
+    if any(k in t for k in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def expected_affinities(field: peewee.Field) -> set[str]:
+    if isinstance(field, peewee.BooleanField):
+        return {"NUMERIC", "INTEGER"}  # BOOLEAN in legacy DDL, INTEGER from peewee
+    if isinstance(field, peewee.ForeignKeyField):
+        return expected_affinities(field.rel_field)
+    return {affinity(field.field_type if field.field_type != "AUTO" else "INTEGER")}
+
+
+def normalise_default(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return re.sub(r"::[\w ]+$", "", value.strip())  # PostgreSQL: 'active'::text
+
+
+def expected_default(field: peewee.Field) -> str | None:
+    if isinstance(field.default, str):
+        return "'" + field.default.replace("'", "''") + "'"
+    if isinstance(field.default, (int, float)) and not isinstance(field.default, bool):
+        return str(field.default)
+    return None
+
+
+def relevant(diff: SchemaDiff) -> SchemaDiff:
+    """Drop what the orchestrator keeps on its own table from a diff."""
+    return SchemaDiff(
+        diff.create_tables, diff.add_columns,
+        [(t, c) for t, c in diff.drop_columns if t != ORCHESTRATOR_TABLE],
+        diff.add_indexes,
+        [i for i in diff.drop_indexes if i.table != ORCHESTRATOR_TABLE])
+
+
+def structural_diff(db: peewee.Database, models=MODELS) -> SchemaDiff:
+    """diff_models without the orchestrator's own extras."""
+    return relevant(diff_models(db, list(models)))
+
+
+def describe(diff: SchemaDiff) -> list[str]:
+    """One line per difference, flagging destructive steps."""
+    lines = [f"create table {m._meta.table_name}" for m in diff.create_tables]
+    lines += [f"add column {f.model._meta.table_name}.{f.column_name}" for f in diff.add_columns]
+    lines += [f"drop column {t}.{c}  [destructive]" for t, c in diff.drop_columns]
+    lines += [i.display("add") for i in diff.add_indexes]
+    lines += [i.display("drop") for i in diff.drop_indexes]
+    return lines
+
+
+def column_differences(db: peewee.Database, models=MODELS) -> list[str]:
+    """Type, NOT NULL and default differences of columns present on both sides."""
+    tables = set(db.get_tables())
+    lines = []
+    for model in models:
+        table = model._meta.table_name
+        if table not in tables:
+            continue
+        live = {c.name: c for c in db.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            column = live.get(field.column_name)
+            if column is None:
+                continue
+            where = f"{table}.{field.column_name}"
+            if affinity(column.data_type) not in expected_affinities(field):
+                lines.append(f"change type {where}: database {column.data_type or 'none'}, "
+                             f"model {field.field_type}")
+            if not field.primary_key and column.null != field.null:
+                lines.append(f"change {where}: database {'NULL' if column.null else 'NOT NULL'},"
+                             f" model {'NULL' if field.null else 'NOT NULL'}")
+            want, have = expected_default(field), normalise_default(column.default)
+            if want != have and not (want is None and table == ORCHESTRATOR_TABLE):
+                lines.append(f"change default {where}: database {have}, model {want}")
+    return lines
+
+
+def constraint_differences(db: peewee.Database) -> list[str]:
+    """The UNIQUE and cascading foreign keys that diff_models does not look at."""
+    tables = set(db.get_tables())
+    lines = []
+    for model in MODELS:
+        table = model._meta.table_name
+        if table not in tables:
+            continue
+        live = {fk.column: fk for fk in db.get_foreign_keys(table)}
+        for field in model._meta.sorted_fields:
+            if isinstance(field, peewee.ForeignKeyField):
+                fk = live.get(field.column_name)
+                on_delete = fk and db_on_delete(db, table, field.column_name)
+                if fk is None or fk.dest_table != field.rel_model._meta.table_name:
+                    lines.append(f"missing foreign key {table}.{field.column_name}")
+                elif on_delete != "CASCADE":
+                    lines.append(f"foreign key {table}.{field.column_name} is not ON DELETE CASCADE")
+    table = ThreadMessage._meta.table_name
+    if table in tables:
+        uniques = {tuple(i.columns) for i in db.get_indexes(table) if i.unique}
+        if ("threadId", "idx") not in uniques:
+            lines.append(f'missing UNIQUE ("threadId", idx) on {table}')
+    return lines
+
+
+def db_on_delete(db: peewee.Database, table: str, column: str) -> str | None:
+    if isinstance(db, peewee.SqliteDatabase):
+        for row in db.execute_sql(f'PRAGMA foreign_key_list("{table}")').fetchall():
+            if row[3] == column:
+                return row[6]
+        return None
+    row = db.execute_sql(
+        "SELECT rc.delete_rule FROM information_schema.referential_constraints rc"
+        " JOIN information_schema.key_column_usage k ON k.constraint_name = rc.constraint_name"
+        " WHERE k.table_name = %s AND k.column_name = %s", (table, column)).fetchone()
+    return row[0] if row else None
+
+
+def schema_drift(db: peewee.Database, models=MODELS) -> list[str]:
+    """Every difference between the models and the database, one line each."""
+    return (describe(structural_diff(db, models)) + column_differences(db, models)
+            + constraint_differences(db))

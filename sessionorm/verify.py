@@ -1,0 +1,73 @@
+"""`verify`: is this database what the migrations and models say it should be?"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import peewee
+
+from .drift import schema_drift
+from .runner import MigrationRunner, record_name
+from .thread_migration import count_plan
+
+
+@dataclass
+class VerifyReport:
+    """`ok` when `problems` is empty; each problem is one line."""
+
+    problems: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def migration_problems(runner: MigrationRunner) -> list[str]:
+    problems = []
+    scripts = {m.idx: m for m in runner.migrations()}
+    for migration in runner.status():
+        if migration.path is None:
+            problems.append(f"migration {migration.name} is recorded but has no script")
+        elif not migration.applied:
+            problems.append(f"migration {migration.name} is not applied")
+    if runner.History.table_exists():
+        for version, name in runner.History.select(runner.History.version,
+                                                   runner.History.name).tuples():
+            script = scripts.get(version)
+            if script is not None and name != record_name(script):
+                problems.append(f"migrations row {version} is named {name!r}, "
+                                f"expected {record_name(script)!r}")
+    return problems
+
+
+def integrity_problems(db: peewee.Database) -> list[str]:
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    problems = [f"integrity_check: {r[0]}" for r in db.execute_sql("PRAGMA integrity_check")
+                if r[0] != "ok"]
+    problems += [f"foreign_key_check: {t} rowid {rowid} references missing {parent}"
+                 for t, rowid, parent, _ in db.execute_sql("PRAGMA foreign_key_check")]
+    return problems
+
+
+def data_problems(db: peewee.Database) -> list[str]:
+    tables = set(db.get_tables())
+    if not {"sessions", "threads", "thread_messages"} <= tables:
+        return []
+    missing = count_plan(db).migrated
+    if missing:
+        return [f"{missing} sessions with a legacy threadId have no migrated thread"]
+    return []
+
+
+def verify_database(db: peewee.Database, runner: MigrationRunner | None = None) -> VerifyReport:
+    """Run every check; nothing is written."""
+    runner = runner or MigrationRunner(db)
+    report = VerifyReport()
+    for name, check in (("migrations", lambda: migration_problems(runner)),
+                        ("schema", lambda: schema_drift(db)),
+                        ("integrity", lambda: integrity_problems(db)),
+                        ("data", lambda: data_problems(db))):
+        report.checks.append(name)
+        report.problems.extend(check())
+    return report
