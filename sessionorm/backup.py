@@ -13,7 +13,7 @@ from .errors import MigrationError
 
 def backup_name(db_path: Path, when: dt.datetime | None = None) -> Path:
     """`<db>.backup-YYYY-MM-DD-HHMMSS` (UTC)."""
-    when = when or dt.datetime.now(dt.timezone.utc)
+    when = when or dt.datetime.now(dt.UTC)
     return db_path.with_name(f"{db_path.name}.backup-{when:%Y-%m-%d-%H%M%S}")
 
 

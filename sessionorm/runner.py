@@ -4,7 +4,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from playhouse.migrations import Migration, MigrationError as PeeweeMigrationError, Runner
+from playhouse.migrations import Migration, Runner
+from playhouse.migrations import MigrationError as PeeweeMigrationError
 
 from .errors import MigrationError
 from .models import MigrationRecord

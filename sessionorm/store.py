@@ -67,7 +67,7 @@ def parse_time(value: Any) -> Any:
 def build(model: type[peewee.Model], fields: tuple[str, ...], row: tuple) -> Any:
     """A model instance from a row, without peewee's per-field default handling."""
     obj = model.__new__(model)
-    data = dict(zip(fields, row))
+    data = dict(zip(fields, row, strict=False))
     data["created_at"] = parse_time(data["created_at"])
     if "updated_at" in data:
         data["updated_at"] = parse_time(data["updated_at"])
@@ -190,7 +190,7 @@ class SessionStore:
             row[column] = value
         session_id = row.setdefault("id", new_id())
         check_id(session_id, "id")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         slug = re.sub(r"[^a-z0-9-]", "", name.lower().replace(" ", "-")) or "session"
         row.update(name=name, ampPrompt=amp_prompt, repoRoot=repo_root)
         row.setdefault("baseBranch", "main")
@@ -301,7 +301,7 @@ class SessionStore:
         with self._write():
             first = self._next_idx(thread_id)
             rows = [(mid, thread_id, role, content, now, first + n)
-                    for n, (mid, (role, content)) in enumerate(zip(ids, batch))]
+                    for n, (mid, (role, content)) in enumerate(zip(ids, batch, strict=False))]
             if self.is_sqlite:
                 self.db.connection().executemany(self._sql["insert_message"], rows)
             else:
@@ -359,7 +359,7 @@ def session_from_row(columns: list[str], row: tuple) -> Session:
     session = Session.__new__(Session)
     session.__data__, session._dirty, session.__rel__ = {}, set(), {}
     fields = {f.column_name: f for f in Session._meta.sorted_fields}
-    for column, value in zip(columns, row):
+    for column, value in zip(columns, row, strict=False):
         field = fields.get(column)
         if field is not None:
             session.__data__[field.name] = field.python_value(value)

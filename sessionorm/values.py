@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def new_id() -> str:
