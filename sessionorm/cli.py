@@ -44,19 +44,23 @@ def database_options(fn: Callable) -> Callable:
                   help="Database URL instead of a path (sqlite:///…, postgresql://…).")
     @click.option("--busy-timeout", type=float, default=DEFAULT_BUSY_TIMEOUT, show_default=True,
                   help="Seconds to wait for another writer's lock.")
+    @click.option("--migrations-dir", type=click.Path(file_okay=False),
+                  envvar="SESSIONORM_MIGRATIONS_DIR",
+                  help="Your own migration scripts, run after the shipped ones.")
     @click.option("-v", "--verbose", is_flag=True, help="Show SQL, timings and tracebacks.")
     @functools.wraps(fn)
     def wrapper(db_path: str | None, db_url: str | None, busy_timeout: float, verbose: bool,
-                **kwargs: Any) -> Any:
+                migrations_dir: str | None, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         ctx.meta["verbose"] = verbose
         if db_path and db_url:
             raise click.UsageError("give --db-path or --db-url, not both")
         db = db_url or db_path or str(commands.default_path())
+        kwargs.update(db=db, busy_timeout=busy_timeout, migrations_dir=migrations_dir)
         if verbose:
             with capturing(timed_printer(lambda line: click.echo(line, err=True))):
-                return fn(db=db, busy_timeout=busy_timeout, **kwargs)
-        return fn(db=db, busy_timeout=busy_timeout, **kwargs)
+                return fn(**kwargs)
+        return fn(**kwargs)
 
     return wrapper
 
@@ -78,10 +82,11 @@ def cli() -> None:
 @database_options
 @click.option("--backup", "take_backup", is_flag=True, help="Back the database up first.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-def migrate(db: str, busy_timeout: float, take_backup: bool, dry_run: bool) -> None:
+def migrate(db: str, busy_timeout: float, migrations_dir: str | None, take_backup: bool,
+            dry_run: bool) -> None:
     """Apply pending migrations (creates the database if the path does not exist)."""
-    report = commands.migrate(db, dry_run=dry_run, backup=take_backup,
-                              busy_timeout=busy_timeout, progress=progress_printer())
+    report = commands.migrate(db, dry_run=dry_run, backup=take_backup, busy_timeout=busy_timeout,
+                              progress=progress_printer(), migrations_dir=migrations_dir)
     if dry_run:
         print_plan(report)
         return
@@ -94,8 +99,9 @@ def migrate(db: str, busy_timeout: float, take_backup: bool, dry_run: bool) -> N
         return
     for name in report.applied:
         click.echo(f"applied {name}")
-    click.echo(f"threads created: {report.migrated}; sessions skipped (already migrated): "
-               f"{report.skipped}")
+    if report.migrated is not None:
+        click.echo(f"threads created: {report.migrated}; sessions skipped (already migrated): "
+                   f"{report.skipped}")
     click.echo(f"done: {len(report.applied)} migration(s) in {report.seconds:.2f} s")
 
 
@@ -108,7 +114,8 @@ def print_plan(report: commands.MigrateReport) -> None:
         return
     for name in report.pending:
         click.echo(f"pending: {name}")
-    click.echo(f"would migrate {report.migrated} sessions, skip {report.skipped}")
+    if report.migrated is not None:
+        click.echo(f"would migrate {report.migrated} sessions, skip {report.skipped}")
     click.echo("SQL:")
     for sql in report.statements:
         click.echo(f"  {sql};")
@@ -116,9 +123,9 @@ def print_plan(report: commands.MigrateReport) -> None:
 
 @cli.command()
 @database_options
-def status(db: str, busy_timeout: float) -> None:
+def status(db: str, busy_timeout: float, migrations_dir: str | None) -> None:
     """List applied and pending migrations; exit 1 while any is pending."""
-    rows = commands.status(db)
+    rows = commands.status(db, migrations_dir)
     for m in rows:
         when = m.applied.isoformat() if hasattr(m.applied, "isoformat") else m.applied
         mark = "applied " if m.applied else "pending "
@@ -127,11 +134,17 @@ def status(db: str, busy_timeout: float) -> None:
         click.get_current_context().exit(1)
 
 
+MODELS_OPTION = click.option(
+    "--models", metavar="MODULE[:ATTR]",
+    help="Models to compare with (default: sessionorm's own), importable from this folder.")
+
+
 @cli.command()
 @database_options
-def verify(db: str, busy_timeout: float) -> None:
+@MODELS_OPTION
+def verify(db: str, busy_timeout: float, migrations_dir: str | None, models: str | None) -> None:
     """Check schema, indexes, migration rows, integrity and foreign keys; exit 1 on problems."""
-    report = commands.verify(db)
+    report = commands.verify(db, migrations_dir, models)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if not report.ok:
@@ -144,9 +157,10 @@ def verify(db: str, busy_timeout: float) -> None:
 @database_options
 @click.option("--force", is_flag=True,
               help="Also destroy threads and messages the migration did not create.")
-def rollback(db: str, busy_timeout: float, force: bool) -> None:
+def rollback(db: str, busy_timeout: float, migrations_dir: str | None, force: bool) -> None:
     """Back up, then revert the latest migration in one transaction."""
-    report = commands.rollback(db, force=force, busy_timeout=busy_timeout)
+    report = commands.rollback(db, force=force, busy_timeout=busy_timeout,
+                               migrations_dir=migrations_dir)
     click.echo(f"backup: {report.backup}")
     for name in report.reverted:
         click.echo(f"reverted {name}")
@@ -157,10 +171,42 @@ def rollback(db: str, busy_timeout: float, force: bool) -> None:
 @database_options
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Backup file (default: <db>.backup-YYYY-MM-DD-HHMMSS).")
-def backup(db: str, busy_timeout: float, output: str | None) -> None:
+def backup(db: str, busy_timeout: float, migrations_dir: str | None, output: str | None) -> None:
     """Write a checked online backup of the database."""
     path = commands.backup(db, output, busy_timeout=busy_timeout)
     click.echo(f"backup: {path}")
+
+
+@cli.command()
+@database_options
+@MODELS_OPTION
+def diff(db: str, busy_timeout: float, migrations_dir: str | None, models: str | None) -> None:
+    """Print what differs between the models and the database; exit 1 on drift."""
+    lines = commands.diff(db, models)
+    for line in lines:
+        click.echo(line)
+    if lines:
+        click.get_current_context().exit(1)
+    click.echo(f"{db}: in sync with the models")
+
+
+@cli.command()
+@click.argument("name")
+@database_options
+@MODELS_OPTION
+def makemigration(name: str, db: str, busy_timeout: float, migrations_dir: str | None,
+                  models: str | None) -> None:
+    """Write the next numbered migration script from the diff (review it before migrating)."""
+    made = commands.makemigration(name, db, models, migrations_dir)
+    if made.path is None:
+        click.echo("models and database are in sync: nothing to write")
+        return
+    click.echo(f"wrote {made.path}")
+    for line in made.destructive:
+        click.echo(f"destructive: {line}")
+    for line in made.todos:
+        click.echo(f"todo: {line}")
+    click.echo("review it, then: sessionorm migrate --dry-run, then sessionorm migrate --backup")
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import peewee
-from playhouse.migrations import Migration
+from playhouse.migrations import Migration, _resolve_models
+from playhouse.migrations import MigrationError as PeeweeMigrationError
 
 from .backup import backup_sqlite
 from .database import (
@@ -22,7 +23,10 @@ from .database import (
     readonly_sqlite_uri,
     translate_errors,
 )
+from .drift import schema_drift
 from .errors import MigrationError
+from .makemigration import NewMigration, make_migration
+from .models import MODELS
 from .progress import reporting
 from .runner import MigrationRunner
 from .sql_log import capturing
@@ -30,6 +34,7 @@ from .thread_migration import foreign_rows
 from .verify import VerifyReport, verify_database
 
 Progress = Callable[[float], None] | None
+Dir = str | os.PathLike | None
 BULK_PRAGMAS = (("cache_size", -65536), ("temp_store", 2))  # 64 MiB cache, temp in memory
 
 
@@ -42,8 +47,8 @@ class MigrateReport:
     created: bool = False
     pending: list[str] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)
-    migrated: int = 0
-    skipped: int = 0
+    migrated: int | None = None  # None: no pending migration copies legacy threadIds
+    skipped: int | None = None
     statements: list[str] = field(default_factory=list)
     backup: Path | None = None
     seconds: float = 0.0
@@ -55,6 +60,11 @@ class RollbackReport:
     reverted: list[str]
     backup: Path | None
     seconds: float
+
+
+def extra(migrations_dir: Dir) -> list[str]:
+    """A project's own migration scripts, run after the shipped ones."""
+    return [str(migrations_dir)] if migrations_dir else []
 
 
 def location(db: str | os.PathLike | None) -> str:
@@ -83,22 +93,24 @@ def sqlite_path(db: str) -> Path:
 
 # -- status, verify, backup -------------------------------------------------------------------
 
-def status(db: str | os.PathLike | None = None) -> list[Migration]:
+def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None) -> list[Migration]:
     """Every migration, applied (with its time) or pending; never creates a database."""
     database = open_database(location(db), readonly=True)
     try:
         with translate_errors(location(db)):
-            return MigrationRunner(database).status()
+            return MigrationRunner(database, extra_dirs=extra(migrations_dir)).status()
     finally:
         database.close()
 
 
-def verify(db: str | os.PathLike | None = None) -> VerifyReport:
+def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
+           models: str | None = None) -> VerifyReport:
     """Check tables, columns, indexes, migration rows, integrity and foreign keys."""
     database = open_database(location(db), readonly=True)
     try:
         with translate_errors(location(db)):
-            return verify_database(database)
+            runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+            return verify_database(database, runner, load_models(models))
     finally:
         database.close()
 
@@ -112,7 +124,8 @@ def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None =
 # -- migrate ----------------------------------------------------------------------------------
 
 def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: bool = False,
-            busy_timeout: float = DEFAULT_BUSY_TIMEOUT, progress: Progress = None) -> MigrateReport:
+            busy_timeout: float = DEFAULT_BUSY_TIMEOUT, progress: Progress = None,
+            migrations_dir: Dir = None) -> MigrateReport:
     """Apply the pending migrations, each in one transaction; see DESIGN.md."""
     where = location(db)
     path = None if is_url(where) else sqlite_path(where)
@@ -120,36 +133,37 @@ def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: 
     report = MigrateReport(database=where, dry_run=dry_run, created=not exists)
     start = time.monotonic()
     if dry_run:
-        rehearse(path, report, progress)
+        rehearse(path, report, progress, migrations_dir)
     else:
-        apply(where, path, report, backup and exists, busy_timeout, progress)
+        apply(where, path, report, backup and exists, busy_timeout, progress, migrations_dir)
     report.seconds = time.monotonic() - start
     return report
 
 
 def apply(where: str, path: Path | None, report: MigrateReport, take_backup: bool,
-          busy_timeout: float, progress: Progress) -> None:
-    if take_backup and path is not None and has_pending(where):
+          busy_timeout: float, progress: Progress, migrations_dir: Dir) -> None:
+    if take_backup and path is not None and has_pending(where, migrations_dir):
         report.backup = backup_sqlite(path, busy_timeout=busy_timeout)
     database = open_database(where, create=True, busy_timeout=busy_timeout)
     try:
         with translate_errors(where):
-            run_pending(database, report, progress)
+            run_pending(database, report, progress, migrations_dir)
     finally:
         database.close()
 
 
-def has_pending(where: str) -> bool:
+def has_pending(where: str, migrations_dir: Dir) -> bool:
     database = open_database(where, readonly=True)
     try:
         with translate_errors(where):
-            return bool(MigrationRunner(database).pending())
+            return bool(MigrationRunner(database, extra_dirs=extra(migrations_dir)).pending())
     finally:
         database.close()
 
 
-def run_pending(database: peewee.Database, report: MigrateReport, progress: Progress) -> None:
-    runner = MigrationRunner(database)
+def run_pending(database: peewee.Database, report: MigrateReport, progress: Progress,
+                migrations_dir: Dir) -> None:
+    runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
     report.pending = [m.name for m in runner.pending()]
     if not report.pending:
         return
@@ -178,7 +192,7 @@ class bulk_pragmas:
             self.database.pragma(name, value)
 
 
-def rehearse(path: Path | None, report: MigrateReport, progress: Progress) -> None:
+def rehearse(path: Path | None, report: MigrateReport, progress: Progress, migrations_dir: Dir) -> None:
     """Run the migrations on an in-memory copy and record the SQL; the file is not touched."""
     if path is None:
         raise MigrationError("--dry-run is supported for SQLite files only so far")
@@ -197,7 +211,7 @@ def rehearse(path: Path | None, report: MigrateReport, progress: Progress) -> No
                 report.statements.append(sql if not params else f"{sql}  -- {list(params)!r}")
 
         with capturing(keep), translate_errors(path):
-            run_pending(memory, report, progress)
+            run_pending(memory, report, progress, migrations_dir)
     finally:
         memory.close()
 
@@ -205,17 +219,17 @@ def rehearse(path: Path | None, report: MigrateReport, progress: Progress) -> No
 # -- rollback ---------------------------------------------------------------------------------
 
 def rollback(db: str | os.PathLike | None = None, force: bool = False,
-             busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> RollbackReport:
+             busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrations_dir: Dir = None) -> RollbackReport:
     """Revert the latest migration after a backup; refuses to destroy rows it did not create."""
     where = location(db)
     path = sqlite_path(where)
     start = time.monotonic()
-    check_rollback_possible(where, force)
+    check_rollback_possible(where, force, migrations_dir)
     saved = backup_sqlite(path, busy_timeout=busy_timeout)
     database = open_database(where, busy_timeout=busy_timeout)
     try:
         with translate_errors(where):
-            runner = MigrationRunner(database)
+            runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
             runner.migrator.force = force
             reverted = runner.down()
     finally:
@@ -223,12 +237,13 @@ def rollback(db: str | os.PathLike | None = None, force: bool = False,
     return RollbackReport(where, reverted, saved, time.monotonic() - start)
 
 
-def check_rollback_possible(where: str, force: bool) -> None:
+def check_rollback_possible(where: str, force: bool, migrations_dir: Dir) -> None:
     """Refuse early, before the backup, when the rollback could not go ahead."""
     database = open_database(where, readonly=True)
     try:
         with translate_errors(where):
-            applied = [m for m in MigrationRunner(database).status() if m.applied]
+            runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+            applied = [m for m in runner.status() if m.applied]
             if not applied:
                 raise MigrationError(f"{where}: no applied migration to roll back")
             if force or applied[-1].idx != 1:
@@ -238,5 +253,39 @@ def check_rollback_possible(where: str, force: bool) -> None:
                 raise MigrationError(
                     f"refusing to roll back: {threads} threads and {messages} messages were not "
                     "created by the migration and would be destroyed (use --force to destroy them)")
+    finally:
+        database.close()
+
+
+# -- diff, makemigration ----------------------------------------------------------------------
+
+def load_models(spec: str | None) -> list:
+    """`module:ATTR` or `module` (its models) on the current folder's path; default: ours."""
+    if not spec:
+        return list(MODELS)
+    try:
+        models, _ = _resolve_models(spec)  # playhouse's own loader for `pwmigrate diff`
+    except (PeeweeMigrationError, ImportError) as exc:
+        raise MigrationError(f"cannot load models {spec!r}: {exc}") from None
+    return models
+
+
+def diff(db: str | os.PathLike | None = None, models: str | None = None) -> list[str]:
+    """What differs between the models and the database, one line each (empty: in sync)."""
+    database = open_database(location(db), readonly=True)
+    try:
+        with translate_errors(location(db)):
+            return schema_drift(database, load_models(models))
+    finally:
+        database.close()
+
+
+def makemigration(name: str, db: str | os.PathLike | None = None, models: str | None = None,
+                  migrations_dir: Dir = None) -> NewMigration:
+    """Write the next numbered script from the diff; `.path` is None when already in sync."""
+    database = open_database(location(db), readonly=True)
+    try:
+        with translate_errors(location(db)):
+            return make_migration(database, load_models(models), name, migrations_dir)
     finally:
         database.close()

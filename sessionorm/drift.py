@@ -7,6 +7,7 @@ Columns and indexes that the orchestrator itself keeps on `sessions` are not dri
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import peewee
 from playhouse.schema_diff import SchemaDiff, diff_models
@@ -45,10 +46,11 @@ def normalise_default(value: str | None) -> str | None:
 
 
 def expected_default(field: peewee.Field) -> str | None:
-    if isinstance(field.default, str):
-        return "'" + field.default.replace("'", "''") + "'"
-    if isinstance(field.default, (int, float)) and not isinstance(field.default, bool):
-        return str(field.default)
+    """The DEFAULT a field declares for the database (a Python-side `default=` is not one)."""
+    for constraint in field.constraints or ():
+        match = re.match(r"\s*DEFAULT\s+(.+)$", getattr(constraint, "sql", ""), re.I | re.S)
+        if match:
+            return match.group(1).strip()
     return None
 
 
@@ -76,10 +78,30 @@ def describe(diff: SchemaDiff) -> list[str]:
     return lines
 
 
-def column_differences(db: peewee.Database, models=MODELS) -> list[str]:
+@dataclass(frozen=True)
+class ColumnChange:
+    """A column present on both sides that differs in `kind`: type, null or default."""
+
+    kind: str
+    table: str
+    field: peewee.Field
+    have: object
+    want: object
+
+    def __str__(self) -> str:
+        where = f"{self.table}.{self.field.column_name}"
+        if self.kind == "type":
+            return f"change type {where}: database {self.have or 'none'}, model {self.want}"
+        if self.kind == "null":
+            return (f"change {where}: database {'NULL' if self.have else 'NOT NULL'}, "
+                    f"model {'NULL' if self.want else 'NOT NULL'}")
+        return f"change default {where}: database {self.have}, model {self.want}"
+
+
+def column_differences(db: peewee.Database, models=MODELS) -> list[ColumnChange]:
     """Type, NOT NULL and default differences of columns present on both sides."""
     tables = set(db.get_tables())
-    lines = []
+    changes = []
     for model in models:
         table = model._meta.table_name
         if table not in tables:
@@ -89,17 +111,14 @@ def column_differences(db: peewee.Database, models=MODELS) -> list[str]:
             column = live.get(field.column_name)
             if column is None:
                 continue
-            where = f"{table}.{field.column_name}"
             if affinity(column.data_type) not in expected_affinities(field):
-                lines.append(f"change type {where}: database {column.data_type or 'none'}, "
-                             f"model {field.field_type}")
+                changes.append(ColumnChange("type", table, field, column.data_type, field.field_type))
             if not field.primary_key and column.null != field.null:
-                lines.append(f"change {where}: database {'NULL' if column.null else 'NOT NULL'},"
-                             f" model {'NULL' if field.null else 'NOT NULL'}")
+                changes.append(ColumnChange("null", table, field, column.null, field.null))
             want, have = expected_default(field), normalise_default(column.default)
             if want != have and not (want is None and table == ORCHESTRATOR_TABLE):
-                lines.append(f"change default {where}: database {have}, model {want}")
-    return lines
+                changes.append(ColumnChange("default", table, field, have, want))
+    return changes
 
 
 def constraint_differences(db: peewee.Database) -> list[str]:
@@ -142,5 +161,5 @@ def db_on_delete(db: peewee.Database, table: str, column: str) -> str | None:
 
 def schema_drift(db: peewee.Database, models=MODELS) -> list[str]:
     """Every difference between the models and the database, one line each."""
-    return (describe(structural_diff(db, models)) + column_differences(db, models)
-            + constraint_differences(db))
+    return (describe(structural_diff(db, models))
+            + [str(c) for c in column_differences(db, models)] + constraint_differences(db))

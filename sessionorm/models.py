@@ -111,7 +111,9 @@ class ThreadMessage(BaseModel):
 class MigrationRecord(BaseModel):
     """A row of the `migrations` history table, shared with the TypeScript tool."""
 
-    version = IntegerField(primary_key=True)
+    # null=True only drops peewee's "NOT NULL": the orchestrator's DDL is `version INTEGER
+    # PRIMARY KEY`, and a rowid alias can never hold NULL anyway.
+    version = IntegerField(primary_key=True, null=True)
     name = TextField()
     applied_at = TextField()
 
@@ -121,7 +123,23 @@ class MigrationRecord(BaseModel):
         table_name = "migrations"
 
 
+class MigrationChecksum(BaseModel):
+    """sha256 of each migration script when it was applied, so `verify` sees later edits.
+
+    A table of its own: `migrations` stays exactly as the TypeScript tool defined it.
+    """
+
+    version = IntegerField(primary_key=True)
+    sha256 = TextField()
+
+    _repr_fields = ("version", "sha256")
+
+    class Meta:
+        table_name = "migration_checksums"
+
+
 MODELS = (Session, Thread, ThreadMessage, MigrationRecord)
 
-for _model in MODELS:  # peewee's metaclass gives every model class its own terse __repr__
+# peewee's metaclass gives every model class its own terse __repr__
+for _model in (*MODELS, MigrationChecksum):
     _model.__repr__ = BaseModel.__repr__

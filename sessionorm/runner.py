@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from playhouse.migrations import Migration, Runner
 from playhouse.migrations import MigrationError as PeeweeMigrationError
 
 from .errors import MigrationError
-from .models import MigrationRecord
+from .models import MigrationChecksum, MigrationRecord
 from .safe_migrator import make_migrator
 from .values import now_timestamp, parse_timestamp
 
@@ -27,6 +30,10 @@ def record_name(migration: Migration) -> str:
     return migration.name.split("_", 1)[-1].replace("_", "-")
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 class MigrationRunner(Runner):
     """`playhouse.migrations.Runner` with the orchestrator's history table and a safe migrator.
 
@@ -34,16 +41,42 @@ class MigrationRunner(Runner):
     `(name, applied)`, so history is keyed by the script's number.
     """
 
-    def __init__(self, database, directory: str | Path | None = None):
+    def __init__(self, database, directory: str | os.PathLike | None = None,
+                 extra_dirs: Iterable[str | os.PathLike] = ()):
         super().__init__(database, str(directory or migrations_dir()))
+        self.extra_dirs = [str(d) for d in extra_dirs if str(d) != self.directory]
         self.migrator = make_migrator(database)
 
         class History(MigrationRecord):
             class Meta:
                 table_name = "migrations"
 
+        class Checksum(MigrationChecksum):
+            class Meta:
+                table_name = "migration_checksums"
+
         History._meta.set_database(database)
-        self.History = History
+        Checksum._meta.set_database(database)
+        self.History, self.Checksum = History, Checksum
+
+    def migrations(self) -> list[Migration]:
+        """The shipped scripts plus those of `extra_dirs` (a project's own), by number."""
+        found = Migration.load_directory(self.directory)
+        for directory in self.extra_dirs:
+            found += Migration.load_directory(directory)
+        seen: dict[int, Migration] = {}
+        for migration in found:
+            if migration.idx in seen:
+                raise MigrationError(f"two migration scripts are numbered {migration.idx}: "
+                                     f"{seen[migration.idx].path} and {migration.path}")
+            seen[migration.idx] = migration
+        return sorted(found)
+
+    def checksums(self) -> dict[int, str]:
+        """sha256 of each applied script as it was when applied (absent for older rows)."""
+        if not self.Checksum.table_exists():
+            return {}
+        return dict(self.Checksum.select().tuples())
 
     def applied(self) -> dict[str, dt.datetime]:
         if not self.History.table_exists():
@@ -97,10 +130,15 @@ class MigrationRunner(Runner):
         with self.migrator.migration_context(getattr(module, "atomic", True)):
             if direction == "up":
                 self.History.create_table(safe=True)
+                self.Checksum.create_table(safe=True)
             if not fake:
                 getattr(module, direction)(self.migrator, self.database)
             if direction == "up":
                 self.History.create(version=migration.idx, name=record_name(migration),
                                     applied_at=now_timestamp())
+                self.Checksum.replace(version=migration.idx,
+                                      sha256=file_sha256(module.__file__)).execute()
             else:
                 self.History.delete().where(self.History.version == migration.idx).execute()
+                if self.Checksum.table_exists():
+                    self.Checksum.delete().where(self.Checksum.version == migration.idx).execute()

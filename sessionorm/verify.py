@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import peewee
 
 from .drift import schema_drift
-from .runner import MigrationRunner, record_name
+from .models import MODELS
+from .runner import MigrationRunner, file_sha256, record_name
 from .thread_migration import count_plan
 
 
@@ -37,6 +38,11 @@ def migration_problems(runner: MigrationRunner) -> list[str]:
             if script is not None and name != record_name(script):
                 problems.append(f"migrations row {version} is named {name!r}, "
                                 f"expected {record_name(script)!r}")
+    for version, recorded in runner.checksums().items():
+        script = scripts.get(version)
+        if script is not None and file_sha256(script.path) != recorded:
+            problems.append(f"migration script {script.path} was edited after it was applied "
+                            "(sha256 differs)")
     return problems
 
 
@@ -60,12 +66,13 @@ def data_problems(db: peewee.Database) -> list[str]:
     return []
 
 
-def verify_database(db: peewee.Database, runner: MigrationRunner | None = None) -> VerifyReport:
+def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,
+                    models=MODELS) -> VerifyReport:
     """Run every check; nothing is written."""
     runner = runner or MigrationRunner(db)
     report = VerifyReport()
     for name, check in (("migrations", lambda: migration_problems(runner)),
-                        ("schema", lambda: schema_drift(db)),
+                        ("schema", lambda: schema_drift(db, models)),
                         ("integrity", lambda: integrity_problems(db)),
                         ("data", lambda: data_problems(db))):
         report.checks.append(name)

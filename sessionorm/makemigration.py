@@ -1,0 +1,117 @@
+"""Write the next numbered migration script from the models-vs-database diff.
+
+`playhouse.migrations.template` renders what `diff_models` sees; this adds what it cannot
+(NOT NULL and default changes, runnable; type changes and likely renames, as TODOs) and
+flags destructive steps in the script and in the report.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import peewee
+from playhouse.migrations import template
+
+from .drift import ColumnChange, column_differences, structural_diff
+from .errors import MigrationError
+from .runner import MigrationRunner
+
+
+@dataclass
+class NewMigration:
+    path: Path | None
+    destructive: list[str] = field(default_factory=list)
+    todos: list[str] = field(default_factory=list)
+
+
+def column_change_code(change: ColumnChange) -> tuple[list[str], list[str], str | None]:
+    """(up lines, down lines, TODO) for one column change."""
+    table, column = change.table, change.field.column_name
+    if change.kind == "null":
+        op, undo = ("drop_not_null", "add_not_null") if change.want else ("add_not_null", "drop_not_null")
+        return ([f"migrator.migrate(migrator.{op}({table!r}, {column!r}))"],
+                [f"migrator.migrate(migrator.{undo}({table!r}, {column!r}))"], None)
+    if change.kind == "default":
+        if change.want is not None:
+            up = (f"migrator.migrate(migrator.add_column_default({table!r}, {column!r}, "
+                  f"SQL({change.want!r})))")
+        else:
+            up = f"migrator.migrate(migrator.drop_column_default({table!r}, {column!r}))"
+        return [up], [], f"{table}.{column}: restore the old default ({change.have}) in down() by hand"
+    return [], [], (f"{table}.{column}: type differs (database {change.have}, model {change.want}); "
+                    "decide the cast, e.g. migrator.alter_column_type(...)")
+
+
+def likely_renames(diff) -> list[str]:
+    """A table that gains one column and loses one: probably a rename, not drop + add."""
+    added = Counter(f.model._meta.table_name for f in diff.add_columns)
+    dropped = Counter(t for t, _ in diff.drop_columns)
+    todos = []
+    for table in sorted(set(added) & set(dropped)):
+        if added[table] == dropped[table] == 1:
+            new = next(f.column_name for f in diff.add_columns if f.model._meta.table_name == table)
+            old = next(c for t, c in diff.drop_columns if t == table)
+            todos.append(f"{table}: {old} -> {new} looks like a rename; if so, replace the drop and "
+                         f"add with migrator.rename_column({table!r}, {old!r}, {new!r}) to keep the data")
+    return todos
+
+
+def insert_into(body: str, function: str, lines: list[str]) -> str:
+    """Append `lines` to the body of `def function(migrator, db):` in a rendered template."""
+    if not lines:
+        return body
+    pattern = re.compile(rf"(def {function}\(migrator, db\):\n)((?:    .*\n|\n)*?)(?=\n\ndef |\Z)")
+    match = pattern.search(body)
+    block = match.group(2)
+    if block.strip() == "pass":
+        block = ""
+    block = block.rstrip("\n") + ("\n" if block.strip() else "") + "".join(f"    {x}\n" for x in lines)
+    return body[:match.start(2)] + block + body[match.end(2):]
+
+
+def render(db: peewee.Database, models, name: str) -> tuple[str, NewMigration]:
+    """The script body and what it flags, or an empty body when in sync."""
+    diff = structural_diff(db, models)
+    changes = column_differences(db, models)
+    report = NewMigration(path=None)
+    if not diff and not changes:
+        return "", report
+    body = template(diff)
+    up, down = [], []
+    for change in changes:
+        u, d, todo = column_change_code(change)
+        up += u
+        down += d
+        if todo:
+            report.todos.append(todo)
+    report.todos += likely_renames(diff)
+    report.destructive = [f"drop column {t}.{c} (its data is lost; down() cannot restore it)"
+                          for t, c in diff.drop_columns]
+    body = insert_into(insert_into(body, "up", up), "down", down)
+    header = [f'"""{name}"""']
+    header += [f"# DESTRUCTIVE: {line}" for line in report.destructive]
+    header += [f"# TODO: {todo}" for todo in report.todos]
+    return "\n".join(header) + "\n" + body, report
+
+
+def make_migration(db: peewee.Database, models, name: str,
+                   directory: str | os.PathLike | None = None) -> NewMigration:
+    """Write `NNNN_<name>.py` numbered after every known script; `path` None when in sync."""
+    if not re.fullmatch(r"[A-Za-z][\w -]*", name):
+        raise MigrationError(f"bad migration name {name!r}: use letters, digits, '_', '-' or spaces")
+    runner = MigrationRunner(db, extra_dirs=[directory] if directory else ())
+    body, report = render(db, models, name)
+    if not body:
+        return report
+    target = Path(directory) if directory else Path(runner.directory)
+    target.mkdir(parents=True, exist_ok=True)
+    number = max((m.idx for m in runner.migrations()), default=0) + 1
+    slug = re.sub(r"[^\w]+", "_", name.strip()).strip("_").lower()
+    path = target / f"{number:04d}_{slug}.py"
+    with open(path, "x") as fh:  # never overwrite
+        fh.write(body)
+    report.path = path
+    return report
