@@ -113,7 +113,8 @@ def column_differences(db: peewee.Database, models=MODELS) -> list[ColumnChange]
                 continue
             if affinity(column.data_type) not in expected_affinities(field):
                 changes.append(ColumnChange("type", table, field, column.data_type, field.field_type))
-            if not field.primary_key and column.null != field.null:
+            # The orchestrator's layouts differ in NOT NULL (`final` relaxed ampPrompt).
+            if not field.primary_key and column.null != field.null and table != ORCHESTRATOR_TABLE:
                 changes.append(ColumnChange("null", table, field, column.null, field.null))
             want, have = expected_default(field), normalise_default(column.default)
             if want != have and not (want is None and table == ORCHESTRATOR_TABLE):
