@@ -11,6 +11,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import peewee
@@ -90,6 +91,8 @@ class SessionStore:
         if url:
             self.db = open_url(url, busy_timeout)
         else:
+            if not migrate:
+                self._refuse_if_needs_migration(busy_timeout)
             self.db = open_sqlite(self.location, busy_timeout)
         self.is_sqlite = isinstance(self.db, peewee.SqliteDatabase)
         self._sql = SQL if self.is_sqlite else {k: v.replace("?", "%s") for k, v in SQL.items()}
@@ -102,19 +105,40 @@ class SessionStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def _pending_runner(self, db: peewee.Database, migrate: bool) -> MigrationRunner | None:
+        """A runner if migrations are pending; `NeedsMigrationError` if they are and `db` holds data."""
+        runner = MigrationRunner(db)
+        pending = runner.pending()
+        if not pending:
+            return None
+        if not migrate and holds_data(db):
+            names = ", ".join(m.name for m in pending)
+            raise NeedsMigrationError(
+                f"{self.location} has pending migrations ({names}); back it up and run "
+                f"`sessionorm migrate --backup --db-path {self.location}` "
+                "(or open it with migrate=True)")
+        return runner
+
+    def _refuse_if_needs_migration(self, busy_timeout: float) -> None:
+        """Check an existing file read-only first, so that a refused file keeps every byte.
+
+        The read-write open switches a rollback-journal file to WAL, rewriting its header.
+        """
+        path = Path(self.location).expanduser()
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        db = open_sqlite(path, busy_timeout, readonly=True)
+        try:
+            with translate_errors(self.location):
+                self._pending_runner(db, migrate=False)
+        finally:
+            db.close()
+
     def _apply_migrations(self, migrate: bool) -> None:
         with translate_errors(self.location):
-            runner = MigrationRunner(self.db)
-            pending = runner.pending()
-            if not pending:
-                return
-            if not migrate and holds_data(self.db):
-                names = ", ".join(m.name for m in pending)
-                raise NeedsMigrationError(
-                    f"{self.location} has pending migrations ({names}); back it up and run "
-                    f"`sessionorm migrate --backup --db-path {self.location}` "
-                    "(or open it with migrate=True)")
-            runner.up()
+            runner = self._pending_runner(self.db, migrate)
+            if runner is not None:
+                runner.up()
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""

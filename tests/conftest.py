@@ -1,0 +1,102 @@
+"""Shared fixtures: real SQLite files in tmp_path, never mocks."""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from legacy import make_legacy_db
+
+from sessionorm import SessionStore
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where a test's database lives (not created yet)."""
+    return tmp_path / "sessions.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SessionStore]:
+    """A store on a brand-new database, closed afterwards."""
+    with SessionStore(db_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def session(store: SessionStore):
+    """One session in `store`."""
+    return store.create_session(name="Fix the login bug", amp_prompt="Fix it", repo_root="/tmp/repo")
+
+
+@pytest.fixture
+def thread_id(store: SessionStore, session) -> str:
+    """One empty thread of `session`."""
+    return store.create_thread(session.id, "Feature Discussion")
+
+
+@pytest.fixture
+def legacy_db(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: `legacy_db(n=10, flavor="pre", name="legacy.db", **options)` -> path.
+
+    Options are those of `legacy.make_legacy_db` (threaded, duplicates, iterations, wal, seed).
+    """
+
+    def build(n: int = 10, flavor: str = "pre", name: str = "legacy.db", **options) -> Path:
+        return make_legacy_db(tmp_path / name, n, flavor=flavor, **options)
+
+    return build
+
+
+def dump_database(path: str | Path) -> list[str]:
+    """Every row and schema object of a SQLite file, as SQL text (reads the -wal file too).
+
+    Leaves no -wal/-shm files behind: without a -wal file the main file is complete, and
+    `immutable=1` keeps a read-only open of a WAL-mode file from creating them.
+    """
+    uri = f"file:{Path(path).resolve()}?mode=ro"
+    if not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+    con = sqlite3.connect(uri, uri=True)
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def dump() -> Callable[[str | Path], list[str]]:
+    """`dump(path)`: the database's content as SQL text, to compare before and after."""
+    return dump_database
+
+
+@pytest.fixture
+def file_digest() -> Callable[[str | Path], str]:
+    """`file_digest(path)`: sha256 of the file's bytes."""
+    return lambda path: hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def sql_log() -> Iterator[Callable[[SessionStore], list[str]]]:
+    """`sql_log(store)`: a list that receives every statement the store's connection runs.
+
+    Statements come with their parameters bound (sqlite3's expanded SQL), so they can be
+    fed to EXPLAIN QUERY PLAN as they are.
+    """
+    traced: list[sqlite3.Connection] = []
+
+    def start(opened: SessionStore) -> list[str]:
+        statements: list[str] = []
+        connection = opened.db.connection()
+        connection.set_trace_callback(statements.append)
+        traced.append(connection)
+        return statements
+
+    yield start
+    for connection in traced:
+        try:
+            connection.set_trace_callback(None)
+        except sqlite3.ProgrammingError:  # already closed
+            pass
