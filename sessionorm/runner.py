@@ -136,8 +136,11 @@ class MigrationRunner(Runner):
             if direction == "up":
                 self.History.create(version=migration.idx, name=record_name(migration),
                                     applied_at=now_timestamp())
-                self.Checksum.replace(version=migration.idx,
-                                      sha256=file_sha256(module.__file__)).execute()
+                digest = file_sha256(module.__file__)
+                # an upsert, not REPLACE: PostgreSQL has no INSERT OR REPLACE
+                (self.Checksum.insert(version=migration.idx, sha256=digest)
+                 .on_conflict(conflict_target=[self.Checksum.version],
+                              update={self.Checksum.sha256: digest}).execute())
             else:
                 self.History.delete().where(self.History.version == migration.idx).execute()
                 if self.Checksum.table_exists():
