@@ -54,18 +54,35 @@ def expected_default(field: peewee.Field) -> str | None:
     return None
 
 
-def relevant(diff: SchemaDiff) -> SchemaDiff:
-    """Drop what the orchestrator keeps on its own table from a diff."""
+def relevant(diff: SchemaDiff, constraint_indexes: frozenset[str] = frozenset()) -> SchemaDiff:
+    """Drop what the orchestrator keeps on its own table, and constraints' own indexes, from a diff."""
     return SchemaDiff(
         diff.create_tables, diff.add_columns,
         [(t, c) for t, c in diff.drop_columns if t != ORCHESTRATOR_TABLE],
         diff.add_indexes,
-        [i for i in diff.drop_indexes if i.table != ORCHESTRATOR_TABLE])
+        [i for i in diff.drop_indexes
+         if i.table != ORCHESTRATOR_TABLE and i.name not in constraint_indexes])
+
+
+def constraint_indexes(db: peewee.Database) -> frozenset[str]:
+    """Indexes that back a UNIQUE constraint (PostgreSQL lists them; SQLite's are hidden).
+
+    diff_models skips SQLite's `sqlite_autoindex_*` but not PostgreSQL's `<table>_<cols>_key`,
+    so UNIQUE("threadId", idx) would otherwise look like an index to drop.
+    """
+    if not isinstance(db, peewee.PostgresqlDatabase):
+        return frozenset()
+    rows = db.execute_sql(
+        "SELECT i.relname FROM pg_catalog.pg_constraint c"
+        " JOIN pg_catalog.pg_class i ON i.oid = c.conindid"
+        " WHERE c.contype IN ('u', 'p', 'x')"
+        " AND c.connamespace = current_schema()::regnamespace").fetchall()
+    return frozenset(r[0] for r in rows)
 
 
 def structural_diff(db: peewee.Database, models=MODELS) -> SchemaDiff:
     """diff_models without the orchestrator's own extras."""
-    return relevant(diff_models(db, list(models)))
+    return relevant(diff_models(db, list(models)), constraint_indexes(db))
 
 
 def describe(diff: SchemaDiff) -> list[str]:
