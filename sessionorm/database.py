@@ -79,19 +79,39 @@ def open_sqlite(path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIME
 
 def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
              create: bool = True) -> peewee.Database:
-    """A connected database from a `playhouse.db_url` URL (sqlite:///… or postgresql://…)."""
+    """A connected database from a `playhouse.db_url` URL (sqlite:///… or postgresql://…).
+
+    A server database is never created here: it must exist. On PostgreSQL, `busy_timeout`
+    becomes `lock_timeout`, so a writer waits at most that long for another's lock.
+    """
     if url.startswith("sqlite:"):
         path = url.split("://", 1)[1] if "://" in url else url[len("sqlite:"):]
         return open_sqlite(path.lstrip("/") if path.startswith("//") else path, busy_timeout, create)
-    try:
-        db = connect_url(url)
-    except (RuntimeError, ValueError) as exc:
-        raise DatabaseOpenError(f"bad database URL {url!r}: {exc}") from None
+    try:  # percent-escapes in the user and password are decoded, as libpq does
+        db = connect_url(url, unquote_password=True, unquote_user=True)
+    except (RuntimeError, ValueError, ImportError) as exc:
+        raise DatabaseOpenError(f"bad database URL {redact(url)!r}: {exc}") from None
+    if isinstance(db, peewee.PostgresqlDatabase):
+        options = str(db.connect_params.get("options") or "")
+        db.connect_params["options"] = f"{options} -c lock_timeout={int(busy_timeout * 1000)}".strip()
     try:
         db.connect()
-    except peewee.PeeweeException as exc:
-        raise DatabaseOpenError(f"cannot connect to {url}: {exc}") from None
+    except peewee.ImproperlyConfigured:
+        raise DatabaseOpenError("PostgreSQL needs the psycopg driver: "
+                                "pip install 'sessionorm[postgres]'") from None
+    except (peewee.PeeweeException, ImportError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseOpenError(f"cannot connect to {redact(url)}: {detail}") from None
     return db
+
+
+def redact(url: str) -> str:
+    """`url` with its password replaced by `***`, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def readonly_sqlite_uri(path: Path) -> str:

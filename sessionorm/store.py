@@ -16,7 +16,14 @@ from typing import Any
 
 import peewee
 
-from .database import DEFAULT_BUSY_TIMEOUT, default_path, open_sqlite, open_url, translate_errors
+from .database import (
+    DEFAULT_BUSY_TIMEOUT,
+    default_path,
+    open_sqlite,
+    open_url,
+    redact,
+    translate_errors,
+)
 from .errors import NeedsMigrationError, NotFoundError, ValidationError
 from .models import Session, Thread, ThreadMessage
 from .runner import MigrationRunner
@@ -87,7 +94,7 @@ class SessionStore:
                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrate: bool = False) -> None:
         if path is not None and url is not None:
             raise ValidationError("give a path or a url, not both")
-        self.location = url or str(path if path is not None else default_path())
+        self.location = redact(url) if url else str(path if path is not None else default_path())
         if url:
             self.db = open_url(url, busy_timeout)
         else:
@@ -97,6 +104,7 @@ class SessionStore:
         self.is_sqlite = isinstance(self.db, peewee.SqliteDatabase)
         self._sql = SQL if self.is_sqlite else {k: v.replace("?", "%s") for k, v in SQL.items()}
         self._session_columns: list[str] | None = None
+        self._session_types: dict[str, str] | None = None
         try:
             self._apply_migrations(migrate)
         except BaseException:
@@ -113,9 +121,10 @@ class SessionStore:
             return None
         if not migrate and holds_data(db):
             names = ", ".join(m.name for m in pending)
+            option = "--db-path" if isinstance(db, peewee.SqliteDatabase) else "--db-url"
             raise NeedsMigrationError(
                 f"{self.location} has pending migrations ({names}); back it up and run "
-                f"`sessionorm migrate --backup --db-path {self.location}` "
+                f"`sessionorm migrate --backup {option} {self.location}` "
                 "(or open it with migrate=True)")
         return runner
 
@@ -193,6 +202,19 @@ class SessionStore:
             self._session_columns = [c.name for c in self.db.get_columns("sessions")]
         return self._session_columns
 
+    def _postgres_value(self, column: str, value: Any) -> Any:
+        """Coerce as SQLite's column affinity would: PostgreSQL refuses 1 for a boolean, 2 for text."""
+        if self._session_types is None:
+            self._session_types = {c.name: c.data_type.lower() for c in self.db.get_columns("sessions")}
+        kind = self._session_types.get(column, "")
+        if kind == "boolean" and isinstance(value, int):
+            return bool(value)
+        if kind in ("text", "character varying") and isinstance(value, (int, float)):
+            return str(int(value) if isinstance(value, bool) else value)
+        if kind in ("integer", "bigint", "smallint") and isinstance(value, bool):
+            return int(value)
+        return value
+
     def create_session(self, name: str, amp_prompt: str | None, repo_root: str,
                        **other_columns: Any) -> Session:
         """Insert a session; unset NOT NULL legacy columns get the orchestrator's defaults."""
@@ -211,7 +233,7 @@ class SessionStore:
                 value = format_timestamp(value)
             elif value is not None and not isinstance(value, (str, int, float)):
                 raise ValidationError(f"{key} must be text, a number, a bool or a datetime")
-            row[column] = value
+            row[column] = value if self.is_sqlite else self._postgres_value(column, value)
         session_id = row.setdefault("id", new_id())
         check_id(session_id, "id")
         now = dt.datetime.now(dt.UTC)
