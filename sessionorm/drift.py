@@ -15,6 +15,9 @@ from playhouse.schema_diff import SchemaDiff, diff_models
 from .models import MODELS, Session, ThreadMessage
 
 ORCHESTRATOR_TABLE = Session._meta.table_name  # legacy layouts carry extra columns here
+# Beyond the contract's indexes, for speed only: the TypeScript tool never created it, and a
+# database it migrated must still verify, so its absence is not drift.
+OPTIONAL_INDEXES = {("threads", ("sessionId", "updatedAt"), False)}
 
 
 def affinity(declared: str) -> str:
@@ -59,7 +62,7 @@ def relevant(diff: SchemaDiff, constraint_indexes: frozenset[str] = frozenset())
     return SchemaDiff(
         diff.create_tables, diff.add_columns,
         [(t, c) for t, c in diff.drop_columns if t != ORCHESTRATOR_TABLE],
-        diff.add_indexes,
+        [i for i in diff.add_indexes if (i.table, i.columns, i.unique) not in OPTIONAL_INDEXES],
         [i for i in diff.drop_indexes
          if i.table != ORCHESTRATOR_TABLE and i.name not in constraint_indexes])
 
