@@ -24,7 +24,7 @@ from .database import (
     redact,
     translate_errors,
 )
-from .errors import NeedsMigrationError, NotFoundError, ValidationError
+from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
 from .models import Session, Thread, ThreadMessage
 from .runner import MigrationRunner
 from .thread_migration import MigrationResult, migrate_thread_ids
@@ -92,6 +92,7 @@ class SessionStore:
 
     def __init__(self, path: str | os.PathLike | None = None, *, url: str | None = None,
                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrate: bool = False) -> None:
+        self._closed = False
         if path is not None and url is not None:
             raise ValidationError("give a path or a url, not both")
         self.location = redact(url) if url else str(path if path is not None else default_path())
@@ -103,8 +104,7 @@ class SessionStore:
             self.db = open_sqlite(self.location, busy_timeout)
         self.is_sqlite = isinstance(self.db, peewee.SqliteDatabase)
         self._sql = SQL if self.is_sqlite else {k: v.replace("?", "%s") for k, v in SQL.items()}
-        self._session_columns: list[str] | None = None
-        self._session_types: dict[str, str] | None = None
+        self._session_columns: dict[str, Any] | None = None
         try:
             self._apply_migrations(migrate)
         except BaseException:
@@ -151,6 +151,7 @@ class SessionStore:
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
+        self._closed = True
         self.db.close()
 
     def __enter__(self) -> SessionStore:
@@ -164,9 +165,16 @@ class SessionStore:
 
     # -- plumbing --------------------------------------------------------------------------
 
+    def _connection(self) -> Any:
+        # peewee reconnects on demand (a feature for other threads); a closed store must not.
+        if self._closed:
+            raise SessionormError(f"{self!r} is closed")
+        return self.db.connection()
+
     def _execute(self, key: str, params: tuple = ()) -> Any:
         if self.is_sqlite:
-            return self.db.connection().execute(self._sql[key], params)
+            return self._connection().execute(self._sql[key], params)
+        self._connection()  # refuses when closed
         return self.db.execute_sql(self._sql[key], params)
 
     @contextlib.contextmanager
@@ -177,7 +185,7 @@ class SessionStore:
                 with self.db.atomic():
                     yield
                 return
-            conn = self.db.connection()
+            conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
@@ -196,17 +204,19 @@ class SessionStore:
 
     # -- sessions --------------------------------------------------------------------------
 
-    def session_columns(self) -> list[str]:
-        """The live `sessions` columns (legacy layouts differ in columns and order)."""
+    def _session_meta(self) -> dict[str, Any]:
+        """The live `sessions` columns by name (legacy layouts differ in columns and order)."""
         if self._session_columns is None:
-            self._session_columns = [c.name for c in self.db.get_columns("sessions")]
+            self._session_columns = {c.name: c for c in self.db.get_columns("sessions")}
         return self._session_columns
+
+    def session_columns(self) -> list[str]:
+        return list(self._session_meta())
 
     def _postgres_value(self, column: str, value: Any) -> Any:
         """Coerce as SQLite's column affinity would: PostgreSQL refuses 1 for a boolean, 2 for text."""
-        if self._session_types is None:
-            self._session_types = {c.name: c.data_type.lower() for c in self.db.get_columns("sessions")}
-        kind = self._session_types.get(column, "")
+        meta = self._session_meta().get(column)
+        kind = meta.data_type.lower() if meta else ""
         if kind == "boolean" and isinstance(value, int):
             return bool(value)
         if kind in ("text", "character varying") and isinstance(value, (int, float)):
@@ -244,6 +254,10 @@ class SessionStore:
         row.setdefault("createdAt", format_timestamp(now))
         row.setdefault("branchName", f"amp/{slug}/{now:%Y-%m-%dT%H-%M-%S}")
         row.setdefault("worktreePath", f"{repo_root.rstrip('/')}/.worktrees/{session_id}")
+        meta = self._session_meta()
+        for column, value in row.items():
+            if value is None and not meta[column].null and meta[column].default is None:
+                raise ValidationError(f"{snake_case(column)} must not be None in this database")
         names = ", ".join(f'"{c}"' for c in row)
         marks = ", ".join([self.db.param] * len(row))
         with self._write():
@@ -349,7 +363,7 @@ class SessionStore:
             rows = [(mid, thread_id, role, content, now, first + n)
                     for n, (mid, (role, content)) in enumerate(zip(ids, batch, strict=False))]
             if self.is_sqlite:
-                self.db.connection().executemany(self._sql["insert_message"], rows)
+                self._connection().executemany(self._sql["insert_message"], rows)
             else:
                 self.db.cursor().executemany(self._sql["insert_message"], rows)
             self._execute("touch_thread", (now, thread_id))
@@ -377,7 +391,7 @@ class SessionStore:
             sql = sql.replace("?", "%s")
         with translate_errors(self.location):
             if self.is_sqlite:
-                rows = self.db.connection().execute(sql, params).fetchall()
+                rows = self._connection().execute(sql, params).fetchall()
             else:
                 rows = self.db.execute_sql(sql, params).fetchall()
             if not rows:

@@ -871,3 +871,22 @@ def test_the_default_path_is_the_orchestrators_file_otherwise(tmp_path, monkeypa
     SessionStore().close()
     assert_migrated_schema(tmp_path / ".config" / "ampsm" / "sessions.sqlite")
 
+
+
+def test_a_closed_store_refuses_to_reconnect(db_path) -> None:
+    from sessionorm import SessionormError
+    store = SessionStore(db_path)
+    session = store.create_session(name="n", amp_prompt="p", repo_root="/r")
+    store.close()
+    with pytest.raises(SessionormError, match="closed"):
+        store.get_session(session.id)
+    with pytest.raises(SessionormError, match="closed"):
+        store.create_thread(session.id, "t")
+    assert store.db.is_closed()
+
+
+def test_a_missing_value_for_a_not_null_legacy_column_is_a_validation_error(store, db_path, dump) -> None:
+    before = dump(db_path)
+    with pytest.raises(ValidationError, match="amp_prompt"):
+        store.create_session(name="n", amp_prompt=None, repo_root="/r")
+    assert dump(db_path) == before
