@@ -17,12 +17,14 @@ def backup_name(db_path: Path, when: dt.datetime | None = None) -> Path:
     return db_path.with_name(f"{db_path.name}.backup-{when:%Y-%m-%d-%H%M%S}")
 
 
-def candidates(first: Path):
-    """`first`, then `first-2`, `first-3`, …"""
+def candidates(first: Path, suffix: str = ""):
+    """`first`, then `first-2`, `first-3`, … (the number goes before `suffix`, e.g. `.dump`)."""
     yield first
+    stem = first.name[:-len(suffix)] if suffix and first.name.endswith(suffix) else first.name
+    tail = suffix if stem != first.name else ""
     n = 2
     while True:
-        yield first.with_name(f"{first.name}-{n}")
+        yield first.with_name(f"{stem}-{n}{tail}")
         n += 1
 
 
@@ -87,9 +89,9 @@ def check_copy(path: Path, expected: dict[str, int]) -> None:
         raise MigrationError(f"backup row counts differ from the database: {counts} != {expected}")
 
 
-def link_without_overwrite(tmp: Path, first: Path, explicit: bool) -> Path:
+def link_without_overwrite(tmp: Path, first: Path, explicit: bool, suffix: str = "") -> Path:
     """Give `tmp` the first free name from `first` on (hard links never replace a file)."""
-    for target in candidates(first):
+    for target in candidates(first, suffix):
         try:
             os.link(tmp, target)
             return target

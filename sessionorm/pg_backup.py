@@ -1,0 +1,127 @@
+"""PostgreSQL backups: `pg_dump --format=custom`, checked with `pg_restore --list`, never overwriting.
+
+The SQLite twin is `backup.py`; both write under a temporary name and link the checked file
+to the first free name (`…-2`, `…-3`, …), so an interrupted backup never looks finished.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from playhouse.db_url import parse as parse_url
+
+from .backup import link_without_overwrite
+from .database import DEFAULT_BUSY_TIMEOUT, open_url, redact
+from .errors import MigrationError
+
+SUFFIX = ".dump"
+# psycopg/peewee keywords that are not libpq connection keywords
+NOT_LIBPQ = {"options", "prefer_psycopg3", "isolation_level", "register_unicode",
+             "encoding", "server_side_cursors", "autoconnect", "autorollback"}
+
+
+def backup_name(database: str, when: dt.datetime | None = None) -> Path:
+    """`<dbname>.backup-YYYY-MM-DD-HHMMSS.dump` (UTC), in the current folder."""
+    when = when or dt.datetime.now(dt.UTC)
+    return Path.cwd() / f"{database}.backup-{when:%Y-%m-%d-%H%M%S}{SUFFIX}"
+
+
+def find_tool(name: str) -> str:
+    """`name` on PATH, else the newest Debian/Ubuntu server install's; `MigrationError` if none."""
+    found = shutil.which(name)
+    if found:
+        return found
+    installed = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                       key=lambda p: int(Path(p).parent.parent.name) if
+                       Path(p).parent.parent.name.isdigit() else 0)
+    if installed:
+        return installed[-1]
+    raise MigrationError(
+        f"{name} not found: backing up a PostgreSQL database needs the PostgreSQL client "
+        "tools on PATH (Debian/Ubuntu: apt-get install postgresql-client); nothing was changed")
+
+
+def conninfo(url: str) -> tuple[str, dict[str, str]]:
+    """A libpq conninfo string for `url` and the environment that carries its password.
+
+    The password goes through PGPASSWORD so that it never shows in the process list.
+    """
+    params = parse_url(url, unquote_password=True, unquote_user=True)
+    env = dict(os.environ)
+    password = params.pop("password", None)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    params["dbname"] = params.pop("database")
+    parts = []
+    for key, value in params.items():
+        if key in NOT_LIBPQ or value is None:
+            continue
+        if isinstance(value, bool):
+            value = int(value)
+        text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+        parts.append(f"{key}='{text}'")
+    return " ".join(parts), env
+
+
+def run(args: list[str], env: dict[str, str], what: str) -> str:
+    try:
+        done = subprocess.run(args, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, check=False)
+    except OSError as exc:
+        raise MigrationError(f"cannot run {args[0]}: {exc.strerror}") from None
+    if done.returncode != 0:
+        detail = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
+        raise MigrationError(f"{what} failed: {detail}")
+    return done.stdout
+
+
+def backup_postgres(url: str, dest: str | os.PathLike | None = None,
+                    busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Path:
+    """Dump the database at `url` with `pg_dump --format=custom`; return the checked file's path.
+
+    The check: `pg_restore --list` reads the archive and its table of contents holds the
+    data of every table in the database's schema. pg_dump itself reads one snapshot.
+    """
+    pg_dump, pg_restore = find_tool("pg_dump"), find_tool("pg_restore")
+    database = open_url(url, busy_timeout)  # fails early, with sessionorm's message
+    try:
+        name, tables = database.database, database.get_tables()
+    finally:
+        database.close()
+    explicit = dest is not None
+    first = Path(dest).expanduser() if explicit else backup_name(name)
+    if explicit and first.exists():
+        raise MigrationError(f"{first} exists; refusing to overwrite it")
+    target, env = conninfo(url)
+    tmp = first.with_name(f".{first.name}.partial-{os.getpid()}")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        run([pg_dump, "--format=custom", "--no-password", f"--file={tmp}",
+             f"--lock-wait-timeout={int(busy_timeout * 1000)}", f"--dbname={target}"],
+            env, f"pg_dump of {redact(url)}")
+        check_dump(pg_restore, tmp, tables)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        return link_without_overwrite(tmp, first, explicit, SUFFIX)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_dump(pg_restore: str, path: Path, tables: list[str]) -> None:
+    """Raise `MigrationError` unless `pg_restore` reads the archive and it has every table's data."""
+    listing = run([pg_restore, "--list", str(path)], dict(os.environ), "pg_restore --list of the backup")
+    dumped = set()
+    for line in listing.splitlines():
+        if line.startswith(";") or " TABLE DATA " not in line:
+            continue
+        # `3345; 0 16390 TABLE DATA public sessions owner`
+        fields = line.split(" TABLE DATA ", 1)[1].split()
+        if len(fields) >= 2:
+            dumped.add(fields[1])
+    missing = sorted(set(tables) - dumped)
+    if missing:
+        raise MigrationError(f"backup is missing the data of: {', '.join(missing)}")
