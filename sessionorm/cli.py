@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import commands
-from .database import DEFAULT_BUSY_TIMEOUT
+from .database import DEFAULT_BUSY_TIMEOUT, redact
 from .errors import SessionormError
 from .sql_log import capturing, timed_printer
 
@@ -93,9 +93,9 @@ def migrate(db: str, busy_timeout: float, migrations_dir: str | None, take_backu
     if report.created:
         click.echo(f"created new database {db}")
     if report.backup:
-        click.echo(f"backup: {report.backup} (checked: integrity ok, row counts match)")
+        click.echo(f"backup: {report.backup} (checked: {report.backup_checked})")
     if not report.pending:
-        click.echo(f"{db}: up to date, nothing to migrate")
+        click.echo(f"{redact(db)}: up to date, nothing to migrate")
         return
     for name in report.applied:
         click.echo(f"applied {name}")
@@ -148,9 +148,9 @@ def verify(db: str, busy_timeout: float, migrations_dir: str | None, models: str
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if not report.ok:
-        click.echo(f"{db}: {len(report.problems)} problem(s)")
+        click.echo(f"{redact(db)}: {len(report.problems)} problem(s)")
         click.get_current_context().exit(1)
-    click.echo(f"{db}: ok ({', '.join(report.checks)})")
+    click.echo(f"{redact(db)}: ok ({', '.join(report.checks)})")
 
 
 @cli.command()
@@ -187,7 +187,7 @@ def diff(db: str, busy_timeout: float, migrations_dir: str | None, models: str |
         click.echo(line)
     if lines:
         click.get_current_context().exit(1)
-    click.echo(f"{db}: in sync with the models")
+    click.echo(f"{redact(db)}: in sync with the models")
 
 
 @cli.command()

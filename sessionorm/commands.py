@@ -21,12 +21,15 @@ from .database import (
     open_sqlite,
     open_url,
     readonly_sqlite_uri,
+    redact,
+    sqlite_url_path,
     translate_errors,
 )
 from .drift import schema_drift
 from .errors import MigrationError
 from .makemigration import NewMigration, make_migration
 from .models import MODELS
+from .pg_backup import backup_postgres
 from .progress import reporting
 from .runner import MigrationRunner
 from .sql_log import capturing
@@ -51,6 +54,7 @@ class MigrateReport:
     skipped: int | None = None
     statements: list[str] = field(default_factory=list)
     backup: Path | None = None
+    backup_checked: str = ""  # how the backup was checked, for the CLI
     seconds: float = 0.0
 
 
@@ -76,6 +80,11 @@ def is_url(db: str) -> bool:
     return "://" in db and not db.startswith("file:")
 
 
+def is_server(db: str) -> bool:
+    """A URL of a database server (PostgreSQL), not of a SQLite file."""
+    return is_url(db) and not db.startswith("sqlite:")
+
+
 def open_database(db: str, *, readonly: bool = False, create: bool = False,
                   busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> peewee.Database:
     if is_url(db):
@@ -84,11 +93,9 @@ def open_database(db: str, *, readonly: bool = False, create: bool = False,
 
 
 def sqlite_path(db: str) -> Path:
-    if is_url(db):
-        if db.startswith("sqlite:///"):
-            return Path(db[len("sqlite:///"):])
-        raise MigrationError(f"{db}: only SQLite files are supported by this command so far")
-    return Path(db).expanduser()
+    if is_server(db):
+        raise MigrationError(f"{redact(db)}: only SQLite files are supported by this command")
+    return Path(sqlite_url_path(db) if db.startswith("sqlite:") else db).expanduser()
 
 
 # -- status, verify, backup -------------------------------------------------------------------
@@ -117,8 +124,17 @@ def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
 
 def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,
            busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Path:
-    """A checked online copy of the database; returns its path."""
+    """A checked online copy of the database (PostgreSQL: a pg_dump archive); returns its path."""
+    if is_server(location(db)):
+        return backup_postgres(location(db), dest, busy_timeout)
     return backup_sqlite(sqlite_path(location(db)), dest, busy_timeout)
+
+
+def backup_checked(db: str) -> str:
+    """How `backup` checked its copy of `db`, in words."""
+    if is_server(db):
+        return "pg_restore --list reads it, every table's data is in it"
+    return "integrity ok, row counts match"
 
 
 # -- migrate ----------------------------------------------------------------------------------
@@ -128,11 +144,13 @@ def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: 
             migrations_dir: Dir = None) -> MigrateReport:
     """Apply the pending migrations, each in one transaction; see DESIGN.md."""
     where = location(db)
-    path = None if is_url(where) else sqlite_path(where)
+    path = None if is_server(where) else sqlite_path(where)
     exists = path is None or check_sqlite_file(path, must_exist=False)
-    report = MigrateReport(database=where, dry_run=dry_run, created=not exists)
+    report = MigrateReport(database=redact(where), dry_run=dry_run, created=not exists)
     start = time.monotonic()
-    if dry_run:
+    if dry_run and path is None:
+        rehearse_in_transaction(where, report, progress, migrations_dir, busy_timeout)
+    elif dry_run:
         rehearse(path, report, progress, migrations_dir)
     else:
         apply(where, path, report, backup and exists, busy_timeout, progress, migrations_dir)
@@ -142,8 +160,9 @@ def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: 
 
 def apply(where: str, path: Path | None, report: MigrateReport, take_backup: bool,
           busy_timeout: float, progress: Progress, migrations_dir: Dir) -> None:
-    if take_backup and path is not None and has_pending(where, migrations_dir):
-        report.backup = backup_sqlite(path, busy_timeout=busy_timeout)
+    if take_backup and has_pending(where, migrations_dir):
+        report.backup = backup(where, busy_timeout=busy_timeout)
+        report.backup_checked = backup_checked(where)
     database = open_database(where, create=True, busy_timeout=busy_timeout)
     try:
         with translate_errors(where):
@@ -192,10 +211,52 @@ class bulk_pragmas:
             self.database.pragma(name, value)
 
 
+def plan_statement(report: MigrateReport) -> Callable[[str, tuple], None]:
+    """A `capturing` sink that keeps the statements that change something, with their parameters."""
+
+    def keep(sql: str, params: tuple) -> None:
+        if not sql.lstrip().upper().startswith(("SELECT", "PRAGMA", "SAVEPOINT", "RELEASE")):
+            report.statements.append(sql if not params else f"{sql}  -- {list(params)!r}")
+
+    return keep
+
+
+class _Rehearsed(Exception):
+    """Leaves a dry run's transaction, so that it is rolled back."""
+
+
+def rehearse_in_transaction(where: str, report: MigrateReport, progress: Progress,
+                            migrations_dir: Dir, busy_timeout: float) -> None:
+    """PostgreSQL: run the migrations in one transaction, record the SQL, then roll it back.
+
+    Its DDL is transactional, so the database is left exactly as it was; the rehearsal
+    takes the same locks as the real run, for as long as it lasts.
+    """
+    database = open_database(where, busy_timeout=busy_timeout)
+    try:
+        with translate_errors(redact(where)):
+            runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+            report.pending = [m.name for m in runner.pending()]
+            if not report.pending:
+                return
+            runner.migrator.rehearsal = True
+            try:
+                with database.atomic(), capturing(plan_statement(report)):
+                    runner.up()
+                    raise _Rehearsed
+            except _Rehearsed:
+                pass
+            result = getattr(runner.migrator, "result", None)
+            if result is not None:
+                report.migrated, report.skipped = result.migrated, result.skipped
+    finally:
+        database.close()
+
+
 def rehearse(path: Path | None, report: MigrateReport, progress: Progress, migrations_dir: Dir) -> None:
     """Run the migrations on an in-memory copy and record the SQL; the file is not touched."""
     if path is None:
-        raise MigrationError("--dry-run is supported for SQLite files only so far")
+        raise MigrationError("--dry-run of a server database: use rehearse_in_transaction")
     memory = peewee.SqliteDatabase(":memory:", pragmas=[("foreign_keys", 1)])
     memory.connect()
     try:
@@ -206,11 +267,7 @@ def rehearse(path: Path | None, report: MigrateReport, progress: Progress, migra
                     readonly_sqlite_uri(path), uri=True)) as source:
                 source.backup(memory.connection())
 
-        def keep(sql: str, params: tuple) -> None:
-            if not sql.lstrip().upper().startswith(("SELECT", "PRAGMA")):
-                report.statements.append(sql if not params else f"{sql}  -- {list(params)!r}")
-
-        with capturing(keep), translate_errors(path):
+        with capturing(plan_statement(report)), translate_errors(path):
             run_pending(memory, report, progress, migrations_dir)
     finally:
         memory.close()
@@ -222,10 +279,9 @@ def rollback(db: str | os.PathLike | None = None, force: bool = False,
              busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrations_dir: Dir = None) -> RollbackReport:
     """Revert the latest migration after a backup; refuses to destroy rows it did not create."""
     where = location(db)
-    path = sqlite_path(where)
     start = time.monotonic()
     check_rollback_possible(where, force, migrations_dir)
-    saved = backup_sqlite(path, busy_timeout=busy_timeout)
+    saved = backup(where, busy_timeout=busy_timeout)
     database = open_database(where, busy_timeout=busy_timeout)
     try:
         with translate_errors(where):

@@ -85,8 +85,7 @@ def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     becomes `lock_timeout`, so a writer waits at most that long for another's lock.
     """
     if url.startswith("sqlite:"):
-        path = url.split("://", 1)[1] if "://" in url else url[len("sqlite:"):]
-        return open_sqlite(path.lstrip("/") if path.startswith("//") else path, busy_timeout, create)
+        return open_sqlite(sqlite_url_path(url), busy_timeout, create)
     try:  # percent-escapes in the user and password are decoded, as libpq does
         db = connect_url(url, unquote_password=True, unquote_user=True)
     except (RuntimeError, ValueError, ImportError) as exc:
@@ -103,6 +102,15 @@ def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseOpenError(f"cannot connect to {redact(url)}: {detail}") from None
     return db
+
+
+def sqlite_url_path(url: str) -> str:
+    """The file of a SQLite URL, as playhouse.db_url reads it: `sqlite:///rel.db`, `sqlite:////abs.db`."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///"):]
+    if url.startswith("sqlite://"):
+        raise DatabaseOpenError(f"{url!r} names no file: use sqlite:///relative.db or sqlite:////abs.db")
+    return url[len("sqlite:"):]
 
 
 def redact(url: str) -> str:

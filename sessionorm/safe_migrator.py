@@ -81,10 +81,13 @@ class SafePostgresqlMigrator(PostgresqlMigrator):
     """PostgreSQL has transactional DDL and no rebuilds; only the open-transaction rule applies."""
 
     force = False
+    # A dry run sets it: every migration then runs in a savepoint of the dry run's own
+    # transaction, which it rolls back.
+    rehearsal = False
 
     @contextlib.contextmanager
     def migration_context(self, atomic: bool = True) -> Iterator[None]:
-        if self.database.in_transaction():
+        if self.database.in_transaction() and not self.rehearsal:
             raise MigrationError("refusing to migrate inside an open transaction")
         with self.database.atomic():
             yield
