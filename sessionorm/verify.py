@@ -47,12 +47,37 @@ def migration_problems(runner: MigrationRunner) -> list[str]:
 
 
 def integrity_problems(db: peewee.Database) -> list[str]:
+    if isinstance(db, peewee.PostgresqlDatabase):
+        return postgres_integrity_problems(db)
     if not isinstance(db, peewee.SqliteDatabase):
         return []
     problems = [f"integrity_check: {r[0]}" for r in db.execute_sql("PRAGMA integrity_check")
                 if r[0] != "ok"]
     problems += [f"foreign_key_check: {t} rowid {rowid} references missing {parent}"
                  for t, rowid, parent, _ in db.execute_sql("PRAGMA foreign_key_check")]
+    return problems
+
+
+def postgres_integrity_problems(db: peewee.Database) -> list[str]:
+    """PostgreSQL's twin of foreign_key_check: unvalidated constraints and orphan rows.
+
+    Enforced constraints make orphans impossible; they appear only where a constraint was
+    added NOT VALID, or triggers were disabled during a bulk load.
+    """
+    problems = [f"constraint {name} on {table} is NOT VALID (never checked against old rows)"
+                for table, name in db.execute_sql(
+                    "SELECT conrelid::regclass::text, conname FROM pg_catalog.pg_constraint"
+                    " WHERE NOT convalidated AND connamespace = current_schema()::regnamespace"
+                    " ORDER BY 1, 2")]
+    for table in db.get_tables():
+        for fk in db.get_foreign_keys(table):
+            orphans = db.execute_sql(
+                f'SELECT count(*) FROM "{table}" c WHERE c."{fk.column}" IS NOT NULL AND NOT EXISTS'
+                f' (SELECT 1 FROM "{fk.dest_table}" p WHERE p."{fk.dest_column}" = c."{fk.column}")'
+            ).fetchone()[0]
+            if orphans:
+                problems.append(f"foreign key check: {orphans} rows of {table} reference missing "
+                                f"{fk.dest_table} ({fk.column} -> {fk.dest_column})")
     return problems
 
 
