@@ -1,0 +1,194 @@
+"""Plain helpers for the migration and CLI suites (imported, not fixtures).
+
+Everything works on real SQLite files; raw `sqlite3` is used to look at them so that the
+checks do not depend on the code under test.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from sessionorm.cli import cli
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Tables sessionorm adds: the contract's three plus its own checksum bookkeeping.
+NEW_TABLES = ("threads", "thread_messages", "migrations", "migration_checksums")
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+BACKUP_SUFFIX = r"\.backup-\d{4}-\d{2}-\d{2}-\d{6}"
+CONTRACT_INDEXES = [
+    ("threads", "sessionId"), ("threads", "status"), ("threads", "createdAt"),
+    ("threads", "updatedAt"), ("thread_messages", "threadId"), ("thread_messages", "role"),
+    ("thread_messages", "createdAt"), ("thread_messages", "idx"),
+]
+THREAD_NAME = "Migrated Thread for {}"
+MESSAGE = "Thread migrated from legacy threadId: {}"
+
+
+# -- running the CLI -------------------------------------------------------------------------
+
+def invoke(*args: str | os.PathLike) -> Result:
+    """`sessionorm ARGS` through click's CliRunner; stdout and stderr kept apart."""
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
+
+
+def run_module(*args: str | os.PathLike, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python -m sessionorm ARGS` in a real process with stdin closed."""
+    env = dict(os.environ)
+    env.pop("AMPSM_DB_PATH", None)
+    env.pop("SESSIONORM_DB_URL", None)
+    return subprocess.run([sys.executable, "-m", "sessionorm", *map(str, args)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO_ROOT)
+
+
+def one_error_line(stderr: str) -> str:
+    """The single `error: …` line a failing command must print; asserts there is only that."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr, stderr
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+# -- looking at files ------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def raw(path: str | os.PathLike) -> Iterator[sqlite3.Connection]:
+    """A plain autocommit sqlite3 connection with foreign keys on."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA foreign_keys = ON")
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def reader(path: str | os.PathLike) -> Iterator[sqlite3.Connection]:
+    """A read-only connection that leaves no -wal/-shm files and changes no byte."""
+    uri = f"file:{Path(path).resolve()}?mode=ro"
+    if not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+    con = sqlite3.connect(uri, uri=True)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def query(path: str | os.PathLike, sql: str, params: tuple = ()) -> list[tuple]:
+    with reader(path) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def tables(path: str | os.PathLike) -> set[str]:
+    return {r[0] for r in query(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def legacy_snapshot(path: str | os.PathLike) -> dict[str, object]:
+    """Schema objects and rows of every table sessionorm did not add (see NEW_TABLES)."""
+    with reader(path) as con:
+        schema = con.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master"
+            f" WHERE tbl_name NOT IN {NEW_TABLES!r} ORDER BY type, name").fetchall()
+        snapshot: dict[str, object] = {"schema": schema}
+        for (table,) in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                f" AND name NOT IN {NEW_TABLES!r} AND name NOT LIKE 'sqlite_%' ORDER BY name"):
+            snapshot[table] = con.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall()
+    return snapshot
+
+
+def index_columns(path: str | os.PathLike) -> set[tuple[str, ...]]:
+    """(table, column, …) of every index on the new tables, as PRAGMA index_info reads them."""
+    found = set()
+    with reader(path) as con:
+        for table in ("threads", "thread_messages"):
+            for row in con.execute(f"PRAGMA index_list({table})"):
+                columns = [r[2] for r in con.execute(f'PRAGMA index_info("{row[1]}")')]
+                found.add((table, *columns))
+    return found
+
+
+def sidecars(path: str | os.PathLike) -> dict[str, bool]:
+    """Which of the -wal/-shm/-journal files exist next to `path`."""
+    return {suffix: Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm", "-journal")}
+
+
+def threaded_sessions(path: str | os.PathLike) -> list[tuple[str, str, str, str]]:
+    """(id, name, threadId, createdAt) of the sessions the migration must give a thread."""
+    return query(path, 'SELECT id, name, "threadId", "createdAt" FROM sessions'
+                       " WHERE \"threadId\" IS NOT NULL AND \"threadId\" != '' ORDER BY id")
+
+
+def migrated_rows(path: str | os.PathLike) -> list[tuple]:
+    """(sessionId, thread name, thread createdAt, status, role, idx, content, message createdAt)."""
+    return query(path, 'SELECT t."sessionId", t.name, t."createdAt", t.status, m.role, m.idx,'
+                       ' m.content, m."createdAt" FROM threads t'
+                       ' JOIN thread_messages m ON m."threadId" = t.id ORDER BY t."sessionId"')
+
+
+# -- building databases ----------------------------------------------------------------------
+
+# What the original TypeScript orchestrator's migration 1 runs (its own index names, its
+# `datetime('now')` applied_at, updatedAt = the time it ran).
+TYPESCRIPT_MIGRATION = """
+CREATE TABLE IF NOT EXISTS threads (
+  id TEXT PRIMARY KEY, sessionId TEXT NOT NULL, name TEXT NOT NULL,
+  createdAt TEXT NOT NULL, updatedAt TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active',
+  FOREIGN KEY(sessionId) REFERENCES sessions(id) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS thread_messages (
+  id TEXT PRIMARY KEY, threadId TEXT NOT NULL,
+  role TEXT NOT NULL CHECK(role IN ('user', 'assistant', 'system')),
+  content TEXT NOT NULL, createdAt TEXT NOT NULL, idx INTEGER NOT NULL,
+  FOREIGN KEY(threadId) REFERENCES threads(id) ON DELETE CASCADE, UNIQUE(threadId, idx));
+INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, status)
+  SELECT lower(hex(randomblob(16))), id, 'Migrated Thread for ' || name, createdAt,
+         '2025-08-24T12:34:56.789Z', 'active'
+  FROM sessions WHERE threadId IS NOT NULL AND threadId != '';
+INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)
+  SELECT lower(hex(randomblob(16))), t.id, 'system',
+         'Thread migrated from legacy threadId: ' || s.threadId, s.createdAt, 0
+  FROM threads t JOIN sessions s ON s.id = t.sessionId;
+CREATE INDEX IF NOT EXISTS idx_threads_session_id ON threads(sessionId);
+CREATE INDEX IF NOT EXISTS idx_threads_status ON threads(status);
+CREATE INDEX IF NOT EXISTS idx_threads_created_at ON threads(createdAt);
+CREATE INDEX IF NOT EXISTS idx_threads_updated_at ON threads(updatedAt);
+CREATE INDEX IF NOT EXISTS idx_thread_messages_thread_id ON thread_messages(threadId);
+CREATE INDEX IF NOT EXISTS idx_thread_messages_created_at ON thread_messages(createdAt);
+CREATE INDEX IF NOT EXISTS idx_thread_messages_role ON thread_messages(role);
+CREATE INDEX IF NOT EXISTS idx_thread_messages_idx ON thread_messages(idx);
+CREATE TABLE IF NOT EXISTS migrations (
+  version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);
+INSERT OR REPLACE INTO migrations (version, name, applied_at)
+  VALUES (1, 'session-thread-relationship', datetime('now'));
+"""
+
+
+def migrate_like_typescript(path: str | os.PathLike) -> Path:
+    """Apply the TypeScript tool's migration 1 to a legacy file, in one transaction."""
+    with raw(path) as con:
+        con.executescript("BEGIN;" + TYPESCRIPT_MIGRATION + "COMMIT;")
+    return Path(path)
+
+
+def write_migration(directory: Path, filename: str, body: str) -> Path:
+    """A migration script in `directory` (peewee's runner loads `[0-9]*.py`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / filename
+    path.write_text(body)
+    return path
+
+
+def copy_real_migration(directory: Path) -> Path:
+    """The shipped 0001 script, so a scratch directory's history matches a migrated file."""
+    source = REPO_ROOT / "migrations" / "0001_session_thread_relationship.py"
+    return write_migration(directory, source.name, source.read_text())

@@ -1,0 +1,160 @@
+"""`sessionorm rollback` / `rollback(db)`: back up first, then undo migration 1 in one transaction.
+
+Refuses to destroy threads or messages that the migration did not create unless --force.
+DESIGN.md, CLI; issue 3.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from cli_support import (
+    BACKUP_SUFFIX,
+    invoke,
+    legacy_snapshot,
+    migrated_rows,
+    one_error_line,
+    query,
+    run_module,
+    tables,
+)
+
+from sessionorm import MigrationError, SessionStore, commands
+
+FLAVOURS = ["pre", "final"]
+THREADED = 5
+
+
+@pytest.fixture(params=FLAVOURS)
+def legacy(request, legacy_db) -> Path:
+    return legacy_db(9, flavor=request.param, threaded=THREADED, duplicates=2, iterations=2)
+
+
+@pytest.fixture
+def before(legacy) -> dict:
+    """The legacy file's content before it is migrated."""
+    return legacy_snapshot(legacy)
+
+
+@pytest.fixture
+def migrated(legacy, before) -> Path:
+    assert invoke("migrate", "--db-path", legacy).exit_code == 0
+    return legacy
+
+
+def backups(path: Path) -> list[Path]:
+    return sorted(p for p in path.parent.iterdir() if p.name.startswith(f"{path.name}.backup-"))
+
+
+def user_thread(path: Path) -> str:
+    """A thread the user created (no migration marker) in the first session."""
+    session_id = query(path, "SELECT id FROM sessions ORDER BY rowid LIMIT 1")[0][0]
+    with SessionStore(path) as store:
+        return store.create_thread(session_id, "Feature Discussion")
+
+
+def test_rollback_takes_a_backup_first_and_prints_it(migrated, dump):
+    state = dump(migrated)
+    result = invoke("rollback", "--db-path", migrated)
+    assert result.exit_code == 0, result.stderr
+    match = re.search(r"^backup: (\S+)$", result.stdout, re.M)
+    assert match, result.stdout
+    saved = Path(match.group(1))
+    assert re.fullmatch(re.escape(migrated.name) + BACKUP_SUFFIX, saved.name)
+    assert backups(migrated) == [saved]
+    assert dump(saved) == state  # the migrated database, threads and all
+
+
+def test_rollback_removes_the_new_tables_and_their_indexes(migrated):
+    invoke("rollback", "--db-path", migrated)
+    assert not {"threads", "thread_messages"} & tables(migrated)
+    assert query(migrated, "SELECT name FROM sqlite_master WHERE tbl_name IN"
+                           " ('threads', 'thread_messages')") == []
+
+
+def test_rollback_removes_the_migrations_row(migrated):
+    invoke("rollback", "--db-path", migrated)
+    rows = query(migrated, "SELECT * FROM migrations") if "migrations" in tables(migrated) else []
+    assert rows == []
+
+
+def test_rollback_leaves_sessions_and_every_other_table_as_before_migrate(migrated, before):
+    invoke("rollback", "--db-path", migrated)
+    assert legacy_snapshot(migrated) == before
+
+
+def test_rollback_reports_what_it_reverted(migrated):
+    result = invoke("rollback", "--db-path", migrated)
+    assert "reverted 0001_session_thread_relationship" in result.stdout
+
+
+def test_rollback_api_returns_its_backup_and_what_it_reverted(migrated, before):
+    report = commands.rollback(migrated)
+    assert report.reverted == ["0001_session_thread_relationship"]
+    assert report.backup is not None and report.backup.exists()
+    assert legacy_snapshot(migrated) == before
+
+
+def test_rollback_then_migrate_again_works(migrated, before):
+    first = migrated_rows(migrated)
+    assert invoke("rollback", "--db-path", migrated).exit_code == 0
+    result = invoke("migrate", "--db-path", migrated)
+    assert result.exit_code == 0, result.stderr
+    assert migrated_rows(migrated) == first  # same content; ids are new
+    assert legacy_snapshot(migrated) == before
+    assert invoke("verify", "--db-path", migrated).exit_code == 0
+
+
+def test_rollback_in_a_real_process(migrated, before):
+    done = run_module("rollback", "--db-path", migrated)
+    assert done.returncode == 0, done.stderr
+    assert legacy_snapshot(migrated) == before
+    assert run_module("status", "--db-path", migrated).returncode == 1  # pending again
+
+
+def test_rollback_refuses_to_destroy_a_thread_the_user_created(migrated, dump):
+    user_thread(migrated)
+    state = dump(migrated)
+    result = invoke("rollback", "--db-path", migrated)
+    assert result.exit_code == 1
+    line = one_error_line(result.stderr)
+    assert "refusing" in line and "--force" in line
+    assert dump(migrated) == state
+    assert backups(migrated) == []  # refused before anything was written
+
+
+def test_rollback_refuses_to_destroy_a_message_the_user_added(migrated, dump):
+    thread_id = query(migrated, "SELECT id FROM threads LIMIT 1")[0][0]
+    with SessionStore(migrated) as store:
+        store.add_thread_message(thread_id, "user", "Hello!")
+    state = dump(migrated)
+    done = run_module("rollback", "--db-path", migrated)
+    assert done.returncode == 1
+    assert "1 messages" in one_error_line(done.stderr)
+    assert dump(migrated) == state
+
+
+def test_rollback_api_refuses_without_force(migrated, dump):
+    user_thread(migrated)
+    state = dump(migrated)
+    with pytest.raises(MigrationError, match="refusing"):
+        commands.rollback(migrated)
+    assert dump(migrated) == state
+
+
+def test_rollback_force_destroys_user_threads_too(migrated, before):
+    user_thread(migrated)
+    result = invoke("rollback", "--force", "--db-path", migrated)
+    assert result.exit_code == 0, result.stderr
+    assert not {"threads", "thread_messages"} & tables(migrated)
+    assert legacy_snapshot(migrated) == before
+    assert len(backups(migrated)) == 1
+
+
+def test_rollback_of_a_legacy_file_is_an_error_and_changes_nothing(legacy, dump):
+    state = dump(legacy)
+    result = invoke("rollback", "--db-path", legacy)
+    assert result.exit_code == 1
+    assert "no applied migration" in one_error_line(result.stderr)
+    assert dump(legacy) == state
