@@ -1,0 +1,633 @@
+"""The same store, migrations, CLI and concurrency on SQLite and on PostgreSQL (issue 6).
+
+Every test takes `backend`, parametrised over `sqlite` and `postgresql`, which hands it a
+fresh, empty database of its own: a file in tmp_path, or a database created on the server
+named by `$SESSIONORM_TEST_PG_URL` (its user needs CREATEDB) and dropped afterwards.
+Without that variable the PostgreSQL cases skip, saying why; with `$CI` set as well, a
+server that does not answer fails them instead. The tests look at the databases through
+the plain drivers (sqlite3, psycopg), not through sessionorm.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import multiprocessing
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import types
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from sessionorm import NeedsMigrationError, NotFoundError, SessionStore, ValidationError, commands, pg_backup
+from sessionorm import backup as sqlite_backup
+from sessionorm.cli import cli
+from sessionorm.errors import MigrationError
+
+PG_URL_VAR = "SESSIONORM_TEST_PG_URL"
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+MIGRATION = "0001_session_thread_relationship"
+NEW_TABLES = {"threads", "thread_messages", "migrations", "migration_checksums"}
+
+# The orchestrator's `pre` layout of sessions, and a child table that references it without
+# ON DELETE CASCADE: SQLite's DDL as the TypeScript tool wrote it, and PostgreSQL's with the
+# camelCase names quoted (unquoted, PostgreSQL would fold them to lower case).
+LEGACY_DDL = {
+    "sqlite": """
+CREATE TABLE sessions (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, ampPrompt TEXT NOT NULL, followUpPrompts TEXT,
+  repoRoot TEXT NOT NULL, baseBranch TEXT NOT NULL, branchName TEXT NOT NULL,
+  worktreePath TEXT NOT NULL, status TEXT NOT NULL, scriptCommand TEXT, modelOverride TEXT,
+  threadId TEXT, createdAt TEXT NOT NULL, lastRun TEXT, notes TEXT);
+ALTER TABLE sessions ADD COLUMN contextIncluded BOOLEAN;
+CREATE TABLE iterations (
+  id TEXT PRIMARY KEY, sessionId TEXT NOT NULL, startTime TEXT NOT NULL,
+  FOREIGN KEY(sessionId) REFERENCES sessions(id));
+""",
+    "postgresql": """
+CREATE TABLE sessions (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, "ampPrompt" TEXT NOT NULL, "followUpPrompts" TEXT,
+  "repoRoot" TEXT NOT NULL, "baseBranch" TEXT NOT NULL, "branchName" TEXT NOT NULL,
+  "worktreePath" TEXT NOT NULL, status TEXT NOT NULL, "scriptCommand" TEXT,
+  "modelOverride" TEXT, "threadId" TEXT, "createdAt" TEXT NOT NULL, "lastRun" TEXT, notes TEXT);
+ALTER TABLE sessions ADD COLUMN "contextIncluded" BOOLEAN;
+CREATE TABLE iterations (
+  id TEXT PRIMARY KEY, "sessionId" TEXT NOT NULL, "startTime" TEXT NOT NULL,
+  FOREIGN KEY("sessionId") REFERENCES sessions(id));
+""",
+}
+SESSION_COLUMNS = ("id", "name", "ampPrompt", "followUpPrompts", "repoRoot", "baseBranch",
+                   "branchName", "worktreePath", "status", "scriptCommand", "modelOverride",
+                   "threadId", "createdAt", "lastRun", "notes", "contextIncluded")
+
+
+def legacy_rows(n: int = 12) -> list[tuple]:
+    """Deterministic legacy sessions: i % 4 == 0 no threadId (NULL), 1 empty, else a threadId;
+    sessions 2 and 6 share one."""
+    rows = []
+    for i in range(n):
+        thread_id = None if i % 4 == 0 else "" if i % 4 == 1 else f"T-{i:03d}"
+        if i == 6:
+            thread_id = "T-002"
+        created = f"2025-08-01T00:{i:02d}:00.{i:03d}Z"
+        rows.append((str(uuid.UUID(int=i + 1, version=4)), f"Session {i:03d}", f"Do task {i}",
+                     None, f"/src/repo-{i % 3}", "main", f"amp/session-{i:03d}",
+                     f"/src/repo-{i % 3}/.worktrees/{i}", "idle", None, None, thread_id,
+                     created, None, None, bool(i % 2)))
+    return rows
+
+
+# -- the backend fixture ---------------------------------------------------------------------
+
+@dataclass
+class Backend:
+    """One fresh database: how to open it, address it on the command line and look into it."""
+
+    name: str
+    target: str  # the file path (sqlite) or URL (postgresql)
+
+    @property
+    def is_pg(self) -> bool:
+        return self.name == "postgresql"
+
+    @property
+    def cli_args(self) -> list[str]:
+        return ["--db-url", self.target] if self.is_pg else ["--db-path", self.target]
+
+    def store(self, **options) -> SessionStore:
+        if self.is_pg:
+            return SessionStore(url=self.target, **options)
+        return SessionStore(self.target, **options)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator:
+        """A plain autocommit driver connection (sqlite3 or psycopg)."""
+        if self.is_pg:
+            import psycopg
+            con = psycopg.connect(self.target, autocommit=True)
+        else:
+            con = sqlite3.connect(self.target, isolation_level=None)
+            con.execute("PRAGMA foreign_keys = ON")
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", "%s") if self.is_pg else text
+
+    def query(self, text: str, params: tuple = ()) -> list[tuple]:
+        with self.connect() as con:
+            return [tuple(r) for r in con.execute(self.sql(text), params).fetchall()]
+
+    def execute(self, text: str, params: tuple = ()) -> None:
+        with self.connect() as con:
+            con.execute(self.sql(text), params)
+
+    def tables(self) -> set[str]:
+        if self.is_pg:
+            return {r[0] for r in self.query(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+        return {r[0] for r in self.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+
+    def load_legacy(self, rows: list[tuple]) -> None:
+        """The `pre` legacy layout holding `rows` (see `legacy_rows`)."""
+        with self.connect() as con:
+            if self.is_pg:
+                con.execute(LEGACY_DDL["postgresql"])
+            else:
+                con.executescript(LEGACY_DDL["sqlite"])
+            columns = ", ".join(f'"{c}"' for c in SESSION_COLUMNS)
+            marks = ", ".join(["?"] * len(SESSION_COLUMNS))
+            for row in rows:
+                con.execute(self.sql(f"INSERT INTO sessions ({columns}) VALUES ({marks})"), row)
+
+    def snapshot(self) -> dict[str, object]:
+        """Every table's name and rows, to compare before and after."""
+        return {t: sorted(map(repr, self.query(f'SELECT * FROM "{t}"'))) for t in sorted(self.tables())}
+
+
+def pg_server_url() -> str:
+    """The server URL, or skip (fail under CI) when it is missing or does not answer."""
+    url = os.environ.get(PG_URL_VAR)
+    if not url:
+        pytest.skip(f"PostgreSQL tests need ${PG_URL_VAR} (a server URL whose user may CREATE "
+                    "DATABASE); .ci/run starts a throwaway server and sets it")
+    try:
+        import psycopg
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as con:
+            con.execute("SELECT 1")
+    except Exception as exc:  # no driver, no server, bad credentials: all mean "cannot test"
+        message = f"PostgreSQL at ${PG_URL_VAR} does not answer: {type(exc).__name__}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI set the URL, so the PostgreSQL tests must run)")
+        pytest.skip(message)
+    return url
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
+    """A fresh empty database per test, on each backend; backups land in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SESSIONORM_DB_URL", raising=False)
+    monkeypatch.delenv("AMPSM_DB_PATH", raising=False)
+    if request.param == "sqlite":
+        yield Backend("sqlite", str(tmp_path / "sessions.db"))
+        return
+    import psycopg
+    server = pg_server_url()
+    name = f"sessionorm_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield Backend("postgresql", with_database(server, name))
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[SessionStore]:
+    with backend.store() as opened:
+        yield opened
+
+
+@pytest.fixture
+def session(store: SessionStore):
+    return store.create_session(name="Fix the login bug", amp_prompt="Fix it", repo_root="/src/app")
+
+
+@pytest.fixture
+def thread_id(store: SessionStore, session) -> str:
+    return store.create_thread(session.id, "Feature Discussion")
+
+
+@pytest.fixture
+def legacy(backend: Backend) -> Backend:
+    """`backend` holding the legacy `pre` layout with `legacy_rows()`."""
+    backend.load_legacy(legacy_rows())
+    return backend
+
+
+def invoke(*args: str | os.PathLike) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+def test_a_new_database_gets_the_contract_tables(store, backend):
+    assert {"sessions", *NEW_TABLES} <= backend.tables()
+    assert backend.query("SELECT version, name FROM migrations") == [(1, "session-thread-relationship")]
+
+
+def test_the_new_tables_have_camel_case_columns(store, backend):
+    columns = {c.name for c in store.db.get_columns("thread_messages")}
+    assert columns == {"id", "threadId", "role", "content", "createdAt", "idx"}
+    assert {c.name for c in store.db.get_columns("threads")} == {
+        "id", "sessionId", "name", "createdAt", "updatedAt", "status"}
+
+
+def test_every_contract_index_exists(store):
+    found = {(table, *i.columns) for table in ("threads", "thread_messages")
+             for i in store.db.get_indexes(table)}
+    for spec in [("threads", "sessionId"), ("threads", "status"), ("threads", "createdAt"),
+                 ("threads", "updatedAt"), ("thread_messages", "threadId"),
+                 ("thread_messages", "role"), ("thread_messages", "createdAt"),
+                 ("thread_messages", "idx"), ("thread_messages", "threadId", "idx"),
+                 ("threads", "sessionId", "updatedAt")]:
+        assert spec in found
+
+
+def test_the_role_check_refuses_an_unknown_role(backend, thread_id):
+    with pytest.raises(Exception, match="(?i)check"):
+        backend.execute('INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
+                        " VALUES ('m1', ?, 'robot', 'x', 'now', 0)", (thread_id,))
+
+
+def test_thread_id_and_idx_are_unique_together(backend, store, thread_id):
+    store.add_thread_message(thread_id, "user", "first")
+    with pytest.raises(Exception, match="(?i)unique"):
+        backend.execute('INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
+                        " VALUES ('m2', ?, 'user', 'x', 'now', 0)", (thread_id,))
+
+
+def test_a_new_database_verifies_and_has_no_drift(store, backend):
+    assert commands.verify(backend.target).problems == []
+    assert commands.diff(backend.target) == []
+
+
+# -- the store API ---------------------------------------------------------------------------
+
+def test_create_session_fills_the_legacy_defaults(session):
+    assert UUID4.match(session.id)
+    assert (session.base_branch, session.status, session.thread_id) == ("main", "idle", None)
+    assert session.branch_name.startswith("amp/fix-the-login-bug/")
+    assert session.worktree_path == f"/src/app/.worktrees/{session.id}"
+    assert session.created_at.tzinfo is not None
+
+
+def test_create_session_stores_other_columns_by_snake_case_name(store):
+    made = store.create_session(name="n", amp_prompt="p", repo_root="/r", context_included=1,
+                                notes="note", thread_id="T-1")
+    again = store.get_session(made.id)
+    assert (again.context_included, again.notes, again.thread_id) == (True, "note", "T-1")
+
+
+def test_get_session_threads_counts_messages_newest_updated_first(store, session):
+    older = store.create_thread(session.id, "older")
+    newer = store.create_thread(session.id, "newer")
+    store.add_thread_messages(older, [("user", "a"), ("assistant", "b")])
+    store.add_thread_message(newer, "user", "c")
+    listed = store.get_session_threads(session.id)
+    assert [(t.id, t.message_count) for t in listed] == [(newer, 1), (older, 2)]
+    assert listed[0].updated_at.tzinfo is not None
+
+
+def test_messages_are_numbered_from_zero_in_order(store, thread_id):
+    store.add_thread_message(thread_id, "user", "zero")
+    ids = store.add_thread_messages(thread_id, [("assistant", "one"), ("user", "two")])
+    messages = store.get_thread_messages(thread_id)
+    assert [(m.idx, m.content) for m in messages] == [(0, "zero"), (1, "one"), (2, "two")]
+    assert [m.id for m in messages[1:]] == ids
+    assert store.get_thread(thread_id).message_count == 3
+
+
+def test_adding_a_message_bumps_the_thread_updated_at(store, thread_id):
+    before = store.get_thread(thread_id).updated_at
+    store.add_thread_message(thread_id, "user", "hi")
+    assert store.get_thread(thread_id).updated_at >= before
+
+
+def test_get_thread_messages_pages_and_takes_the_last(store, thread_id):
+    store.add_thread_messages(thread_id, [("user", str(i)) for i in range(10)])
+    assert [m.idx for m in store.get_thread_messages(thread_id, after_idx=6)] == [7, 8, 9]
+    assert [m.idx for m in store.get_thread_messages(thread_id, after_idx=2, limit=2)] == [3, 4]
+    assert [m.idx for m in store.get_thread_messages(thread_id, last=3)] == [7, 8, 9]
+
+
+def test_an_empty_batch_is_a_validation_error(store, thread_id):
+    with pytest.raises(ValidationError):
+        store.add_thread_messages(thread_id, [])
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.get_session("nope"), lambda s: s.delete_session("nope"),
+    lambda s: s.get_thread("nope"), lambda s: s.get_session_threads("nope"),
+    lambda s: s.get_thread_messages("nope"), lambda s: s.update_thread_timestamp("nope"),
+    lambda s: s.delete_thread("nope"), lambda s: s.add_thread_message("nope", "user", "x"),
+    lambda s: s.add_thread_messages("nope", [("user", "x")]),
+    lambda s: s.create_thread("nope", "x"),
+])
+def test_an_unknown_id_raises_not_found_and_writes_nothing(store, backend, thread_id, call):
+    before = backend.snapshot()
+    with pytest.raises(NotFoundError):
+        call(store)
+    assert backend.snapshot() == before
+
+
+def test_deleting_a_thread_deletes_its_messages(store, backend, thread_id):
+    store.add_thread_messages(thread_id, [("user", "a"), ("user", "b")])
+    store.delete_thread(thread_id)
+    assert backend.query("SELECT count(*) FROM thread_messages") == [(0,)]
+
+
+def test_deleting_a_session_cascades_to_threads_and_messages(store, backend, session, thread_id):
+    store.add_thread_message(thread_id, "user", "a")
+    store.delete_session(session.id)
+    assert backend.query("SELECT count(*) FROM threads") == [(0,)]
+    assert backend.query("SELECT count(*) FROM thread_messages") == [(0,)]
+
+
+def test_deleting_a_session_still_referenced_by_legacy_rows_is_refused(legacy):
+    with legacy.store(migrate=True) as store:
+        sid = legacy_rows()[3][0]
+        legacy.execute('INSERT INTO iterations (id, "sessionId", "startTime") VALUES (?, ?, ?)',
+                       ("it-1", sid, "2025-08-01T00:00:00.000Z"))
+        before = legacy.snapshot()
+        with pytest.raises(ValidationError, match="still referenced"):
+            store.delete_session(sid)
+        assert legacy.snapshot() == before
+        store.add_thread_message(store.get_session_threads(sid)[0].id, "user", "still usable")
+
+
+# -- migrating a legacy database -------------------------------------------------------------
+
+def expected_migration(rows: list[tuple]) -> list[tuple]:
+    """(sessionId, thread name, createdAt, updatedAt, status, role, idx, content, message createdAt)."""
+    return sorted(
+        (r[0], f"Migrated Thread for {r[1]}", r[12], r[12], "active", "system", 0,
+         f"Thread migrated from legacy threadId: {r[11]}", r[12])
+        for r in rows if r[11])
+
+
+def migrated_rows(backend: Backend) -> list[tuple]:
+    return sorted(backend.query(
+        'SELECT t."sessionId", t.name, t."createdAt", t."updatedAt", t.status, m.role, m.idx,'
+        ' m.content, m."createdAt" FROM threads t JOIN thread_messages m ON m."threadId" = t.id'))
+
+
+def test_opening_a_legacy_database_with_data_needs_migration(legacy):
+    before = legacy.snapshot()
+    with pytest.raises(NeedsMigrationError, match="--db-url" if legacy.is_pg else "--db-path"):
+        legacy.store()
+    assert legacy.snapshot() == before
+
+
+def test_a_legacy_database_migrates_as_the_contract_says(legacy):
+    sessions_before = legacy.query("SELECT * FROM sessions ORDER BY id")
+    report = commands.migrate(legacy.target)
+    assert (report.applied, report.migrated, report.skipped) == ([MIGRATION], 6, 0)
+    assert migrated_rows(legacy) == expected_migration(legacy_rows())
+    assert legacy.query("SELECT * FROM sessions ORDER BY id") == sessions_before
+    ids = legacy.query("SELECT id FROM threads UNION ALL SELECT id FROM thread_messages")
+    assert len(ids) == 12 and all(UUID4.match(i) for (i,) in ids)
+    assert commands.verify(legacy.target).problems == []
+
+
+def test_sessions_sharing_a_thread_id_each_get_their_own_thread(legacy):
+    commands.migrate(legacy.target)
+    shared = legacy.query('SELECT "sessionId" FROM threads t JOIN thread_messages m ON m."threadId" = t.id'
+                          " WHERE m.content = 'Thread migrated from legacy threadId: T-002'")
+    assert len(shared) == 2
+
+
+def test_migrating_thread_ids_again_migrates_nothing_and_skips_the_migrated(legacy):
+    with legacy.store(migrate=True) as store:
+        result = store.migrate_session_thread_ids()
+        assert (result.migrated, result.skipped) == (0, 6)
+        store.create_session(name="late", amp_prompt="p", repo_root="/r", thread_id="T-late")
+        result = store.migrate_session_thread_ids()
+        assert (result.migrated, result.skipped) == (1, 6)
+    assert len(migrated_rows(legacy)) == 7
+
+
+def test_a_database_migrated_elsewhere_is_not_migrated_twice(legacy):
+    commands.migrate(legacy.target)
+    before = legacy.snapshot()
+    report = commands.migrate(legacy.target)
+    assert report.pending == [] and report.applied == []
+    assert legacy.snapshot() == before
+
+
+def test_rollback_refuses_to_destroy_threads_the_migration_did_not_create(legacy):
+    commands.migrate(legacy.target)
+    with legacy.store() as store:
+        store.add_thread_message(store.create_thread(legacy_rows()[0][0], "mine"), "user", "hi")
+    before = legacy.snapshot()
+    with pytest.raises(MigrationError, match="refusing to roll back: 1 threads and 1 messages"):
+        commands.rollback(legacy.target)
+    assert legacy.snapshot() == before
+    report = commands.rollback(legacy.target, force=True)
+    assert report.reverted == [MIGRATION]
+    assert not {"threads", "thread_messages"} & legacy.tables()
+
+
+# -- the command line ------------------------------------------------------------------------
+
+def test_cli_status_lists_the_pending_migration_and_exits_1(legacy):
+    result = invoke("status", *legacy.cli_args)
+    assert result.exit_code == 1
+    assert result.stdout == f"pending  {MIGRATION}\n"
+
+
+def test_cli_dry_run_prints_the_plan_and_changes_nothing(legacy):
+    before = legacy.snapshot()
+    result = invoke("migrate", "--dry-run", *legacy.cli_args)
+    assert result.exit_code == 0, result.output
+    assert f"pending: {MIGRATION}\n" in result.stdout
+    assert "would migrate 6 sessions, skip 0\n" in result.stdout
+    assert "INSERT INTO threads" in result.stdout and "CREATE TABLE IF NOT EXISTS threads" in result.stdout
+    assert "SAVEPOINT" not in result.stdout
+    assert legacy.snapshot() == before
+    assert invoke("status", *legacy.cli_args).exit_code == 1
+
+
+def test_cli_dry_run_of_an_up_to_date_database_says_so(legacy):
+    assert invoke("migrate", *legacy.cli_args).exit_code == 0
+    result = invoke("migrate", "--dry-run", *legacy.cli_args)
+    assert result.exit_code == 0
+    assert "up to date, nothing to migrate" in result.stdout
+
+
+def test_cli_migrate_then_status_verify_and_diff_are_clean(legacy):
+    result = invoke("migrate", *legacy.cli_args)
+    assert result.exit_code == 0, result.output
+    assert f"applied {MIGRATION}\n" in result.stdout
+    assert "threads created: 6; sessions skipped (already migrated): 0\n" in result.stdout
+    status = invoke("status", *legacy.cli_args)
+    assert status.exit_code == 0 and status.stdout.startswith(f"applied  {MIGRATION}  ")
+    verify = invoke("verify", *legacy.cli_args)
+    assert verify.exit_code == 0, verify.output
+    assert verify.stdout.endswith(": ok (migrations, schema, integrity, data)\n")
+    assert invoke("diff", *legacy.cli_args).exit_code == 0
+
+
+def test_cli_verify_names_a_missing_index(legacy):
+    invoke("migrate", *legacy.cli_args)
+    legacy.execute('DROP INDEX "idx_thread_messages_role"')
+    result = invoke("verify", *legacy.cli_args)
+    assert result.exit_code == 1
+    assert "problem: add index thread_messages (role)" in result.stdout
+
+
+def backup_pattern(backend: Backend) -> str:
+    if backend.is_pg:
+        name = urllib.parse.urlsplit(backend.target).path.lstrip("/")
+        return rf"{re.escape(str(Path.cwd() / name))}\.backup-\d{{4}}-\d\d-\d\d-\d{{6}}\.dump"
+    return rf"{re.escape(backend.target)}\.backup-\d{{4}}-\d\d-\d\d-\d{{6}}"
+
+
+def test_cli_migrate_backup_writes_a_checked_timestamped_backup_first(legacy):
+    result = invoke("migrate", "--backup", *legacy.cli_args)
+    assert result.exit_code == 0, result.output
+    match = re.search(rf"^backup: ({backup_pattern(legacy)}) \(checked: .+\)$", result.stdout, re.M)
+    assert match, result.stdout
+    assert Path(match.group(1)).stat().st_size > 0
+
+
+def test_cli_backup_prints_the_new_file(legacy):
+    result = invoke("backup", *legacy.cli_args)
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(rf"backup: {backup_pattern(legacy)}\n", result.stdout)
+
+
+def test_backup_never_overwrites_it_numbers_the_next(legacy, monkeypatch, tmp_path):
+    if legacy.is_pg:
+        fixed = tmp_path / "db.backup-2025-01-01-000000.dump"
+        monkeypatch.setattr(pg_backup, "backup_name", lambda database: fixed)
+        expected = [fixed, tmp_path / "db.backup-2025-01-01-000000-2.dump",
+                    tmp_path / "db.backup-2025-01-01-000000-3.dump"]
+    else:
+        fixed = Path(f"{legacy.target}.backup-2025-01-01-000000")
+        monkeypatch.setattr(sqlite_backup, "backup_name", lambda path: fixed)
+        expected = [fixed, Path(f"{fixed}-2"), Path(f"{fixed}-3")]
+    made = [commands.backup(legacy.target) for _ in range(3)]
+    assert made == expected
+    assert len({p.read_bytes() for p in made}) >= 1  # three files, none replaced
+
+
+def test_backup_to_an_existing_output_is_refused(legacy, tmp_path):
+    taken = tmp_path / "taken.dump"
+    taken.write_text("keep me")
+    result = invoke("backup", *legacy.cli_args, "--output", taken)
+    assert result.exit_code == 1
+    assert "exists; refusing to overwrite it" in result.stderr
+    assert taken.read_text() == "keep me"
+
+
+def test_a_postgres_backup_restores_to_the_same_rows(legacy, tmp_path):
+    if not legacy.is_pg:
+        pytest.skip("pg_restore applies to PostgreSQL backups only")
+    import psycopg
+    commands.migrate(legacy.target)
+    dump = commands.backup(legacy.target, tmp_path / "out.dump")
+    listing = subprocess.run([pg_backup.find_tool("pg_restore"), "--list", str(dump)],
+                             capture_output=True, text=True, check=True).stdout
+    assert "TABLE DATA public thread_messages" in listing
+    copy = f"sessionorm_restore_{uuid.uuid4().hex[:12]}"
+    server = os.environ[PG_URL_VAR]
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{copy}"')
+    try:
+        target = with_database(server, copy)
+        subprocess.run([pg_backup.find_tool("pg_restore"), "--no-owner", f"--dbname={target}", str(dump)],
+                       capture_output=True, text=True, check=True)
+        assert Backend("postgresql", target).snapshot() == legacy.snapshot()
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+
+
+def test_without_pg_dump_a_postgres_backup_is_refused_and_nothing_migrates(legacy, monkeypatch):
+    if not legacy.is_pg:
+        pytest.skip("pg_dump backs up PostgreSQL databases only")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(pg_backup, "glob", types.SimpleNamespace(glob=lambda pattern: []))
+    before = legacy.snapshot()
+    result = invoke("migrate", "--backup", *legacy.cli_args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: pg_dump not found")
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert legacy.snapshot() == before
+
+
+def test_cli_rollback_backs_up_then_reverts(legacy):
+    invoke("migrate", *legacy.cli_args)
+    result = invoke("rollback", *legacy.cli_args)
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"^backup: {backup_pattern(legacy)}$", result.stdout, re.M), result.stdout
+    assert f"reverted {MIGRATION}\n" in result.stdout
+    assert not {"threads", "thread_messages"} & legacy.tables()
+    assert invoke("status", *legacy.cli_args).exit_code == 1
+    assert invoke("migrate", *legacy.cli_args).exit_code == 0
+    assert migrated_rows(legacy) == expected_migration(legacy_rows())
+
+
+def test_cli_rollback_refuses_to_destroy_user_threads_without_force(legacy):
+    invoke("migrate", *legacy.cli_args)
+    with legacy.store() as store:
+        store.create_thread(legacy_rows()[0][0], "mine")
+    result = invoke("rollback", *legacy.cli_args)
+    assert result.exit_code == 1
+    assert "refusing to roll back" in result.stderr
+    assert {"threads", "thread_messages"} <= legacy.tables()
+
+
+# -- concurrency -----------------------------------------------------------------------------
+
+WRITERS, PER_WRITER = 8, 500
+
+
+def append_messages(backend: Backend, thread_id: str, writer: int, barrier, errors) -> None:
+    """One process: open its own store, wait for the others, append PER_WRITER messages."""
+    try:
+        with backend.store() as store:
+            barrier.wait(timeout=60)
+            for n in range(PER_WRITER):
+                store.add_thread_message(thread_id, "user", f"{writer}:{n}")
+    except BaseException as exc:  # reported to the parent: the test wants zero of these
+        errors.put(f"writer {writer}: {type(exc).__name__}: {exc}")
+
+
+@pytest.mark.slow
+def test_eight_processes_appending_to_one_thread_never_collide(backend, store, thread_id):
+    context = multiprocessing.get_context("spawn")
+    barrier, errors = context.Barrier(WRITERS), context.Queue()
+    workers = [context.Process(target=append_messages, args=(backend, thread_id, w, barrier, errors))
+               for w in range(WRITERS)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+    problems = []
+    while not errors.empty():
+        problems.append(errors.get())
+    assert problems == []
+    assert [w.exitcode for w in workers] == [0] * WRITERS
+    rows = backend.query('SELECT idx, content FROM thread_messages WHERE "threadId" = ? ORDER BY idx',
+                         (thread_id,))
+    assert [idx for idx, _ in rows] == list(range(WRITERS * PER_WRITER))
+    for writer in range(WRITERS):  # each process's messages keep its order
+        mine = [int(c.split(":")[1]) for _, c in rows if c.startswith(f"{writer}:")]
+        assert mine == list(range(PER_WRITER))
+    assert store.get_thread(thread_id).message_count == WRITERS * PER_WRITER
+
+
+def test_the_timestamps_round_trip_as_aware_utc(store, thread_id):
+    store.add_thread_message(thread_id, "user", "x")
+    message = store.get_thread_messages(thread_id)[0]
+    assert message.created_at.utcoffset() == dt.timedelta(0)
