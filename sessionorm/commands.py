@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import peewee
+from playhouse.migrate import SchemaMigrator
 from playhouse.migrations import Migration, _resolve_models
 from playhouse.migrations import MigrationError as PeeweeMigrationError
 
@@ -234,6 +235,9 @@ def rehearse_in_transaction(where: str, report: MigrateReport, progress: Progres
     """
     database = open_database(where, busy_timeout=busy_timeout)
     try:
+        if not SchemaMigrator.from_database(database).transactional_ddl:  # e.g. CockroachDB
+            raise MigrationError(f"--dry-run needs transactional DDL, which {type(database).__name__} "
+                                 "lacks: its rolled-back rehearsal could leave schema changes behind")
         with translate_errors(redact(where)):
             runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
             report.pending = [m.name for m in runner.pending()]
