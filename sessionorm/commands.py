@@ -305,7 +305,7 @@ def check_rollback_possible(where: str, force: bool, migrations_dir: Dir) -> Non
             runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
             applied = [m for m in runner.status() if m.applied]
             if not applied:
-                raise MigrationError(f"{where}: no applied migration to roll back")
+                raise MigrationError(f"{redact(where)}: no applied migration to roll back")
             if force or applied[-1].idx != 1:
                 return  # only migration 1 owns threads and messages
             threads, messages = foreign_rows(database)

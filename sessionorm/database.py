@@ -146,6 +146,7 @@ def translate_errors(where: object) -> Iterator[None]:
     try:
         yield
     except (sqlite3.Error, peewee.PeeweeException) as exc:
+        where = redact(where) if isinstance(where, str) else where
         text = str(exc)
         if is_busy(exc):
             raise DatabaseBusyError(
