@@ -30,7 +30,7 @@ from click.testing import CliRunner, Result
 from sessionorm import NeedsMigrationError, NotFoundError, SessionStore, ValidationError, commands, pg_backup
 from sessionorm import backup as sqlite_backup
 from sessionorm.cli import cli
-from sessionorm.errors import MigrationError
+from sessionorm.errors import DatabaseBusyError, MigrationError
 
 PG_URL_VAR = "SESSIONORM_TEST_PG_URL"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -587,7 +587,37 @@ def test_cli_rollback_refuses_to_destroy_user_threads_without_force(legacy):
     assert {"threads", "thread_messages"} <= legacy.tables()
 
 
+def test_cli_output_never_shows_the_password(legacy):
+    if not legacy.is_pg:
+        pytest.skip("only URLs carry passwords")
+    parts = urllib.parse.urlsplit(legacy.target)
+    user = parts.username or "postgres"
+    with legacy.connect() as con:  # the server may trust local users: a password does no harm
+        password = con.info.password or "s3cret-never-shown"
+    url = urllib.parse.urlunsplit(parts._replace(
+        netloc=f"{user}:{password}@{parts.hostname}:{parts.port or 5432}"))
+    for args in (["migrate"], ["status"], ["verify"], ["migrate", "--dry-run"]):
+        result = invoke(*args, "--db-url", url)
+        assert password not in result.output, args
+        assert password not in (result.stderr or ""), args
+    assert ":***@" in invoke("verify", "--db-url", url).stdout
+
+
 # -- concurrency -----------------------------------------------------------------------------
+
+def test_a_held_thread_lock_raises_database_busy_error_after_the_timeout(backend, thread_id):
+    with backend.connect() as other, backend.store(busy_timeout=0.3) as store:
+        if backend.is_pg:
+            other.execute("BEGIN")
+            other.execute('SELECT id FROM threads WHERE id = %s FOR UPDATE', (thread_id,))
+        else:
+            other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DatabaseBusyError):
+            store.add_thread_message(thread_id, "user", "blocked")
+        other.execute("ROLLBACK")
+        store.add_thread_message(thread_id, "user", "now it goes")
+        assert [m.content for m in store.get_thread_messages(thread_id)] == ["now it goes"]
+
 
 WRITERS, PER_WRITER = 8, 500
 
