@@ -5,6 +5,7 @@ import contextlib
 import re
 from collections.abc import Iterator
 
+import peewee
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
 
 from .errors import MigrationError
@@ -19,6 +20,25 @@ def checks_before_commit(db) -> None:
     result = [r[0] for r in db.execute_sql("PRAGMA integrity_check").fetchmany(5)]
     if result != ["ok"]:
         raise MigrationError(f"integrity check failed, rolled back: {'; '.join(result)}")
+
+
+@contextlib.contextmanager
+def immediate_transaction(db) -> Iterator[None]:
+    """`db.atomic("IMMEDIATE")`, letting the real error through when SQLite already rolled back.
+
+    On SQLITE_FULL (disk full) or SQLITE_IOERR SQLite ends the transaction itself; peewee's
+    unconditional ROLLBACK then fails with "no transaction is active" and hides the cause.
+    """
+    try:
+        with db.atomic("IMMEDIATE"):
+            yield
+    except peewee.OperationalError as exc:
+        cause: BaseException | None = exc
+        while cause is not None and "no transaction is active" in str(cause):
+            cause = cause.__context__  # peewee's wrapper, then sqlite3's, then the real one
+        if cause is None or cause is exc:
+            raise
+        raise cause from None
 
 
 class SafeSqliteMigrator(SqliteMigrator):
@@ -39,7 +59,7 @@ class SafeSqliteMigrator(SqliteMigrator):
             raise MigrationError("could not turn foreign keys off; refusing to rebuild tables")
         try:
             if atomic:
-                with db.atomic("IMMEDIATE"):
+                with immediate_transaction(db):
                     yield
                     checks_before_commit(db)
             else:
