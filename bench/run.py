@@ -411,7 +411,7 @@ def bench_migrate(cfg: Config, workdir: Path) -> Outcome:
     rss_big = max(r.peak_rss_mb for r in orm_runs)
     rss_small = max(r.peak_rss_mb for r in small_runs)
     growth = rss_big / rss_small
-    via = "CLI" if "migrate" in cmd else "API (no CLI yet)"
+    via = "CLI" if "migrate" in cmd else "Python API" if cli_available() else "API, no CLI yet"
     time_row = ratio_row(f"migrate {big:,} sessions, whole process, no backup [{via}]",
                          [r.seconds for r in raw_runs], [r.seconds for r in orm_runs], "s", 1.3,
                          note=f"floor ({cfg.floor_pragmas}): cache {cfg.floor_cache_mb} MB, temp_store"
