@@ -6,6 +6,7 @@ same runner `sessionorm migrate` uses, on real files.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ FLAVOURS = ["pre", "final"]
 
 PROBE = """\
 import json
+import re
 from pathlib import Path
 
 
@@ -283,3 +285,49 @@ def test_foreign_key_violation_through_the_cli_is_one_line_and_changes_nothing(m
     assert result.exit_code == 1
     assert "foreign key check failed" in one_error_line(result.stderr)
     assert dump(migrated) == before
+
+
+DELETE_PARENT_SESSION = """\
+def up(migrator, db):
+    # With foreign keys off, no cascade: the session's threads would be left orphaned.
+    db.execute_sql('DELETE FROM sessions WHERE id IN (SELECT "sessionId" FROM threads LIMIT 1)')
+"""
+
+
+def test_rows_orphaned_in_a_table_the_migration_did_not_write_roll_it_back(
+        migrated, scripts, opened, dump):
+    before = dump(migrated)
+    copy_real_migration(scripts)
+    write_migration(scripts, "0002_delete_parent.py", DELETE_PARENT_SESSION)
+    runner = MigrationRunner(opened(migrated), directory=scripts)
+    with pytest.raises(MigrationError, match="foreign key check failed, rolled back: (iterations|threads) "):
+        runner.up()
+    runner.database.close()
+    assert dump(migrated) == before
+
+
+def test_only_written_tables_are_checked_before_commit_unless_a_table_was_rebuilt(
+        migrated, scripts, opened):
+    from sessionorm.sql_log import capturing
+
+    copy_real_migration(scripts)
+    write_migration(scripts, "0002_rename_threads.py", """\
+def up(migrator, db):
+    db.execute_sql("UPDATE threads SET name = name || '!'")
+""")
+    write_migration(scripts, "0003_rebuild.py", REBUILD_THREADS)
+    runner = MigrationRunner(opened(migrated), directory=scripts)
+    statements: list[str] = []
+    with capturing(lambda sql, params: statements.append(sql)):
+        runner.up("0002_rename_threads")
+    checks = [s for s in statements if re.match(r"PRAGMA (foreign_key|quick|integrity)_check", s)]
+    assert checks == [  # threads, its child, and the history the runner wrote
+        'PRAGMA foreign_key_check("migration_checksums")', 'PRAGMA foreign_key_check("migrations")',
+        'PRAGMA foreign_key_check("thread_messages")', 'PRAGMA foreign_key_check("threads")',
+        'PRAGMA quick_check("migration_checksums")', 'PRAGMA quick_check("migrations")',
+        'PRAGMA quick_check("threads")']
+    statements.clear()
+    with capturing(lambda sql, params: statements.append(sql)):
+        runner.up()
+    checks = [s for s in statements if re.match(r"PRAGMA (foreign_key|quick|integrity)_check", s)]
+    assert checks == ["PRAGMA foreign_key_check", "PRAGMA integrity_check"]
