@@ -39,7 +39,9 @@ from .verify import VerifyReport, verify_database
 
 Progress = Callable[[float], None] | None
 Dir = str | os.PathLike | None
-BULK_PRAGMAS = (("cache_size", -65536), ("temp_store", 2))  # 64 MiB cache, temp in memory
+# A 16 MiB page cache for the bulk step: faster than the default 2 MiB, while peak memory stays
+# flat (a larger cache, or temp_store=MEMORY, grows the index sorts past 150 MB at 1M sessions).
+BULK_PRAGMAS = (("cache_size", -16384), ("temp_store", 0))
 
 
 @dataclass
