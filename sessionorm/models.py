@@ -11,6 +11,7 @@ from peewee import (
     SQL,
     BooleanField,
     Check,
+    FieldAccessor,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -22,8 +23,22 @@ from .values import format_timestamp, parse_timestamp
 ROLES = ("user", "assistant", "system")
 
 
+class TimestampAccessor(FieldAccessor):
+    """Parses stored text on first read, so listing 10,000 rows parses none it does not show."""
+
+    def __get__(self, instance, instance_type=None):
+        if instance is None:
+            return self.field
+        value = instance.__data__.get(self.name)
+        if isinstance(value, str):
+            value = instance.__data__[self.name] = parse_timestamp(value)
+        return value
+
+
 class TimestampField(TextField):
     """ISO-8601 UTC text in the database, an aware `datetime` in Python."""
+
+    accessor_class = TimestampAccessor
 
     def db_value(self, value):
         if isinstance(value, dt.datetime):
@@ -34,10 +49,28 @@ class TimestampField(TextField):
         return parse_timestamp(value)
 
 
+class CreatedOnFirstUse:
+    """An instance attribute made by `factory` when first read.
+
+    The store builds rows with only `__data__` (building is the cost of a 10,000-row read);
+    peewee's bookkeeping (`_dirty`, `__rel__`) appears when something uses it.
+    """
+
+    def __init__(self, name: str, factory: type) -> None:
+        self.name, self.factory = name, factory
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.factory()
+        return value
+
+
 class BaseModel(Model):
     """Readable repr for REPL use: the class and its identifying columns."""
 
     _repr_fields: tuple[str, ...] = ("id",)
+
 
     def __repr__(self) -> str:
         shown = [f"{name}={getattr(self, name)!r}" for name in self._repr_fields]
@@ -140,6 +173,9 @@ class MigrationChecksum(BaseModel):
 
 MODELS = (Session, Thread, ThreadMessage, MigrationRecord)
 
-# peewee's metaclass gives every model class its own terse __repr__
+BaseModel._dirty = CreatedOnFirstUse("_dirty", set)
+BaseModel.__rel__ = CreatedOnFirstUse("__rel__", dict)
+# peewee's metaclass gives every model class a terse __repr__ and a class-level __rel__ = None
 for _model in (*MODELS, MigrationChecksum):
     _model.__repr__ = BaseModel.__repr__
+    del _model.__rel__

@@ -32,9 +32,7 @@ from .validation import check_count, check_id, check_messages, check_role, check
 from .values import format_timestamp, new_id, now_timestamp
 
 THREAD_COLUMNS = 't.id, t."sessionId", t.name, t."createdAt", t."updatedAt", t.status'
-THREAD_FIELDS = ("id", "session", "name", "created_at", "updated_at", "status")
 MESSAGE_COLUMNS = 'id, "threadId", role, content, "createdAt", idx'
-MESSAGE_FIELDS = ("id", "thread", "role", "content", "created_at", "idx")
 MESSAGE_COUNT = '(SELECT count(*) FROM thread_messages m WHERE m."threadId" = t.id)'
 
 SQL = {
@@ -62,25 +60,16 @@ def snake_case(column: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", column).lower()
 
 
-def parse_time(value: Any) -> Any:
-    """Stored timestamp text → aware datetime (3.11 parses the `Z`); other text verbatim."""
-    if isinstance(value, str):
-        try:
-            return dt.datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    return value
-
-
-def build(model: type[peewee.Model], fields: tuple[str, ...], row: tuple) -> Any:
-    """A model instance from a row, without peewee's per-field default handling."""
-    obj = model.__new__(model)
-    data = dict(zip(fields, row, strict=False))
-    data["created_at"] = parse_time(data["created_at"])
-    if "updated_at" in data:
-        data["updated_at"] = parse_time(data["updated_at"])
-    obj.__data__, obj._dirty, obj.__rel__ = data, set(), {}
-    return obj
+def messages_from_rows(rows: list[tuple]) -> list[ThreadMessage]:
+    """Model instances from rows: only `__data__`; timestamps parse on first read."""
+    new = ThreadMessage.__new__
+    out = []
+    for id_, thread, role, content, created, idx in rows:
+        message = new(ThreadMessage)
+        message.__data__ = {"id": id_, "thread": thread, "role": role, "content": content,
+                            "created_at": created, "idx": idx}
+        out.append(message)
+    return out
 
 
 class SessionStore:
@@ -401,7 +390,7 @@ class SessionStore:
                 self._require("thread_exists", thread_id, "thread")
         if last is not None:
             rows.reverse()
-        return [build(ThreadMessage, MESSAGE_FIELDS, row) for row in rows]
+        return messages_from_rows(rows)
 
     # -- data migration --------------------------------------------------------------------
 
@@ -412,15 +401,19 @@ class SessionStore:
 
 
 def thread_from_row(row: tuple) -> Thread:
-    thread = build(Thread, THREAD_FIELDS, row[:6])
-    thread.message_count = row[6]
+    """A `Thread` with `.message_count` from a row of THREAD_COLUMNS + MESSAGE_COUNT."""
+    id_, session, name, created, updated, status, count = row
+    thread = Thread.__new__(Thread)
+    thread.__data__ = {"id": id_, "session": session, "name": name, "created_at": created,
+                       "updated_at": updated, "status": status}
+    thread.message_count = count
     return thread
 
 
 def session_from_row(columns: list[str], row: tuple) -> Session:
     """A `Session`; columns the model lacks (the `final` layout's) become attributes too."""
     session = Session.__new__(Session)
-    session.__data__, session._dirty, session.__rel__ = {}, set(), {}
+    session.__data__ = {}
     fields = {f.column_name: f for f in Session._meta.sorted_fields}
     for column, value in zip(columns, row, strict=False):
         field = fields.get(column)

@@ -890,3 +890,17 @@ def test_a_missing_value_for_a_not_null_legacy_column_is_a_validation_error(stor
     with pytest.raises(ValidationError, match="amp_prompt"):
         store.create_session(name="n", amp_prompt=None, repo_root="/r")
     assert dump(db_path) == before
+
+
+def test_rows_read_in_bulk_are_full_model_instances(store, thread_id) -> None:
+    import datetime as dt
+    store.add_thread_messages(thread_id, [("user", "a"), ("assistant", "b")])
+    first, second = store.get_thread_messages(thread_id)
+    assert first.created_at.tzinfo == dt.UTC and first.created_at is first.created_at
+    assert second.thread_id == thread_id and second.idx == 1
+    second.content = "edited"
+    assert second._dirty == {"content"} and second.__rel__ == {}
+    thread = store.get_session_threads(store.get_thread(thread_id).session_id)[0]
+    assert thread.updated_at.tzinfo == dt.UTC and thread.message_count == 2
+    with pytest.raises(AttributeError):
+        first.no_such_attribute  # noqa: B018
