@@ -65,11 +65,23 @@ def database_options(fn: Callable) -> Callable:
     return wrapper
 
 
-def progress_printer() -> Callable[[float], None] | None:
-    """Elapsed time on stderr while a long step runs (only on a terminal)."""
-    if not sys.stderr.isatty():
-        return None
-    return lambda seconds: click.echo(f"\r  … {seconds:.0f} s", err=True, nl=False)
+class ProgressLine:
+    """One line on stderr, rewritten in place while a long step runs (terminals only)."""
+
+    def __init__(self) -> None:
+        self.used = False
+
+    def __call__(self, text: str) -> None:
+        self.used = True
+        click.echo(f"\r  {text} …", err=True, nl=False)
+
+    def done(self) -> None:
+        if self.used:
+            click.echo("", err=True)
+
+
+def progress_printer() -> ProgressLine | None:
+    return ProgressLine() if sys.stderr.isatty() else None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,8 +97,13 @@ def cli() -> None:
 def migrate(db: str, busy_timeout: float, migrations_dir: str | None, take_backup: bool,
             dry_run: bool) -> None:
     """Apply pending migrations (creates the database if the path does not exist)."""
-    report = commands.migrate(db, dry_run=dry_run, backup=take_backup, busy_timeout=busy_timeout,
-                              progress=progress_printer(), migrations_dir=migrations_dir)
+    progress = progress_printer()
+    try:
+        report = commands.migrate(db, dry_run=dry_run, backup=take_backup, busy_timeout=busy_timeout,
+                                  progress=progress, migrations_dir=migrations_dir)
+    finally:
+        if progress:
+            progress.done()
     if dry_run:
         print_plan(report)
         return

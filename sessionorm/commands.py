@@ -37,7 +37,7 @@ from .sql_log import capturing
 from .thread_migration import foreign_rows
 from .verify import VerifyReport, verify_database
 
-Progress = Callable[[float], None] | None
+Progress = Callable[[str], None] | None  # receives one-line progress messages
 Dir = str | os.PathLike | None
 # A 16 MiB page cache for the bulk step: faster than the default 2 MiB, while peak memory stays
 # flat (a larger cache, or temp_store=MEMORY, grows the index sorts past 150 MB at 1M sessions).
@@ -189,7 +189,11 @@ def run_pending(database: peewee.Database, report: MigrateReport, progress: Prog
     report.pending = [m.name for m in runner.pending()]
     if not report.pending:
         return
-    with bulk_pragmas(database), reporting(database, progress):
+    names = ", ".join(report.pending)
+    tell = None if progress is None else (lambda s: progress(f"applying {names}: {s:.0f} s"))
+    if tell:
+        tell(0)
+    with bulk_pragmas(database), reporting(database, tell):
         report.applied = runner.up()
     result = getattr(runner.migrator, "result", None)
     if result is not None:

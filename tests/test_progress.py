@@ -1,0 +1,59 @@
+"""Progress of long steps: on a terminal only, from SQLite's progress handler."""
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import peewee
+
+from sessionorm.progress import reporting
+
+
+def test_a_long_statement_reports_its_elapsed_time_repeatedly(tmp_path: Path) -> None:
+    db = peewee.SqliteDatabase(str(tmp_path / "p.db"))
+    seen: list[float] = []
+    with reporting(db, seen.append, every=0.05):
+        db.execute_sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)"
+                       " SELECT count(*) FROM n").fetchone()
+    assert len(seen) >= 2 and seen == sorted(seen)
+    db.execute_sql("SELECT 1")  # the handler is gone: nothing more is reported
+    assert len(seen) == len(set(seen))
+
+
+def test_migrate_on_a_terminal_shows_the_step_being_applied(legacy_db) -> None:
+    path = legacy_db(n=30)
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "sessionorm", "migrate", "--db-path", str(path)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
+                              timeout=60, check=False)
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    stderr = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert "applying 0001_session_thread_relationship: 0 s" in stderr
+    assert "applied 0001_session_thread_relationship" in proc.stdout.decode()
+
+
+def test_migrate_into_a_pipe_prints_no_progress(legacy_db) -> None:
+    path = legacy_db(n=30)
+    proc = subprocess.run([sys.executable, "-m", "sessionorm", "migrate", "--db-path", str(path)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stderr == ""
