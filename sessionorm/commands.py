@@ -1,13 +1,15 @@
 """One plain function per command: the Python API and the CLI are the same thing."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import peewee
 from playhouse.migrate import SchemaMigrator
@@ -88,6 +90,17 @@ def is_server(db: str) -> bool:
     return is_url(db) and not db.startswith("sqlite:")
 
 
+@contextlib.contextmanager
+def opened(db: str, **options: Any) -> Iterator[peewee.Database]:
+    """`open_database` for the length of a block, driver errors translated, closed after."""
+    database = open_database(db, **options)
+    try:
+        with translate_errors(db):
+            yield database
+    finally:
+        database.close()
+
+
 def open_database(db: str, *, readonly: bool = False, create: bool = False,
                   busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> peewee.Database:
     if is_url(db):
@@ -105,24 +118,16 @@ def sqlite_path(db: str) -> Path:
 
 def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None) -> list[Migration]:
     """Every migration, applied (with its time) or pending; never creates a database."""
-    database = open_database(location(db), readonly=True)
-    try:
-        with translate_errors(location(db)):
-            return MigrationRunner(database, extra_dirs=extra(migrations_dir)).status()
-    finally:
-        database.close()
+    with opened(location(db), readonly=True) as database:
+        return MigrationRunner(database, extra_dirs=extra(migrations_dir)).status()
 
 
 def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
            models: str | None = None) -> VerifyReport:
     """Check tables, columns, indexes, migration rows, integrity and foreign keys."""
-    database = open_database(location(db), readonly=True)
-    try:
-        with translate_errors(location(db)):
-            runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
-            return verify_database(database, runner, load_models(models))
-    finally:
-        database.close()
+    with opened(location(db), readonly=True) as database:
+        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+        return verify_database(database, runner, load_models(models))
 
 
 def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,
@@ -166,21 +171,13 @@ def apply(where: str, path: Path | None, report: MigrateReport, take_backup: boo
     if take_backup and has_pending(where, migrations_dir):
         report.backup = backup(where, busy_timeout=busy_timeout)
         report.backup_checked = backup_checked(where)
-    database = open_database(where, create=True, busy_timeout=busy_timeout)
-    try:
-        with translate_errors(where):
-            run_pending(database, report, progress, migrations_dir)
-    finally:
-        database.close()
+    with opened(where, create=True, busy_timeout=busy_timeout) as database:
+        run_pending(database, report, progress, migrations_dir)
 
 
 def has_pending(where: str, migrations_dir: Dir) -> bool:
-    database = open_database(where, readonly=True)
-    try:
-        with translate_errors(where):
-            return bool(MigrationRunner(database, extra_dirs=extra(migrations_dir)).pending())
-    finally:
-        database.close()
+    with opened(where, readonly=True) as database:
+        return bool(MigrationRunner(database, extra_dirs=extra(migrations_dir)).pending())
 
 
 def run_pending(database: peewee.Database, report: MigrateReport, progress: Progress,
@@ -195,6 +192,11 @@ def run_pending(database: peewee.Database, report: MigrateReport, progress: Prog
         tell(0)
     with bulk_pragmas(database), reporting(database, tell):
         report.applied = runner.up()
+    record_result(runner, report)
+
+
+def record_result(runner: MigrationRunner, report: MigrateReport) -> None:
+    """The data step's counts, when a migration that copies legacy threadIds ran."""
     result = getattr(runner.migrator, "result", None)
     if result is not None:
         report.migrated, report.skipped = result.migrated, result.skipped
@@ -239,28 +241,22 @@ def rehearse_in_transaction(where: str, report: MigrateReport, progress: Progres
     Its DDL is transactional, so the database is left exactly as it was; the rehearsal
     takes the same locks as the real run, for as long as it lasts.
     """
-    database = open_database(where, busy_timeout=busy_timeout)
-    try:
+    with opened(where, busy_timeout=busy_timeout) as database:
         if not SchemaMigrator.from_database(database).transactional_ddl:  # e.g. CockroachDB
             raise MigrationError(f"--dry-run needs transactional DDL, which {type(database).__name__} "
                                  "lacks: its rolled-back rehearsal could leave schema changes behind")
-        with translate_errors(redact(where)):
-            runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
-            report.pending = [m.name for m in runner.pending()]
-            if not report.pending:
-                return
-            runner.migrator.rehearsal = True
-            try:
-                with database.atomic(), capturing(plan_statement(report)):
-                    runner.up()
-                    raise _Rehearsed
-            except _Rehearsed:
-                pass
-            result = getattr(runner.migrator, "result", None)
-            if result is not None:
-                report.migrated, report.skipped = result.migrated, result.skipped
-    finally:
-        database.close()
+        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+        report.pending = [m.name for m in runner.pending()]
+        if not report.pending:
+            return
+        runner.migrator.rehearsal = True
+        try:
+            with database.atomic(), capturing(plan_statement(report)):
+                runner.up()
+                raise _Rehearsed
+        except _Rehearsed:
+            pass
+        record_result(runner, report)
 
 
 def rehearse(path: Path | None, report: MigrateReport, progress: Progress, migrations_dir: Dir) -> None:
@@ -292,35 +288,27 @@ def rollback(db: str | os.PathLike | None = None, force: bool = False,
     start = time.monotonic()
     check_rollback_possible(where, force, migrations_dir)
     saved = backup(where, busy_timeout=busy_timeout)
-    database = open_database(where, busy_timeout=busy_timeout)
-    try:
-        with translate_errors(where):
-            runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
-            runner.migrator.force = force
-            reverted = runner.down()
-    finally:
-        database.close()
+    with opened(where, busy_timeout=busy_timeout) as database:
+        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+        runner.migrator.force = force
+        reverted = runner.down()
     return RollbackReport(where, reverted, saved, time.monotonic() - start)
 
 
 def check_rollback_possible(where: str, force: bool, migrations_dir: Dir) -> None:
     """Refuse early, before the backup, when the rollback could not go ahead."""
-    database = open_database(where, readonly=True)
-    try:
-        with translate_errors(where):
-            runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
-            applied = [m for m in runner.status() if m.applied]
-            if not applied:
-                raise MigrationError(f"{redact(where)}: no applied migration to roll back")
-            if force or applied[-1].idx != 1:
-                return  # only migration 1 owns threads and messages
-            threads, messages = foreign_rows(database)
-            if threads or messages:
-                raise MigrationError(
-                    f"refusing to roll back: {threads} threads and {messages} messages were not "
-                    "created by the migration and would be destroyed (use --force to destroy them)")
-    finally:
-        database.close()
+    with opened(where, readonly=True) as database:
+        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+        applied = [m for m in runner.status() if m.applied]
+        if not applied:
+            raise MigrationError(f"{redact(where)}: no applied migration to roll back")
+        if force or applied[-1].idx != 1:
+            return  # only migration 1 owns threads and messages
+        threads, messages = foreign_rows(database)
+        if threads or messages:
+            raise MigrationError(
+                f"refusing to roll back: {threads} threads and {messages} messages were not "
+                "created by the migration and would be destroyed (use --force to destroy them)")
 
 
 # -- diff, makemigration ----------------------------------------------------------------------
@@ -338,20 +326,12 @@ def load_models(spec: str | None) -> list:
 
 def diff(db: str | os.PathLike | None = None, models: str | None = None) -> list[str]:
     """What differs between the models and the database, one line each (empty: in sync)."""
-    database = open_database(location(db), readonly=True)
-    try:
-        with translate_errors(location(db)):
-            return schema_drift(database, load_models(models))
-    finally:
-        database.close()
+    with opened(location(db), readonly=True) as database:
+        return schema_drift(database, load_models(models))
 
 
 def makemigration(name: str, db: str | os.PathLike | None = None, models: str | None = None,
                   migrations_dir: Dir = None) -> NewMigration:
     """Write the next numbered script from the diff; `.path` is None when already in sync."""
-    database = open_database(location(db), readonly=True)
-    try:
-        with translate_errors(location(db)):
-            return make_migration(database, load_models(models), name, migrations_dir)
-    finally:
-        database.close()
+    with opened(location(db), readonly=True) as database:
+        return make_migration(database, load_models(models), name, migrations_dir)
