@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import os
 import sqlite3
 import stat
@@ -48,6 +49,8 @@ def backup_sqlite(db_path: str | os.PathLike, dest: str | os.PathLike | None = N
     first = Path(dest).expanduser() if explicit else backup_name(src_path)
     if explicit and first.exists():
         raise MigrationError(f"{first} exists; refusing to overwrite it")
+    remove_stale_partials(first.parent, f".{glob.escape(src_path.name)}.backup-*.partial-*")
+    remove_stale_partials(first.parent, f".{glob.escape(first.name)}.partial-*")
     tmp = first.with_name(f".{first.name}.partial-{os.getpid()}")
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     os.close(fd)
@@ -73,6 +76,24 @@ def backup_sqlite(db_path: str | os.PathLike, dest: str | os.PathLike | None = N
         return link_without_overwrite(tmp, first, explicit)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_partials(directory: Path, pattern: str) -> None:
+    """Delete the temp files of backups whose process is gone (killed before it finished)."""
+    for leftover in directory.glob(pattern):
+        pid = leftover.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def check_copy(path: Path, expected: dict[str, int]) -> None:

@@ -20,6 +20,7 @@ from .backup import backup_sqlite
 from .database import (
     DEFAULT_BUSY_TIMEOUT,
     check_sqlite_file,
+    check_writable,
     default_path,
     open_sqlite,
     open_url,
@@ -168,6 +169,8 @@ def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: 
 
 def apply(where: str, path: Path | None, report: MigrateReport, take_backup: bool,
           busy_timeout: float, progress: Progress, migrations_dir: Dir) -> None:
+    if path is not None:
+        check_writable(path)  # before a backup that would be wasted
     if take_backup and has_pending(where, migrations_dir):
         report.backup = backup(where, busy_timeout=busy_timeout)
         report.backup_checked = backup_checked(where)
@@ -286,6 +289,8 @@ def rollback(db: str | os.PathLike | None = None, force: bool = False,
     """Revert the latest migration after a backup; refuses to destroy rows it did not create."""
     where = location(db)
     start = time.monotonic()
+    if not is_server(where):
+        check_writable(sqlite_path(where))  # before a backup that would be wasted
     check_rollback_possible(where, force, migrations_dir)
     saved = backup(where, busy_timeout=busy_timeout)
     with opened(where, busy_timeout=busy_timeout) as database:

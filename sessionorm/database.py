@@ -41,6 +41,12 @@ def check_sqlite_file(path: Path, must_exist: bool) -> bool:
     return True
 
 
+def check_writable(path: Path) -> None:
+    """Refuse a file without write permission bits (even for root, who could write it anyway)."""
+    if path.exists() and not path.stat().st_mode & 0o222:
+        raise DatabaseOpenError(f"{path} is read-only; refusing to write to it")
+
+
 def sqlite_pragmas(busy_timeout: float) -> list[tuple[str, object]]:
     """What every read-write SQLite connection sets (see DESIGN.md, Connections)."""
     return [
@@ -65,8 +71,7 @@ def open_sqlite(path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIME
         db = peewee.SqliteDatabase(readonly_sqlite_uri(path), uri=True, timeout=busy_timeout,
                                    pragmas=[("busy_timeout", int(busy_timeout * 1000))])
     else:
-        if existed and not path.stat().st_mode & 0o222:
-            raise DatabaseOpenError(f"{path} is read-only; refusing to write to it")
+        check_writable(path)
         if not existed:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = peewee.SqliteDatabase(str(path), pragmas=sqlite_pragmas(busy_timeout),
@@ -151,7 +156,7 @@ def translate_errors(where: object) -> Iterator[None]:
         if is_busy(exc):
             raise DatabaseBusyError(
                 f"{where}: database is busy (another process holds the write lock); "
-                "retry when it finishes or raise the busy timeout") from None
+                "retry when it finishes or raise the busy timeout (--busy-timeout SECONDS)") from None
         if "readonly" in text or "read-only" in text:
             raise DatabaseOpenError(f"{where} is read-only: {text}") from None
         if "not a database" in text or "file is encrypted" in text:

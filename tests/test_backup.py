@@ -166,3 +166,20 @@ def test_backup_does_not_change_the_database(legacy, file_digest):
     before = file_digest(legacy)
     commands.backup(legacy)
     assert file_digest(legacy) == before
+
+
+def test_backup_removes_temp_files_left_by_a_killed_backup_but_not_a_running_ones(legacy):
+    import os
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    dead_pid = int(finished.stdout)  # that process has exited
+    stale = legacy.with_name(f".{legacy.name}.backup-2025-01-01-000000.partial-{dead_pid}")
+    running = legacy.with_name(f".{legacy.name}.backup-2025-01-01-000000.partial-{os.getpid()}")
+    stale.write_bytes(b"half a backup")
+    running.write_bytes(b"a backup in progress")
+    commands.backup(legacy)
+    assert not stale.exists()
+    assert running.read_bytes() == b"a backup in progress"
