@@ -1,8 +1,9 @@
 """The raw-SQL floor of migration 1: what a careful hand-written sqlite3 script costs.
 
 One transaction: the two tables exactly as DESIGN.md writes them (and the `migrations`
-row), one `INSERT … SELECT` for the threads and one for their system messages with the
-same UUID expression as `sessionorm/thread_migration.py`, then the 8 single-column
+row), the new thread ids staged in a temp table, one `INSERT … SELECT` for the threads and
+one for their system messages, both in thread-id order, with the same UUID expression as
+`sessionorm/thread_migration.py`, then the 8 single-column
 indexes plus `threads(sessionId, updatedAt)`. Run as its own process (stdlib only, no
 sessionorm import) so that it compares with a whole `sessionorm migrate` process.
 
@@ -36,15 +37,23 @@ TABLES = (
     " applied_at TEXT NOT NULL)",
 )
 
+# The fastest plain SQL we know: stage the new thread ids once, then insert both tables in
+# thread-id order (random-UUID keys then grow at one end; 2.5x faster than joining the new
+# threads back to sessions at 1,000,000 sessions).
+STAGE = (
+    f"CREATE TEMP TABLE stage AS SELECT {SQLITE_UUID} AS id, s.id AS session_id, s.name AS name,"
+    " s.createdAt AS created_at, s.threadId AS legacy"
+    " FROM sessions s WHERE s.threadId IS NOT NULL AND s.threadId != ''")
+
 INSERT_THREADS = (
     "INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, status)"
-    f" SELECT {SQLITE_UUID}, s.id, 'Migrated Thread for ' || s.name, s.createdAt, s.createdAt,"
-    " 'active' FROM sessions s WHERE s.threadId IS NOT NULL AND s.threadId != ''")
+    " SELECT id, session_id, 'Migrated Thread for ' || name, created_at, created_at, 'active'"
+    " FROM stage ORDER BY id")
 
 INSERT_MESSAGES = (
     "INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)"
-    f" SELECT {SQLITE_UUID}, t.id, 'system', 'Thread migrated from legacy threadId: ' || s.threadId,"
-    " t.createdAt, 0 FROM threads t JOIN sessions s ON s.id = t.sessionId")
+    f" SELECT {SQLITE_UUID}, id, 'system', 'Thread migrated from legacy threadId: ' || legacy,"
+    " created_at, 0 FROM stage ORDER BY id")
 
 INDEXES = (
     ("threads", "sessionId"), ("threads", "status"), ("threads", "createdAt"),
@@ -76,8 +85,10 @@ def migrate(path: str, cache_mb: int = 0, temp_store: str = "default",
         con.execute("BEGIN IMMEDIATE")
         for sql in TABLES:
             con.execute(sql)
+        con.execute(STAGE)
         threads = con.execute(INSERT_THREADS).rowcount
         con.execute(INSERT_MESSAGES)
+        con.execute("DROP TABLE stage")
         for spec in INDEXES:
             con.execute(index_sql(*spec))
         now = dt.datetime.now(dt.UTC)
