@@ -118,14 +118,16 @@ class ColumnChange:
         return f"change default {where}: database {self.have}, model {self.want}"
 
 
+def existing(db: peewee.Database, models) -> list[tuple[type[peewee.Model], str]]:
+    """(model, table name) for each model whose table the database has."""
+    tables = set(db.get_tables())
+    return [(m, m._meta.table_name) for m in models if m._meta.table_name in tables]
+
+
 def column_differences(db: peewee.Database, models=MODELS) -> list[ColumnChange]:
     """Type, NOT NULL and default differences of columns present on both sides."""
-    tables = set(db.get_tables())
     changes = []
-    for model in models:
-        table = model._meta.table_name
-        if table not in tables:
-            continue
+    for model, table in existing(db, models):
         live = {c.name: c for c in db.get_columns(table)}
         for field in model._meta.sorted_fields:
             column = live.get(field.column_name)
@@ -142,14 +144,10 @@ def column_differences(db: peewee.Database, models=MODELS) -> list[ColumnChange]
     return changes
 
 
-def constraint_differences(db: peewee.Database) -> list[str]:
+def constraint_differences(db: peewee.Database, models=MODELS) -> list[str]:
     """The UNIQUE and cascading foreign keys that diff_models does not look at."""
-    tables = set(db.get_tables())
     lines = []
-    for model in MODELS:
-        table = model._meta.table_name
-        if table not in tables:
-            continue
+    for model, table in existing(db, models):
         live = {fk.column: fk for fk in db.get_foreign_keys(table)}
         for field in model._meta.sorted_fields:
             if isinstance(field, peewee.ForeignKeyField):
@@ -159,8 +157,7 @@ def constraint_differences(db: peewee.Database) -> list[str]:
                     lines.append(f"missing foreign key {table}.{field.column_name}")
                 elif on_delete != "CASCADE":
                     lines.append(f"foreign key {table}.{field.column_name} is not ON DELETE CASCADE")
-    table = ThreadMessage._meta.table_name
-    if table in tables:
+    for _, table in existing(db, [ThreadMessage]):
         uniques = {tuple(i.columns) for i in db.get_indexes(table) if i.unique}
         if ("threadId", "idx") not in uniques:
             lines.append(f'missing UNIQUE ("threadId", idx) on {table}')
@@ -183,4 +180,4 @@ def db_on_delete(db: peewee.Database, table: str, column: str) -> str | None:
 def schema_drift(db: peewee.Database, models=MODELS) -> list[str]:
     """Every difference between the models and the database, one line each."""
     return (describe(structural_diff(db, models))
-            + [str(c) for c in column_differences(db, models)] + constraint_differences(db))
+            + [str(c) for c in column_differences(db, models)] + constraint_differences(db, models))
