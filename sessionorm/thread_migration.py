@@ -44,16 +44,6 @@ def is_postgres(db: peewee.Database) -> bool:
     return isinstance(db, peewee.PostgresqlDatabase)
 
 
-def insert_threads_sql(db: peewee.Database) -> str:
-    """Threads for the sessions that carry a threadId and have no migrated thread yet."""
-    uuid = POSTGRES_UUID if is_postgres(db) else SQLITE_UUID
-    return (
-        'INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", status)'
-        f" SELECT {uuid}, s.id, '{THREAD_NAME_PREFIX}' || s.name, s.\"createdAt\","
-        " s.\"createdAt\", 'active'"
-        f" FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED}")
-
-
 STAGE = "temp.sessionorm_new_threads"
 
 
@@ -85,7 +75,10 @@ def insert_staged_messages_sql() -> str:
 def insert_both_sql_postgres() -> str:
     """Threads and their messages in one statement: PostgreSQL returns the new rows."""
     return (
-        f"WITH new AS ({insert_threads_sql(peewee.PostgresqlDatabase(None))}"
+        'WITH new AS (INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", status)'
+        f" SELECT {POSTGRES_UUID}, s.id, '{THREAD_NAME_PREFIX}' || s.name, s.\"createdAt\","
+        " s.\"createdAt\", 'active'"
+        f" FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED}"
         ' RETURNING id, "sessionId", "createdAt")'
         ' INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
         f" SELECT {POSTGRES_UUID}, new.id, 'system', '{MESSAGE_PREFIX}' || s.\"threadId\","
