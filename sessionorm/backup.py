@@ -8,8 +8,8 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from .database import DEFAULT_BUSY_TIMEOUT, check_sqlite_file, readonly_sqlite_uri, translate_errors
-from .errors import MigrationError
+from .database import DEFAULT_BUSY_TIMEOUT, check_sqlite_file, read_snapshot, reader_uri, real_path
+from .errors import BackupError
 
 
 def backup_name(db_path: Path, when: dt.datetime | None = None) -> Path:
@@ -42,33 +42,27 @@ def backup_sqlite(db_path: str | os.PathLike, dest: str | os.PathLike | None = N
     The copy is written under a temporary name, checked (integrity, row counts of every
     table against the same snapshot of the source), given the source's permission bits,
     and only then linked to its final name, so an interrupted backup never looks finished.
+    A symlinked `db_path` is resolved: the default name is next to the real file.
     """
-    src_path = Path(db_path).expanduser()
+    src_path = real_path(db_path)
     check_sqlite_file(src_path, must_exist=True)
     explicit = dest is not None
     first = Path(dest).expanduser() if explicit else backup_name(src_path)
     if explicit and first.exists():
-        raise MigrationError(f"{first} exists; refusing to overwrite it")
+        raise BackupError(f"{first} exists; refusing to overwrite it")
     remove_stale_partials(first.parent, f".{glob.escape(src_path.name)}.backup-*.partial-*")
     remove_stale_partials(first.parent, f".{glob.escape(first.name)}.partial-*")
     tmp = first.with_name(f".{first.name}.partial-{os.getpid()}")
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     os.close(fd)
     try:
-        with translate_errors(src_path):
-            src = sqlite3.connect(readonly_sqlite_uri(src_path), uri=True,
-                                  timeout=busy_timeout, isolation_level=None)
+        with read_snapshot(src_path, busy_timeout) as src:  # counts and copy: one snapshot
+            expected = table_counts(src)
+            dst = sqlite3.connect(tmp)
             try:
-                src.execute("BEGIN")  # one snapshot for the counts and the copy
-                expected = table_counts(src)
-                dst = sqlite3.connect(tmp)
-                try:
-                    src.backup(dst)
-                finally:
-                    dst.close()
-                src.execute("COMMIT")
+                src.backup(dst)
             finally:
-                src.close()
+                dst.close()
         check_copy(tmp, expected)
         os.chmod(tmp, stat.S_IMODE(src_path.stat().st_mode))
         with open(tmp, "rb") as fh:
@@ -97,17 +91,22 @@ def process_alive(pid: int) -> bool:
 
 
 def check_copy(path: Path, expected: dict[str, int]) -> None:
-    """Raise `MigrationError` unless the copy is intact and holds the expected rows."""
-    con = sqlite3.connect(readonly_sqlite_uri(path), uri=True)
+    """Raise `BackupError` unless the copy is intact and holds the expected rows."""
+    con = sqlite3.connect(reader_uri(path), uri=True)
     try:
-        result = con.execute("PRAGMA integrity_check").fetchone()[0]
+        problems = [r[0] for r in con.execute("PRAGMA integrity_check") if r[0] != "ok"]
         counts = table_counts(con)
     finally:
         con.close()
-    if result != "ok":
-        raise MigrationError(f"backup failed its integrity check: {result}")
+    if problems:
+        more = f" (and {len(problems) - 1} more; --verbose lists them)" if len(problems) > 1 else ""
+        raise BackupError(f"backup failed its integrity check: {problems[0]}{more}", problems)
     if counts != expected:
-        raise MigrationError(f"backup row counts differ from the database: {counts} != {expected}")
+        differ = [f"{t}: {counts.get(t)} rows in the copy, {n} in the database"
+                  for t, n in sorted(expected.items()) if counts.get(t) != n]
+        differ += [f"{t}: only in the copy" for t in sorted(set(counts) - set(expected))]
+        more = f" (and {len(differ) - 1} more; --verbose lists them)" if len(differ) > 1 else ""
+        raise BackupError(f"backup row counts differ from the database: {differ[0]}{more}", differ)
 
 
 def link_without_overwrite(tmp: Path, first: Path, explicit: bool, suffix: str = "") -> Path:
@@ -118,5 +117,5 @@ def link_without_overwrite(tmp: Path, first: Path, explicit: bool, suffix: str =
             return target
         except FileExistsError:
             if explicit:
-                raise MigrationError(f"{target} exists; refusing to overwrite it") from None
+                raise BackupError(f"{target} exists; refusing to overwrite it") from None
     raise AssertionError("unreachable")

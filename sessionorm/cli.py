@@ -32,6 +32,9 @@ class Group(click.Group):
                 traceback.print_exc()
             text = str(exc) if isinstance(exc, SessionormError) else f"{type(exc).__name__}: {exc}"
             click.echo(f"error: {text}", err=True)
+            if ctx.meta.get("verbose"):
+                for line in getattr(exc, "details", ()):  # e.g. every integrity_check line
+                    click.echo(f"  {line}", err=True)
             ctx.exit(1)
 
 

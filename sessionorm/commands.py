@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from .database import (
     default_path,
     open_sqlite,
     open_url,
-    readonly_sqlite_uri,
+    read_snapshot,
+    real_path,
     redact,
     sqlite_url_path,
     translate_errors,
@@ -93,11 +95,19 @@ def is_server(db: str) -> bool:
 
 @contextlib.contextmanager
 def opened(db: str, **options: Any) -> Iterator[peewee.Database]:
-    """`open_database` for the length of a block, driver errors translated, closed after."""
+    """`open_database` for the length of a block, driver errors translated, closed after.
+
+    A read-only SQLite block runs in one read transaction: everything it reads comes from
+    the same committed state of a file that others may be writing.
+    """
     database = open_database(db, **options)
     try:
         with translate_errors(db):
-            yield database
+            if options.get("readonly") and isinstance(database, peewee.SqliteDatabase):
+                with database.atomic():
+                    yield database
+            else:
+                yield database
     finally:
         database.close()
 
@@ -110,9 +120,10 @@ def open_database(db: str, *, readonly: bool = False, create: bool = False,
 
 
 def sqlite_path(db: str) -> Path:
+    """The real file (symlinks resolved) of a SQLite path or URL."""
     if is_server(db):
         raise MigrationError(f"{redact(db)}: only SQLite files are supported by this command")
-    return Path(sqlite_url_path(db) if db.startswith("sqlite:") else db).expanduser()
+    return real_path(sqlite_url_path(db) if db.startswith("sqlite:") else db)
 
 
 # -- status, verify, backup -------------------------------------------------------------------
@@ -151,7 +162,12 @@ def backup_checked(db: str) -> str:
 def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: bool = False,
             busy_timeout: float = DEFAULT_BUSY_TIMEOUT, progress: Progress = None,
             migrations_dir: Dir = None) -> MigrateReport:
-    """Apply the pending migrations, each in one transaction; see DESIGN.md."""
+    """Apply the pending migrations, each in one transaction taken with the write lock first.
+
+    `backup=True` backs up while that lock is held, before anything is written, and only
+    when something is pending. `dry_run=True` rehearses on a temporary copy (PostgreSQL: in
+    a transaction rolled back) and changes nothing.
+    """
     where = location(db)
     path = None if is_server(where) else sqlite_path(where)
     exists = path is None or check_sqlite_file(path, must_exist=False)
@@ -160,41 +176,41 @@ def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: 
     if dry_run and path is None:
         rehearse_in_transaction(where, report, progress, migrations_dir, busy_timeout)
     elif dry_run:
-        rehearse(path, report, progress, migrations_dir)
+        rehearse(path, report, progress, migrations_dir, busy_timeout)
     else:
-        apply(where, path, report, backup and exists, busy_timeout, progress, migrations_dir)
+        apply(where, report, backup and exists, busy_timeout, progress, migrations_dir)
     report.seconds = time.monotonic() - start
     return report
 
 
-def apply(where: str, path: Path | None, report: MigrateReport, take_backup: bool,
-          busy_timeout: float, progress: Progress, migrations_dir: Dir) -> None:
-    if path is not None:
-        check_writable(path)  # before a backup that would be wasted
-    if take_backup and has_pending(where, migrations_dir):
+def apply(where: str, report: MigrateReport, take_backup: bool, busy_timeout: float,
+          progress: Progress, migrations_dir: Dir) -> None:
+    def backup_under_lock(names: list[str]) -> None:
         report.backup = backup(where, busy_timeout=busy_timeout)
         report.backup_checked = backup_checked(where)
+
     with opened(where, create=True, busy_timeout=busy_timeout) as database:
-        run_pending(database, report, progress, migrations_dir)
-
-
-def has_pending(where: str, migrations_dir: Dir) -> bool:
-    with opened(where, readonly=True) as database:
-        return bool(MigrationRunner(database, extra_dirs=extra(migrations_dir)).pending())
+        run_pending(database, report, progress, migrations_dir,
+                    backup_under_lock if take_backup else None)
 
 
 def run_pending(database: peewee.Database, report: MigrateReport, progress: Progress,
-                migrations_dir: Dir) -> None:
+                migrations_dir: Dir, before: Callable[[list[str]], None] | None = None) -> None:
+    """Apply what is pending; `before(names)` runs with the write lock held, nothing written yet."""
     runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
-    report.pending = [m.name for m in runner.pending()]
-    if not report.pending:
-        return
-    names = ", ".join(report.pending)
-    tell = None if progress is None else (lambda s: progress(f"applying {names}: {s:.0f} s"))
-    if tell:
+
+    def tell(seconds: float) -> None:
+        if progress is not None:
+            progress(f"applying {', '.join(report.pending)}: {seconds:.0f} s")
+
+    def first(names: list[str]) -> None:
+        report.pending = names
+        if before is not None:
+            before(names)
         tell(0)
-    with bulk_pragmas(database), reporting(database, tell):
-        report.applied = runner.up()
+
+    with bulk_pragmas(database), reporting(database, tell if progress else None):
+        report.applied = runner.up(before=first)
     record_result(runner, report)
 
 
@@ -262,42 +278,65 @@ def rehearse_in_transaction(where: str, report: MigrateReport, progress: Progres
         record_result(runner, report)
 
 
-def rehearse(path: Path | None, report: MigrateReport, progress: Progress, migrations_dir: Dir) -> None:
-    """Run the migrations on an in-memory copy and record the SQL; the file is not touched."""
-    if path is None:
-        raise MigrationError("--dry-run of a server database: use rehearse_in_transaction")
-    memory = peewee.SqliteDatabase(":memory:", pragmas=[("foreign_keys", 1)])
-    memory.connect()
-    try:
-        if report.created:
-            pass  # a new database: rehearse on an empty one
-        else:
-            with translate_errors(path), closing(sqlite3.connect(
-                    readonly_sqlite_uri(path), uri=True)) as source:
-                source.backup(memory.connection())
+def rehearse(path: Path, report: MigrateReport, progress: Progress, migrations_dir: Dir,
+             busy_timeout: float) -> None:
+    """Run the migrations on a temporary on-disk copy and record the SQL; the file is not touched.
 
-        with capturing(plan_statement(report)), translate_errors(path):
-            run_pending(memory, report, progress, migrations_dir)
-    finally:
-        memory.close()
+    On disk, not in memory, so that memory stays flat whatever the file's size; the copy
+    lives in the system's temporary folder (`$TMPDIR`) and is deleted afterwards.
+    """
+    with tempfile.TemporaryDirectory(prefix="sessionorm-dry-run-") as scratch:
+        copy = Path(scratch) / path.name
+        if not report.created:
+            copy_for_rehearsal(path, copy, busy_timeout)
+        rehearsal = open_sqlite(copy, busy_timeout)
+        try:
+            rehearsal.pragma("synchronous", 0)  # a throwaway copy needs no durability
+            with capturing(plan_statement(report)), translate_errors(path):
+                run_pending(rehearsal, report, progress, migrations_dir)
+        finally:
+            rehearsal.close()
+
+
+def copy_for_rehearsal(path: Path, copy: Path, busy_timeout: float) -> None:
+    """Copy one snapshot of `path` to `copy`, refusing first when the disk lacks the room."""
+    with read_snapshot(path, busy_timeout) as source:
+        page_size = source.execute("PRAGMA page_size").fetchone()[0]
+        pages = source.execute("PRAGMA page_count").fetchone()[0]
+        need = 2 * page_size * pages  # the copy, and as much again for what migrations add
+        free = shutil.disk_usage(copy.parent).free
+        if free < need:
+            raise MigrationError(
+                f"--dry-run needs about {need / 2**20:.0f} MiB in {copy.parent.parent} for a "
+                f"temporary copy of the database, and only {free / 2**20:.0f} MiB are free; "
+                "point TMPDIR at a folder with more room")
+        target = sqlite3.connect(copy)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
 
 
 # -- rollback ---------------------------------------------------------------------------------
 
 def rollback(db: str | os.PathLike | None = None, force: bool = False,
              busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrations_dir: Dir = None) -> RollbackReport:
-    """Revert the latest migration after a backup; refuses to destroy rows it did not create."""
+    """Revert the latest migration; the backup is taken under its write lock, before any write.
+
+    Refuses to destroy rows the migration did not create (unless `force`).
+    """
     where = location(db)
     start = time.monotonic()
     if not is_server(where):
         check_writable(sqlite_path(where))  # before a backup that would be wasted
     check_rollback_possible(where, force, migrations_dir)
-    saved = backup(where, busy_timeout=busy_timeout)
+    saved: list[Path] = []
     with opened(where, busy_timeout=busy_timeout) as database:
         runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
         runner.migrator.force = force
-        reverted = runner.down()
-    return RollbackReport(where, reverted, saved, time.monotonic() - start)
+        reverted = runner.down(before=lambda names: saved.append(
+            backup(where, busy_timeout=busy_timeout)))
+    return RollbackReport(where, reverted, saved[0] if saved else None, time.monotonic() - start)
 
 
 def check_rollback_possible(where: str, force: bool, migrations_dir: Dir) -> None:

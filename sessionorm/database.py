@@ -57,19 +57,38 @@ def sqlite_pragmas(busy_timeout: float) -> list[tuple[str, object]]:
     ]
 
 
+def real_path(path: str | os.PathLike) -> Path:
+    """The file behind `path`, symlinks resolved: SQLite keeps -wal/-journal next to it."""
+    return Path(path).expanduser().resolve()
+
+
+def reader_uri(path: Path) -> str:
+    """A URI that reads `path` through SQLite's normal locking and never creates it.
+
+    `mode=rw` (not `ro`): a read-write open rolls back a crashed writer's hot journal, and
+    the last connection to close removes the -wal/-shm files it created. A file without
+    write permission falls back to `mode=ro`. Never `immutable=1`, which ignores the WAL
+    and takes no locks: a live file read that way is stale or torn.
+    """
+    mode = "rw" if os.access(path, os.W_OK) else "ro"
+    return f"file:{urllib.parse.quote(str(path))}?mode={mode}"
+
+
 def open_sqlite(path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
                 create: bool = True, readonly: bool = False) -> peewee.SqliteDatabase:
-    """A connected SQLite database.
+    """A connected SQLite database, at the real path behind any symlink.
 
     Read-write connections set the contract's pragmas and refuse a file without write
-    permission bits (even for root, who could write it anyway). Read-only connections
-    change not a byte and leave no -wal/-shm files behind.
+    permission bits (even for root, who could write it anyway). `readonly` connections
+    run with `query_only` and change nothing, switch no journal mode, and leave no
+    -wal/-shm files behind; a hot journal is still recovered, as any SQLite reader would.
     """
-    path = Path(path).expanduser()
+    path = real_path(path)
     existed = check_sqlite_file(path, must_exist=readonly or not create)
     if readonly:
-        db = peewee.SqliteDatabase(readonly_sqlite_uri(path), uri=True, timeout=busy_timeout,
-                                   pragmas=[("busy_timeout", int(busy_timeout * 1000))])
+        db = peewee.SqliteDatabase(reader_uri(path), uri=True, timeout=busy_timeout,
+                                   pragmas=[("busy_timeout", int(busy_timeout * 1000)),
+                                            ("query_only", 1)])
     else:
         check_writable(path)
         if not existed:
@@ -78,8 +97,32 @@ def open_sqlite(path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIME
                                    timeout=busy_timeout)
     with translate_errors(path):
         db.connect()
-        db.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
+        db.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()  # recovers a hot journal
     return db
+
+
+@contextlib.contextmanager
+def read_snapshot(path: str | os.PathLike,
+                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Iterator[sqlite3.Connection]:
+    """A raw connection inside one read transaction: every read sees the same committed state.
+
+    The one way sessionorm takes a consistent snapshot of a live file (backups, dry-run
+    copies). In rollback-journal mode the shared lock held meanwhile makes writers wait.
+    """
+    path = real_path(path)
+    check_sqlite_file(path, must_exist=True)
+    with translate_errors(path):
+        con = sqlite3.connect(reader_uri(path), uri=True, timeout=busy_timeout,
+                              isolation_level=None)
+        try:
+            con.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            con.execute("PRAGMA query_only = 1")
+            con.execute("BEGIN")
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the snapshot starts here
+            yield con
+            con.execute("COMMIT")
+        finally:
+            con.close()
 
 
 def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
@@ -127,16 +170,14 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def readonly_sqlite_uri(path: Path) -> str:
-    """A URI that reads `path` without creating -wal/-shm files or changing a byte.
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception behind a peewee wrapper (peewee keeps it in `.orig`)."""
+    return getattr(exc, "orig", None) or exc
 
-    A WAL-mode file read with `mode=ro` gets -wal/-shm files created (and left) when none
-    exist; with no -wal file, the main file is complete, so `immutable=1` is exact.
-    """
-    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
-    if not Path(f"{path}-wal").exists() and not Path(f"{path}-journal").exists():
-        uri += "&immutable=1"
-    return uri
+
+def sqlite_code(exc: BaseException) -> str | None:
+    """SQLite's error name (`SQLITE_BUSY`, `SQLITE_READONLY_ROLLBACK`, …), if a sqlite3 error."""
+    return getattr(driver_error(exc), "sqlite_errorname", None)
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -157,6 +198,11 @@ def translate_errors(where: object) -> Iterator[None]:
             raise DatabaseBusyError(
                 f"{where}: database is busy (another process holds the write lock); "
                 "retry when it finishes or raise the busy timeout (--busy-timeout SECONDS)") from None
+        if sqlite_code(exc) == "SQLITE_READONLY_ROLLBACK":
+            raise DatabaseOpenError(
+                f"{where} is read-only and has a hot journal left by a crashed writer; make the "
+                "file writable so SQLite can roll that transaction back before anything reads it"
+            ) from None
         if "readonly" in text or "read-only" in text:
             raise DatabaseOpenError(f"{where} is read-only: {text}") from None
         if "not a database" in text or "file is encrypted" in text:

@@ -17,6 +17,14 @@ class MigrationError(SessionormError):
     """A migration, rollback or verification could not be carried out."""
 
 
+class BackupError(MigrationError):
+    """A backup could not be written or failed its checks; `details` lists every problem."""
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
+
+
 class NeedsMigrationError(SessionormError):
     """The database holds data and has migrations pending."""
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from playhouse.migrations import Migration, Runner
 from playhouse.migrations import MigrationError as PeeweeMigrationError
@@ -14,6 +15,8 @@ from .errors import MigrationError
 from .models import MigrationChecksum, MigrationRecord
 from .safe_migrator import make_migrator
 from .values import now_timestamp, parse_timestamp
+
+BeforeFirst = Callable[[list[str]], None] | None  # called with the lock held, before any write
 
 
 def migrations_dir() -> Path:
@@ -93,17 +96,49 @@ class MigrationRunner(Runner):
         """Scripts not yet recorded as applied, in order."""
         return [m for m in self.status() if not m.applied and m.path is not None]
 
-    def up(self, target=None, fake=False):
-        # peewee creates the history table outside the migration's transaction; a crash
-        # right after would leave the file neither untouched nor migrated.
-        try:
-            plan = self._plan_up(target)
-        except PeeweeMigrationError as exc:
-            raise MigrationError(str(exc)) from None
-        for name, module in plan:
-            self._run(name, module, "up", fake=fake)
-        return [name for name, _ in plan]
+    def up(self, target=None, fake=False, before: BeforeFirst = None) -> list[str]:
+        """Apply pending migrations, each in its own transaction; return their names.
 
+        Each step takes the write lock first and only then decides what is pending, so a
+        second process waits, finds the work done and applies nothing. `before(names)`
+        runs once, with the lock held and nothing written yet (e.g. to take a backup).
+        """
+        return self._steps(lambda done: self._plan_up(target), "up", fake, before)
+
+    def down(self, target=None, before: BeforeFirst = None) -> list[str]:
+        """Revert the latest migration (or every one back through `target`), lock first."""
+        def plan(done: list[str]) -> list[tuple[str, Any]]:
+            if (target is None and done) or target in done:
+                return []
+            return self._plan_down(target)
+        return self._steps(plan, "down", False, before)
+
+    def _steps(self, plan: Callable[[list[str]], list[tuple[str, Any]]], direction: str,
+               fake: bool, before: BeforeFirst) -> list[str]:
+        done: list[str] = []
+        while True:
+            with self.migrator.migration_context(True):  # the write lock, then the decision
+                try:
+                    steps = plan(done)
+                except PeeweeMigrationError as exc:
+                    raise MigrationError(str(exc)) from None
+                if not steps:
+                    return done
+                name, module = steps[0]
+                atomic = getattr(module, "atomic", True)
+                if atomic:
+                    if before is not None and not done:
+                        before([n for n, _ in steps])
+                    self._body(name, module, direction, fake)
+            if not atomic:  # asked to run outside a transaction, so outside the lock too
+                with self.migrator.migration_context(False):
+                    if before is not None and not done:
+                        before([n for n, _ in steps])
+                    self._body(name, module, direction, fake)
+            done.append(name)
+
+    # Planning copied from peewee 4.5.3's Runner.up/down, which plan inline and cannot be
+    # called without also running: here each step is planned inside its own write lock.
     def _plan_up(self, target):
         rows = [m for m in self.status() if m.path is not None]
         if target is not None and target not in {m.name for m in rows}:
@@ -119,29 +154,44 @@ class MigrationRunner(Runner):
                 break
         return plan
 
-    def down(self, target=None):
-        try:
-            return super().down(target)
-        except PeeweeMigrationError as exc:
-            raise MigrationError(str(exc)) from None
+    def _plan_down(self, target):
+        rows = [m for m in self.status() if m.applied]
+        if target is not None and target not in {m.name for m in rows}:
+            raise PeeweeMigrationError(f'"{target}" is not an applied migration.')
+        plan = []
+        for migration in reversed(rows):
+            if migration.path is None:
+                raise PeeweeMigrationError(f'cannot revert "{migration.name}": migration file is missing.')
+            module = migration.load()
+            if getattr(module, "down", None) is None:
+                raise PeeweeMigrationError(f"{migration.name} does not define down().")
+            plan.append((migration.name, module))
+            if target is None or migration.name == target:
+                break
+        return plan
 
     def _run(self, name, module, direction, fake=False):
-        migration = Migration(int(name.split("_", 1)[0]), name, None, None)
+        """peewee's entry point for one migration: its own transaction."""
         with self.migrator.migration_context(getattr(module, "atomic", True)):
-            if direction == "up":
-                self.History.create_table(safe=True)
-                self.Checksum.create_table(safe=True)
-            if not fake:
-                getattr(module, direction)(self.migrator, self.database)
-            if direction == "up":
-                self.History.create(version=migration.idx, name=record_name(migration),
-                                    applied_at=now_timestamp())
-                digest = file_sha256(module.__file__)
-                # an upsert, not REPLACE: PostgreSQL has no INSERT OR REPLACE
-                (self.Checksum.insert(version=migration.idx, sha256=digest)
-                 .on_conflict(conflict_target=[self.Checksum.version],
-                              update={self.Checksum.sha256: digest}).execute())
-            else:
-                self.History.delete().where(self.History.version == migration.idx).execute()
-                if self.Checksum.table_exists():
-                    self.Checksum.delete().where(self.Checksum.version == migration.idx).execute()
+            self._body(name, module, direction, fake)
+
+    def _body(self, name, module, direction, fake=False):
+        """One migration's work and its history rows, inside the caller's transaction."""
+        migration = Migration(int(name.split("_", 1)[0]), name, None, None)
+        if direction == "up":
+            self.History.create_table(safe=True)
+            self.Checksum.create_table(safe=True)
+        if not fake:
+            getattr(module, direction)(self.migrator, self.database)
+        if direction == "up":
+            self.History.create(version=migration.idx, name=record_name(migration),
+                                applied_at=now_timestamp())
+            digest = file_sha256(module.__file__)
+            # an upsert, not REPLACE: PostgreSQL has no INSERT OR REPLACE
+            (self.Checksum.insert(version=migration.idx, sha256=digest)
+             .on_conflict(conflict_target=[self.Checksum.version],
+                          update={self.Checksum.sha256: digest}).execute())
+        else:
+            self.History.delete().where(self.History.version == migration.idx).execute()
+            if self.Checksum.table_exists():
+                self.Checksum.delete().where(self.Checksum.version == migration.idx).execute()

@@ -139,6 +139,9 @@ def refuse_unsafe_rebuild(db, table: str) -> None:
                              + ", ".join(problems) + "; change them by hand first")
 
 
+MIGRATION_LOCK_KEY = 0x5E55_104D  # pg_advisory_xact_lock key shared by every sessionorm migrator
+
+
 class SafePostgresqlMigrator(PostgresqlMigrator):
     """PostgreSQL has transactional DDL and no rebuilds; only the open-transaction rule applies."""
 
@@ -152,6 +155,9 @@ class SafePostgresqlMigrator(PostgresqlMigrator):
         if self.database.in_transaction() and not self.rehearsal:
             raise MigrationError("refusing to migrate inside an open transaction")
         with self.database.atomic():
+            # Serialises migrations the way SQLite's BEGIN IMMEDIATE does: a second
+            # migrator waits here, then finds nothing pending.
+            self.database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
             yield
 
 

@@ -127,7 +127,7 @@ class SessionStore:
             return
         db = open_sqlite(path, busy_timeout, readonly=True)
         try:
-            with translate_errors(self.location):
+            with translate_errors(self.location), db.atomic():  # one snapshot of a live file
                 self._pending_runner(db, migrate=False)
         finally:
             db.close()
