@@ -29,6 +29,7 @@ from .database import (
     real_path,
     redact,
     sqlite_url_path,
+    start_snapshot,
     translate_errors,
 )
 from .drift import schema_drift
@@ -105,6 +106,8 @@ def opened(db: str, **options: Any) -> Iterator[peewee.Database]:
         with translate_errors(db):
             if options.get("readonly") and isinstance(database, peewee.SqliteDatabase):
                 with database.atomic():
+                    start_snapshot(database.connection(), options.get("busy_timeout",
+                                                                      DEFAULT_BUSY_TIMEOUT))
                     yield database
             else:
                 yield database

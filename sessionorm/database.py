@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,10 +49,9 @@ def check_writable(path: Path) -> None:
 
 
 def sqlite_pragmas(busy_timeout: float) -> list[tuple[str, object]]:
-    """What every read-write SQLite connection sets (see DESIGN.md, Connections)."""
+    """What every read-write SQLite connection sets, but for journal_mode=WAL (see open_sqlite)."""
     return [
         ("busy_timeout", int(busy_timeout * 1000)),
-        ("journal_mode", "wal"),
         ("foreign_keys", 1),
         ("synchronous", 1),  # NORMAL
     ]
@@ -70,7 +70,8 @@ def reader_uri(path: Path) -> str:
     write permission falls back to `mode=ro`. Never `immutable=1`, which ignores the WAL
     and takes no locks: a live file read that way is stale or torn.
     """
-    mode = "rw" if os.access(path, os.W_OK) else "ro"
+    writable = os.access(path, os.W_OK) and path.stat().st_mode & 0o222  # root ignores os.access
+    mode = "rw" if writable else "ro"
     return f"file:{urllib.parse.quote(str(path))}?mode={mode}"
 
 
@@ -97,7 +98,13 @@ def open_sqlite(path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIME
                                    timeout=busy_timeout)
     with translate_errors(path):
         db.connect()
-        db.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()  # recovers a hot journal
+        con = db.connection()
+        if readonly:
+            polling_busy(con, busy_timeout, "SELECT count(*) FROM sqlite_master")  # recovers a hot journal
+        else:
+            # switching to WAL can fail busy at once, without SQLite's busy handler, while
+            # other processes open the same new file
+            polling_busy(con, busy_timeout, "PRAGMA journal_mode = wal")
     return db
 
 
@@ -115,14 +122,40 @@ def read_snapshot(path: str | os.PathLike,
         con = sqlite3.connect(reader_uri(path), uri=True, timeout=busy_timeout,
                               isolation_level=None)
         try:
-            con.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             con.execute("PRAGMA query_only = 1")
             con.execute("BEGIN")
-            con.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the snapshot starts here
+            start_snapshot(con, busy_timeout)
             yield con
             con.execute("COMMIT")
         finally:
             con.close()
+
+
+def start_snapshot(con: sqlite3.Connection, busy_timeout: float) -> None:
+    """Take the read lock of the transaction `con` has begun (see `polling_busy`)."""
+    polling_busy(con, busy_timeout, "SELECT count(*) FROM sqlite_master")
+
+
+def polling_busy(con: sqlite3.Connection, busy_timeout: float, sql: str) -> list[tuple]:
+    """Run `sql`, retrying every millisecond while the file is busy, for up to `busy_timeout`.
+
+    SQLite's own busy handler backs off to 100 ms sleeps, and some lock changes (the switch
+    to WAL) do not call it at all; a writer committing in a loop in rollback-journal mode
+    leaves only short gaps between its locks, and a reader polling slowly starves (seen: 2%
+    of reads failed after 5 s).
+    """
+    deadline = time.monotonic() + busy_timeout
+    con.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                return con.execute(sql).fetchall()
+            except sqlite3.OperationalError as exc:
+                if sqlite_code(exc) != "SQLITE_BUSY" or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.001)
+    finally:
+        con.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
 
 
 def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,

@@ -22,6 +22,7 @@ from .database import (
     open_sqlite,
     open_url,
     redact,
+    start_snapshot,
     translate_errors,
 )
 from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
@@ -102,20 +103,18 @@ class SessionStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _pending_runner(self, db: peewee.Database, migrate: bool) -> MigrationRunner | None:
-        """A runner if migrations are pending; `NeedsMigrationError` if they are and `db` holds data."""
+    def _pending(self, db: peewee.Database) -> tuple[MigrationRunner, list[str]]:
         runner = MigrationRunner(db)
-        pending = runner.pending()
-        if not pending:
-            return None
-        if not migrate and holds_data(db):
-            names = ", ".join(m.name for m in pending)
+        return runner, [m.name for m in runner.pending()]
+
+    def _refuse_data(self, pending: list[str], db: peewee.Database) -> None:
+        """`NeedsMigrationError` if `db` holds data: migrating it is a decision for its owner."""
+        if holds_data(db):
             option = "--db-path" if isinstance(db, peewee.SqliteDatabase) else "--db-url"
             raise NeedsMigrationError(
-                f"{self.location} has pending migrations ({names}); back it up and run "
-                f"`sessionorm migrate --backup {option} {self.location}` "
+                f"{self.location} has pending migrations ({', '.join(pending)}); back it up and "
+                f"run `sessionorm migrate --backup {option} {self.location}` "
                 "(or open it with migrate=True)")
-        return runner
 
     def _refuse_if_needs_migration(self, busy_timeout: float) -> None:
         """Check an existing file read-only first, so that a refused file keeps every byte.
@@ -128,15 +127,21 @@ class SessionStore:
         db = open_sqlite(path, busy_timeout, readonly=True)
         try:
             with translate_errors(self.location), db.atomic():  # one snapshot of a live file
-                self._pending_runner(db, migrate=False)
+                start_snapshot(db.connection(), busy_timeout)
+                _, pending = self._pending(db)
+                if pending:
+                    self._refuse_data(pending, db)
         finally:
             db.close()
 
     def _apply_migrations(self, migrate: bool) -> None:
         with translate_errors(self.location):
-            runner = self._pending_runner(self.db, migrate)
-            if runner is not None:
-                runner.up()
+            runner, pending = self._pending(self.db)
+            if pending:
+                # decided under the write lock: another process may have migrated the file
+                # and written rows since (then nothing is pending and nothing is refused)
+                refuse = None if migrate else (lambda names: self._refuse_data(names, self.db))
+                runner.up(before=refuse)
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""

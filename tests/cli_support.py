@@ -73,11 +73,12 @@ def raw(path: str | os.PathLike) -> Iterator[sqlite3.Connection]:
 
 @contextlib.contextmanager
 def reader(path: str | os.PathLike) -> Iterator[sqlite3.Connection]:
-    """A read-only connection that leaves no -wal/-shm files and changes no byte."""
-    uri = f"file:{Path(path).resolve()}?mode=ro"
-    if not Path(f"{path}-wal").exists():
-        uri += "&immutable=1"
-    con = sqlite3.connect(uri, uri=True)
+    """A connection that writes nothing and leaves no -wal/-shm files (the last close removes them).
+
+    `mode=rw` + `query_only`, never `immutable=1`, which would ignore another connection's WAL.
+    """
+    con = sqlite3.connect(f"file:{Path(path).resolve()}?mode=rw", uri=True)
+    con.execute("PRAGMA query_only = 1")
     try:
         yield con
     finally:

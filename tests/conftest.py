@@ -53,14 +53,12 @@ def legacy_db(tmp_path: Path) -> Callable[..., Path]:
 def dump_database(path: str | Path) -> list[str]:
     """Every row and schema object of a SQLite file, as SQL text (reads the -wal file too).
 
-    Leaves no -wal/-shm files behind: without a -wal file the main file is complete, and
-    `immutable=1` keeps a read-only open of a WAL-mode file from creating them.
+    Reads through SQLite's locking (`mode=rw`, `query_only`), never `immutable=1`: the last
+    connection to close removes the -wal/-shm files it created, and nothing is written.
     """
-    uri = f"file:{Path(path).resolve()}?mode=ro"
-    if not Path(f"{path}-wal").exists():
-        uri += "&immutable=1"
-    con = sqlite3.connect(uri, uri=True)
+    con = sqlite3.connect(f"file:{Path(path).resolve()}?mode=rw", uri=True)
     try:
+        con.execute("PRAGMA query_only = 1")
         return list(con.iterdump())
     finally:
         con.close()
