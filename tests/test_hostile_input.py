@@ -283,3 +283,35 @@ def test_migrate_on_a_full_disk_exits_with_one_line_and_leaves_the_file(tiny_fil
     assert done.returncode == 1
     assert len(done.stderr.splitlines()) == 1 and "full" in done.stderr, done.stderr
     assert state(path) == before
+
+
+def dry_run_with_tmpdir(path: Path, tmpdir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(workers.cli_command("migrate", "--dry-run", "--db-path", str(path)),
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                          env=dict(os.environ, TMPDIR=str(tmpdir)))
+
+
+def test_dry_run_without_room_for_its_copy_says_so_in_one_line_before_starting(
+        tiny_filesystem, legacy_db):
+    path = legacy_db(n=3000)  # ~1.1 MB: a copy plus room to migrate it needs more than 1.2 MB
+    before = state(path)
+    done = dry_run_with_tmpdir(path, tiny_filesystem)
+    assert done.returncode == 1 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: --dry-run needs about 2 MiB in ")
+    assert lines[0].endswith("MiB are free; point TMPDIR at a folder with more room")
+    assert state(path) == before
+    assert list(tiny_filesystem.iterdir()) == []  # nothing copied, nothing left
+
+
+def test_dry_run_rehearses_on_a_temporary_copy_it_deletes(tmp_path, legacy_db):
+    path = legacy_db(n=200)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    before = state(path)
+    done = dry_run_with_tmpdir(path, scratch)
+    assert done.returncode == 0, done.stderr
+    assert "would migrate 100 sessions, skip 0" in done.stdout
+    assert state(path) == before
+    assert list(scratch.iterdir()) == []

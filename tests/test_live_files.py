@@ -385,3 +385,26 @@ def test_two_concurrent_migrations_one_applies_the_other_finds_it_done(
     else:
         assert backups == []
     assert cli("verify", "--db-path", db).returncode == 0
+
+
+def test_migrate_backup_facing_a_held_write_lock_fails_busy_and_takes_no_backup(legacy_db):
+    db = legacy_db(n=50)
+    holder = subprocess.Popen(
+        [PYTHON, "-c", textwrap.dedent("""
+            import sqlite3, sys
+            con = sqlite3.connect(sys.argv[1], isolation_level=None)
+            con.execute("BEGIN IMMEDIATE")
+            print("locked", flush=True)
+            sys.stdin.read()
+        """), str(db)], text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        done = cli("migrate", "--backup", "--busy-timeout", "0.3", "--db-path", db)
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    assert done.returncode != 0
+    assert done.stderr.startswith("error: ") and "database is busy" in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert workers.backups_of(db) == ([], [])  # no lock, no backup
+    assert "migrations" not in workers.table_counts(db)
