@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import workers
 from cli_support import BACKUP_SUFFIX, invoke, one_error_line, query, run_module, tables
 
 from sessionorm import MigrationError, commands
@@ -183,3 +184,36 @@ def test_backup_removes_temp_files_left_by_a_killed_backup_but_not_a_running_one
     commands.backup(legacy)
     assert not stale.exists()
     assert running.read_bytes() == b"a backup in progress"
+
+
+@pytest.fixture
+def damaged(tmp_path) -> Path:
+    """A database whose index does not match its table: 49 integrity_check problems."""
+    path = tmp_path / "damaged.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute("CREATE TABLE t (a, b)")
+        con.execute("CREATE INDEX i ON t (a)")
+        con.executemany("INSERT INTO t VALUES (?, ?)", [(i, -i) for i in range(50)])
+        con.commit()
+        con.execute("PRAGMA writable_schema = ON")  # the index now claims another column
+        con.execute("UPDATE sqlite_master SET sql = 'CREATE INDEX i ON t (b)' WHERE name = 'i'")
+        con.commit()
+    return path
+
+
+def test_a_backup_failing_its_integrity_check_is_one_line_naming_the_first_problem(damaged):
+    done = run_module("backup", "--db-path", damaged)
+    assert done.returncode != 0
+    assert one_error_line(done.stderr) == (
+        "error: backup failed its integrity check: row 2 missing from index i "
+        "(and 48 more; --verbose lists them)")
+    _, leftovers = workers.backups_of(damaged)
+    assert leftovers == [] and workers.backups_of(damaged)[0] == []
+
+
+def test_verbose_lists_every_integrity_problem_of_a_failed_backup(damaged):
+    done = run_module("backup", "--verbose", "--db-path", damaged)
+    assert done.returncode != 0
+    listed = [line for line in done.stderr.splitlines()
+              if re.fullmatch(r"  (row \d+ missing from index i|wrong # of entries in index i)", line)]
+    assert len(listed) == 49 and listed[0] == "  row 2 missing from index i"

@@ -408,3 +408,13 @@ def test_migrate_backup_facing_a_held_write_lock_fails_busy_and_takes_no_backup(
     assert len(done.stderr.splitlines()) == 1
     assert workers.backups_of(db) == ([], [])  # no lock, no backup
     assert "migrations" not in workers.table_counts(db)
+
+
+def test_four_migrate_commands_on_a_new_path_at_once_apply_everything_once(tmp_path):
+    db = tmp_path / "fresh" / "sessions.sqlite"
+    procs = [start_migrate(db) for _ in range(4)]
+    results = [(p.wait(120), *p.communicate()) for p in procs]
+    assert [r[0] for r in results] == [0, 0, 0, 0], [r[2] for r in results]
+    assert sum("applied 0001_session_thread_relationship" in r[1] for r in results) == 1
+    assert sum("up to date, nothing to migrate" in r[1] for r in results) == 3
+    assert cli("verify", "--db-path", db).returncode == 0
