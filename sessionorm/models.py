@@ -9,9 +9,11 @@ import datetime as dt
 
 from peewee import (
     SQL,
+    BackrefAccessor,
     BooleanField,
     Check,
     FieldAccessor,
+    ForeignKeyAccessor,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -66,6 +68,40 @@ class CreatedOnFirstUse:
         return value
 
 
+class StoreForeignKeyAccessor(ForeignKeyAccessor):
+    """`thread.session`, `message.thread`: fetched through the store that returned the row.
+
+    The models are bound to no database (two stores may be open at once), so peewee's own
+    lazy load has nowhere to go; a row a store built carries that store as `_store`.
+    """
+
+    def get_rel_instance(self, instance):
+        store = instance.__dict__.get("_store")
+        value = instance.__data__.get(self.name)
+        if store is None or value is None:
+            return super().get_rel_instance(instance)
+        if self.name not in instance.__rel__:
+            instance.__rel__[self.name] = store._related(self.rel_model, value)
+        return instance.__rel__[self.name]
+
+
+class StoreBackrefAccessor(BackrefAccessor):
+    """`session.threads` (newest updated first), `thread.messages` (by idx), via the row's store."""
+
+    def __get__(self, instance, instance_type=None):
+        store = instance.__dict__.get("_store") if instance is not None else None
+        if store is None:
+            return super().__get__(instance, instance_type)
+        return store._children(self.rel_model, instance.__data__[self.field.rel_field.name])
+
+
+class StoreForeignKeyField(ForeignKeyField):
+    """A foreign key whose accessors go through the store that returned the row."""
+
+    accessor_class = StoreForeignKeyAccessor
+    backref_accessor_class = StoreBackrefAccessor
+
+
 class BaseModel(Model):
     """Readable repr for REPL use: the class and its identifying columns."""
 
@@ -108,7 +144,7 @@ class Thread(BaseModel):
     """A conversation thread of a session."""
 
     id = TextField(primary_key=True)
-    session = ForeignKeyField(Session, column_name="sessionId", field="id", object_id_name="session_id",
+    session = StoreForeignKeyField(Session, column_name="sessionId", field="id", object_id_name="session_id",
                               on_delete="CASCADE", backref="threads")
     name = TextField()
     created_at = TimestampField(column_name="createdAt", index=True)
@@ -127,7 +163,7 @@ class ThreadMessage(BaseModel):
     """One message of a thread; `idx` orders them from 0 without gaps."""
 
     id = TextField(primary_key=True)
-    thread = ForeignKeyField(Thread, column_name="threadId", field="id", object_id_name="thread_id",
+    thread = StoreForeignKeyField(Thread, column_name="threadId", field="id", object_id_name="thread_id",
                              on_delete="CASCADE", backref="messages")
     role = TextField(constraints=[Check("role IN ('user','assistant','system')")], index=True)
     content = TextField()

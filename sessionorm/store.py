@@ -29,7 +29,15 @@ from .errors import NeedsMigrationError, NotFoundError, SessionormError, Validat
 from .models import Session, Thread, ThreadMessage
 from .runner import MigrationRunner
 from .thread_migration import MigrationResult, migrate_thread_ids
-from .validation import check_count, check_id, check_messages, check_role, check_text
+from .validation import (
+    check_busy_timeout,
+    check_count,
+    check_id,
+    check_messages,
+    check_role,
+    check_text,
+    quoted,
+)
 from .values import format_timestamp, new_id, now_timestamp
 
 THREAD_COLUMNS = 't.id, t."sessionId", t.name, t."createdAt", t."updatedAt", t.status'
@@ -61,14 +69,15 @@ def snake_case(column: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", column).lower()
 
 
-def messages_from_rows(rows: list[tuple]) -> list[ThreadMessage]:
-    """Model instances from rows: only `__data__`; timestamps parse on first read."""
+def messages_from_rows(rows: list[tuple], store: SessionStore) -> list[ThreadMessage]:
+    """Model instances from rows: only `__data__` and their store; timestamps parse on first read."""
     new = ThreadMessage.__new__
     out = []
     for id_, thread, role, content, created, idx in rows:
         message = new(ThreadMessage)
-        message.__data__ = {"id": id_, "thread": thread, "role": role, "content": content,
-                            "created_at": created, "idx": idx}
+        message.__dict__.update(__data__={"id": id_, "thread": thread, "role": role,
+                                          "content": content, "created_at": created, "idx": idx},
+                                _store=store)
         out.append(message)
     return out
 
@@ -82,7 +91,8 @@ class SessionStore:
 
     def __init__(self, path: str | os.PathLike | None = None, *, url: str | None = None,
                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrate: bool = False) -> None:
-        self._closed = False
+        self._closed = True  # until it is open
+        busy_timeout = check_busy_timeout(busy_timeout)
         if path is not None and url is not None:
             raise ValidationError("give a path or a url, not both")
         self.location = redact(url) if url else str(path if path is not None else default_path())
@@ -95,6 +105,7 @@ class SessionStore:
         self.is_sqlite = isinstance(self.db, peewee.SqliteDatabase)
         self._sql = SQL if self.is_sqlite else {k: v.replace("?", "%s") for k, v in SQL.items()}
         self._session_columns: dict[str, Any] | None = None
+        self._closed = False
         try:
             self._apply_migrations(migrate)
         except BaseException:
@@ -197,7 +208,7 @@ class SessionStore:
 
     def _require(self, key: str, ident: str, what: str) -> None:
         if not self._execute(key, (ident,)).fetchone():
-            raise NotFoundError(f"no {what} with id {ident!r}")
+            raise NotFoundError(f"no {what} with id {quoted(ident)}")
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -255,30 +266,63 @@ class SessionStore:
         for column, value in row.items():
             if value is None and not meta[column].null and meta[column].default is None:
                 raise ValidationError(f"{snake_case(column)} must not be None in this database")
+        for column, info in meta.items():  # e.g. NOT NULL columns of another layout
+            if column not in row and not info.null and info.default is None and not info.primary_key:
+                raise ValidationError(f"sessions.{column} is NOT NULL in this database and has no "
+                                      f"default: pass {snake_case(column)}=…")
         names = ", ".join(f'"{c}"' for c in row)
         marks = ", ".join([self.db.param] * len(row))
-        with self._write():
-            self.db.execute_sql(f"INSERT INTO sessions ({names}) VALUES ({marks})",
-                                tuple(row.values()))
+        try:
+            with self._write():
+                if self._execute("session_exists", (session_id,)).fetchone():
+                    raise ValidationError(f"a session with id {quoted(session_id)} already exists")
+                self.db.execute_sql(f"INSERT INTO sessions ({names}) VALUES ({marks})",
+                                    tuple(row.values()))
+        except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:  # e.g. a CHECK of its own
+            raise ValidationError(f"the database refused the session: {first_line(exc)}") from None
         return self.get_session(session_id)
 
+    def list_sessions(self, status: str | None = None, limit: int | None = None) -> list[Session]:
+        """Sessions, newest created first; only those with `status`, at most `limit`.
+
+        The orchestrator's `sessions` table has no index on `createdAt`, so this reads the
+        whole table (sessions number in the thousands, not millions).
+        """
+        if status is not None:
+            check_text(status, "status")
+        limit = check_count(limit, "limit")
+        sql = "SELECT * FROM sessions"
+        params: list[Any] = []
+        if status is not None:
+            sql += f" WHERE status = {self.db.param}"
+            params.append(status)
+        sql += ' ORDER BY "createdAt" DESC, id'
+        if limit is not None:
+            sql += f" LIMIT {self.db.param}"
+            params.append(limit)
+        with translate_errors(self.location):
+            self._connection()  # refuses when closed
+            cursor = self.db.execute_sql(sql, params)
+            columns = [d[0] for d in cursor.description]
+            return [session_from_row(columns, row, self) for row in cursor.fetchall()]
+
     def get_session(self, session_id: str) -> Session:
-        check_id(session_id, "session_id")
+        session_id = check_id(session_id, "session_id", Session)
         with translate_errors(self.location):
             cursor = self._execute("get_session", (session_id,))
             row = cursor.fetchone()
             columns = [d[0] for d in cursor.description]
         if row is None:
-            raise NotFoundError(f"no session with id {session_id!r}")
-        return session_from_row(columns, row)
+            raise NotFoundError(f"no session with id {quoted(session_id)}")
+        return session_from_row(columns, row, self)
 
     def delete_session(self, session_id: str) -> None:
         """Delete a session; its threads and their messages go with it."""
-        check_id(session_id, "session_id")
+        session_id = check_id(session_id, "session_id", Session)
         try:
             with self._write():
                 if self._execute("delete_session", (session_id,)).rowcount == 0:
-                    raise NotFoundError(f"no session with id {session_id!r}")
+                    raise NotFoundError(f"no session with id {quoted(session_id)}")
         except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:
             raise ValidationError(f"session {session_id} is still referenced by rows of "
                                   f"other tables (e.g. iterations): {exc}") from None
@@ -287,58 +331,58 @@ class SessionStore:
 
     def create_thread(self, session_id: str, name: str) -> str:
         """Add a thread to a session; return its id."""
-        check_id(session_id, "session_id")
+        session_id = check_id(session_id, "session_id", Session)
         check_text(name, "name", allow_empty=False)
         thread_id, now = new_id(), now_timestamp()
         with self._write():
             if self._execute("insert_thread", (thread_id, name, now, now, session_id)).rowcount == 0:
-                raise NotFoundError(f"no session with id {session_id!r}")
+                raise NotFoundError(f"no session with id {quoted(session_id)}")
         return thread_id
 
     def get_thread(self, thread_id: str) -> Thread:
         """The thread, with `.message_count`."""
-        check_id(thread_id, "thread_id")
+        thread_id = check_id(thread_id, "thread_id", Thread)
         rows = self._read("get_thread", (thread_id,))
         if not rows:
-            raise NotFoundError(f"no thread with id {thread_id!r}")
-        return thread_from_row(rows[0])
+            raise NotFoundError(f"no thread with id {quoted(thread_id)}")
+        return thread_from_row(rows[0], self)
 
     def get_session_threads(self, session_id: str) -> list[Thread]:
         """A session's threads with `.message_count`, newest updated first, in one query."""
-        check_id(session_id, "session_id")
+        session_id = check_id(session_id, "session_id", Session)
         rows = self._read("session_threads", (session_id,))
         if not rows:
             self._require("session_exists", session_id, "session")
-        return [thread_from_row(row) for row in rows]
+        return [thread_from_row(row, self) for row in rows]
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread and its messages."""
-        check_id(thread_id, "thread_id")
+        thread_id = check_id(thread_id, "thread_id", Thread)
         with self._write():
             if self._execute("delete_thread", (thread_id,)).rowcount == 0:
-                raise NotFoundError(f"no thread with id {thread_id!r}")
+                raise NotFoundError(f"no thread with id {quoted(thread_id)}")
 
     def update_thread_timestamp(self, thread_id: str) -> None:
         """Set the thread's `updatedAt` to now."""
-        check_id(thread_id, "thread_id")
+        thread_id = check_id(thread_id, "thread_id", Thread)
         with self._write():
             if self._execute("touch_thread", (now_timestamp(), thread_id)).rowcount == 0:
-                raise NotFoundError(f"no thread with id {thread_id!r}")
+                raise NotFoundError(f"no thread with id {quoted(thread_id)}")
 
     # -- messages --------------------------------------------------------------------------
 
     def _next_idx(self, thread_id: str) -> int:
         if not self.is_sqlite:  # READ COMMITTED: serialise appenders on the thread row
             if not self._execute("lock_thread", (thread_id,)).fetchone():
-                raise NotFoundError(f"no thread with id {thread_id!r}")
+                raise NotFoundError(f"no thread with id {quoted(thread_id)}")
         row = self._execute("next_idx", (thread_id, thread_id)).fetchone()
         if row is None:
-            raise NotFoundError(f"no thread with id {thread_id!r}")
+            raise NotFoundError(f"no thread with id {quoted(thread_id)}")
         return row[0]
 
     def add_thread_message(self, thread_id: str, role: str, content: str) -> str:
         """Append a message (idx = next) and bump the thread's `updatedAt`; return its id."""
-        check_id(thread_id, "thread_id")
+        thread_id = check_id(thread_id, "thread_id", Thread)
         check_role(role)
         check_text(content, "content")
         message_id, now = new_id(), now_timestamp()
@@ -351,7 +395,7 @@ class SessionStore:
     def add_thread_messages(self, thread_id: str,
                             messages: Iterable[tuple[str, str]]) -> list[str]:
         """Append a batch in one transaction, all or nothing; return the ids in order."""
-        check_id(thread_id, "thread_id")
+        thread_id = check_id(thread_id, "thread_id", Thread)
         batch = check_messages(messages)
         now = now_timestamp()
         ids = [new_id() for _ in batch]
@@ -370,7 +414,7 @@ class SessionStore:
                             limit: int | None = None, last: int | None = None
                             ) -> list[ThreadMessage]:
         """Messages ordered by idx: those after `after_idx`, the first `limit` or the latest `last`."""
-        check_id(thread_id, "thread_id")
+        thread_id = check_id(thread_id, "thread_id", Thread)
         after_idx, limit, last = (check_count(after_idx, "after_idx"),
                                   check_count(limit, "limit"), check_count(last, "last"))
         if limit is not None and last is not None:
@@ -395,7 +439,19 @@ class SessionStore:
                 self._require("thread_exists", thread_id, "thread")
         if last is not None:
             rows.reverse()
-        return messages_from_rows(rows)
+        return messages_from_rows(rows, self)
+
+    # -- relations of returned rows (see models.StoreForeignKeyField) ----------------------
+
+    def _related(self, model: type[peewee.Model], key: str) -> peewee.Model:
+        """The parent row a foreign key names: `thread.session`, `message.thread`."""
+        return self.get_session(key) if model is Session else self.get_thread(key)
+
+    def _children(self, model: type[peewee.Model], key: str) -> list:
+        """`session.threads` (newest updated first) or `thread.messages` (by idx)."""
+        if model is Thread:
+            return self.get_session_threads(key)
+        return self.get_thread_messages(key)
 
     # -- data migration --------------------------------------------------------------------
 
@@ -405,19 +461,27 @@ class SessionStore:
             return migrate_thread_ids(self.db)
 
 
-def thread_from_row(row: tuple) -> Thread:
+def first_line(exc: BaseException) -> str:
+    """A driver error's first line, cut to about 80 characters."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= 80 else f"{text[:79]}…"
+
+
+def thread_from_row(row: tuple, store: SessionStore) -> Thread:
     """A `Thread` with `.message_count` from a row of THREAD_COLUMNS + MESSAGE_COUNT."""
     id_, session, name, created, updated, status, count = row
     thread = Thread.__new__(Thread)
+    thread._store = store
     thread.__data__ = {"id": id_, "session": session, "name": name, "created_at": created,
                        "updated_at": updated, "status": status}
     thread.message_count = count
     return thread
 
 
-def session_from_row(columns: list[str], row: tuple) -> Session:
+def session_from_row(columns: list[str], row: tuple, store: SessionStore) -> Session:
     """A `Session`; columns the model lacks (the `final` layout's) become attributes too."""
     session = Session.__new__(Session)
+    session._store = store
     session.__data__ = {}
     fields = {f.column_name: f for f in Session._meta.sorted_fields}
     for column, value in zip(columns, row, strict=False):

@@ -1,8 +1,21 @@
 """Argument checks that run before any SQL, so a refused call writes nothing."""
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import peewee
+
 from .errors import ValidationError
 from .models import ROLES
+
+SHOWN = 80  # characters of a caller's value quoted in a message, at most
+
+
+def quoted(value: object) -> str:
+    """`repr(value)`, cut to about 80 characters: messages never carry unbounded input."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[:SHOWN - 1]}…"
 
 
 def check_text(value: object, what: str, allow_empty: bool = True) -> str:
@@ -13,13 +26,27 @@ def check_text(value: object, what: str, allow_empty: bool = True) -> str:
     return value
 
 
-def check_id(value: object, what: str) -> str:
+def check_id(value: object, what: str, model: type[peewee.Model] | None = None) -> str:
+    """An id string, or the id of a row of `model` (e.g. a `Thread` where a thread id goes)."""
+    if model is not None and isinstance(value, peewee.Model):
+        if not isinstance(value, model):
+            raise ValidationError(f"{what} must be a {model.__name__} or its id, "
+                                  f"not a {type(value).__name__}")
+        value = value.__data__.get("id")
     return check_text(value, what, allow_empty=False)
+
+
+def check_busy_timeout(value: Any) -> float:
+    """Seconds to wait for a lock: a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise ValidationError(f"busy_timeout must be a finite number of seconds >= 0, not {quoted(value)}")
+    return float(value)
 
 
 def check_role(role: object) -> str:
     if role not in ROLES:
-        raise ValidationError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}, not {quoted(role)}")
     return role  # type: ignore[return-value]
 
 
@@ -27,7 +54,7 @@ def check_count(value: object, what: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"{what} must be a non-negative integer, not {value!r}")
+        raise ValidationError(f"{what} must be a non-negative integer, not {quoted(value)}")
     return value
 
 
@@ -42,6 +69,6 @@ def check_messages(messages: object) -> list[tuple[str, str]]:
     checked = []
     for n, item in enumerate(batch):
         if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ValidationError(f"message {n} must be a (role, content) pair, not {item!r}")
+            raise ValidationError(f"message {n} must be a (role, content) pair, not {quoted(item)}")
         checked.append((check_role(item[0]), check_text(item[1], f"message {n} content")))
     return checked
