@@ -1,11 +1,15 @@
 """`sessionorm` command line: thin wrappers over `sessionorm.commands`.
 
-Errors are one line on stderr and a non-zero exit; a traceback only under --verbose.
-No command prompts, so scripts can run them with stdin closed.
+Exit codes: 0 clean; 1 an answer that is not clean (pending, problems, drift); 2 usage
+errors and operational failures, printed as one line on stderr (a traceback only under
+--verbose). No command prompts, so scripts can run them with stdin closed; a closed stdout
+(`… | head -1`) is ignored quietly and the command keeps its exit code.
 """
 from __future__ import annotations
 
 import functools
+import math
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -18,9 +22,11 @@ from .database import DEFAULT_BUSY_TIMEOUT, redact
 from .errors import SessionormError
 from .sql_log import capturing, timed_printer
 
+FAILED = 2  # usage errors and operational failures; 1 is an answer that is not clean
+
 
 class Group(click.Group):
-    """Turns any error below into one clear line, exit 1."""
+    """Turns any error below into one clear line, exit 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -35,30 +41,60 @@ class Group(click.Group):
             if ctx.meta.get("verbose"):
                 for line in getattr(exc, "details", ()):  # e.g. every integrity_check line
                     click.echo(f"  {line}", err=True)
-            ctx.exit(1)
+            ctx.exit(FAILED)
+
+
+class Seconds(click.ParamType):
+    """A finite number of seconds >= 0."""
+
+    name = "SECONDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{str(value)[:80]!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds < 0:
+            self.fail(f"{value!r} is not a finite number of seconds >= 0", param, ctx)
+        return seconds
+
+
+def chosen_database(db_path: str | None, db_url: str | None) -> str:
+    """Where the database is: --db-path / --db-url, $SESSIONORM_DB_URL, $AMPSM_DB_PATH, the default.
+
+    An environment default never conflicts with an explicit option.
+    """
+    if db_path and db_url:
+        raise click.UsageError("give --db-path or --db-url, not both")
+    return (db_url or db_path or os.environ.get("SESSIONORM_DB_URL")
+            or os.environ.get("AMPSM_DB_PATH") or str(commands.default_path()))
 
 
 def database_options(fn: Callable) -> Callable:
-    """--db-path / --db-url / --busy-timeout / --verbose, accepted by every command."""
+    """--db-path / --db-url / --busy-timeout / --migrations-dir / --verbose, on every command."""
 
-    @click.option("--db-path", type=click.Path(dir_okay=True), envvar="AMPSM_DB_PATH",
-                  help="SQLite file (default: $AMPSM_DB_PATH or ~/.config/ampsm/sessions.sqlite).")
-    @click.option("--db-url", envvar="SESSIONORM_DB_URL",
-                  help="Database URL instead of a path (sqlite:///…, postgresql://…).")
-    @click.option("--busy-timeout", type=float, default=DEFAULT_BUSY_TIMEOUT, show_default=True,
+    @click.option("--db-path", type=click.Path(dir_okay=True),
+                  help="SQLite file. Default, in order: $SESSIONORM_DB_URL, $AMPSM_DB_PATH, "
+                       "~/.config/ampsm/sessions.sqlite.")
+    @click.option("--db-url",
+                  help="Database URL instead of a path (sqlite:///file.db, postgresql://…); "
+                       "wins over the environment like --db-path.")
+    @click.option("--busy-timeout", type=Seconds(), default=DEFAULT_BUSY_TIMEOUT, show_default=True,
                   help="Seconds to wait for another writer's lock.")
     @click.option("--migrations-dir", type=click.Path(file_okay=False),
                   envvar="SESSIONORM_MIGRATIONS_DIR",
-                  help="Your own migration scripts, run after the shipped ones.")
+                  help="Your own migration scripts, run after the shipped ones "
+                       "(default: $SESSIONORM_MIGRATIONS_DIR).")
     @click.option("-v", "--verbose", is_flag=True, help="Show SQL, timings and tracebacks.")
     @functools.wraps(fn)
     def wrapper(db_path: str | None, db_url: str | None, busy_timeout: float, verbose: bool,
                 migrations_dir: str | None, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         ctx.meta["verbose"] = verbose
-        if db_path and db_url:
-            raise click.UsageError("give --db-path or --db-url, not both")
-        db = db_url or db_path or str(commands.default_path())
+        # makemigration writes there (creating it); for the others a missing folder is a typo
+        if migrations_dir and ctx.info_name != "makemigration" and not os.path.isdir(migrations_dir):
+            raise click.BadParameter(f"no folder {migrations_dir!r}", param_hint="--migrations-dir")
+        db = chosen_database(db_path, db_url)
         kwargs.update(db=db, busy_timeout=busy_timeout, migrations_dir=migrations_dir)
         if verbose:
             with capturing(timed_printer(lambda line: click.echo(line, err=True))):
@@ -90,7 +126,14 @@ def progress_printer() -> ProgressLine | None:
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sessionorm")
 def cli() -> None:
-    """Store agent sessions, threads and messages; upgrade legacy orchestrator databases."""
+    """Store agent sessions, threads and messages; upgrade legacy orchestrator databases.
+
+    \b
+    The database, in order: --db-path / --db-url; $SESSIONORM_DB_URL; $AMPSM_DB_PATH;
+    ~/.config/ampsm/sessions.sqlite. Your own migrations: --migrations-dir, else
+    $SESSIONORM_MIGRATIONS_DIR.
+    Exit codes: 0 clean; 1 pending / problems / drift; 2 usage errors and failures.
+    """
 
 
 @cli.command()
@@ -229,8 +272,38 @@ def makemigration(name: str, db: str, busy_timeout: float, migrations_dir: str |
     click.echo("review it, then: sessionorm migrate --dry-run, then sessionorm migrate --backup")
 
 
+class QuietWhenClosed:
+    """stdout that, once its reader has gone (`| head -1`), drops the rest of the output."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def _gone(self) -> None:
+        # later writes, and the interpreter's own flush at exit, go to /dev/null
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main() -> None:
     """Console-script entry point."""
+    sys.stdout = QuietWhenClosed(sys.stdout)
     cli(prog_name="sessionorm")
 
 

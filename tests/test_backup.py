@@ -129,7 +129,7 @@ def test_backup_output_refuses_an_existing_file_and_leaves_it_untouched(legacy, 
     target = tmp_path / "keep.db"
     target.write_bytes(b"do not touch")
     result = invoke("backup", "--db-path", legacy, "--output", target)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "refusing to overwrite" in one_error_line(result.stderr)
     assert target.read_bytes() == b"do not touch"
 

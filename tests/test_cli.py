@@ -176,7 +176,7 @@ def test_missing_database_is_one_line_and_creates_nothing(tmp_path, command):
 def test_missing_database_through_cli_runner(tmp_path, command):
     missing = tmp_path / "missing.db"
     result = invoke(command, "--db-path", missing)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no database" in one_error_line(result.stderr)
     assert list(tmp_path.iterdir()) == []
 
@@ -202,7 +202,7 @@ def test_non_sqlite_file_is_one_clear_line_and_left_unchanged(not_sqlite, comman
 def test_non_sqlite_file_through_cli_runner(not_sqlite, command, file_digest):
     before = file_digest(not_sqlite)
     result = invoke(command, "--db-path", not_sqlite)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "not a SQLite database" in one_error_line(result.stderr)
     assert file_digest(not_sqlite) == before
 

@@ -206,7 +206,7 @@ def test_cli_on_a_path_that_is_no_database_exits_with_one_line(kind, command, tm
     path = bad_database(kind, tmp_path, legacy_db)
     before = state(path)
     result = CliRunner().invoke(cli, [*command.split(), "--db-path", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0], result.stderr
@@ -222,7 +222,7 @@ def test_cli_refuses_to_write_a_read_only_file_in_one_line(kind, command, tmp_pa
     path = bad_database(kind, tmp_path, legacy_db)
     before = state(path)
     result = CliRunner().invoke(cli, [*command.split(), "--db-path", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "read-only" in lines[0]
@@ -275,12 +275,12 @@ def test_migrate_on_a_full_disk_exits_with_one_line_and_leaves_the_file(tiny_fil
     shutil.copyfile(source, path)
     before = state(path)
     done = workers.run_cli("migrate", "--db-path", str(path))
-    assert done.returncode == 1
+    assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and "disk is full" in lines[0], done.stderr
     assert state(path) == before
     done = workers.run_cli("backup", "--db-path", str(path))
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert len(done.stderr.splitlines()) == 1 and "full" in done.stderr, done.stderr
     assert state(path) == before
 
@@ -296,7 +296,7 @@ def test_dry_run_without_room_for_its_copy_says_so_in_one_line_before_starting(
     path = legacy_db(n=3000)  # ~1.1 MB: a copy plus room to migrate it needs more than 1.2 MB
     before = state(path)
     done = dry_run_with_tmpdir(path, tiny_filesystem)
-    assert done.returncode == 1 and done.stdout == ""
+    assert done.returncode == 2 and done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: --dry-run needs about 2 MiB in ")

@@ -524,7 +524,7 @@ def test_backup_to_an_existing_output_is_refused(legacy, tmp_path):
     taken = tmp_path / "taken.dump"
     taken.write_text("keep me")
     result = invoke("backup", *legacy.cli_args, "--output", taken)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "exists; refusing to overwrite it" in result.stderr
     assert taken.read_text() == "keep me"
 
@@ -559,7 +559,7 @@ def test_without_pg_dump_a_postgres_backup_is_refused_and_nothing_migrates(legac
     monkeypatch.setattr(pg_backup, "glob", types.SimpleNamespace(glob=lambda pattern: []))
     before = legacy.snapshot()
     result = invoke("migrate", "--backup", *legacy.cli_args)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: pg_dump not found")
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
     assert legacy.snapshot() == before
@@ -582,7 +582,7 @@ def test_cli_rollback_refuses_to_destroy_user_threads_without_force(legacy):
     with legacy.store() as store:
         store.create_thread(legacy_rows()[0][0], "mine")
     result = invoke("rollback", *legacy.cli_args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "refusing to roll back" in result.stderr
     assert {"threads", "thread_messages"} <= legacy.tables()
 

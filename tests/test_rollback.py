@@ -117,7 +117,7 @@ def test_rollback_refuses_to_destroy_a_thread_the_user_created(migrated, dump):
     user_thread(migrated)
     state = dump(migrated)
     result = invoke("rollback", "--db-path", migrated)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     line = one_error_line(result.stderr)
     assert "refusing" in line and "--force" in line
     assert dump(migrated) == state
@@ -130,7 +130,7 @@ def test_rollback_refuses_to_destroy_a_message_the_user_added(migrated, dump):
         store.add_thread_message(thread_id, "user", "Hello!")
     state = dump(migrated)
     done = run_module("rollback", "--db-path", migrated)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "1 messages" in one_error_line(done.stderr)
     assert dump(migrated) == state
 
@@ -155,6 +155,6 @@ def test_rollback_force_destroys_user_threads_too(migrated, before):
 def test_rollback_of_a_legacy_file_is_an_error_and_changes_nothing(legacy, dump):
     state = dump(legacy)
     result = invoke("rollback", "--db-path", legacy)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no applied migration" in one_error_line(result.stderr)
     assert dump(legacy) == state

@@ -239,7 +239,7 @@ def test_refused_rebuild_through_the_cli_is_one_line_and_changes_nothing(migrate
     before = dump(migrated)
     write_migration(scripts, "0002_drop_notes.py", REBUILD_SESSIONS.format(table="sessions", column="notes"))
     result = invoke("migrate", "--db-path", migrated, "--migrations-dir", scripts)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "trigger sessions_touch" in one_error_line(result.stderr)
     assert dump(migrated) == before
 
@@ -282,7 +282,7 @@ def test_foreign_key_violation_through_the_cli_is_one_line_and_changes_nothing(m
     before = dump(migrated)
     write_migration(scripts, "0002_orphan.py", ORPHAN_THREAD)
     result = invoke("migrate", "--db-path", migrated, "--migrations-dir", scripts)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "foreign key check failed" in one_error_line(result.stderr)
     assert dump(migrated) == before
 

@@ -129,7 +129,7 @@ def test_diff_reports_type_not_null_and_default_differences(tmp_path: Path) -> N
 def test_diff_needs_an_existing_database(tmp_path: Path) -> None:
     missing = tmp_path / "missing.db"
     result = CliRunner().invoke(cli, ["diff", "--db-path", str(missing)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no database at" in result.stderr
     assert not missing.exists()
 

@@ -1,0 +1,164 @@
+"""The command line's contract with scripts: exit codes, where the database is, option checks,
+a closed stdout. In the CLI's own terms: exit codes and exact messages, through real processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_support import REPO_ROOT, one_error_line
+
+from sessionorm import SessionStore
+
+PYTHON = sys.executable
+
+
+def sessionorm(*args: str | os.PathLike, env: dict[str, str] | None = None,
+               cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    """`python -m sessionorm ARGS` with exactly the environment variables given in `env`."""
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("AMPSM_DB_PATH", "SESSIONORM_DB_URL", "SESSIONORM_MIGRATIONS_DIR")}
+    return subprocess.run([PYTHON, "-m", "sessionorm", *map(str, args)], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=120, cwd=cwd,
+                          env={**clean, **(env or {}), "PYTHONPATH": str(REPO_ROOT)})
+
+
+@pytest.fixture
+def migrated(tmp_path: Path) -> Path:
+    path = tmp_path / "migrated.sqlite"
+    SessionStore(path).close()
+    return path
+
+
+# -- exit codes: 0 clean, 1 an answer that is not clean, 2 failures ---------------------------------
+
+@pytest.mark.parametrize("command", ["status", "verify", "diff", "backup", "rollback"])
+def test_a_missing_database_is_a_failure_exit_2_not_an_answer(tmp_path, command):
+    missing = tmp_path / "missing.sqlite"
+    done = sessionorm(command, "--db-path", missing)
+    assert done.returncode == 2
+    assert one_error_line(done.stderr) == f"error: no database at {missing}"
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("command", ["status", "verify", "diff"])
+def test_not_a_database_is_exit_2(tmp_path, command):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n" * 10)
+    done = sessionorm(command, "--db-path", path)
+    assert done.returncode == 2
+    assert one_error_line(done.stderr) == f"error: {path} is not a SQLite database"
+    assert path.read_text() == "hello\n" * 10
+
+
+def test_pending_is_exit_1_and_clean_is_exit_0(tmp_path, migrated):
+    legacy = tmp_path / "legacy.sqlite"
+    import sqlite3  # a legacy file: a sessions table with a row and nothing else
+
+    con = sqlite3.connect(legacy)
+    con.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT, threadId TEXT)")
+    con.execute("INSERT INTO sessions VALUES ('s', 'n', NULL)")
+    con.commit()
+    con.close()
+    assert sessionorm("status", "--db-path", legacy).returncode == 1
+    assert sessionorm("status", "--db-path", migrated).returncode == 0
+    assert sessionorm("verify", "--db-path", migrated).returncode == 0
+    assert sessionorm("diff", "--db-path", migrated).returncode == 0
+
+
+# -- where the database is ------------------------------------------------------------------------
+
+def test_explicit_options_beat_environment_defaults(tmp_path, migrated):
+    other = tmp_path / "other.sqlite"
+    env = {"AMPSM_DB_PATH": str(tmp_path / "env-path.sqlite"),
+           "SESSIONORM_DB_URL": f"sqlite:///{tmp_path / 'env-url.sqlite'}"}
+    done = sessionorm("migrate", "--db-path", other, env=env)
+    assert done.returncode == 0, done.stderr
+    assert other.exists()
+    done = sessionorm("status", "--db-path", migrated, env=env)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "env-path.sqlite").exists() and not (tmp_path / "env-url.sqlite").exists()
+
+
+def test_sessionorm_db_url_beats_ampsm_db_path(tmp_path):
+    env = {"AMPSM_DB_PATH": str(tmp_path / "by-path.sqlite"),
+           "SESSIONORM_DB_URL": f"sqlite:///{tmp_path / 'by-url.sqlite'}"}
+    done = sessionorm("migrate", env=env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "by-url.sqlite").exists() and not (tmp_path / "by-path.sqlite").exists()
+
+
+def test_ampsm_db_path_beats_the_default(tmp_path):
+    done = sessionorm("migrate", env={"AMPSM_DB_PATH": str(tmp_path / "by-path.sqlite"),
+                                      "HOME": str(tmp_path / "home")})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "by-path.sqlite").exists() and not (tmp_path / "home").exists()
+
+
+def test_both_explicit_options_are_a_usage_error(tmp_path):
+    done = sessionorm("status", "--db-path", tmp_path / "a", "--db-url", "sqlite:///b")
+    assert done.returncode == 2
+    assert "give --db-path or --db-url, not both" in done.stderr
+
+
+def test_help_names_the_environment_variables_and_their_order():
+    done = sessionorm("--help")
+    text = " ".join(done.stdout.split())
+    assert ("The database, in order: --db-path / --db-url; $SESSIONORM_DB_URL; $AMPSM_DB_PATH; "
+            "~/.config/ampsm/sessions.sqlite.") in text
+    assert "$SESSIONORM_MIGRATIONS_DIR" in text
+    option_help = " ".join(sessionorm("status", "--help").stdout.split())
+    assert "$SESSIONORM_DB_URL" in option_help and "$SESSIONORM_MIGRATIONS_DIR" in option_help
+
+
+# -- option checks --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-1", "soon"])
+def test_busy_timeout_must_be_a_finite_number_of_seconds(migrated, bad):
+    done = sessionorm("status", "--busy-timeout", bad, "--db-path", migrated)
+    assert done.returncode == 2
+    assert "Invalid value for '--busy-timeout'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unknown_migrations_dir_is_an_error(tmp_path, migrated):
+    missing = tmp_path / "nope"
+    for command in ("status", "migrate", "verify"):
+        done = sessionorm(command, "--db-path", migrated, "--migrations-dir", missing)
+        assert done.returncode == 2, command
+        assert f"Error: Invalid value for --migrations-dir: no folder '{missing}'" in done.stderr
+    done = sessionorm("status", "--db-path", migrated, env={"SESSIONORM_MIGRATIONS_DIR": str(missing)})
+    assert done.returncode == 2
+
+
+# -- a closed stdout --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("command", "code"), [("status", 0), ("verify", 0), ("diff", 0),
+                                             ("migrate", 0)])
+def test_a_closed_stdout_ends_quietly_keeping_the_exit_code(migrated, command, code):
+    proc = subprocess.Popen([PYTHON, "-m", "sessionorm", command, "--db-path", str(migrated)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    proc.stdout.close()  # `| head -0`: the reader is gone before the first line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(60) == code
+    assert stderr == ""
+
+
+def test_a_closed_stdout_keeps_a_pending_status_at_exit_1(tmp_path):
+    import sqlite3
+
+    legacy = tmp_path / "legacy.sqlite"
+    con = sqlite3.connect(legacy)
+    con.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT, threadId TEXT)")
+    con.execute("INSERT INTO sessions VALUES ('s', 'n', NULL)")
+    con.commit()
+    con.close()
+    proc = subprocess.Popen([PYTHON, "-m", "sessionorm", "status", "--db-path", str(legacy)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    proc.stdout.close()
+    assert proc.stderr.read().decode() == ""
+    assert proc.wait(60) == 1
