@@ -39,6 +39,12 @@ HAS_MARKER_THREAD = (
 HAS_LEGACY_THREAD = (
     """EXISTS (SELECT 1 FROM threads o WHERE o.id = s."threadId" AND o."sessionId" = s.id)""")
 NOT_YET_MIGRATED = f"NOT {HAS_MARKER_THREAD} AND NOT {HAS_LEGACY_THREAD}"
+# Sessions with more than one migrated thread: another tool ran the migration again.
+MIGRATED_TWICE = (
+    f"""SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID} AND (SELECT count(*) FROM threads t"""
+    """ WHERE t."sessionId" = s.id AND EXISTS (SELECT 1 FROM thread_messages m"""
+    """ WHERE m."threadId" = t.id AND m.idx = 0 AND m.role = 'system'"""
+    f""" AND m.content = '{MESSAGE_PREFIX}' || s."threadId")) > 1""")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import peewee
 from .drift import drift
 from .models import MODELS
 from .runner import MigrationRunner, file_sha256, record_name
-from .thread_migration import HAS_THREAD_ID, NOT_YET_MIGRATED
+from .thread_migration import HAS_THREAD_ID, MIGRATED_TWICE, NOT_YET_MIGRATED
 from .values import format_timestamp, parse_timestamp
 
 LOST_THREADS = ("{} migrated threads are missing (deleted after the migration: see README, "
@@ -20,6 +20,8 @@ LOST_THREADS = ("{} migrated threads are missing (deleted after the migration: s
 LATE_SESSIONS = ("{} sessions created after the migration carry a threadId and have no thread "
                  "yet: `sessionorm backfill` (or SessionStore.migrate_session_thread_ids()) "
                  "creates them")
+TWICE = ("{} sessions have more than one migrated thread (the migration ran again, e.g. the "
+         "orchestrator's own runner: see README, 'Living with the orchestrator')")
 
 
 @dataclass
@@ -107,6 +109,13 @@ def migration_1_applied_at(runner: MigrationRunner) -> str | None:
     return format_timestamp(applied) if hasattr(applied, "tzinfo") else None
 
 
+def lost_and_late_sql(param: str = "?") -> str:
+    """Sessions without their thread, created up to (lost) and after (late) migration 1's time."""
+    return (f'SELECT coalesce(sum(CASE WHEN s."createdAt" <= {param} THEN 1 ELSE 0 END), 0),'
+            f' coalesce(sum(CASE WHEN s."createdAt" > {param} THEN 1 ELSE 0 END), 0)'
+            f" FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED}")
+
+
 def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str], list[str]]:
     """(problems, notes) about sessions with a legacy threadId and no thread.
 
@@ -122,12 +131,11 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
                                  f" AND {NOT_YET_MIGRATED}").fetchone()[0]
         return ([f"{missing} sessions with a legacy threadId have no migrated thread"]
                 if missing else []), []
-    lost, late = db.execute_sql(
-        f'SELECT coalesce(sum(CASE WHEN s."createdAt" <= {db.param} THEN 1 ELSE 0 END), 0),'
-        f' coalesce(sum(CASE WHEN s."createdAt" > {db.param} THEN 1 ELSE 0 END), 0)'
-        f" FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED}",
-        (applied, applied)).fetchone()
-    return ([LOST_THREADS.format(lost)] if lost else []), ([LATE_SESSIONS.format(late)] if late else [])
+    lost, late = db.execute_sql(lost_and_late_sql(db.param), (applied, applied)).fetchone()
+    twice = db.execute_sql(MIGRATED_TWICE).fetchone()[0]
+    notes = [LATE_SESSIONS.format(late)] if late else []
+    notes += [TWICE.format(twice)] if twice else []
+    return ([LOST_THREADS.format(lost)] if lost else []), notes
 
 
 def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,

@@ -431,6 +431,36 @@ def test_migrated_threads_deleted_afterwards_are_a_problem(migrated):
     assert LOST.format(2) + "\n" in result.stdout
 
 
+def test_a_migration_run_again_by_another_tool_is_a_note(migrated):
+    """The orchestrator's own runner, run on a migrated file, adds a second migrated thread."""
+    with raw(migrated) as con:
+        con.executescript("""
+            INSERT INTO threads SELECT 'again-' || id, id, 'Migrated Thread for ' || name,
+              createdAt, createdAt, 'active' FROM sessions WHERE threadId != '' LIMIT 2;
+            INSERT INTO thread_messages SELECT 'again-m-' || t.id, t.id, 'system',
+              'Thread migrated from legacy threadId: ' || s.threadId, t.createdAt, 0
+              FROM threads t JOIN sessions s ON s.id = t.sessionId WHERE t.id LIKE 'again-%';""")
+    out = ok("verify", "--db-path", migrated)
+    assert ("note: 2 sessions have more than one migrated thread (the migration ran again, e.g. the "
+            "orchestrator's own runner: see README, 'Living with the orchestrator')\n") in out
+
+
+def test_the_data_step_and_verify_search_per_session_and_scan_only_sessions(migrated):
+    """One pass over sessions; per session only index searches (no quadratic plan)."""
+    from sessionorm import thread_migration as step
+    from sessionorm.verify import lost_and_late_sql
+
+    statements = [(step.stage_sql().split(" AS ", 1)[1], ()),
+                  (f"SELECT count(*) FROM sessions s WHERE {step.HAS_THREAD_ID}"
+                   f" AND {step.NOT_YET_MIGRATED}", ()),
+                  (lost_and_late_sql(), ("2025-08-01T00:00:00.000Z",) * 2),
+                  (step.MIGRATED_TWICE, ())]
+    for sql, params in statements:
+        plan = [row[3] for row in query(migrated, "EXPLAIN QUERY PLAN " + sql, params)]
+        assert [line for line in plan if line.startswith("SCAN")] == ["SCAN s"], plan
+        assert [line for line in plan if line.startswith("SEARCH")], plan
+
+
 # -- the orchestrator's sessions rebuild ----------------------------------------------------------
 
 def rebuild_sessions(path: Path) -> None:
