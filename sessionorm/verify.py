@@ -5,6 +5,7 @@ Problems (lost data, missing indexes, integrity, edited scripts) make it fail; n
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import peewee
@@ -106,7 +107,7 @@ def migration_1_applied_at(runner: MigrationRunner) -> str | None:
     row = (runner.History.select(runner.History.applied_at)
            .where(runner.History.version == 1).tuples().first())
     applied = parse_timestamp(row[0]) if row else None
-    return format_timestamp(applied) if hasattr(applied, "tzinfo") else None
+    return format_timestamp(applied) if isinstance(applied, dt.datetime) else None
 
 
 def lost_and_late_sql(param: str = "?") -> str:
