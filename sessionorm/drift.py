@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import peewee
 from playhouse.schema_diff import IndexDiff, SchemaDiff, diff_models
 
-from .indexes import IndexComparison, compare_indexes
+from .indexes import IndexComparison, NamedIndex, compare_indexes
 from .models import MODELS, Session, ThreadMessage
 
 ORCHESTRATOR_TABLE = Session._meta.table_name  # legacy layouts carry extra columns here
@@ -68,13 +68,21 @@ class Drift:
     notes: list[str]
 
 
+def index_diff(index: NamedIndex) -> IndexDiff:
+    """playhouse's form of an index, its declared name kept for `template`.
+
+    Partial and expression indexes get no columns, as in `diff_models`: `template` then
+    leaves a TODO rather than create a plain index in their place.
+    """
+    plain = index.shape.where is None and index.shape.columns is not None
+    return IndexDiff(index.shape.table, index.name, index.shape.columns if plain else None,
+                     index.shape.unique if plain else None)
+
+
 def index_diffs(comparison: IndexComparison) -> tuple[list[IndexDiff], list[IndexDiff]]:
-    """The shape comparison as playhouse's (add, drop) lists, declared names kept for `template`."""
-    add = [IndexDiff(i.shape.table, i.name, i.shape.columns, i.shape.unique)
-           for i in comparison.missing]
-    drop = [IndexDiff(i.shape.table, i.name, i.shape.columns, i.shape.unique)
-            for i in comparison.extra if i.shape.table != ORCHESTRATOR_TABLE]
-    return add, drop
+    """The shape comparison as playhouse's (add, drop) lists."""
+    return ([index_diff(i) for i in comparison.missing],
+            [index_diff(i) for i in comparison.extra if i.shape.table != ORCHESTRATOR_TABLE])
 
 
 def structural_diff(db: peewee.Database, models=MODELS) -> SchemaDiff:
@@ -110,7 +118,7 @@ def describe(diff: SchemaDiff) -> list[str]:
     lines = [f"create table {m._meta.table_name}" for m in diff.create_tables]
     lines += [f"add column {f.model._meta.table_name}.{f.column_name}" for f in diff.add_columns]
     lines += [f"drop column {t}.{c}  [destructive]" for t, c in diff.drop_columns]
-    lines += [i._replace(name=None).display("add") for i in diff.add_indexes]
+    lines += [(i._replace(name=None) if i.columns else i).display("add") for i in diff.add_indexes]
     lines += [i.display("drop") for i in diff.drop_indexes]
     return lines
 

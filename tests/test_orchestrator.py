@@ -590,3 +590,39 @@ def test_follow_up_prompts_must_be_strings_and_nothing_is_written(store, db_path
     with pytest.raises(ValidationError, match="follow_up_prompts must be a list of strings"):
         store.create_session(name="s", amp_prompt="p", repo_root="/r", follow_up_prompts=bad)
     assert dump(db_path) == before
+
+
+PARTIAL_MODELS = """
+from sessionorm.models import MigrationRecord, Session, Thread, ThreadMessage
+
+class ActiveThread(Thread):
+    class Meta:
+        table_name = "threads"
+
+ActiveThread.add_index(ActiveThread.index(ActiveThread.status, where=ActiveThread.status == "active",
+                                          name="idx_threads_active"))
+MODELS = [Session, ActiveThread, ThreadMessage, MigrationRecord]
+"""
+
+
+@pytest.fixture
+def partial_models(tmp_path, monkeypatch) -> str:
+    """An importable models module declaring a partial index; its `module:MODELS` spec."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "partial_models.py").write_text(PARTIAL_MODELS)
+    return "partial_models:MODELS"
+
+
+def test_a_partial_index_is_matched_by_its_predicate_not_its_name(migrated, partial_models, tmp_path):
+    result = invoke("diff", "--db-path", migrated, "--models", partial_models)
+    assert result.exit_code == 1 and result.stdout == "add index threads.idx_threads_active\n"
+    made = invoke("makemigration", "active", "--db-path", migrated, "--models", partial_models,
+                  "--migrations-dir", tmp_path / "mig")
+    assert made.exit_code == 0, made.output
+    text = (tmp_path / "mig" / "0003_active.py").read_text()
+    assert "# TODO: threads: create index idx_threads_active (partial/expression" in text
+    assert "add_index" not in text  # never a plain index in its place
+    with raw(migrated) as con:
+        con.execute("CREATE INDEX by_another_name ON threads (status) WHERE status = 'active'")
+    assert invoke("diff", "--db-path", migrated, "--models", partial_models).exit_code == 0
