@@ -205,15 +205,38 @@ MODELS_OPTION = click.option(
 @cli.command()
 @database_options
 @MODELS_OPTION
-def verify(db: str, busy_timeout: float, migrations_dir: str | None, models: str | None) -> None:
-    """Check schema, indexes, migration rows, integrity and foreign keys; exit 1 on problems."""
-    report = commands.verify(db, migrations_dir, models)
+@click.option("--exercise", is_flag=True,
+              help="Also run the store's thread functions in a transaction that is rolled back.")
+def verify(db: str, busy_timeout: float, migrations_dir: str | None, models: str | None,
+           exercise: bool) -> None:
+    """Check schema, indexes, migration rows, integrity and foreign keys; exit 1 on problems.
+
+    Notes (duplicate indexes, optional columns a layout lacks, sessions waiting for
+    `backfill`) are printed and do not fail.
+    """
+    report = commands.verify(db, migrations_dir, models, exercise=exercise,
+                             busy_timeout=busy_timeout)
+    if exercise:
+        click.echo("exercise (rolled back afterwards):")
+        for what, passed, detail in report.exercise:
+            click.echo(f"  [{'ok' if passed else 'FAIL'}] {what}" + (f": {detail}" if detail else ""))
+    for note in report.notes:
+        click.echo(f"note: {note}")
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if not report.ok:
         click.echo(f"{redact(db)}: {len(report.problems)} problem(s)")
         click.get_current_context().exit(1)
     click.echo(f"{redact(db)}: ok ({', '.join(report.checks)})")
+
+
+@cli.command()
+@database_options
+def backfill(db: str, busy_timeout: float, migrations_dir: str | None) -> None:
+    """Give sessions created after the migration with a threadId their thread."""
+    result = commands.backfill(db, busy_timeout=busy_timeout)
+    click.echo(f"threads created: {result.migrated}; sessions skipped (already have theirs): "
+               f"{result.skipped}")
 
 
 @cli.command()
@@ -245,10 +268,12 @@ def backup(db: str, busy_timeout: float, migrations_dir: str | None, output: str
 @MODELS_OPTION
 def diff(db: str, busy_timeout: float, migrations_dir: str | None, models: str | None) -> None:
     """Print what differs between the models and the database; exit 1 on drift."""
-    lines = commands.diff(db, models)
-    for line in lines:
+    found = commands.drift(db, models)
+    for line in found.problems:
         click.echo(line)
-    if lines:
+    for note in found.notes:
+        click.echo(f"note: {note}", err=True)
+    if found.problems:
         click.get_current_context().exit(1)
     click.echo(f"{redact(db)}: in sync with the models")
 

@@ -32,15 +32,19 @@ from .database import (
     start_snapshot,
     translate_errors,
 )
-from .drift import schema_drift
+from .drift import Drift
+from .drift import drift as schema_drift_report
 from .errors import MigrationError
+from .exercise import Step, open_keeping_journal_mode
+from .exercise import exercise as exercise_store
 from .makemigration import NewMigration, make_migration
 from .models import MODELS
 from .pg_backup import backup_postgres
 from .progress import reporting
 from .runner import MigrationRunner
 from .sql_log import capturing
-from .thread_migration import foreign_rows
+from .store import SessionStore
+from .thread_migration import MigrationResult, foreign_rows, refuse_foreign_shape
 from .verify import VerifyReport, verify_database
 
 Progress = Callable[[str], None] | None  # receives one-line progress messages
@@ -138,11 +142,58 @@ def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None) -> l
 
 
 def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
-           models: str | None = None) -> VerifyReport:
-    """Check tables, columns, indexes, migration rows, integrity and foreign keys."""
+           models: str | None = None, exercise: bool = False,
+           busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> VerifyReport:
+    """Check tables, columns, indexes, migration rows, integrity and foreign keys.
+
+    `exercise`: then also run the store's thread functions in a rolled-back transaction
+    (see `exercise`); a failed step is a problem.
+    """
     with opened(location(db), readonly=True) as database:
         runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
-        return verify_database(database, runner, load_models(models))
+        report = verify_database(database, runner, load_models(models))
+    if exercise:
+        report.checks.append("exercise")
+        try:
+            report.exercise = exercise_database(db, busy_timeout)
+        except MigrationError as exc:  # no thread tables yet
+            report.exercise = [("find the store's tables", False, str(exc))]
+        report.problems += [f"verify --exercise: {what} failed: {detail}"
+                            for what, passed, detail in report.exercise if not passed]
+    return report
+
+
+def exercise_database(db: str | os.PathLike | None = None,
+                      busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> list[Step]:
+    """Create a thread, append and read 3 messages, delete it, check migration 1's row; roll back.
+
+    SQLite files keep their journal mode (a rollback-journal file keeps every byte).
+    """
+    where = location(db)
+    if is_server(where):
+        database = open_url(where, busy_timeout, create=False)
+    else:
+        database = open_keeping_journal_mode(sqlite_path(where), busy_timeout)
+    try:
+        return exercise_store(database, redact(where))
+    finally:
+        database.close()
+
+
+def backfill(db: str | os.PathLike | None = None,
+             busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> MigrationResult:
+    """Give sessions with a legacy threadId and no thread theirs (the data step of migration 1).
+
+    For sessions created after the migration; `SessionStore.migrate_session_thread_ids()`.
+    """
+    where = location(db)
+    with opened(where, readonly=True) as database:
+        pending = MigrationRunner(database).pending()
+    if pending:
+        raise MigrationError(f"{redact(where)} has pending migrations "
+                             f"({', '.join(m.name for m in pending)}); run `sessionorm migrate` first")
+    with opened(where, busy_timeout=busy_timeout) as database:
+        return SessionStore.on_database(database, redact(where)).migrate_session_thread_ids()
 
 
 def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,
@@ -188,6 +239,10 @@ def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: 
 
 def apply(where: str, report: MigrateReport, take_backup: bool, busy_timeout: float,
           progress: Progress, migrations_dir: Dir) -> None:
+    if not report.created:
+        # read-only, before the read-write open rewrites a rollback-journal file's header
+        refuse_unadoptable(where, migrations_dir)
+
     def backup_under_lock(names: list[str]) -> None:
         report.backup = backup(where, busy_timeout=busy_timeout)
         report.backup_checked = backup_checked(where)
@@ -195,6 +250,16 @@ def apply(where: str, report: MigrateReport, take_backup: bool, busy_timeout: fl
     with opened(where, create=True, busy_timeout=busy_timeout) as database:
         run_pending(database, report, progress, migrations_dir,
                     backup_under_lock if take_backup else None)
+
+
+def refuse_unadoptable(where: str, migrations_dir: Dir) -> None:
+    """Thread tables of another shape than migration 1's: refuse before a backup or any write.
+
+    Migration 1's data step refuses them too, inside its transaction; this says so first.
+    """
+    with opened(where, readonly=True) as database:
+        if any(m.idx == 1 for m in MigrationRunner(database, extra_dirs=extra(migrations_dir)).pending()):
+            refuse_foreign_shape(database)
 
 
 def run_pending(database: peewee.Database, report: MigrateReport, progress: Progress,
@@ -373,8 +438,13 @@ def load_models(spec: str | None) -> list:
 
 def diff(db: str | os.PathLike | None = None, models: str | None = None) -> list[str]:
     """What differs between the models and the database, one line each (empty: in sync)."""
+    return drift(db, models).problems
+
+
+def drift(db: str | os.PathLike | None = None, models: str | None = None) -> Drift:
+    """`diff` plus notes: harmless differences (duplicate indexes, optional legacy columns)."""
     with opened(location(db), readonly=True) as database:
-        return schema_drift(database, load_models(models))
+        return schema_drift_report(database, load_models(models))
 
 
 def makemigration(name: str, db: str | os.PathLike | None = None, models: str | None = None,

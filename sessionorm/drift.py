@@ -1,8 +1,10 @@
 """Models vs live database: `playhouse.schema_diff.diff_models` plus what it cannot see.
 
-diff_models compares names only; this adds column types (by SQLite affinity), NOT NULL,
-defaults, the UNIQUE(threadId, idx) constraint and the ON DELETE CASCADE foreign keys.
-Columns and indexes that the orchestrator itself keeps on `sessions` are not drift.
+diff_models compares column names only, and indexes by columns and uniqueness (a second
+index of one shape looks like one to drop); this adds column types (by SQLite affinity),
+NOT NULL, defaults, the UNIQUE(threadId, idx) constraint, the ON DELETE CASCADE foreign
+keys, and indexes compared by shape (see `indexes`). Columns and indexes that the
+orchestrator itself keeps on `sessions` are not drift; what is harmless is a note.
 """
 from __future__ import annotations
 
@@ -10,14 +12,15 @@ import re
 from dataclasses import dataclass
 
 import peewee
-from playhouse.schema_diff import SchemaDiff, diff_models
+from playhouse.schema_diff import IndexDiff, SchemaDiff, diff_models
 
+from .indexes import IndexComparison, NamedIndex, compare_indexes
 from .models import MODELS, Session, ThreadMessage
 
 ORCHESTRATOR_TABLE = Session._meta.table_name  # legacy layouts carry extra columns here
-# Beyond the contract's indexes, for speed only: the TypeScript tool never created it, and a
-# database it migrated must still verify, so its absence is not drift.
-OPTIONAL_INDEXES = {("threads", ("sessionId", "updatedAt"), False)}
+# Columns of `sessions` that some orchestrator layouts never had: their absence is a note.
+OPTIONAL_SESSION_COLUMNS = ("followUpPrompts", "scriptCommand", "modelOverride", "lastRun",
+                            "notes", "contextIncluded")
 
 
 def affinity(declared: str) -> str:
@@ -57,35 +60,57 @@ def expected_default(field: peewee.Field) -> str | None:
     return None
 
 
-def relevant(diff: SchemaDiff, constraint_indexes: frozenset[str] = frozenset()) -> SchemaDiff:
-    """Drop what the orchestrator keeps on its own table, and constraints' own indexes, from a diff."""
-    return SchemaDiff(
-        diff.create_tables, diff.add_columns,
-        [(t, c) for t, c in diff.drop_columns if t != ORCHESTRATOR_TABLE],
-        [i for i in diff.add_indexes if (i.table, i.columns, i.unique) not in OPTIONAL_INDEXES],
-        [i for i in diff.drop_indexes
-         if i.table != ORCHESTRATOR_TABLE and i.name not in constraint_indexes])
+@dataclass
+class Drift:
+    """Differences that need a migration (`problems`) and harmless ones (`notes`)."""
+
+    problems: list[str]
+    notes: list[str]
 
 
-def constraint_indexes(db: peewee.Database) -> frozenset[str]:
-    """Indexes that back a UNIQUE constraint (PostgreSQL lists them; SQLite's are hidden).
+def index_diff(index: NamedIndex) -> IndexDiff:
+    """playhouse's form of an index, its declared name kept for `template`.
 
-    diff_models skips SQLite's `sqlite_autoindex_*` but not PostgreSQL's `<table>_<cols>_key`,
-    so UNIQUE("threadId", idx) would otherwise look like an index to drop.
+    Partial and expression indexes get no columns, as in `diff_models`: `template` then
+    leaves a TODO rather than create a plain index in their place.
     """
-    if not isinstance(db, peewee.PostgresqlDatabase):
-        return frozenset()
-    rows = db.execute_sql(
-        "SELECT i.relname FROM pg_catalog.pg_constraint c"
-        " JOIN pg_catalog.pg_class i ON i.oid = c.conindid"
-        " WHERE c.contype IN ('u', 'p', 'x')"
-        " AND c.connamespace = current_schema()::regnamespace").fetchall()
-    return frozenset(r[0] for r in rows)
+    plain = index.shape.where is None and index.shape.columns is not None
+    return IndexDiff(index.shape.table, index.name, index.shape.columns if plain else None,
+                     index.shape.unique if plain else None)
+
+
+def index_diffs(comparison: IndexComparison) -> tuple[list[IndexDiff], list[IndexDiff]]:
+    """The shape comparison as playhouse's (add, drop) lists."""
+    return ([index_diff(i) for i in comparison.missing],
+            [index_diff(i) for i in comparison.extra if i.shape.table != ORCHESTRATOR_TABLE])
 
 
 def structural_diff(db: peewee.Database, models=MODELS) -> SchemaDiff:
-    """diff_models without the orchestrator's own extras."""
-    return relevant(diff_models(db, list(models)), constraint_indexes(db))
+    """diff_models with indexes compared by shape, without the orchestrator's own extras.
+
+    Duplicate indexes and the optional `sessions` columns a layout lacks are not in it
+    (see `notes`).
+    """
+    diff = diff_models(db, list(models))
+    add, drop = index_diffs(compare_indexes(db, models))
+    return SchemaDiff(
+        diff.create_tables,
+        [f for f in diff.add_columns if not optional_session_column(f)],
+        [(t, c) for t, c in diff.drop_columns if t != ORCHESTRATOR_TABLE], add, drop)
+
+
+def optional_session_column(field: peewee.Field) -> bool:
+    return (field.model._meta.table_name == ORCHESTRATOR_TABLE
+            and field.column_name in OPTIONAL_SESSION_COLUMNS)
+
+
+def notes(db: peewee.Database, models=MODELS) -> list[str]:
+    """Harmless differences: duplicate indexes, optional legacy columns a layout lacks."""
+    lines = [f"sessions has no column {f.column_name} (optional in the orchestrator's layouts)"
+             for f in diff_models(db, list(models)).add_columns if optional_session_column(f)]
+    lines += [f"duplicate index {dup.name} on {dup.shape}: the same index as {kept.name}"
+              for dup, kept in compare_indexes(db, models).duplicates]
+    return lines
 
 
 def describe(diff: SchemaDiff) -> list[str]:
@@ -93,7 +118,7 @@ def describe(diff: SchemaDiff) -> list[str]:
     lines = [f"create table {m._meta.table_name}" for m in diff.create_tables]
     lines += [f"add column {f.model._meta.table_name}.{f.column_name}" for f in diff.add_columns]
     lines += [f"drop column {t}.{c}  [destructive]" for t, c in diff.drop_columns]
-    lines += [i.display("add") for i in diff.add_indexes]
+    lines += [(i._replace(name=None) if i.columns else i).display("add") for i in diff.add_indexes]
     lines += [i.display("drop") for i in diff.drop_indexes]
     return lines
 
@@ -178,6 +203,11 @@ def db_on_delete(db: peewee.Database, table: str, column: str) -> str | None:
 
 
 def schema_drift(db: peewee.Database, models=MODELS) -> list[str]:
-    """Every difference between the models and the database, one line each."""
+    """Every difference between the models and the database that needs a change, one line each."""
     return (describe(structural_diff(db, models))
             + [str(c) for c in column_differences(db, models)] + constraint_differences(db, models))
+
+
+def drift(db: peewee.Database, models=MODELS) -> Drift:
+    """`schema_drift` as problems, plus the harmless differences as notes."""
+    return Drift(schema_drift(db, models), notes(db, models))

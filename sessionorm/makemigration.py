@@ -1,8 +1,10 @@
 """Write the next numbered migration script from the models-vs-database diff.
 
-`playhouse.migrations.template` renders what `diff_models` sees; this adds what it cannot
-(NOT NULL and default changes, runnable; type changes and likely renames, as TODOs) and
-flags destructive steps in the script and in the report.
+`playhouse.migrations.template` renders the diff (indexes compared by shape, so a duplicate
+is never proposed for dropping, and a missing one is created under its declared name);
+this adds what `diff_models` cannot see (NOT NULL and default changes, runnable; type
+changes and likely renames, as TODOs) and flags destructive steps in the script and in
+the report.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import peewee
+from playhouse.migrate import make_index_name
 from playhouse.migrations import template
 
 from .drift import ColumnChange, column_differences, structural_diff
@@ -59,6 +62,22 @@ def likely_renames(diff) -> list[str]:
     return todos
 
 
+def drop_named_indexes(body: str, diff) -> str:
+    """Make down() drop each added index by the name up() gives it.
+
+    playhouse's `template` creates an index under its declared name but drops
+    `<table>_<columns>` in down(), which fails for a named index (the orchestrator's).
+    """
+    for idx in diff.add_indexes:
+        if idx.columns is None:
+            continue  # partial or expression: a TODO, no code
+        default = make_index_name(idx.table, idx.columns)
+        if idx.name and idx.name != default:
+            body = body.replace(f"migrator.drop_index({idx.table!r}, {default!r})",
+                                f"migrator.drop_index({idx.table!r}, {idx.name!r})")
+    return body
+
+
 def insert_into(body: str, function: str, lines: list[str]) -> str:
     """Append `lines` to the body of `def function(migrator, db):` in a rendered template."""
     if not lines:
@@ -79,7 +98,7 @@ def render(db: peewee.Database, models, name: str) -> tuple[str, NewMigration]:
     report = NewMigration(path=None)
     if not diff and not changes:
         return "", report
-    body = template(diff)
+    body = drop_named_indexes(template(diff), diff)
     up, down = [], []
     for change in changes:
         u, d, todo = column_change_code(change)

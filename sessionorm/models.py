@@ -6,6 +6,7 @@ scripts hold frozen DDL of their own; `sessionorm diff` proves the two agree.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from peewee import (
     SQL,
@@ -16,10 +17,13 @@ from peewee import (
     ForeignKeyAccessor,
     ForeignKeyField,
     IntegerField,
+    Metadata,
     Model,
+    ModelIndex,
     TextField,
 )
 
+from .indexes import CONTRACT_INDEXES
 from .values import format_timestamp, parse_timestamp
 
 ROLES = ("user", "assistant", "system")
@@ -49,6 +53,50 @@ class TimestampField(TextField):
 
     def python_value(self, value):
         return parse_timestamp(value)
+
+
+def json_text(value: list | tuple) -> str:
+    """JSON text as JavaScript's JSON.stringify writes it (no spaces, no escaped non-ASCII)."""
+    return json.dumps(list(value), ensure_ascii=False, separators=(",", ":"))
+
+
+class JSONListField(TextField):
+    """JSON text in the database (as the orchestrator writes it), a list in Python.
+
+    Text that is not a JSON list comes back verbatim: legacy rows may hold anything.
+    """
+
+    def db_value(self, value):
+        return json_text(value) if isinstance(value, (list, tuple)) else value
+
+    def python_value(self, value):
+        if not isinstance(value, str):
+            return value
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        return decoded if isinstance(decoded, list) else value
+
+
+class ContractMetadata(Metadata):
+    """Gives the contract's indexes the orchestrator's names; subclasses of the models inherit it.
+
+    peewee names an index `<table>_<columns>`; the orchestrator's start-up would add a
+    duplicate of every index not named its way.
+    """
+
+    def fields_to_index(self):
+        named = []
+        for index in super().fields_to_index():
+            if isinstance(index, ModelIndex) and index._where is None:
+                columns = tuple(getattr(p, "column_name", None) for p in index._expressions)
+                name = CONTRACT_INDEXES.get((self.table_name, columns))
+                if name is not None and not index._unique:
+                    index = ModelIndex(self.model, index._expressions, unique=False,
+                                       safe=index._safe, using=index._using, name=name)
+            named.append(index)
+        return named
 
 
 class CreatedOnFirstUse:
@@ -107,6 +155,8 @@ class BaseModel(Model):
 
     _repr_fields: tuple[str, ...] = ("id",)
 
+    class Meta:
+        model_metadata_class = ContractMetadata
 
     def __repr__(self) -> str:
         shown = [f"{name}={getattr(self, name)!r}" for name in self._repr_fields]
@@ -120,7 +170,7 @@ class Session(BaseModel):
     id = TextField(primary_key=True)
     name = TextField()
     amp_prompt = TextField(column_name="ampPrompt")
-    follow_up_prompts = TextField(column_name="followUpPrompts", null=True)
+    follow_up_prompts = JSONListField(column_name="followUpPrompts", null=True)
     repo_root = TextField(column_name="repoRoot")
     base_branch = TextField(column_name="baseBranch")
     branch_name = TextField(column_name="branchName")

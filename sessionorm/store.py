@@ -26,7 +26,7 @@ from .database import (
     translate_errors,
 )
 from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
-from .models import Session, Thread, ThreadMessage
+from .models import JSONListField, Session, Thread, ThreadMessage, json_text
 from .runner import MigrationRunner
 from .thread_migration import MigrationResult, migrate_thread_ids
 from .validation import (
@@ -62,6 +62,24 @@ SQL = {
     "delete_session": "DELETE FROM sessions WHERE id = ?",
     "lock_thread": "SELECT id FROM threads WHERE id = ? FOR UPDATE",
 }
+
+
+# (begin, commit, *rollback) of a write; inside a transaction the caller holds (e.g. `verify
+# --exercise`) a savepoint, undone alone on error.
+TOP_WRITE = ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+NESTED_WRITE = ("SAVEPOINT sessionorm_write", "RELEASE sessionorm_write",
+                "ROLLBACK TO sessionorm_write", "RELEASE sessionorm_write")
+
+
+# Columns holding JSON text, as the orchestrator writes them: a list in Python.
+JSON_COLUMNS = {f.column_name for f in Session._meta.sorted_fields if isinstance(f, JSONListField)}
+
+
+def json_list(value: list | tuple, key: str) -> str:
+    """A list of strings as the JSON text the orchestrator stores."""
+    if not all(isinstance(item, str) for item in value):
+        raise ValidationError(f"{key} must be a list of strings")
+    return json_text(value)
 
 
 def snake_case(column: str) -> str:
@@ -111,6 +129,22 @@ class SessionStore:
         except BaseException:
             self.db.close()
             raise
+
+    @classmethod
+    def on_database(cls, db: peewee.Database, location: str = "") -> SessionStore:
+        """A store on a database that is already open (no migrations run; the caller closes it).
+
+        Writes made inside a transaction the caller holds become savepoints of it, so one
+        outer rollback undoes them all (`verify --exercise`).
+        """
+        store = cls.__new__(cls)
+        store._closed = False
+        store.location = location or repr(db)
+        store.db = db
+        store.is_sqlite = isinstance(db, peewee.SqliteDatabase)
+        store._sql = SQL if store.is_sqlite else {k: v.replace("?", "%s") for k, v in SQL.items()}
+        store._session_columns = None
+        return store
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -191,15 +225,17 @@ class SessionStore:
                     yield
                 return
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
+            begin, commit, *rollback = NESTED_WRITE if conn.in_transaction else TOP_WRITE
+            conn.execute(begin)
             try:
                 yield
-                conn.execute("COMMIT")
+                conn.execute(commit)
             except BaseException:
                 # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a
                 # second ROLLBACK would fail and hide the real error behind "no transaction".
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    for sql in rollback:
+                        conn.execute(sql)
                 raise
 
     def _read(self, key: str, params: tuple) -> list[tuple]:
@@ -249,6 +285,8 @@ class SessionStore:
                 raise ValidationError(f"sessions has no column {key!r}")
             if isinstance(value, dt.datetime):
                 value = format_timestamp(value)
+            elif column in JSON_COLUMNS and isinstance(value, (list, tuple)):
+                value = json_list(value, key)
             elif value is not None and not isinstance(value, (str, int, float)):
                 raise ValidationError(f"{key} must be text, a number, a bool or a datetime")
             row[column] = value if self.is_sqlite else self._postgres_value(column, value)

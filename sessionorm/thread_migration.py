@@ -9,6 +9,10 @@ from dataclasses import dataclass
 
 import peewee
 
+from .drift import column_differences, constraint_differences, existing
+from .errors import MigrationError
+from .models import Thread, ThreadMessage
+
 THREAD_NAME_PREFIX = "Migrated Thread for "
 MESSAGE_PREFIX = "Thread migrated from legacy threadId: "
 
@@ -26,10 +30,21 @@ IS_MARKER = (f"""m.idx = 0 AND m.role = 'system' """
 # subquery from the unselective index on thread_messages(idx) or (role), scanning every
 # marker message for every session -- quadratic (80 s for `verify` on 50,000 sessions).
 # Nested, it walks threads(sessionId) then the UNIQUE(threadId, idx) index.
-NOT_YET_MIGRATED = (
-    """NOT EXISTS (SELECT 1 FROM threads t WHERE t."sessionId" = s.id AND EXISTS"""
+HAS_MARKER_THREAD = (
+    """EXISTS (SELECT 1 FROM threads t WHERE t."sessionId" = s.id AND EXISTS"""
     """ (SELECT 1 FROM thread_messages m WHERE m."threadId" = t.id AND m.idx = 0"""
     f""" AND m.role = 'system' AND m.content = '{MESSAGE_PREFIX}' || s."threadId"))""")
+# Later orchestrator versions give the legacy thread a row of its own: id = the threadId
+# (a primary-key lookup).
+HAS_LEGACY_THREAD = (
+    """EXISTS (SELECT 1 FROM threads o WHERE o.id = s."threadId" AND o."sessionId" = s.id)""")
+NOT_YET_MIGRATED = f"NOT {HAS_MARKER_THREAD} AND NOT {HAS_LEGACY_THREAD}"
+# Sessions with more than one migrated thread: another tool ran the migration again.
+MIGRATED_TWICE = (
+    f"""SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID} AND (SELECT count(*) FROM threads t"""
+    """ WHERE t."sessionId" = s.id AND EXISTS (SELECT 1 FROM thread_messages m"""
+    """ WHERE m."threadId" = t.id AND m.idx = 0 AND m.role = 'system'"""
+    f""" AND m.content = '{MESSAGE_PREFIX}' || s."threadId")) > 1""")
 
 
 @dataclass(frozen=True)
@@ -98,7 +113,13 @@ def count_threaded_sessions(db: peewee.Database) -> int:
 
 
 def migrate_thread_ids(db: peewee.Database) -> MigrationResult:
-    """Run the step inside the caller's transaction; return what it did."""
+    """Run the step inside the caller's transaction; return what it did.
+
+    Refuses (`MigrationError`, before writing) thread tables that exist in another shape
+    than the contract's: migration 1 adopts those the orchestrator created only when they
+    are the same tables.
+    """
+    refuse_foreign_shape(db)
     total = count_threaded_sessions(db)
     if is_postgres(db):
         migrated = db.execute_sql(insert_both_sql_postgres()).rowcount
@@ -120,3 +141,29 @@ def foreign_rows(db: peewee.Database) -> tuple[int, int]:
         "SELECT (SELECT count(*) FROM threads t WHERE NOT EXISTS"
         f' (SELECT 1 FROM thread_messages m WHERE m."threadId" = t.id AND {IS_MARKER})),'
         f" (SELECT count(*) FROM thread_messages m WHERE NOT ({IS_MARKER}))").fetchone()
+
+
+def shape_differences(db: peewee.Database) -> list[str]:
+    """How existing `threads` / `thread_messages` differ from the contract's tables.
+
+    Columns (names, types, NOT NULL, defaults), the cascading foreign keys and
+    UNIQUE("threadId", idx); indexes are not part of it (migration 1 adds missing ones).
+    """
+    models = [Thread, ThreadMessage]
+    lines = []
+    for model, table in existing(db, models):
+        live = {c.name for c in db.get_columns(table)}
+        wanted = {f.column_name for f in model._meta.sorted_fields}
+        lines += [f"{table} lacks column {c}" for c in sorted(wanted - live)]
+        lines += [f"{table} has a column {c} the contract does not" for c in sorted(live - wanted)]
+    lines += [str(c) for c in column_differences(db, models)]
+    return lines + constraint_differences(db, models)
+
+
+def refuse_foreign_shape(db: peewee.Database) -> None:
+    """Raise `MigrationError` naming every difference when the thread tables are not the contract's."""
+    differences = shape_differences(db)
+    if differences:
+        raise MigrationError(
+            "refusing to adopt the existing thread tables: they differ from sessionorm's ("
+            + "; ".join(differences) + "); rename or fix them first")

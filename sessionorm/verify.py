@@ -1,22 +1,41 @@
-"""`verify`: is this database what the migrations and models say it should be?"""
+"""`verify`: is this database what the migrations and models say it should be?
+
+Problems (lost data, missing indexes, integrity, edited scripts) make it fail; notes
+(harmless differences, work a command can do) are printed and pass.
+"""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import peewee
 
-from .drift import schema_drift
+from .drift import drift
 from .models import MODELS
 from .runner import MigrationRunner, file_sha256, record_name
-from .thread_migration import count_plan
+from .thread_migration import HAS_THREAD_ID, MIGRATED_TWICE, NOT_YET_MIGRATED
+from .values import format_timestamp, parse_timestamp
+
+LOST_THREADS = ("{} migrated threads are missing (deleted after the migration: see README, "
+                "'Living with the orchestrator')")
+LATE_SESSIONS = ("{} sessions created after the migration carry a threadId and have no thread "
+                 "yet: `sessionorm backfill` (or SessionStore.migrate_session_thread_ids()) "
+                 "creates them")
+TWICE = ("{} sessions have more than one migrated thread (the migration ran again, e.g. the "
+         "orchestrator's own runner: see README, 'Living with the orchestrator')")
 
 
 @dataclass
 class VerifyReport:
-    """`ok` when `problems` is empty; each problem is one line."""
+    """`ok` when `problems` is empty; each problem and each note is one line.
+
+    `exercise` holds the checklist of `verify --exercise`: (step, passed, detail).
+    """
 
     problems: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    exercise: list[tuple[str, bool, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -81,14 +100,43 @@ def postgres_integrity_problems(db: peewee.Database) -> list[str]:
     return problems
 
 
-def data_problems(db: peewee.Database) -> list[str]:
+def migration_1_applied_at(runner: MigrationRunner) -> str | None:
+    """When migration 1 ran, in the stored timestamp format (the TypeScript tool wrote its own)."""
+    if not runner.History.table_exists():
+        return None
+    row = (runner.History.select(runner.History.applied_at)
+           .where(runner.History.version == 1).tuples().first())
+    applied = parse_timestamp(row[0]) if row else None
+    return format_timestamp(applied) if isinstance(applied, dt.datetime) else None
+
+
+def lost_and_late_sql(param: str = "?") -> str:
+    """Sessions without their thread, created up to (lost) and after (late) migration 1's time."""
+    return (f'SELECT coalesce(sum(CASE WHEN s."createdAt" <= {param} THEN 1 ELSE 0 END), 0),'
+            f' coalesce(sum(CASE WHEN s."createdAt" > {param} THEN 1 ELSE 0 END), 0)'
+            f" FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED}")
+
+
+def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str], list[str]]:
+    """(problems, notes) about sessions with a legacy threadId and no thread.
+
+    Those that existed when migration 1 ran have lost their thread since (a problem);
+    those created later never had one (a note: `backfill` creates it).
+    """
     tables = set(db.get_tables())
     if not {"sessions", "threads", "thread_messages"} <= tables:
-        return []
-    missing = count_plan(db).migrated
-    if missing:
-        return [f"{missing} sessions with a legacy threadId have no migrated thread"]
-    return []
+        return [], []
+    applied = migration_1_applied_at(runner)
+    if applied is None:  # not applied: `migrations` names it already
+        missing = db.execute_sql(f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID}"
+                                 f" AND {NOT_YET_MIGRATED}").fetchone()[0]
+        return ([f"{missing} sessions with a legacy threadId have no migrated thread"]
+                if missing else []), []
+    lost, late = db.execute_sql(lost_and_late_sql(db.param), (applied, applied)).fetchone()
+    twice = db.execute_sql(MIGRATED_TWICE).fetchone()[0]
+    notes = [LATE_SESSIONS.format(late)] if late else []
+    notes += [TWICE.format(twice)] if twice else []
+    return ([LOST_THREADS.format(lost)] if lost else []), notes
 
 
 def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,
@@ -96,10 +144,13 @@ def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,
     """Run every check; nothing is written."""
     runner = runner or MigrationRunner(db)
     report = VerifyReport()
-    for name, check in (("migrations", lambda: migration_problems(runner)),
-                        ("schema", lambda: schema_drift(db, models)),
-                        ("integrity", lambda: integrity_problems(db)),
-                        ("data", lambda: data_problems(db))):
+    schema = drift(db, models)
+    data_problems, data_notes = data_check(db, runner)
+    for name, problems, notes in (("migrations", migration_problems(runner), []),
+                                  ("schema", schema.problems, schema.notes),
+                                  ("integrity", integrity_problems(db), []),
+                                  ("data", data_problems, data_notes)):
         report.checks.append(name)
-        report.problems.extend(check())
+        report.problems.extend(problems)
+        report.notes.extend(notes)
     return report

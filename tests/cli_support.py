@@ -181,6 +181,22 @@ def migrate_like_typescript(path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def migrate_to_version_1(path: str | os.PathLike) -> Path:
+    """Apply migration 1 only (its index names), as sessionorm did before 0002 shipped.
+
+    Through the real runner, with a target, as `migrate` runs it.
+    """
+    from sessionorm.database import open_sqlite
+    from sessionorm.runner import MigrationRunner
+
+    db = open_sqlite(path)
+    try:
+        MigrationRunner(db).up("0001_session_thread_relationship")
+    finally:
+        db.close()
+    return Path(path)
+
+
 def write_migration(directory: Path, filename: str, body: str) -> Path:
     """A migration script in `directory` (peewee's runner loads `[0-9]*.py`)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -189,7 +205,7 @@ def write_migration(directory: Path, filename: str, body: str) -> Path:
     return path
 
 
-def copy_real_migration(directory: Path) -> Path:
-    """The shipped 0001 script, so a scratch directory's history matches a migrated file."""
-    source = REPO_ROOT / "migrations" / "0001_session_thread_relationship.py"
-    return write_migration(directory, source.name, source.read_text())
+def copy_real_migration(directory: Path) -> list[Path]:
+    """The shipped scripts (0001, 0002), so a scratch directory's history matches a migrated file."""
+    return [write_migration(directory, source.name, source.read_text())
+            for source in sorted((REPO_ROOT / "migrations").glob("[0-9]*.py"))]

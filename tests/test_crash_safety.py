@@ -3,9 +3,10 @@
 Each test times one uninterrupted run of the command (as a subprocess, start to exit), then
 kills a fresh copy's run at 20 seeded random moments spread over that time, one in each
 twentieth. After every kill the file passes `integrity_check` and holds exactly the state
-before or exactly the state after (compared by fingerprints: counts and digests of rows,
-independent of random ids); the next run completes and `verify` passes. Backups: nothing
-that looks like a finished backup is left unless it is one.
+before, exactly the state after, or (for `migrate`, which applies each migration in a
+transaction of its own) exactly the state after migration 1 with 0002 pending -- compared by
+fingerprints: counts and digests of rows, independent of random ids; the next run completes
+and `verify` passes. Backups: nothing that looks like a finished backup is left unless it is one.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import workers
+from cli_support import migrate_to_version_1
 from click.testing import CliRunner
 from legacy import make_legacy_db
 
@@ -48,6 +50,14 @@ def migrated_file(folder: Path, legacy_file: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def version_1_file(folder: Path, legacy_file: Path) -> Path:
+    """The same with migration 1 applied and 0002 pending (as migrated before 0002 shipped)."""
+    path = folder / "version-1.db"
+    workers.copy_database(legacy_file, path)
+    return migrate_to_version_1(path)
+
+
 def invoke(*args: str) -> None:
     result = CliRunner().invoke(cli, list(args))
     assert result.exit_code == 0, (args, result.output)
@@ -74,9 +84,11 @@ def summary(label: str, seconds: float, outcomes: collections.Counter, extra: st
     print(f"\n{label}: uninterrupted run {seconds:.2f} s; {KILLS} kills -> {dict(outcomes)} {extra}")
 
 
-def test_killing_migrate_leaves_the_database_untouched_or_fully_migrated(folder, legacy_file, migrated_file):
+def test_killing_migrate_leaves_the_database_untouched_or_fully_migrated(
+        folder, legacy_file, version_1_file, migrated_file):
     work = folder / "migrate-kill.db"
-    states = {"untouched": workers.fingerprint(legacy_file), "migrated": workers.fingerprint(migrated_file)}
+    states = {"untouched": workers.fingerprint(legacy_file), "migrated": workers.fingerprint(migrated_file),
+              "at version 1": workers.fingerprint(version_1_file)}
     workers.copy_database(legacy_file, work)
     seconds = workers.timed_run("migrate", "--db-path", str(work))
     assert classify(work, states) == "migrated"
@@ -99,7 +111,9 @@ def test_killing_migrate_leaves_the_database_untouched_or_fully_migrated(folder,
     assert sum(n for k, n in outcomes.items() if k.startswith("killed")) >= KILLS // 2
 
 
-def test_killing_rollback_leaves_the_database_fully_migrated_or_fully_rolled_back(folder, migrated_file):
+def test_killing_rollback_leaves_the_database_fully_migrated_or_fully_rolled_back(folder, version_1_file):
+    """Rolling back migration 1 (the one that drops tables), 0002 not applied."""
+    migrated_file = version_1_file
     work = folder / "rollback-kill.db"
     workers.copy_database(migrated_file, work)
     seconds = workers.timed_run("rollback", "--db-path", str(work))
@@ -172,7 +186,11 @@ def test_killing_migrate_with_backup_leaves_either_state_and_only_finished_backu
     migrated = folder / "migrated-10k.db"
     workers.copy_database(legacy, migrated)
     migrate(migrated)
-    states = {"untouched": workers.fingerprint(legacy), "migrated": workers.fingerprint(migrated)}
+    version_1 = folder / "version-1-10k.db"
+    workers.copy_database(legacy, version_1)
+    migrate_to_version_1(version_1)
+    states = {"untouched": workers.fingerprint(legacy), "migrated": workers.fingerprint(migrated),
+              "at version 1": workers.fingerprint(version_1)}
     legacy_counts = workers.table_counts(legacy)
     work = folder / "migrate-backup-kill.db"
     workers.copy_database(legacy, work)

@@ -26,9 +26,10 @@ from cli_support import (
     threaded_sessions,
 )
 
-from sessionorm import SessionStore, commands
+from sessionorm import NeedsMigrationError, SessionStore, commands
 
 FLAVOURS = ["pre", "final"]
+MIGRATIONS = ["0001_session_thread_relationship", "0002_orchestrator_index_names"]
 N, THREADED, DUPLICATES = 12, 7, 3  # sessions 4..6 share session 0's threadId
 
 
@@ -108,8 +109,9 @@ def test_message_content_keeps_an_odd_threadid_verbatim(legacy_db):
 
 
 def test_migrations_row_records_version_1_with_its_applied_time(migrated):
-    rows = query(migrated, "SELECT version, name, applied_at FROM migrations")
-    assert [(v, n) for v, n, _ in rows] == [(1, "session-thread-relationship")]
+    rows = query(migrated, "SELECT version, name, applied_at FROM migrations ORDER BY version")
+    assert [(v, n) for v, n, _ in rows] == [(1, "session-thread-relationship"),
+                                            (2, "orchestrator-index-names")]
     applied = dt.datetime.fromisoformat(rows[0][2].replace("Z", "+00:00"))
     assert abs(dt.datetime.now(dt.UTC) - applied) < dt.timedelta(minutes=5)
 
@@ -141,7 +143,7 @@ def test_new_ids_are_lowercase_v4_uuids(migrated):
 
 def test_migrate_api_reports_what_it_did(legacy):
     report = commands.migrate(legacy)
-    assert report.applied == ["0001_session_thread_relationship"]
+    assert report.applied == MIGRATIONS
     assert (report.migrated, report.skipped) == (THREADED, 0)
 
 
@@ -149,8 +151,9 @@ def test_migrate_cli_says_what_happened_with_counts(legacy):
     result = invoke("migrate", "--db-path", legacy)
     assert result.exit_code == 0
     assert "applied 0001_session_thread_relationship" in result.stdout
+    assert "applied 0002_orchestrator_index_names" in result.stdout
     assert f"threads created: {THREADED}" in result.stdout
-    assert re.search(r"^done: 1 migration\(s\) in \d+\.\d\d s$", result.stdout, re.M), result.stdout
+    assert re.search(r"^done: 2 migration\(s\) in \d+\.\d\d s$", result.stdout, re.M), result.stdout
 
 
 def test_migrate_on_a_missing_path_creates_a_new_database_and_says_so(tmp_path):
@@ -182,21 +185,24 @@ def typescript_db(legacy):
     return migrate_like_typescript(legacy)
 
 
-def test_typescript_migrated_database_counts_as_applied(typescript_db):
+def test_typescript_migrated_database_counts_migration_1_as_applied(typescript_db):
     result = invoke("status", "--db-path", typescript_db)
-    assert result.exit_code == 0, result.output
-    assert "pending" not in result.stdout
+    assert result.exit_code == 1, result.output  # only the index names (0002) are pending
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("applied  0001_session_thread_relationship")
+    assert lines[1:] == ["pending  0002_orchestrator_index_names"]
 
 
 def test_typescript_migrated_database_is_not_migrated_twice(typescript_db):
     threads = query(typescript_db, "SELECT * FROM threads ORDER BY id")
     messages = query(typescript_db, "SELECT * FROM thread_messages ORDER BY id")
     report = commands.migrate(typescript_db)
-    assert report.applied == []
+    assert report.applied == ["0002_orchestrator_index_names"]
+    assert report.migrated is None  # no data step ran
     assert query(typescript_db, "SELECT * FROM threads ORDER BY id") == threads
     assert query(typescript_db, "SELECT * FROM thread_messages ORDER BY id") == messages
-    assert query(typescript_db, "SELECT version, name FROM migrations") == [
-        (1, "session-thread-relationship")]
+    assert query(typescript_db, "SELECT version, name FROM migrations ORDER BY version") == [
+        (1, "session-thread-relationship"), (2, "orchestrator-index-names")]
 
 
 def test_typescript_migrated_database_passes_verify(typescript_db):
@@ -224,7 +230,9 @@ def test_store_data_step_recreates_only_a_missing_thread(migrated):
 
 
 def test_store_data_step_skips_typescript_migrated_sessions(typescript_db):
-    with SessionStore(typescript_db) as store:
+    with pytest.raises(NeedsMigrationError, match="0002_orchestrator_index_names"):
+        SessionStore(typescript_db)
+    with SessionStore(typescript_db, migrate=True) as store:
         result = store.migrate_session_thread_ids()
     assert (result.migrated, result.skipped) == (0, THREADED)
 
@@ -266,7 +274,7 @@ def test_dry_run_prints_pending_migration_sql_and_counts(legacy):
 
 def test_dry_run_api_returns_the_plan(legacy):
     report = commands.migrate(legacy, dry_run=True)
-    assert report.dry_run and report.pending == ["0001_session_thread_relationship"]
+    assert report.dry_run and report.pending == MIGRATIONS
     assert (report.migrated, report.skipped) == (THREADED, 0)
     assert any(s.startswith("CREATE TABLE IF NOT EXISTS threads") for s in report.statements)
     assert any('CREATE INDEX IF NOT EXISTS "idx_thread_messages_role"' in s for s in report.statements)

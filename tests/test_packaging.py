@@ -72,6 +72,7 @@ def test_the_migration_scripts_are_shipped_inside_the_package(venv, elsewhere):
     """, elsewhere)
     assert result.returncode == 0, result.stderr
     assert "0001_session_thread_relationship.py" in result.stdout
+    assert "0002_orchestrator_index_names.py" in result.stdout
 
 
 def test_the_installed_package_creates_a_database_through_its_migrations(venv, elsewhere):
@@ -80,11 +81,13 @@ def test_the_installed_package_creates_a_database_through_its_migrations(venv, e
         with sessionorm.SessionStore("new.db") as store:
             session = store.create_session(name="s", amp_prompt="p", repo_root="/r")
             store.add_thread_message(store.create_thread(session.id, "t"), "user", "hi")
-        rows = sqlite3.connect("new.db").execute("SELECT version, name FROM migrations").fetchall()
+        rows = sqlite3.connect("new.db").execute(
+            "SELECT version, name FROM migrations ORDER BY version").fetchall()
         print(json.dumps(rows))
     """, elsewhere)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == [[1, "session-thread-relationship"]]
+    assert json.loads(result.stdout) == [[1, "session-thread-relationship"],
+                                         [2, "orchestrator-index-names"]]
 
 
 def test_the_console_script_is_installed_and_runs(venv, elsewhere):

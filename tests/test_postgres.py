@@ -35,6 +35,8 @@ from sessionorm.errors import DatabaseBusyError, MigrationError
 PG_URL_VAR = "SESSIONORM_TEST_PG_URL"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 MIGRATION = "0001_session_thread_relationship"
+INDEX_NAMES = "0002_orchestrator_index_names"
+SHIPPED = [(1, "session-thread-relationship"), (2, "orchestrator-index-names")]
 NEW_TABLES = {"threads", "thread_messages", "migrations", "migration_checksums"}
 
 # The orchestrator's `pre` layout of sessions, and a child table that references it without
@@ -231,7 +233,7 @@ def invoke(*args: str | os.PathLike) -> Result:
 
 def test_a_new_database_gets_the_contract_tables(store, backend):
     assert {"sessions", *NEW_TABLES} <= backend.tables()
-    assert backend.query("SELECT version, name FROM migrations") == [(1, "session-thread-relationship")]
+    assert backend.query("SELECT version, name FROM migrations ORDER BY version") == SHIPPED
 
 
 def test_the_new_tables_have_camel_case_columns(store, backend):
@@ -390,7 +392,7 @@ def test_opening_a_legacy_database_with_data_needs_migration(legacy):
 def test_a_legacy_database_migrates_as_the_contract_says(legacy):
     sessions_before = legacy.query("SELECT * FROM sessions ORDER BY id")
     report = commands.migrate(legacy.target)
-    assert (report.applied, report.migrated, report.skipped) == ([MIGRATION], 6, 0)
+    assert (report.applied, report.migrated, report.skipped) == ([MIGRATION, INDEX_NAMES], 6, 0)
     assert migrated_rows(legacy) == expected_migration(legacy_rows())
     assert legacy.query("SELECT * FROM sessions ORDER BY id") == sessions_before
     ids = legacy.query("SELECT id FROM threads UNION ALL SELECT id FROM thread_messages")
@@ -427,6 +429,7 @@ def test_rollback_refuses_to_destroy_threads_the_migration_did_not_create(legacy
     commands.migrate(legacy.target)
     with legacy.store() as store:
         store.add_thread_message(store.create_thread(legacy_rows()[0][0], "mine"), "user", "hi")
+    assert commands.rollback(legacy.target).reverted == [INDEX_NAMES]  # the latest first
     before = legacy.snapshot()
     with pytest.raises(MigrationError, match="refusing to roll back: 1 threads and 1 messages"):
         commands.rollback(legacy.target)
@@ -441,7 +444,7 @@ def test_rollback_refuses_to_destroy_threads_the_migration_did_not_create(legacy
 def test_cli_status_lists_the_pending_migration_and_exits_1(legacy):
     result = invoke("status", *legacy.cli_args)
     assert result.exit_code == 1
-    assert result.stdout == f"pending  {MIGRATION}\n"
+    assert result.stdout == f"pending  {MIGRATION}\npending  {INDEX_NAMES}\n"
 
 
 def test_cli_dry_run_prints_the_plan_and_changes_nothing(legacy):
@@ -567,9 +570,13 @@ def test_without_pg_dump_a_postgres_backup_is_refused_and_nothing_migrates(legac
 
 def test_cli_rollback_backs_up_then_reverts(legacy):
     invoke("migrate", *legacy.cli_args)
+    first = invoke("rollback", *legacy.cli_args)
+    assert first.exit_code == 0, first.output
+    assert re.search(rf"^backup: {backup_pattern(legacy)}$", first.stdout, re.M), first.stdout
+    assert f"reverted {INDEX_NAMES}\n" in first.stdout  # one migration at a time, latest first
     result = invoke("rollback", *legacy.cli_args)
     assert result.exit_code == 0, result.output
-    assert re.search(rf"^backup: {backup_pattern(legacy)}$", result.stdout, re.M), result.stdout
+    assert result.stdout.startswith("backup: "), result.stdout
     assert f"reverted {MIGRATION}\n" in result.stdout
     assert not {"threads", "thread_messages"} & legacy.tables()
     assert invoke("status", *legacy.cli_args).exit_code == 1
@@ -581,6 +588,7 @@ def test_cli_rollback_refuses_to_destroy_user_threads_without_force(legacy):
     invoke("migrate", *legacy.cli_args)
     with legacy.store() as store:
         store.create_thread(legacy_rows()[0][0], "mine")
+    assert invoke("rollback", *legacy.cli_args).exit_code == 0  # 0002: index names only
     result = invoke("rollback", *legacy.cli_args)
     assert result.exit_code == 2
     assert "refusing to roll back" in result.stderr

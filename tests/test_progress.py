@@ -47,7 +47,7 @@ def test_migrate_on_a_terminal_shows_the_step_being_applied(legacy_db) -> None:
         os.close(leader)
     stderr = b"".join(chunks).decode()
     assert proc.returncode == 0
-    assert "applying 0001_session_thread_relationship: 0 s" in stderr
+    assert "applying 0001_session_thread_relationship, 0002_orchestrator_index_names: 0 s" in stderr
     assert "applied 0001_session_thread_relationship" in proc.stdout.decode()
 
 

@@ -5,7 +5,9 @@ DESIGN.md, CLI; issue 3.
 """
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from cli_support import (
     BACKUP_SUFFIX,
     invoke,
     legacy_snapshot,
+    migrate_to_version_1,
     migrated_rows,
     one_error_line,
     query,
@@ -21,6 +24,7 @@ from cli_support import (
 )
 
 from sessionorm import MigrationError, SessionStore, commands
+from sessionorm.database import open_sqlite
 
 FLAVOURS = ["pre", "final"]
 THREADED = 5
@@ -39,18 +43,43 @@ def before(legacy) -> dict:
 
 @pytest.fixture
 def migrated(legacy, before) -> Path:
+    """Migration 1 applied, and 0002 not yet: rollback then reverts migration 1."""
+    return migrate_to_version_1(legacy)
+
+
+def test_rollback_of_a_fully_migrated_file_goes_back_one_migration_at_a_time(legacy, before):
     assert invoke("migrate", "--db-path", legacy).exit_code == 0
-    return legacy
+    first = invoke("rollback", "--db-path", legacy)
+    assert first.exit_code == 0, first.stderr
+    assert "reverted 0002_orchestrator_index_names" in first.stdout
+    assert {"threads", "thread_messages"} <= tables(legacy)
+    assert query(legacy, "SELECT version FROM migrations") == [(1,)]
+    second = invoke("rollback", "--db-path", legacy)
+    assert second.exit_code == 0, second.stderr
+    assert "reverted 0001_session_thread_relationship" in second.stdout
+    assert not {"threads", "thread_messages"} & tables(legacy)
+    assert legacy_snapshot(legacy) == before
+    assert len(backups(legacy)) == 2
 
 
 def backups(path: Path) -> list[Path]:
     return sorted(p for p in path.parent.iterdir() if p.name.startswith(f"{path.name}.backup-"))
 
 
+@contextlib.contextmanager
+def store_on(path: Path) -> Iterator[SessionStore]:
+    """The store on a file at version 1 (`SessionStore(path)` would ask for migration 0002)."""
+    db = open_sqlite(path)
+    try:
+        yield SessionStore.on_database(db, str(path))
+    finally:
+        db.close()
+
+
 def user_thread(path: Path) -> str:
     """A thread the user created (no migration marker) in the first session."""
     session_id = query(path, "SELECT id FROM sessions ORDER BY rowid LIMIT 1")[0][0]
-    with SessionStore(path) as store:
+    with store_on(path) as store:
         return store.create_thread(session_id, "Feature Discussion")
 
 
@@ -126,7 +155,7 @@ def test_rollback_refuses_to_destroy_a_thread_the_user_created(migrated, dump):
 
 def test_rollback_refuses_to_destroy_a_message_the_user_added(migrated, dump):
     thread_id = query(migrated, "SELECT id FROM threads LIMIT 1")[0][0]
-    with SessionStore(migrated) as store:
+    with store_on(migrated) as store:
         store.add_thread_message(thread_id, "user", "Hello!")
     state = dump(migrated)
     done = run_module("rollback", "--db-path", migrated)

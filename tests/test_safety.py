@@ -130,7 +130,7 @@ def test_foreign_keys_are_on_again_after_the_migration(legacy, scripts, tmp_path
 
 def test_foreign_keys_are_on_again_after_a_failed_migration(migrated, scripts, opened):
     copy_real_migration(scripts)
-    write_migration(scripts, "0002_orphan.py", ORPHAN_THREAD)
+    write_migration(scripts, "0003_orphan.py", ORPHAN_THREAD)
     db = opened(migrated)
     with pytest.raises(MigrationError):
         MigrationRunner(db, directory=scripts).up()
@@ -142,9 +142,9 @@ def test_rebuilding_a_cascade_parent_keeps_its_children(migrated, scripts, opene
     messages = message_count(migrated)
     assert messages > 0
     copy_real_migration(scripts)
-    write_migration(scripts, "0002_rebuild_threads.py", REBUILD_THREADS)
+    write_migration(scripts, "0003_rebuild_threads.py", REBUILD_THREADS)
     db = opened(migrated)
-    assert MigrationRunner(db, directory=scripts).up() == ["0002_rebuild_threads"]
+    assert MigrationRunner(db, directory=scripts).up() == ["0003_rebuild_threads"]
     db.close()
     assert message_count(migrated) == messages
     assert query(migrated, "SELECT \"notnull\" FROM pragma_table_info('threads') WHERE name = 'name'") \
@@ -179,7 +179,7 @@ def test_runner_refuses_a_transaction_begun_on_the_raw_connection(legacy, opened
 def test_rebuild_inside_an_open_transaction_is_refused_and_children_survive(migrated, scripts, opened):
     messages = message_count(migrated)
     copy_real_migration(scripts)
-    write_migration(scripts, "0002_rebuild_threads.py", REBUILD_THREADS)
+    write_migration(scripts, "0003_rebuild_threads.py", REBUILD_THREADS)
     db = opened(migrated)
     runner = MigrationRunner(db, directory=scripts)
     with pytest.raises(MigrationError):
@@ -187,7 +187,7 @@ def test_rebuild_inside_an_open_transaction_is_refused_and_children_survive(migr
             runner.up()
     db.close()
     assert message_count(migrated) == messages
-    assert query(migrated, "SELECT version FROM migrations") == [(1,)]
+    assert query(migrated, "SELECT version FROM migrations ORDER BY 1") == [(1,), (2,)]
 
 
 # -- (c) a rebuild that would lose triggers, views, STRICT, generated columns is refused --
@@ -237,7 +237,7 @@ def test_refused_rebuild_through_the_cli_is_one_line_and_changes_nothing(migrate
     with raw(migrated) as con:
         con.execute(TRIGGER)
     before = dump(migrated)
-    write_migration(scripts, "0002_drop_notes.py", REBUILD_SESSIONS.format(table="sessions", column="notes"))
+    write_migration(scripts, "0003_drop_notes.py", REBUILD_SESSIONS.format(table="sessions", column="notes"))
     result = invoke("migrate", "--db-path", migrated, "--migrations-dir", scripts)
     assert result.exit_code == 2
     assert "trigger sessions_touch" in one_error_line(result.stderr)
@@ -268,19 +268,19 @@ def test_sessions_trigger_and_view_survive_migrate(legacy):
 def test_foreign_key_violation_rolls_the_migration_back(migrated, scripts, opened, dump):
     before = dump(migrated)
     copy_real_migration(scripts)
-    write_migration(scripts, "0002_orphan.py", ORPHAN_THREAD)
+    write_migration(scripts, "0003_orphan.py", ORPHAN_THREAD)
     db = opened(migrated)
     runner = MigrationRunner(db, directory=scripts)
     with pytest.raises(MigrationError, match="foreign key check failed"):
         runner.up()
-    assert [m.name for m in runner.pending()] == ["0002_orphan"]
+    assert [m.name for m in runner.pending()] == ["0003_orphan"]
     db.close()
     assert dump(migrated) == before
 
 
 def test_foreign_key_violation_through_the_cli_is_one_line_and_changes_nothing(migrated, scripts, dump):
     before = dump(migrated)
-    write_migration(scripts, "0002_orphan.py", ORPHAN_THREAD)
+    write_migration(scripts, "0003_orphan.py", ORPHAN_THREAD)
     result = invoke("migrate", "--db-path", migrated, "--migrations-dir", scripts)
     assert result.exit_code == 2
     assert "foreign key check failed" in one_error_line(result.stderr)
@@ -298,7 +298,7 @@ def test_rows_orphaned_in_a_table_the_migration_did_not_write_roll_it_back(
         migrated, scripts, opened, dump):
     before = dump(migrated)
     copy_real_migration(scripts)
-    write_migration(scripts, "0002_delete_parent.py", DELETE_PARENT_SESSION)
+    write_migration(scripts, "0003_delete_parent.py", DELETE_PARENT_SESSION)
     runner = MigrationRunner(opened(migrated), directory=scripts)
     with pytest.raises(MigrationError, match="foreign key check failed, rolled back: (iterations|threads) "):
         runner.up()
@@ -311,15 +311,15 @@ def test_only_written_tables_are_checked_before_commit_unless_a_table_was_rebuil
     from sessionorm.sql_log import capturing
 
     copy_real_migration(scripts)
-    write_migration(scripts, "0002_rename_threads.py", """\
+    write_migration(scripts, "0003_rename_threads.py", """\
 def up(migrator, db):
     db.execute_sql("UPDATE threads SET name = name || '!'")
 """)
-    write_migration(scripts, "0003_rebuild.py", REBUILD_THREADS)
+    write_migration(scripts, "0004_rebuild.py", REBUILD_THREADS)
     runner = MigrationRunner(opened(migrated), directory=scripts)
     statements: list[str] = []
     with capturing(lambda sql, params: statements.append(sql)):
-        runner.up("0002_rename_threads")
+        runner.up("0003_rename_threads")
     checks = [s for s in statements if re.match(r"PRAGMA (foreign_key|quick|integrity)_check", s)]
     assert checks == [  # threads, its child, and the history the runner wrote
         'PRAGMA foreign_key_check("migration_checksums")', 'PRAGMA foreign_key_check("migrations")',

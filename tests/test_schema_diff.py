@@ -155,7 +155,7 @@ def test_worked_example_add_field_and_index_then_migrate_diff_clean_and_rollback
     made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
                "--migrations-dir", str(mig))
     assert made.exit_code == 0, made.output
-    script = mig / "0002_add_priority.py"
+    script = mig / "0003_add_priority.py"
     assert f"wrote {script}" in made.output
     text = script.read_text()
     assert "def up(migrator, db):" in text and "def down(migrator, db):" in text
@@ -163,19 +163,19 @@ def test_worked_example_add_field_and_index_then_migrate_diff_clean_and_rollback
     assert "drop_column('threads', 'priority')" in text
 
     dry = run("migrate", "--dry-run", "--db-path", str(migrated), "--migrations-dir", str(mig))
-    assert "pending: 0002_add_priority" in dry.output
+    assert "pending: 0003_add_priority" in dry.output
     assert dump(migrated) == before
 
     applied = run("migrate", "--backup", "--db-path", str(migrated), "--migrations-dir", str(mig))
     assert applied.exit_code == 0, applied.output
-    assert "applied 0002_add_priority" in applied.output
+    assert "applied 0003_add_priority" in applied.output
     assert run("diff", "--db-path", str(migrated), "--models", spec).exit_code == 0
     verified = run("verify", "--db-path", str(migrated), "--models", spec, "--migrations-dir", str(mig))
     assert verified.exit_code == 0, verified.output
 
     undone = run("rollback", "--db-path", str(migrated), "--migrations-dir", str(mig))
     assert undone.exit_code == 0, undone.output
-    assert "reverted 0002_add_priority" in undone.output
+    assert "reverted 0003_add_priority" in undone.output
     assert run("diff", "--db-path", str(migrated)).exit_code == 0
     assert run("status", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 1
 
@@ -185,12 +185,12 @@ def test_makemigration_numbers_after_existing_scripts_and_never_overwrites(
     spec = models_module(PRIORITY_MODELS)
     mig = tmp_path / "mig"
     mig.mkdir()
-    (mig / "0002_earlier.py").write_text("def up(migrator, db):\n    pass\n")
+    (mig / "0003_earlier.py").write_text("def up(migrator, db):\n    pass\n")
     made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
                "--migrations-dir", str(mig))
     assert made.exit_code == 0
-    assert (mig / "0003_add_priority.py").exists()
-    assert (mig / "0002_earlier.py").read_text() == "def up(migrator, db):\n    pass\n"
+    assert (mig / "0004_add_priority.py").exists()  # after the shipped 0001, 0002 and this 0003
+    assert (mig / "0003_earlier.py").read_text() == "def up(migrator, db):\n    pass\n"
 
 
 def test_makemigration_flags_a_likely_rename_and_the_destructive_drop(
@@ -201,7 +201,7 @@ def test_makemigration_flags_a_likely_rename_and_the_destructive_drop(
     assert made.exit_code == 0
     assert "destructive: drop column threads.name" in made.output
     assert "todo: threads: name -> title looks like a rename" in made.output
-    text = (tmp_path / "mig" / "0002_rename_name.py").read_text()
+    text = (tmp_path / "mig" / "0003_rename_name.py").read_text()
     assert "# DESTRUCTIVE: drop column threads.name" in text
     assert "rename_column('threads', 'name', 'title')" in text
 
@@ -212,7 +212,7 @@ def test_makemigration_leaves_a_todo_for_a_not_null_column_without_default(
     made = run("makemigration", "add label", "--db-path", str(migrated), "--models", spec,
                "--migrations-dir", str(tmp_path / "mig"))
     assert made.exit_code == 0
-    text = (tmp_path / "mig" / "0002_add_label.py").read_text()
+    text = (tmp_path / "mig" / "0003_add_label.py").read_text()
     assert "# TODO: threads.label: not-null column needs a default" in text
 
 
@@ -223,7 +223,7 @@ def test_verify_names_a_migration_script_edited_after_it_was_applied(
     run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
         "--migrations-dir", str(mig))
     assert run("migrate", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 0
-    script = mig / "0002_add_priority.py"
+    script = mig / "0003_add_priority.py"
     script.write_text(script.read_text() + "# edited later\n")
     result = run("verify", "--db-path", str(migrated), "--models", spec, "--migrations-dir", str(mig))
     assert result.exit_code == 1
@@ -235,7 +235,7 @@ def test_applied_migrations_record_their_script_checksum(migrated: Path) -> None
     import hashlib
 
     from sessionorm.runner import migrations_dir
-    script = migrations_dir() / "0001_session_thread_relationship.py"
+    scripts = sorted(migrations_dir().glob("000[12]_*.py"))
     with sqlite3.connect(migrated) as con:
-        rows = con.execute("SELECT version, sha256 FROM migration_checksums").fetchall()
-    assert rows == [(1, hashlib.sha256(script.read_bytes()).hexdigest())]
+        rows = con.execute("SELECT version, sha256 FROM migration_checksums ORDER BY 1").fetchall()
+    assert rows == [(n, hashlib.sha256(s.read_bytes()).hexdigest()) for n, s in enumerate(scripts, 1)]

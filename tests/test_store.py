@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import sqlite3
@@ -637,9 +638,12 @@ def test_sessions_sharing_a_legacy_thread_id_each_get_their_own_thread(legacy_db
 
 # -- opening -----------------------------------------------------------------------------------
 
+SHIPPED = [(1, "session-thread-relationship"), (2, "orchestrator-index-names")]
+
+
 def assert_migrated_schema(path: Path) -> None:
     assert {"sessions", "threads", "thread_messages", "migrations"} <= tables(path)
-    assert migrations_rows(path) == [(1, "session-thread-relationship")]
+    assert migrations_rows(path) == SHIPPED
 
 
 def test_opening_a_new_path_creates_the_schema_through_the_migrations(db_path):
@@ -758,11 +762,13 @@ def test_a_file_the_orchestrator_already_migrated_is_not_migrated_again(legacy_d
           FROM threads t JOIN sessions s ON s.id = t.sessionId;
     """)
     con.close()
-    with SessionStore(path) as store:
+    with pytest.raises(NeedsMigrationError, match="0002_orchestrator_index_names"):
+        SessionStore(path)  # only the index names are pending
+    with SessionStore(path, migrate=True) as store:
         result = store.migrate_session_thread_ids()
     assert (result.migrated, result.skipped) == (0, 2)
     assert count(path, "SELECT count(*) FROM threads") == 2
-    assert migrations_rows(path) == [(1, "session-thread-relationship")]
+    assert migrations_rows(path) == SHIPPED
 
 
 def test_opening_a_file_that_is_not_a_database_raises_database_open_error(db_path, file_digest):
@@ -794,6 +800,8 @@ def test_legacy_sessions_of_either_layout_read_back_unchanged(legacy_db, flavor)
         for row in rows:
             got = store.get_session(row["id"])
             expected = {attribute: row[column] for attribute, column in LEGACY_FIELDS.items()}
+            if row["followUpPrompts"] is not None:  # JSON text, read as the list it holds
+                expected["follow_up_prompts"] = json.loads(row["followUpPrompts"])
             assert {attribute: getattr(got, attribute) for attribute in LEGACY_FIELDS} == expected
 
 

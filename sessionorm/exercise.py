@@ -1,0 +1,148 @@
+"""`verify --exercise`: run the store's thread functions on the real database, then roll back.
+
+The seed's `migrate:test`. Every step runs inside one transaction that is rolled back at the
+end, whatever happens, so nothing is left behind: row counts are unchanged and, in
+rollback-journal mode, so is every byte of the file. The SQLite connection keeps the
+file's journal mode (the store's own open switches it to WAL, rewriting the header).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import peewee
+
+from .database import check_sqlite_file, check_writable, sqlite_pragmas, translate_errors
+from .errors import DatabaseBusyError, DatabaseOpenError, MigrationError
+from .store import SessionStore
+
+Step = tuple[str, bool, str]  # (what, passed, detail)
+COUNTED = ("sessions", "threads", "thread_messages", "migrations")
+MESSAGES = [("user", "exercise: question"), ("assistant", "exercise: answer"),
+            ("system", "exercise: note")]
+
+
+class _RollBack(Exception):
+    """Leaves the exercise's transaction, so that it is rolled back."""
+
+
+class StepFailed(Exception):
+    """A step did not do what it should; its message says what happened instead."""
+
+
+def open_keeping_journal_mode(path: Path, busy_timeout: float) -> peewee.SqliteDatabase:
+    """A read-write connection with the contract's pragmas except journal_mode."""
+    check_sqlite_file(path, must_exist=True)
+    check_writable(path)
+    pragmas = [p for p in sqlite_pragmas(busy_timeout) if p[0] != "journal_mode"]
+    db = peewee.SqliteDatabase(str(path), pragmas=pragmas, timeout=busy_timeout)
+    with translate_errors(path):
+        db.connect()
+    return db
+
+
+def row_counts(db: peewee.Database) -> dict[str, int]:
+    tables = set(db.get_tables())
+    return {t: db.execute_sql(f'SELECT count(*) FROM "{t}"').fetchone()[0]
+            for t in COUNTED if t in tables}
+
+
+def exercise(db: peewee.Database, location: str = "") -> list[Step]:
+    """Run the checklist on `db` inside one transaction that is rolled back; return the steps.
+
+    Stops at the first failed step. A database without sessions gets one for the length of
+    the exercise (rolled back with the rest).
+    """
+    steps: list[Step] = []
+    with translate_errors(location or repr(db)):
+        before = row_counts(db)
+        missing = {"sessions", "threads", "thread_messages", "migrations"} - set(before)
+        if missing:
+            raise MigrationError(f"cannot exercise the store: no table {', '.join(sorted(missing))}"
+                                 " (run `sessionorm migrate` first)")
+        store = SessionStore.on_database(db, location)
+        lock = "IMMEDIATE" if isinstance(db, peewee.SqliteDatabase) else None
+        try:
+            with db.atomic(*([lock] if lock else [])):
+                run_steps(store, db, steps)
+                raise _RollBack
+        except _RollBack:
+            pass
+        after = row_counts(db)
+    if after == before:
+        steps.append(("rolled back: row counts unchanged", True,
+                      ", ".join(f"{t} {n}" for t, n in before.items())))
+    else:
+        steps.append(("rolled back: row counts unchanged", False, f"before {before}, after {after}"))
+    return steps
+
+
+def run_steps(store: SessionStore, db: peewee.Database, steps: list[Step]) -> None:
+    """Each step appends (what, passed, detail); the first failure ends the run."""
+
+    def step(what: str, action: Callable[[], str]) -> None:
+        try:
+            steps.append((what, True, action()))
+        except (DatabaseBusyError, DatabaseOpenError):
+            raise  # busy, unreadable: not the store misbehaving
+        except Exception as exc:  # noqa: BLE001 -- any failure is the answer to report
+            steps.append((what, False, str(exc) or type(exc).__name__))
+            raise _RollBack from None
+
+    state: dict = {}
+    row = db.execute_sql("SELECT id FROM sessions ORDER BY id LIMIT 1").fetchone()
+
+    def create_session() -> str:
+        state["session"] = store.create_session(name="sessionorm verify --exercise",
+                                                amp_prompt="exercise", repo_root="/exercise").id
+        return f"session {state['session']}, rolled back with the rest"
+
+    if row is None:
+        step("create a session (the database has none)", create_session)
+    else:
+        state["session"] = row[0]
+    session_id = state["session"]
+
+    def create() -> str:
+        state["thread"] = store.create_thread(session_id, "sessionorm verify --exercise")
+        listed = [t.id for t in store.get_session_threads(session_id)]
+        expect(state["thread"] in listed, f"thread {state['thread']} is not among the session's threads")
+        return f"thread {state['thread']}"
+
+    def append() -> str:
+        ids = [store.add_thread_message(state["thread"], role, text) for role, text in MESSAGES]
+        state["messages"] = ids
+        count = store.get_thread(state["thread"]).message_count
+        expect(count == 3, f"the thread counts {count} messages, not 3")
+        return "3 messages"
+
+    def read_back() -> str:
+        got = [(m.id, m.idx, m.role, m.content) for m in store.get_thread_messages(state["thread"])]
+        want = [(i, n, role, text) for n, (i, (role, text))
+                in enumerate(zip(state["messages"], MESSAGES, strict=True))]
+        expect(got == want, f"read back {got}, expected {want}")
+        return "idx 0, 1, 2 in order"
+
+    def delete() -> str:
+        store.delete_thread(state["thread"])
+        left = db.execute_sql(f'SELECT count(*) FROM thread_messages WHERE "threadId" = {db.param}',
+                              (state["thread"],)).fetchone()[0]
+        expect(left == 0, f"{left} messages of the deleted thread are left (no cascade)")
+        return "its 3 messages went with it"
+
+    def migration_row() -> str:
+        rows = db.execute_sql("SELECT name, applied_at FROM migrations WHERE version = 1").fetchall()
+        expect(len(rows) == 1 and rows[0][0] == "session-thread-relationship",
+               f"migrations row 1 is {rows or 'missing'}")
+        return f"session-thread-relationship, applied {rows[0][1]}"
+
+    step(f"create a thread on session {session_id}", create)
+    step("append 3 messages (idx 0..2)", append)
+    step("read them back in order", read_back)
+    step("delete the thread; its messages cascade", delete)
+    step("migration row 1 is recorded", migration_row)
+
+
+def expect(condition: bool, failure: str) -> None:
+    if not condition:
+        raise StepFailed(failure)

@@ -1,0 +1,182 @@
+"""Indexes compared by shape -- table, columns in order, uniqueness, predicate -- never by name.
+
+The orchestrator creates the contract's indexes under its own names on every start, so a
+name says nothing about whether an index is there: two indexes of one shape are the same
+index twice (a duplicate), and an index is missing only when no index has its shape.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import peewee
+
+# The orchestrator's names (its start-up runs CREATE INDEX IF NOT EXISTS with exactly these)
+# and one of sessionorm's own, for a session's threads newest updated first.
+CONTRACT_INDEXES: dict[tuple[str, tuple[str, ...]], str] = {
+    ("threads", ("sessionId",)): "idx_threads_session_id",
+    ("threads", ("status",)): "idx_threads_status",
+    ("threads", ("createdAt",)): "idx_threads_created_at",
+    ("threads", ("updatedAt",)): "idx_threads_updated_at",
+    ("thread_messages", ("threadId",)): "idx_thread_messages_thread_id",
+    ("thread_messages", ("role",)): "idx_thread_messages_role",
+    ("thread_messages", ("createdAt",)): "idx_thread_messages_created_at",
+    ("thread_messages", ("idx",)): "idx_thread_messages_idx",
+    ("threads", ("sessionId", "updatedAt")): "idx_threads_session_id_updated_at",
+}
+
+WHERE = re.compile(r"\)\s*WHERE\s+(.+?)\s*;?\s*$", re.I | re.S)
+LITERAL = re.compile(r"('(?:[^']|'')*')")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What an index is. `columns` None: an expression index, known by its name only."""
+
+    table: str
+    columns: tuple[str, ...] | None
+    unique: bool = False
+    where: str | None = None
+    expression: str | None = None  # an expression index's name
+
+    def __str__(self) -> str:
+        inside = ", ".join(self.columns) if self.columns is not None else self.expression
+        text = f"{self.table} ({inside})" + (" unique" if self.unique else "")
+        return text + (f" where {self.where}" if self.where else "")
+
+
+@dataclass(frozen=True)
+class NamedIndex:
+    name: str
+    shape: Shape
+
+
+def normalise_predicate(sql: str | None) -> str | None:
+    """The WHERE clause of an index's DDL, spelled the same way by SQLite and PostgreSQL.
+
+    Quotes, `::type` casts, enclosing parentheses, case and spacing outside string
+    literals do not change what a predicate means, so they are dropped.
+    """
+    match = WHERE.search(sql or "")
+    if not match:
+        return None
+    parts = LITERAL.split(match.group(1))
+    text = "".join(p if i % 2 else re.sub(r"\s+", " ", re.sub(r'::[\w ]+?(?=[\s)]|$)|"', "", p))
+                   .lower() for i, p in enumerate(parts)).strip()
+    while text.startswith("(") and text.endswith(")") and balanced(text[1:-1]):
+        text = text[1:-1].strip()
+    return text
+
+
+def balanced(text: str) -> bool:
+    """Whether parentheses in `text` (outside literals) never close more than they open."""
+    depth = 0
+    for i, part in enumerate(LITERAL.split(text)):
+        if i % 2:
+            continue
+        for char in part:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def constraint_indexes(db: peewee.Database) -> frozenset[str]:
+    """Indexes that back a UNIQUE or primary key constraint (PostgreSQL lists them; SQLite's are hidden).
+
+    They are the constraint's, not indexes of their own: `drift` checks UNIQUE("threadId", idx).
+    """
+    if not isinstance(db, peewee.PostgresqlDatabase):
+        return frozenset()
+    rows = db.execute_sql(
+        "SELECT i.relname FROM pg_catalog.pg_constraint c"
+        " JOIN pg_catalog.pg_class i ON i.oid = c.conindid"
+        " WHERE c.contype IN ('u', 'p', 'x')"
+        " AND c.connamespace = current_schema()::regnamespace").fetchall()
+    return frozenset(r[0] for r in rows)
+
+
+def live_indexes(db: peewee.Database, table: str,
+                 skip: frozenset[str] | None = None) -> list[NamedIndex]:
+    """The indexes of `table` in the database, without those of its primary key and constraints."""
+    skip = constraint_indexes(db) if skip is None else skip
+    found = []
+    for index in db.get_indexes(table):
+        name = index.name
+        if (name in skip or name == "PRIMARY" or name.endswith("_pkey")
+                or name.startswith("sqlite_autoindex_") or index.sql is None):
+            continue
+        columns = tuple(index.columns)
+        expression = None
+        # SQLite reports an expression column as None, PostgreSQL as its text
+        if None in columns or any(not re.fullmatch(r'"?[\w]+"?', c) for c in columns):
+            columns, expression = None, name
+        else:
+            columns = tuple(c.strip('"') for c in columns)
+        found.append(NamedIndex(name, Shape(table, columns, bool(index.unique),
+                                            normalise_predicate(index.sql), expression)))
+    return found
+
+
+def model_indexes(db: peewee.Database, model: type[peewee.Model]) -> list[NamedIndex]:
+    """The indexes `model` declares, with the names it gives them."""
+    table = model._meta.table_name
+    found = []
+    for index in model._meta.fields_to_index():
+        if not isinstance(index, peewee.Index):
+            continue  # raw SQL declarations are out of scope, as in playhouse.schema_diff
+        parts = index._expressions
+        if all(isinstance(p, peewee.Field) for p in parts):
+            columns, expression = tuple(p.column_name for p in parts), None
+        else:
+            columns, expression = None, index._name
+        where = None
+        if index._where is not None:
+            sql, _ = db.get_sql_context().sql(peewee.ValueLiterals(index)).query()
+            where = normalise_predicate(sql)
+        found.append(NamedIndex(index._name, Shape(table, columns, bool(index._unique), where,
+                                                   expression)))
+    return found
+
+
+@dataclass
+class IndexComparison:
+    """Models' indexes against the database's, by shape."""
+
+    missing: list[NamedIndex] = field(default_factory=list)  # declared, no index of that shape
+    extra: list[NamedIndex] = field(default_factory=list)  # a shape no model declares
+    duplicates: list[tuple[NamedIndex, NamedIndex]] = field(default_factory=list)  # (dup, kept)
+
+
+def keeper(group: list[NamedIndex], preferred: str | None) -> NamedIndex:
+    """Of indexes sharing one shape, the one that stays: the declared name, else the first."""
+    for index in group:
+        if index.name == preferred:
+            return index
+    return sorted(group, key=lambda i: i.name)[0]
+
+
+def compare_indexes(db: peewee.Database, models, tables: set[str] | None = None) -> IndexComparison:
+    """Pair the models' indexes with the database's by shape; tables missing are skipped."""
+    tables = set(db.get_tables()) if tables is None else tables
+    skip = constraint_indexes(db)
+    result = IndexComparison()
+    seen: set[str] = set()
+    for model in models:
+        table = model._meta.table_name
+        if table not in tables or table in seen:
+            continue
+        seen.add(table)
+        declared = {i.shape: i.name for i in model_indexes(db, model)}
+        groups: dict[Shape, list[NamedIndex]] = {}
+        for index in live_indexes(db, table, skip):
+            groups.setdefault(index.shape, []).append(index)
+        for shape, name in sorted(declared.items(), key=str):
+            if shape not in groups:
+                result.missing.append(NamedIndex(name, shape))
+        for shape, group in sorted(groups.items(), key=str):
+            kept = keeper(group, declared.get(shape))
+            if shape not in declared:
+                result.extra.append(kept)
+            result.duplicates += [(i, kept) for i in group if i is not kept]
+    return result
