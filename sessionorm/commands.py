@@ -239,6 +239,8 @@ def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: 
 
 def apply(where: str, report: MigrateReport, take_backup: bool, busy_timeout: float,
           progress: Progress, migrations_dir: Dir) -> None:
+    if not is_server(where):
+        check_writable(sqlite_path(where))  # before anything opens it
     if not report.created:
         # read-only, before the read-write open rewrites a rollback-journal file's header
         refuse_unadoptable(where, migrations_dir)

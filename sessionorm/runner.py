@@ -97,11 +97,11 @@ class MigrationRunner(Runner):
         return [m for m in self.status() if not m.applied and m.path is not None]
 
     def up(self, target=None, fake=False, before: BeforeFirst = None) -> list[str]:
-        """Apply pending migrations, each in its own transaction; return their names.
+        """Apply the pending migrations in one transaction; return their names.
 
-        Each step takes the write lock first and only then decides what is pending, so a
-        second process waits, finds the work done and applies nothing. `before(names)`
-        runs once, with the lock held and nothing written yet (e.g. to take a backup).
+        The write lock is taken first and only then is what is pending decided, so a second
+        process waits, finds the work done and applies nothing. `before(names)` runs once,
+        with the lock held and nothing written yet (e.g. to take a backup).
         """
         return self._steps(lambda done: self._plan_up(target), "up", fake, before)
 
@@ -115,6 +115,11 @@ class MigrationRunner(Runner):
 
     def _steps(self, plan: Callable[[list[str]], list[tuple[str, Any]]], direction: str,
                fake: bool, before: BeforeFirst) -> list[str]:
+        """Run the plan in one transaction, decided under its write lock: all or nothing.
+
+        A script that asks for `atomic = False` runs on its own, outside any transaction
+        (so outside the lock), after the transaction of the steps before it has committed.
+        """
         done: list[str] = []
         while True:
             with self.migrator.migration_context(True):  # the write lock, then the decision
@@ -124,17 +129,17 @@ class MigrationRunner(Runner):
                     raise MigrationError(str(exc)) from None
                 if not steps:
                     return done
-                name, module = steps[0]
-                atomic = getattr(module, "atomic", True)
-                if atomic:
-                    if before is not None and not done:
-                        before([n for n, _ in steps])
+                if before is not None and not done:
+                    before([n for n, _ in steps])
+                for name, module in steps:
+                    if not getattr(module, "atomic", True):
+                        break
                     self._body(name, module, direction, fake)
-            if not atomic:  # asked to run outside a transaction, so outside the lock too
-                with self.migrator.migration_context(False):
-                    if before is not None and not done:
-                        before([n for n, _ in steps])
-                    self._body(name, module, direction, fake)
+                    done.append(name)
+                else:
+                    return done
+            with self.migrator.migration_context(False):
+                self._body(name, module, direction, fake)
             done.append(name)
 
     # Planning copied from peewee 4.5.3's Runner.up/down, which plan inline and cannot be

@@ -195,7 +195,7 @@ def test_migration_0002_refuses_an_orchestrator_name_on_another_shape(legacy, du
         con.execute('CREATE INDEX idx_threads_session_id ON threads (status, "sessionId")')
     before = dump(legacy)
     result = invoke("migrate", "--db-path", legacy)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert ("index idx_threads_session_id exists on threads (status, sessionId), not on threads "
             "(sessionId)" in one_error_line(result.stderr))
     assert dump(legacy) == before
@@ -311,7 +311,7 @@ def test_rollback_will_not_destroy_the_orchestrators_threads(legacy):
     ok("migrate", "--db-path", legacy)
     ok("rollback", "--db-path", legacy)  # 0002: names only
     result = invoke("rollback", "--db-path", legacy)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "refusing to roll back: 2 threads and 1 messages" in one_error_line(result.stderr)
 
 
@@ -336,7 +336,7 @@ def test_thread_tables_of_another_shape_are_refused_and_the_file_keeps_every_byt
     before, files = digest(path), sorted(path.parent.iterdir())
     for args in (["migrate"], ["migrate", "--backup"], ["migrate", "--dry-run"]):
         result = invoke(*args, "--db-path", path)
-        assert result.exit_code == 1, args
+        assert result.exit_code == 2, args
         line = one_error_line(result.stderr)
         assert line.startswith("error: refusing to adopt the existing thread tables") and named in line
         assert digest(path) == before and sorted(path.parent.iterdir()) == files, args
@@ -411,7 +411,7 @@ def test_backfill_api_returns_the_counts(migrated):
 def test_backfill_refuses_a_file_with_pending_migrations_and_changes_nothing(legacy, file_digest):
     before = file_digest(legacy)
     done = run_module("backfill", "--db-path", legacy)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "pending migrations" in one_error_line(done.stderr)
     assert file_digest(legacy) == before and not any(sidecars(legacy).values())
 
