@@ -17,7 +17,6 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrations import Migration, _resolve_models
 from playhouse.migrations import MigrationError as PeeweeMigrationError
 
-from .backup import backup_sqlite
 from .database import (
     DEFAULT_BUSY_TIMEOUT,
     check_sqlite_file,
@@ -37,15 +36,16 @@ from .drift import drift as schema_drift_report
 from .errors import MigrationError
 from .exercise import Step, open_keeping_journal_mode
 from .exercise import exercise as exercise_store
-from .makemigration import NewMigration, make_migration
 from .models import MODELS
 from .pg_backup import backup_postgres
 from .progress import reporting
 from .runner import MigrationRunner
+from .scaffold import NewMigration, make_migration
 from .sql_log import capturing
+from .sqlite_backup import backup_sqlite
 from .store import SessionStore
 from .thread_migration import MigrationResult, foreign_rows, refuse_foreign_shape
-from .verify import VerifyReport, verify_database
+from .verification import VerifyReport, verify_database
 
 Progress = Callable[[str], None] | None  # receives one-line progress messages
 Dir = str | os.PathLike | None

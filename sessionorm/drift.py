@@ -60,6 +60,28 @@ def expected_default(field: peewee.Field) -> str | None:
     return None
 
 
+def constant_default_sql(field: peewee.Field) -> str | None:
+    """The SQL DEFAULT that stands for a NOT NULL field's constant Python `default=`.
+
+    `makemigration` gives such a column that SQL default, so that rows inserted by code
+    that does not know the column (the store, the orchestrator) still fit.
+    """
+    value = field.default
+    if field.null or value is None or callable(value) or expected_default(field) is not None:
+        return None
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return None
+
+
+def same_default(want: str | None, have: str | None) -> bool:
+    return (want or "").lower() == (have or "").lower() if want and have else want == have
+
+
 @dataclass
 class Drift:
     """Differences that need a migration (`problems`) and harmless ones (`notes`)."""
@@ -164,7 +186,9 @@ def column_differences(db: peewee.Database, models=MODELS) -> list[ColumnChange]
             if not field.primary_key and column.null != field.null and table != ORCHESTRATOR_TABLE:
                 changes.append(ColumnChange("null", table, field, column.null, field.null))
             want, have = expected_default(field), normalise_default(column.default)
-            if want != have and not (want is None and table == ORCHESTRATOR_TABLE):
+            if want is None and same_default(constant_default_sql(field), have):
+                continue  # the SQL twin of its Python default, as makemigration writes it
+            if not same_default(want, have) and not (want is None and table == ORCHESTRATOR_TABLE):
                 changes.append(ColumnChange("default", table, field, have, want))
     return changes
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from playhouse.db_url import parse as parse_url
 
-from .backup import link_without_overwrite
 from .database import DEFAULT_BUSY_TIMEOUT, open_url, redact
 from .errors import MigrationError
+from .sqlite_backup import link_without_overwrite
 
 SUFFIX = ".dump"
 # psycopg/peewee keywords that are not libpq connection keywords

@@ -448,7 +448,7 @@ def test_a_migration_run_again_by_another_tool_is_a_note(migrated):
 def test_the_data_step_and_verify_search_per_session_and_scan_only_sessions(migrated):
     """One pass over sessions; per session only index searches (no quadratic plan)."""
     from sessionorm import thread_migration as step
-    from sessionorm.verify import lost_and_late_sql
+    from sessionorm.verification import lost_and_late_sql
 
     statements = [(step.stage_sql().split(" AS ", 1)[1], ()),
                   (f"SELECT count(*) FROM sessions s WHERE {step.HAS_THREAD_ID}"

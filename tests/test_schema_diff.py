@@ -239,3 +239,50 @@ def test_applied_migrations_record_their_script_checksum(migrated: Path) -> None
     with sqlite3.connect(migrated) as con:
         rows = con.execute("SELECT version, sha256 FROM migration_checksums ORDER BY 1").fetchall()
     assert rows == [(n, hashlib.sha256(s.read_bytes()).hexdigest()) for n, s in enumerate(scripts, 1)]
+
+
+def test_a_not_null_field_with_a_constant_default_gets_that_sql_default(
+        migrated: Path, tmp_path: Path, models_module) -> None:
+    spec = models_module(PRIORITY_MODELS)
+    mig = tmp_path / "mig"
+    made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
+               "--migrations-dir", str(mig))
+    assert made.exit_code == 0, made.output
+    text = (mig / "0003_add_priority.py").read_text()
+    assert ("migrator.migrate(migrator.add_column('threads', 'priority', "
+            "IntegerField(default=0, constraints=[SQL('DEFAULT 0')])))") in text
+    assert run("migrate", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 0
+    with SessionStore(migrated) as store:
+        session = store.list_sessions()[0]
+        thread = store.create_thread(session, "inserted by code that knows no priority")
+        assert store.db.execute_sql("SELECT priority FROM threads WHERE id = ?",
+                                    (thread,)).fetchone() == (0,)
+    assert run("diff", "--db-path", str(migrated), "--models", spec).exit_code == 0
+    verified = run("verify", "--db-path", str(migrated), "--models", spec, "--migrations-dir", str(mig))
+    assert verified.exit_code == 0, verified.output
+
+
+def test_makemigration_without_a_folder_writes_to_migrations_in_the_current_folder(
+        migrated: Path, tmp_path: Path, models_module) -> None:
+    from sessionorm.runner import migrations_dir
+
+    spec = models_module(PRIORITY_MODELS)  # also makes tmp_path the current folder
+    shipped = sorted(p.name for p in migrations_dir().iterdir())
+    made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec)
+    assert made.exit_code == 0, made.output
+    assert (tmp_path / "migrations" / "0003_add_priority.py").exists()
+    assert f"wrote {tmp_path / 'migrations' / '0003_add_priority.py'}" in made.output
+    assert sorted(p.name for p in migrations_dir().iterdir()) == shipped
+
+
+def test_the_todo_summary_lists_every_todo_in_the_file(
+        migrated: Path, tmp_path: Path, models_module) -> None:
+    spec = models_module(NOT_NULL_MODELS)
+    made = run("makemigration", "add label", "--db-path", str(migrated), "--models", spec,
+               "--migrations-dir", str(tmp_path / "mig"))
+    assert made.exit_code == 0
+    text = (tmp_path / "mig" / "0003_add_label.py").read_text()
+    in_file = [line.removeprefix("# TODO: ") for line in text.splitlines() if line.startswith("# TODO: ")]
+    printed = [line.removeprefix("todo: ") for line in made.output.splitlines() if line.startswith("todo: ")]
+    assert in_file and printed == in_file
+    assert any("threads.label: not-null column needs a default" in line for line in printed)

@@ -18,7 +18,7 @@ import peewee
 from playhouse.migrate import make_index_name
 from playhouse.migrations import template
 
-from .drift import ColumnChange, column_differences, structural_diff
+from .drift import ColumnChange, column_differences, constant_default_sql, structural_diff
 from .errors import MigrationError
 from .runner import MigrationRunner
 
@@ -110,22 +110,52 @@ def render(db: peewee.Database, models, name: str) -> tuple[str, NewMigration]:
     report.destructive = [f"drop column {t}.{c} (its data is lost; down() cannot restore it)"
                           for t, c in diff.drop_columns]
     body = insert_into(insert_into(body, "up", up), "down", down)
+    body = with_sql_defaults(body, diff)
     header = [f'"""{name}"""']
     header += [f"# DESTRUCTIVE: {line}" for line in report.destructive]
     header += [f"# TODO: {todo}" for todo in report.todos]
-    return "\n".join(header) + "\n" + body, report
+    text = "\n".join(header) + "\n" + body
+    # every flag in the file, peewee's template's own TODOs included, for the summary
+    report.destructive = re.findall(r"^# DESTRUCTIVE: (.*)$", text, re.M)
+    report.todos = re.findall(r"^# TODO: (.*)$", text, re.M)
+    return text, report
+
+
+def with_sql_defaults(body: str, diff) -> str:
+    """Give added NOT NULL columns with a constant default that default in SQL too.
+
+    peewee's template writes `IntegerField(default=0)`: the migrator fills existing rows
+    from it, but the column gets no SQL DEFAULT, so inserts that omit it would fail.
+    """
+    for added in diff.add_columns:
+        sql = constant_default_sql(added)
+        if sql is None:
+            continue
+        start = f"migrator.migrate(migrator.add_column({added.model._meta.table_name!r}, " \
+                f"{added.column_name!r}, "
+        lines = body.splitlines(keepends=True)
+        for n, line in enumerate(lines):
+            if line.lstrip().startswith(start) and line.rstrip().endswith(")))"):
+                head, tail = line.rstrip().rsplit(")))", 1)
+                lines[n] = f"{head}, constraints=[SQL({f'DEFAULT {sql}'!r})])))" + tail + "\n"
+        body = "".join(lines)
+    return body
 
 
 def make_migration(db: peewee.Database, models, name: str,
                    directory: str | os.PathLike | None = None) -> NewMigration:
-    """Write `NNNN_<name>.py` numbered after every known script; `path` None when in sync."""
+    """Write `NNNN_<name>.py` numbered after every known script; `path` None when in sync.
+
+    Into `directory`, else `./migrations` (created if missing): never into the installed
+    package, whose scripts every database on the machine would then find pending.
+    """
     if not re.fullmatch(r"[A-Za-z][\w -]*", name):
         raise MigrationError(f"bad migration name {name!r}: use letters, digits, '_', '-' or spaces")
-    runner = MigrationRunner(db, extra_dirs=[directory] if directory else ())
+    target = Path(directory) if directory else Path.cwd() / "migrations"
+    runner = MigrationRunner(db, extra_dirs=[target])
     body, report = render(db, models, name)
     if not body:
         return report
-    target = Path(directory) if directory else Path(runner.directory)
     target.mkdir(parents=True, exist_ok=True)
     number = max((m.idx for m in runner.migrations()), default=0) + 1
     slug = re.sub(r"[^\w]+", "_", name.strip()).strip("_").lower()
