@@ -1,6 +1,29 @@
 """sessionorm: sessions, their threads and ordered messages in SQLite or PostgreSQL,
-and a safe upgrade of legacy orchestrator databases to that model."""
+and a safe upgrade of legacy orchestrator databases to that model.
+
+The store::
+
+    from sessionorm import SessionStore
+    with SessionStore("sessions.sqlite") as store:     # or SessionStore(url="postgresql://…")
+        session = store.create_session(name="Fix login", amp_prompt="…", repo_root="/src/app")
+        thread = store.create_thread(session, "Feature Discussion")
+        store.add_thread_message(thread, "user", "Hello!")
+        [m.content for m in store.get_thread(thread).messages]
+
+The commands, the same functions the `sessionorm` CLI calls (each takes a path, a URL or
+None for the default database, and returns a report instead of printing)::
+
+    from sessionorm import migrate, status, verify, rollback, backup, diff, makemigration
+    migrate("sessions.sqlite", backup=True)   # MigrateReport: applied, migrated, backup, …
+    verify("sessions.sqlite").ok              # VerifyReport: ok, problems, notes
+
+Errors all derive from `SessionormError`: `NotFoundError` (unknown id), `ValidationError`
+(bad argument, raised before any SQL), `NeedsMigrationError`, `MigrationError` (and its
+`BackupError`), `DatabaseBusyError`, `DatabaseOpenError`.
+"""
+from .commands import backfill, backup, diff, makemigration, migrate, rollback, status, verify
 from .errors import (
+    BackupError,
     DatabaseBusyError,
     DatabaseOpenError,
     MigrationError,
@@ -14,7 +37,8 @@ from .store import SessionStore
 from .thread_migration import MigrationResult
 
 __all__ = [
-    "DatabaseBusyError", "DatabaseOpenError", "MigrationError", "MigrationRecord",
+    "BackupError", "DatabaseBusyError", "DatabaseOpenError", "MigrationError", "MigrationRecord",
     "MigrationResult", "NeedsMigrationError", "NotFoundError", "Session", "SessionStore",
     "SessionormError", "Thread", "ThreadMessage", "ValidationError",
+    "backfill", "backup", "diff", "makemigration", "migrate", "rollback", "status", "verify",
 ]

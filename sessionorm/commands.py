@@ -136,7 +136,19 @@ def sqlite_path(db: str) -> Path:
 # -- status, verify, backup -------------------------------------------------------------------
 
 def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None) -> list[Migration]:
-    """Every migration, applied (with its time) or pending; never creates a database."""
+    """Every migration, applied (with its time) or pending; never creates a database.
+
+    Args:
+        db: a SQLite path, a database URL, or None for the default database.
+        migrations_dir: a folder of your own migration scripts, run after the shipped ones.
+
+    Returns:
+        One `Migration(idx, name, path, applied)` per script or history row, in order;
+        `applied` is a datetime, or None while pending.
+
+    Raises:
+        DatabaseOpenError: no database there, or not one; DatabaseBusyError: locked too long.
+    """
     with opened(location(db), readonly=True) as database:
         return MigrationRunner(database, extra_dirs=extra(migrations_dir)).status()
 
@@ -146,8 +158,19 @@ def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
            busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> VerifyReport:
     """Check tables, columns, indexes, migration rows, integrity and foreign keys.
 
-    `exercise`: then also run the store's thread functions in a rolled-back transaction
-    (see `exercise`); a failed step is a problem.
+    Args:
+        db: a SQLite path, a database URL, or None for the default database.
+        migrations_dir: your own migration scripts, checked with the shipped ones.
+        models: `module:ATTR` naming your models, compared with the database instead of ours.
+        exercise: also run the store's thread functions in a transaction rolled back
+            afterwards; a failed step is a problem.
+        busy_timeout: seconds to wait for another connection's lock.
+
+    Returns:
+        A `VerifyReport`: `ok`, `problems` (one line each) and harmless `notes`.
+
+    Raises:
+        DatabaseOpenError: no database there, or not one; DatabaseBusyError: locked too long.
     """
     with opened(location(db), readonly=True) as database:
         runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
@@ -185,6 +208,16 @@ def backfill(db: str | os.PathLike | None = None,
     """Give sessions with a legacy threadId and no thread theirs (the data step of migration 1).
 
     For sessions created after the migration; `SessionStore.migrate_session_thread_ids()`.
+
+    Args:
+        db: a SQLite path, a database URL, or None for the default database.
+        busy_timeout: seconds to wait for another writer's lock.
+
+    Returns:
+        A `MigrationResult`: threads `migrated` now, sessions `skipped` (already had theirs).
+
+    Raises:
+        MigrationError: migrations are pending; DatabaseBusyError, DatabaseOpenError.
     """
     where = location(db)
     with opened(where, readonly=True) as database:
@@ -198,7 +231,21 @@ def backfill(db: str | os.PathLike | None = None,
 
 def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,
            busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Path:
-    """A checked online copy of the database (PostgreSQL: a pg_dump archive); returns its path."""
+    """A checked online copy of the database (PostgreSQL: a pg_dump archive).
+
+    Args:
+        db: a SQLite path, a database URL, or None for the default database.
+        dest: where to write it (never overwritten); default `<db>.backup-YYYY-MM-DD-HHMMSS`
+            next to the real file behind any symlink.
+        busy_timeout: seconds to wait for another writer's lock.
+
+    Returns:
+        The backup's path, after its integrity and row counts were checked.
+
+    Raises:
+        BackupError: the copy failed its checks, or `dest` exists; DatabaseOpenError,
+        DatabaseBusyError.
+    """
     if is_server(location(db)):
         return backup_postgres(location(db), dest, busy_timeout)
     return backup_sqlite(sqlite_path(location(db)), dest, busy_timeout)
@@ -216,11 +263,26 @@ def backup_checked(db: str) -> str:
 def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: bool = False,
             busy_timeout: float = DEFAULT_BUSY_TIMEOUT, progress: Progress = None,
             migrations_dir: Dir = None) -> MigrateReport:
-    """Apply the pending migrations, each in one transaction taken with the write lock first.
+    """Apply the pending migrations in one transaction, deciding what is pending under its lock.
 
-    `backup=True` backs up while that lock is held, before anything is written, and only
-    when something is pending. `dry_run=True` rehearses on a temporary copy (PostgreSQL: in
-    a transaction rolled back) and changes nothing.
+    Args:
+        db: a SQLite path, a database URL, or None for the default database. A SQLite
+            path that does not exist is created.
+        dry_run: rehearse on a temporary copy (PostgreSQL: in a transaction rolled back),
+            record the plan, and change nothing.
+        backup: back up while the write lock is held, before anything is written, and only
+            when something is pending.
+        busy_timeout: seconds to wait for another writer's lock.
+        progress: called with one-line progress messages while a long step runs.
+        migrations_dir: your own migration scripts, run after the shipped ones.
+
+    Returns:
+        A `MigrateReport`: `pending`, `applied`, `migrated`/`skipped` sessions, `backup`,
+        and under `dry_run` the `statements` that would run.
+
+    Raises:
+        MigrationError: a migration failed or refused (nothing of it was written);
+        BackupError, DatabaseBusyError, DatabaseOpenError.
     """
     where = location(db)
     path = None if is_server(where) else sqlite_path(where)
@@ -391,9 +453,20 @@ def copy_for_rehearsal(path: Path, copy: Path, busy_timeout: float) -> None:
 
 def rollback(db: str | os.PathLike | None = None, force: bool = False,
              busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrations_dir: Dir = None) -> RollbackReport:
-    """Revert the latest migration; the backup is taken under its write lock, before any write.
+    """Revert the latest migration; a backup is taken under its write lock, before any write.
 
-    Refuses to destroy rows the migration did not create (unless `force`).
+    Args:
+        db: a SQLite path, a database URL, or None for the default database.
+        force: also destroy threads and messages the migration did not create.
+        busy_timeout: seconds to wait for another writer's lock.
+        migrations_dir: your own migration scripts (the latest applied one is reverted).
+
+    Returns:
+        A `RollbackReport`: `reverted` names and the `backup` path.
+
+    Raises:
+        MigrationError: nothing to roll back, or rows it would destroy (without `force`);
+        BackupError, DatabaseBusyError, DatabaseOpenError.
     """
     where = location(db)
     start = time.monotonic()
@@ -439,7 +512,18 @@ def load_models(spec: str | None) -> list:
 
 
 def diff(db: str | os.PathLike | None = None, models: str | None = None) -> list[str]:
-    """What differs between the models and the database, one line each (empty: in sync)."""
+    """What differs between the models and the database, one line each.
+
+    Args:
+        db: a SQLite path, a database URL, or None for the default database.
+        models: `module:ATTR` naming your models (default: sessionorm's own).
+
+    Returns:
+        One line per difference; empty when in sync. Harmless differences are in `drift()`.
+
+    Raises:
+        MigrationError: the models cannot be loaded; DatabaseOpenError, DatabaseBusyError.
+    """
     return drift(db, models).problems
 
 
@@ -451,6 +535,19 @@ def drift(db: str | os.PathLike | None = None, models: str | None = None) -> Dri
 
 def makemigration(name: str, db: str | os.PathLike | None = None, models: str | None = None,
                   migrations_dir: Dir = None) -> NewMigration:
-    """Write the next numbered script from the diff; `.path` is None when already in sync."""
+    """Write the next numbered migration script from the diff (review it before migrating).
+
+    Args:
+        name: what the script does, e.g. "add priority" (letters, digits, '_', '-', spaces).
+        db: a SQLite path, a database URL, or None for the default database.
+        models: `module:ATTR` naming your models (default: sessionorm's own).
+        migrations_dir: where to write it; default `./migrations`, created if missing.
+
+    Returns:
+        A `NewMigration`: its `path` (None when already in sync), `todos`, `destructive`.
+
+    Raises:
+        MigrationError: a bad name or models that cannot be loaded; DatabaseOpenError.
+    """
     with opened(location(db), readonly=True) as database:
         return make_migration(database, load_models(models), name, migrations_dir)

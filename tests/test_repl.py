@@ -151,3 +151,26 @@ def test_messages_quote_at_most_about_80_characters_of_the_input(store):
         with pytest.raises(SessionormError) as raised:
             call()
         assert len(str(raised.value)) < 200, str(raised.value)[:300]
+
+
+def test_the_python_twins_are_the_functions_the_cli_calls(tmp_path, monkeypatch):
+    import sessionorm
+    from sessionorm import backup, commands, diff, makemigration, migrate, rollback, status, verify
+
+    for twin in (migrate, status, verify, rollback, backup, diff, makemigration):
+        assert callable(twin) and twin is getattr(commands, twin.__name__)
+        assert "Args:" in twin.__doc__ and "Returns:" in twin.__doc__, twin.__name__
+    assert "migrate, status, verify, rollback, backup, diff, makemigration" in sessionorm.__doc__
+
+    path = tmp_path / "twins.sqlite"
+    report = migrate(path)
+    assert report.created and report.applied
+    assert all(m.applied for m in status(path))
+    assert verify(path).ok
+    assert diff(path) == []
+    saved = backup(path)
+    assert saved.exists()
+    monkeypatch.chdir(tmp_path)
+    assert makemigration("nothing", path).path is None  # in sync: nothing written
+    assert rollback(path).reverted
+    assert not all(m.applied for m in status(path))
