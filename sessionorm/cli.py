@@ -7,12 +7,13 @@ errors and operational failures, printed as one line on stderr (a traceback only
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -20,7 +21,7 @@ import click
 from . import commands
 from .database import DEFAULT_BUSY_TIMEOUT, redact
 from .errors import SessionormError
-from .sql_log import capturing, timed_printer
+from .sql_log import TimedPrinter, capturing
 
 FAILED = 2  # usage errors and operational failures; 1 is an answer that is not clean
 
@@ -97,8 +98,12 @@ def database_options(fn: Callable) -> Callable:
         db = chosen_database(db_path, db_url)
         kwargs.update(db=db, busy_timeout=busy_timeout, migrations_dir=migrations_dir)
         if verbose:
-            with capturing(timed_printer(lambda line: click.echo(line, err=True))):
-                return fn(**kwargs)
+            printer = TimedPrinter(lambda line: click.echo(line, err=True))
+            try:
+                with capturing(printer):
+                    return fn(**kwargs)
+            finally:
+                printer.flush()
         return fn(**kwargs)
 
     return wrapper
@@ -121,6 +126,17 @@ class ProgressLine:
 
 def progress_printer() -> ProgressLine | None:
     return ProgressLine() if sys.stderr.isatty() else None
+
+
+@contextlib.contextmanager
+def showing_progress() -> Iterator[ProgressLine | None]:
+    """A progress line on a terminal (None elsewhere), ended before the command's output."""
+    progress = progress_printer()
+    try:
+        yield progress
+    finally:
+        if progress:
+            progress.done()
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -214,8 +230,9 @@ def verify(db: str, busy_timeout: float, migrations_dir: str | None, models: str
     Notes (duplicate indexes, optional columns a layout lacks, sessions waiting for
     `backfill`) are printed and do not fail.
     """
-    report = commands.verify(db, migrations_dir, models, exercise=exercise,
-                             busy_timeout=busy_timeout)
+    with showing_progress() as progress:
+        report = commands.verify(db, migrations_dir, models, exercise=exercise,
+                                 busy_timeout=busy_timeout, progress=progress)
     if exercise:
         click.echo("exercise (rolled back afterwards):")
         for what, passed, detail in report.exercise:
@@ -259,7 +276,8 @@ def rollback(db: str, busy_timeout: float, migrations_dir: str | None, force: bo
               help="Backup file (default: <db>.backup-YYYY-MM-DD-HHMMSS).")
 def backup(db: str, busy_timeout: float, migrations_dir: str | None, output: str | None) -> None:
     """Write a checked online backup of the database."""
-    path = commands.backup(db, output, busy_timeout=busy_timeout)
+    with showing_progress() as progress:
+        path = commands.backup(db, output, busy_timeout=busy_timeout, progress=progress)
     click.echo(f"backup: {path}")
 
 

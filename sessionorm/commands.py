@@ -25,10 +25,10 @@ from .database import (
     open_sqlite,
     open_url,
     read_snapshot,
+    read_transaction,
     real_path,
     redact,
     sqlite_url_path,
-    start_snapshot,
     translate_errors,
 )
 from .drift import Drift
@@ -109,9 +109,7 @@ def opened(db: str, **options: Any) -> Iterator[peewee.Database]:
     try:
         with translate_errors(db):
             if options.get("readonly") and isinstance(database, peewee.SqliteDatabase):
-                with database.atomic():
-                    start_snapshot(database.connection(), options.get("busy_timeout",
-                                                                      DEFAULT_BUSY_TIMEOUT))
+                with read_transaction(database, options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT)):
                     yield database
             else:
                 yield database
@@ -155,7 +153,7 @@ def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None) -> l
 
 def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
            models: str | None = None, exercise: bool = False,
-           busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> VerifyReport:
+           busy_timeout: float = DEFAULT_BUSY_TIMEOUT, progress: Progress = None) -> VerifyReport:
     """Check tables, columns, indexes, migration rows, integrity and foreign keys.
 
     Args:
@@ -165,6 +163,7 @@ def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
         exercise: also run the store's thread functions in a transaction rolled back
             afterwards; a failed step is a problem.
         busy_timeout: seconds to wait for another connection's lock.
+        progress: called with one-line progress messages (the step, its seconds).
 
     Returns:
         A `VerifyReport`: `ok`, `problems` (one line each) and harmless `notes`.
@@ -174,7 +173,7 @@ def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
     """
     with opened(location(db), readonly=True) as database:
         runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
-        report = verify_database(database, runner, load_models(models))
+        report = verify_database(database, runner, load_models(models), progress)
     if exercise:
         report.checks.append("exercise")
         try:
@@ -230,7 +229,7 @@ def backfill(db: str | os.PathLike | None = None,
 
 
 def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,
-           busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Path:
+           busy_timeout: float = DEFAULT_BUSY_TIMEOUT, progress: Progress = None) -> Path:
     """A checked online copy of the database (PostgreSQL: a pg_dump archive).
 
     Args:
@@ -238,6 +237,7 @@ def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None =
         dest: where to write it (never overwritten); default `<db>.backup-YYYY-MM-DD-HHMMSS`
             next to the real file behind any symlink.
         busy_timeout: seconds to wait for another writer's lock.
+        progress: called with the percentage copied so far (SQLite files).
 
     Returns:
         The backup's path, after its integrity and row counts were checked.
@@ -248,7 +248,7 @@ def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None =
     """
     if is_server(location(db)):
         return backup_postgres(location(db), dest, busy_timeout)
-    return backup_sqlite(sqlite_path(location(db)), dest, busy_timeout)
+    return backup_sqlite(sqlite_path(location(db)), dest, busy_timeout, progress)
 
 
 def backup_checked(db: str) -> str:
@@ -308,7 +308,7 @@ def apply(where: str, report: MigrateReport, take_backup: bool, busy_timeout: fl
         refuse_unadoptable(where, migrations_dir)
 
     def backup_under_lock(names: list[str]) -> None:
-        report.backup = backup(where, busy_timeout=busy_timeout)
+        report.backup = backup(where, busy_timeout=busy_timeout, progress=progress)
         report.backup_checked = backup_checked(where)
 
     with opened(where, create=True, busy_timeout=busy_timeout) as database:

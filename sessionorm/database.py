@@ -130,6 +130,23 @@ def read_snapshot(path: str | os.PathLike,
             con.close()
 
 
+@contextlib.contextmanager
+def read_transaction(db: peewee.SqliteDatabase, busy_timeout: float) -> Iterator[None]:
+    """`read_snapshot` for a peewee database: the block reads one committed state.
+
+    It ends with ROLLBACK: it wrote nothing, and on a damaged file, where SQLite may
+    already have ended it or refuse to COMMIT, the block has already said what it found.
+    """
+    con = db.connection()
+    con.execute("BEGIN")
+    try:
+        start_snapshot(con, busy_timeout)
+        yield
+    finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+
+
 def start_snapshot(con: sqlite3.Connection, busy_timeout: float) -> None:
     """Take the read lock of the transaction `con` has begun (see `polling_busy`)."""
     polling_busy(con, busy_timeout, "SELECT count(*) FROM sqlite_master")
@@ -200,6 +217,12 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def first_line(exc: BaseException, limit: int = 80) -> str:
+    """A driver error's first line, cut to about `limit` characters."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else f"{text[:limit - 1]}…"
 
 
 def driver_error(exc: BaseException) -> BaseException:

@@ -15,7 +15,7 @@ import peewee
 from playhouse.schema_diff import IndexDiff, SchemaDiff, diff_models
 
 from .indexes import IndexComparison, NamedIndex, compare_indexes
-from .models import MODELS, Session, ThreadMessage
+from .models import MODELS, ROLES, Session, ThreadMessage
 
 ORCHESTRATOR_TABLE = Session._meta.table_name  # legacy layouts carry extra columns here
 # Columns of `sessions` that some orchestrator layouts never had: their absence is a note.
@@ -210,7 +210,30 @@ def constraint_differences(db: peewee.Database, models=MODELS) -> list[str]:
         uniques = {tuple(i.columns) for i in db.get_indexes(table) if i.unique}
         if ("threadId", "idx") not in uniques:
             lines.append(f'missing UNIQUE ("threadId", idx) on {table}')
+        if not has_role_check(db, table):
+            lines.append(f"missing CHECK (role IN ('user','assistant','system')) on {table}")
     return lines
+
+
+# Either spelling: sessionorm's `IN ('user','assistant','system')`, the orchestrator's with
+# spaces after the commas; PostgreSQL shows it as `role = ANY (ARRAY['user'::text, …])`.
+ROLE_CHECK = re.compile(
+    r"""CHECK\s*\(\s*\(?\s*"?role"?\s*(?:IN\s*\(|=\s*ANY\s*\(\s*\(?\s*ARRAY\s*\[)\s*"""
+    + r"\s*,\s*".join(rf"'{role}'(?:::\w+(?:\s+\w+)?)?" for role in ROLES)
+    + r"\s*[\])]", re.I)
+
+
+def has_role_check(db: peewee.Database, table: str) -> bool:
+    """Whether `table` keeps its CHECK that role is one of user, assistant, system."""
+    if isinstance(db, peewee.SqliteDatabase):
+        row = db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                             (table,)).fetchone()
+        texts = [row[0]] if row else []
+    else:
+        texts = [r[0] for r in db.execute_sql(
+            "SELECT pg_get_constraintdef(c.oid) FROM pg_catalog.pg_constraint c"
+            " WHERE c.contype = 'c' AND c.conrelid = to_regclass(%s)", (table,))]
+    return any(ROLE_CHECK.search(text or "") for text in texts)
 
 
 def db_on_delete(db: peewee.Database, table: str, column: str) -> str | None:

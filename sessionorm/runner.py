@@ -11,7 +11,8 @@ from typing import Any
 from playhouse.migrations import Migration, Runner
 from playhouse.migrations import MigrationError as PeeweeMigrationError
 
-from .errors import MigrationError
+from .database import first_line, is_busy
+from .errors import MigrationError, SessionormError
 from .models import MigrationChecksum, MigrationRecord
 from .safe_migrator import make_migrator
 from .values import now_timestamp, parse_timestamp
@@ -187,7 +188,15 @@ class MigrationRunner(Runner):
             self.History.create_table(safe=True)
             self.Checksum.create_table(safe=True)
         if not fake:
-            getattr(module, direction)(self.migrator, self.database)
+            try:
+                getattr(module, direction)(self.migrator, self.database)
+            except SessionormError:
+                raise
+            except Exception as exc:
+                if is_busy(exc):  # the usual busy error, from the caller's translate_errors
+                    raise
+                raise MigrationError(f"migration {name} ({direction}) failed, nothing of it was "
+                                     f"kept: {type(exc).__name__}: {first_line(exc)}") from exc
         if direction == "up":
             self.History.create(version=migration.idx, name=record_name(migration),
                                 applied_at=now_timestamp())

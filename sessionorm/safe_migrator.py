@@ -10,6 +10,7 @@ import peewee
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
 
 from .errors import MigrationError
+from .sql_log import log_statement
 
 WRITES = {sqlite3.SQLITE_INSERT: 0, sqlite3.SQLITE_UPDATE: 0, sqlite3.SQLITE_DELETE: 0,
           sqlite3.SQLITE_CREATE_INDEX: 1, sqlite3.SQLITE_ALTER_TABLE: 1}  # which arg names the table
@@ -69,8 +70,10 @@ def immediate_transaction(db) -> Iterator[None]:
     unconditional ROLLBACK then fails with "no transaction is active" and hides the cause.
     """
     try:
+        log_statement("BEGIN IMMEDIATE")  # peewee begins and commits unlogged; --verbose shows both
         with db.atomic("IMMEDIATE"):
             yield
+            log_statement("COMMIT")
     except peewee.OperationalError as exc:
         cause: BaseException | None = exc
         while cause is not None and "no transaction is active" in str(cause):

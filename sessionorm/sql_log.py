@@ -33,13 +33,31 @@ def capturing(sink: Callable[[str, tuple], None]) -> Iterator[None]:
         LOGGER.setLevel(old_level)
 
 
-def timed_printer(echo: Callable[[str], None]) -> Callable[[str, tuple], None]:
-    """A sink that echoes each statement with the time since the previous one."""
-    last = [time.monotonic()]
+def log_statement(sql: str) -> None:
+    """Tell `capturing` sinks about a statement peewee does not log itself (COMMIT)."""
+    LOGGER.debug((sql, ()))
 
-    def sink(sql: str, params: tuple) -> None:
+
+class TimedPrinter:
+    """A sink that echoes each statement with its own duration.
+
+    peewee logs a statement before running it, so a statement's line is printed when the
+    next one starts (or at `flush()`), with the time in between.
+    """
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.echo = echo
+        self.pending: tuple[str, tuple, float] | None = None
+
+    def __call__(self, sql: str, params: tuple) -> None:
         now = time.monotonic()
-        echo(f"[+{now - last[0]:.3f}s] {sql}" + (f"  {list(params)!r}" if params else ""))
-        last[0] = now
+        self.flush(now)
+        self.pending = (sql, params, now)
 
-    return sink
+    def flush(self, now: float | None = None) -> None:
+        if self.pending is None:
+            return
+        sql, params, start = self.pending
+        self.pending = None
+        took = (now if now is not None else time.monotonic()) - start
+        self.echo(f"[{took:.3f}s] {sql}" + (f"  {list(params)!r}" if params else ""))

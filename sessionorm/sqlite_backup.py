@@ -6,6 +6,7 @@ import glob
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from .database import DEFAULT_BUSY_TIMEOUT, check_sqlite_file, read_snapshot, reader_uri, real_path
@@ -36,7 +37,8 @@ def table_counts(con: sqlite3.Connection) -> dict[str, int]:
 
 
 def backup_sqlite(db_path: str | os.PathLike, dest: str | os.PathLike | None = None,
-                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Path:
+                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+                  progress: Callable[[str], None] | None = None) -> Path:
     """Copy `db_path` with SQLite's online backup API; return the checked copy's path.
 
     The copy is written under a temporary name, checked (integrity, row counts of every
@@ -60,7 +62,7 @@ def backup_sqlite(db_path: str | os.PathLike, dest: str | os.PathLike | None = N
             expected = table_counts(src)
             dst = sqlite3.connect(tmp)
             try:
-                src.backup(dst)
+                copy_pages(src, dst, progress)
             finally:
                 dst.close()
         check_copy(tmp, expected)
@@ -70,6 +72,24 @@ def backup_sqlite(db_path: str | os.PathLike, dest: str | os.PathLike | None = N
         return link_without_overwrite(tmp, first, explicit)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def copy_pages(src: sqlite3.Connection, dst: sqlite3.Connection,
+               progress: Callable[[str], None] | None) -> None:
+    """The online backup, in steps of about 1% when someone is watching the percentage.
+
+    `src` holds its read transaction throughout, so every step copies the same snapshot.
+    """
+    if progress is None:
+        src.backup(dst)
+        return
+    total = src.execute("PRAGMA page_count").fetchone()[0]
+
+    def tell(_status: int, remaining: int, pages: int) -> None:
+        progress(f"backup: {100 * (pages - remaining) // max(pages, 1)}%")
+
+    progress("backup: 0%")
+    src.backup(dst, pages=max(total // 100, 64), progress=tell)
 
 
 def remove_stale_partials(directory: Path, pattern: str) -> None:

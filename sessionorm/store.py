@@ -19,10 +19,11 @@ import peewee
 from .database import (
     DEFAULT_BUSY_TIMEOUT,
     default_path,
+    first_line,
     open_sqlite,
     open_url,
+    read_transaction,
     redact,
-    start_snapshot,
     translate_errors,
 )
 from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
@@ -171,8 +172,7 @@ class SessionStore:
             return
         db = open_sqlite(path, busy_timeout, readonly=True)
         try:
-            with translate_errors(self.location), db.atomic():  # one snapshot of a live file
-                start_snapshot(db.connection(), busy_timeout)
+            with translate_errors(self.location), read_transaction(db, busy_timeout):
                 _, pending = self._pending(db)
                 if pending:
                     self._refuse_data(pending, db)
@@ -497,12 +497,6 @@ class SessionStore:
         """Give every session with a legacy threadId its thread, once; see DESIGN.md."""
         with self._write():
             return migrate_thread_ids(self.db)
-
-
-def first_line(exc: BaseException) -> str:
-    """A driver error's first line, cut to about 80 characters."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return text if len(text) <= 80 else f"{text[:79]}…"
 
 
 def thread_from_row(row: tuple, store: SessionStore) -> Thread:

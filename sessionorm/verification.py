@@ -6,12 +6,16 @@ Problems (lost data, missing indexes, integrity, edited scripts) make it fail; n
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import peewee
 
+from .database import first_line, sqlite_code
 from .drift import drift
 from .models import MODELS
+from .progress import reporting
 from .runner import MigrationRunner, file_sha256, record_name
 from .thread_migration import HAS_THREAD_ID, MIGRATED_TWICE, NOT_YET_MIGRATED
 from .values import format_timestamp, parse_timestamp
@@ -70,11 +74,25 @@ def integrity_problems(db: peewee.Database) -> list[str]:
         return postgres_integrity_problems(db)
     if not isinstance(db, peewee.SqliteDatabase):
         return []
-    problems = [f"integrity_check: {r[0]}" for r in db.execute_sql("PRAGMA integrity_check")
+    problems = [f"integrity_check: {r[0]}" for r in rows_until_damage(db, "PRAGMA integrity_check")
                 if r[0] != "ok"]
-    problems += [f"foreign_key_check: {t} rowid {rowid} references missing {parent}"
-                 for t, rowid, parent, _ in db.execute_sql("PRAGMA foreign_key_check")]
+    problems += [f"foreign_key_check: {r[0]} rowid {r[1]} references missing {r[2]}"
+                 if len(r) == 4 else f"foreign_key_check: {r[0]}"
+                 for r in rows_until_damage(db, "PRAGMA foreign_key_check")]
     return problems
+
+
+def rows_until_damage(db: peewee.Database, sql: str) -> list[tuple]:
+    """The rows `sql` returns; on a damaged file, those it returned before it had to stop."""
+    rows: list[tuple] = []
+    try:
+        for row in db.execute_sql(sql):
+            rows.append(row)
+    except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
+        if not is_corrupt(exc):
+            raise
+        rows.append((f"stopped: {first_line(exc)}",))
+    return rows
 
 
 def postgres_integrity_problems(db: peewee.Database) -> list[str]:
@@ -139,18 +157,41 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
     return ([LOST_THREADS.format(lost)] if lost else []), notes
 
 
+def is_corrupt(exc: BaseException) -> bool:
+    """SQLITE_CORRUPT (and its extended codes): the file itself is damaged."""
+    return (sqlite_code(exc) or "").startswith("SQLITE_CORRUPT")
+
+
 def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,
-                    models=MODELS) -> VerifyReport:
-    """Run every check; nothing is written."""
+                    models=MODELS, progress: Callable[[str], None] | None = None) -> VerifyReport:
+    """Run every check; nothing is written.
+
+    A damaged file is an answer, not a crash: a check that cannot read what it needs
+    (SQLITE_CORRUPT) becomes a problem, and the other checks, integrity_check's own list
+    included, still run. `progress` hears each step as it starts, then its seconds.
+    """
     runner = runner or MigrationRunner(db)
     report = VerifyReport()
-    schema = drift(db, models)
-    data_problems, data_notes = data_check(db, runner)
-    for name, problems, notes in (("migrations", migration_problems(runner), []),
-                                  ("schema", schema.problems, schema.notes),
-                                  ("integrity", integrity_problems(db), []),
-                                  ("data", data_problems, data_notes)):
+
+    def schema() -> tuple[list[str], list[str]]:
+        found = drift(db, models)
+        return found.problems, found.notes
+
+    for name, check in (("migrations", lambda: (migration_problems(runner), [])),
+                        ("schema", schema),
+                        ("integrity", lambda: (integrity_problems(db), [])),
+                        ("data", lambda: data_check(db, runner))):
         report.checks.append(name)
+        tell = None if progress is None else (lambda s, n=name: progress(f"verify: {n}: {s:.0f} s"))
+        if tell:
+            tell(0)
+        try:
+            with reporting(db, tell):
+                problems, notes = check()
+        except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
+            if not is_corrupt(exc):
+                raise
+            problems, notes = [f"{name} could not be checked: {first_line(exc)}"], []
         report.problems.extend(problems)
         report.notes.extend(notes)
     return report

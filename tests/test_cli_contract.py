@@ -162,3 +162,95 @@ def test_a_closed_stdout_keeps_a_pending_status_at_exit_1(tmp_path):
     proc.stdout.close()
     assert proc.stderr.read().decode() == ""
     assert proc.wait(60) == 1
+
+
+# -- verify answers, even on a damaged file ---------------------------------------------------------
+
+def damage_a_data_page(path: Path) -> None:
+    """Overwrite the middle of the file (table pages, not the schema on page 1) with garbage."""
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.seek(size // 2 // 4096 * 4096)
+        fh.write(b"\xff" * 4096)
+
+
+def test_verify_on_a_damaged_file_is_an_answer_listing_its_integrity_problems(tmp_path):
+    path = tmp_path / "damaged.sqlite"
+    with SessionStore(path) as store:
+        session = store.create_session(name="s", amp_prompt="p", repo_root="/r")
+        thread = store.create_thread(session, "t")
+        store.add_thread_messages(thread, [("user", "x" * 500)] * 2000)
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode = DELETE")  # everything in the main file
+    con.close()
+    damage_a_data_page(path)
+    done = sessionorm("verify", "--db-path", path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == ""
+    problems = [line for line in done.stdout.splitlines() if line.startswith("problem: ")]
+    assert any(line.startswith("problem: integrity_check: ") for line in problems), done.stdout
+    assert done.stdout.splitlines()[-1] == f"{path}: {len(problems)} problem(s)"
+
+
+def test_verify_requires_the_role_check_in_either_spelling(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "roles.sqlite"
+    SessionStore(path).close()
+    assert sessionorm("verify", "--db-path", path).returncode == 0
+    con = sqlite3.connect(path)
+    sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'thread_messages'").fetchone()[0]
+    spaced = sql.replace("'user','assistant','system'", "'user', 'assistant', 'system'")
+    assert spaced != sql
+    for new in (spaced, sql.replace(" CHECK(role IN ('user','assistant','system'))", "")):
+        con.execute("PRAGMA writable_schema = ON")
+        con.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'thread_messages'", (new,))
+        con.commit()
+        con.close()
+        con = sqlite3.connect(path)
+        done = sessionorm("verify", "--db-path", path)
+        if new == spaced:
+            assert done.returncode == 0, done.stdout
+        else:
+            assert done.returncode == 1
+            assert ("problem: missing CHECK (role IN ('user','assistant','system')) on "
+                    "thread_messages") in done.stdout
+    con.close()
+
+
+def test_a_failing_migration_script_is_named_and_nothing_of_it_is_kept(tmp_path, migrated):
+    scripts = tmp_path / "mine"
+    scripts.mkdir()
+    (scripts / "0003_explode.py").write_text(
+        "def up(migrator, db):\n    db.execute_sql('CREATE TABLE half (x)')\n"
+        "    raise RuntimeError('boom')\n")
+    done = sessionorm("migrate", "--db-path", migrated, "--migrations-dir", scripts)
+    assert done.returncode == 2
+    assert one_error_line(done.stderr) == ("error: migration 0003_explode (up) failed, nothing of it "
+                                           "was kept: RuntimeError: boom")
+    import sqlite3
+
+    con = sqlite3.connect(migrated)
+    assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'half'").fetchone() == (0,)
+    con.close()
+
+
+def test_verbose_shows_each_statement_with_its_own_time_commit_included(tmp_path):
+    import re
+    import sqlite3
+
+    path = tmp_path / "legacy.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT, \"createdAt\" TEXT,"
+                " \"threadId\" TEXT)")
+    con.execute("INSERT INTO sessions VALUES ('s', 'n', '2025-01-01T00:00:00.000Z', 'T-1')")
+    con.commit()
+    con.close()
+    done = sessionorm("migrate", "--verbose", "--db-path", path)
+    assert done.returncode == 0, done.stderr
+    statements = re.findall(r"^\[\d+\.\d{3}s\] (.*)$", done.stderr, re.M)
+    assert "BEGIN IMMEDIATE" in statements and "COMMIT" in statements
+    assert statements.index("BEGIN IMMEDIATE") < statements.index("COMMIT")
+    assert statements.index("COMMIT") > max(i for i, s in enumerate(statements) if s.startswith("INSERT"))

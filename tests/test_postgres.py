@@ -27,8 +27,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from sessionorm import NeedsMigrationError, NotFoundError, SessionStore, ValidationError, commands, pg_backup
-from sessionorm import backup as sqlite_backup
+from sessionorm import (
+    NeedsMigrationError,
+    NotFoundError,
+    SessionStore,
+    ValidationError,
+    commands,
+    pg_backup,
+    sqlite_backup,
+)
 from sessionorm.cli import cli
 from sessionorm.errors import DatabaseBusyError, MigrationError
 

@@ -23,11 +23,11 @@ def test_a_long_statement_reports_its_elapsed_time_repeatedly(tmp_path: Path) ->
     assert len(seen) == len(set(seen))
 
 
-def test_migrate_on_a_terminal_shows_the_step_being_applied(legacy_db) -> None:
-    path = legacy_db(n=30)
+def on_a_terminal(*args: str) -> tuple[subprocess.CompletedProcess, str]:
+    """`sessionorm ARGS` with stderr on a pseudo-terminal: (the run, what the terminal showed)."""
     leader, follower = pty.openpty()
     try:
-        proc = subprocess.run([sys.executable, "-m", "sessionorm", "migrate", "--db-path", str(path)],
+        proc = subprocess.run([sys.executable, "-m", "sessionorm", *args],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
                               timeout=60, check=False)
         os.close(follower)
@@ -45,7 +45,12 @@ def test_migrate_on_a_terminal_shows_the_step_being_applied(legacy_db) -> None:
         if follower >= 0:
             os.close(follower)
         os.close(leader)
-    stderr = b"".join(chunks).decode()
+    return proc, b"".join(chunks).decode()
+
+
+def test_migrate_on_a_terminal_shows_the_step_being_applied(legacy_db) -> None:
+    path = legacy_db(n=30)
+    proc, stderr = on_a_terminal("migrate", "--db-path", str(path))
     assert proc.returncode == 0
     assert "applying 0001_session_thread_relationship, 0002_orchestrator_index_names: 0 s" in stderr
     assert "applied 0001_session_thread_relationship" in proc.stdout.decode()
@@ -57,3 +62,31 @@ def test_migrate_into_a_pipe_prints_no_progress(legacy_db) -> None:
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert proc.stderr == ""
+
+
+def test_backup_and_the_backup_of_migrate_show_a_percentage_on_a_terminal(legacy_db) -> None:
+    path = legacy_db(n=3000)
+    proc, stderr = on_a_terminal("backup", "--db-path", str(path))
+    assert proc.returncode == 0, stderr
+    assert "backup: 0%" in stderr and "backup: 100%" in stderr
+    proc, stderr = on_a_terminal("migrate", "--backup", "--db-path", str(path))
+    assert proc.returncode == 0, stderr
+    assert "backup: 100%" in stderr and "applying 0001_session_thread_relationship" in stderr
+
+
+def test_verify_on_a_terminal_names_each_step(legacy_db) -> None:
+    path = legacy_db(n=30)
+    subprocess.run([sys.executable, "-m", "sessionorm", "migrate", "--db-path", str(path)],
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    proc, stderr = on_a_terminal("verify", "--db-path", str(path))
+    assert proc.returncode == 0, stderr
+    for step in ("migrations", "schema", "integrity", "data"):
+        assert f"verify: {step}: 0 s" in stderr
+
+
+def test_backup_and_verify_into_a_pipe_print_no_progress(legacy_db) -> None:
+    path = legacy_db(n=300)
+    for args in (("backup",), ("verify",)):
+        proc = subprocess.run([sys.executable, "-m", "sessionorm", *args, "--db-path", str(path)],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert proc.stderr == "", args
