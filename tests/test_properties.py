@@ -177,7 +177,7 @@ class StoreMachine(RuleBasedStateMachine):
         if limit is not None:
             wanted = wanted[:limit]
         if last is not None:
-            wanted = wanted[len(wanted) - last:] if last else []
+            wanted = wanted[max(0, len(wanted) - last):] if last else []
         assert [(m.idx, m.role, m.content) for m in call()] == wanted
 
     @rule(thread_id=mostly(threads, unknown_ids))
