@@ -5,16 +5,20 @@ from .errors import ValidationError
 from .models import ROLES
 
 
-def check_text(value: object, what: str, allow_empty: bool = True) -> str:
+def check_text(value: object, what: str, allow_empty: bool = True, nul_ok: bool = True) -> str:
+    """A string; `nul_ok=False` for PostgreSQL, whose text cannot hold a NUL character."""
     if not isinstance(value, str):
         raise ValidationError(f"{what} must be a string, not {type(value).__name__}")
     if not allow_empty and not value.strip():
         raise ValidationError(f"{what} must not be empty")
+    if not nul_ok and "\x00" in value:
+        raise ValidationError(f"{what} contains a NUL character (\\x00), which PostgreSQL text "
+                              "cannot store")
     return value
 
 
-def check_id(value: object, what: str) -> str:
-    return check_text(value, what, allow_empty=False)
+def check_id(value: object, what: str, nul_ok: bool = True) -> str:
+    return check_text(value, what, allow_empty=False, nul_ok=nul_ok)
 
 
 def check_role(role: object) -> str:
@@ -31,7 +35,7 @@ def check_count(value: object, what: str) -> int | None:
     return value
 
 
-def check_messages(messages: object) -> list[tuple[str, str]]:
+def check_messages(messages: object, nul_ok: bool = True) -> list[tuple[str, str]]:
     """A non-empty batch of (role, content) pairs."""
     try:
         batch = list(messages)  # type: ignore[call-overload]
@@ -43,5 +47,6 @@ def check_messages(messages: object) -> list[tuple[str, str]]:
     for n, item in enumerate(batch):
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise ValidationError(f"message {n} must be a (role, content) pair, not {item!r}")
-        checked.append((check_role(item[0]), check_text(item[1], f"message {n} content")))
+        checked.append((check_role(item[0]),
+                        check_text(item[1], f"message {n} content", nul_ok=nul_ok)))
     return checked
