@@ -11,7 +11,8 @@ from playhouse.migrations import Migration, Runner
 from playhouse.migrations import MigrationError as PeeweeMigrationError
 
 from .errors import MigrationError
-from .models import MigrationChecksum, MigrationRecord
+from .foreign_tables import refuse_foreign_tables
+from .models import MigrationChecksum, MigrationRecord, Session, Thread, ThreadMessage
 from .safe_migrator import make_migrator
 from .values import now_timestamp, parse_timestamp
 
@@ -76,11 +77,13 @@ class MigrationRunner(Runner):
         """sha256 of each applied script as it was when applied (absent for older rows)."""
         if not self.Checksum.table_exists():
             return {}
+        refuse_foreign_tables(self.database, [self.Checksum])
         return dict(self.Checksum.select().tuples())
 
     def applied(self) -> dict[str, dt.datetime]:
         if not self.History.table_exists():
             return {}
+        refuse_foreign_tables(self.database, [self.History])
         by_version = {m.idx: m for m in self.migrations()}
         accum = {}
         for version, name, applied_at in self.History.select().tuples():
@@ -93,6 +96,13 @@ class MigrationRunner(Runner):
         """Scripts not yet recorded as applied, in order."""
         return [m for m in self.status() if not m.applied and m.path is not None]
 
+    def refuse_foreign_tables(self, names: list[str]) -> None:
+        """Refuse tables of another program that the migrations `names` would adopt."""
+        models = [self.History, self.Checksum, Session]
+        if any(int(name.split("_", 1)[0]) == 1 for name in names):  # it creates these two
+            models += [Thread, ThreadMessage]
+        refuse_foreign_tables(self.database, models)
+
     def up(self, target=None, fake=False):
         # peewee creates the history table outside the migration's transaction; a crash
         # right after would leave the file neither untouched nor migrated.
@@ -100,6 +110,7 @@ class MigrationRunner(Runner):
             plan = self._plan_up(target)
         except PeeweeMigrationError as exc:
             raise MigrationError(str(exc)) from None
+        self.refuse_foreign_tables([name for name, _ in plan])
         for name, module in plan:
             self._run(name, module, "up", fake=fake)
         return [name for name, _ in plan]
