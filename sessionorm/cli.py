@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import commands
-from .database import DEFAULT_BUSY_TIMEOUT, redact
+from .database import DEFAULT_BUSY_TIMEOUT, redact, scrub
 from .errors import SessionormError
 from .sql_log import capturing, timed_printer
 
@@ -28,10 +28,13 @@ class Group(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Exception as exc:  # the edge of the program: nothing may escape as a traceback
+            url = ctx.meta.get("db")
             if ctx.meta.get("verbose"):
-                traceback.print_exc()
+                click.echo(scrub(traceback.format_exc(), url), err=True, nl=False)
             text = str(exc) if isinstance(exc, SessionormError) else f"{type(exc).__name__}: {exc}"
-            click.echo(f"error: {text}", err=True)
+            # One line: a driver's DETAIL, HINT and query context go under --verbose.
+            line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+            click.echo(f"error: {scrub(line, url)}", err=True)
             ctx.exit(1)
 
 
@@ -56,6 +59,7 @@ def database_options(fn: Callable) -> Callable:
         if db_path and db_url:
             raise click.UsageError("give --db-path or --db-url, not both")
         db = db_url or db_path or str(commands.default_path())
+        ctx.meta["db"] = db  # its passwords are scrubbed from every error
         kwargs.update(db=db, busy_timeout=busy_timeout, migrations_dir=migrations_dir)
         if verbose:
             with capturing(timed_printer(lambda line: click.echo(line, err=True))):
@@ -142,7 +146,7 @@ def print_plan(report: commands.MigrateReport) -> None:
 @database_options
 def status(db: str, busy_timeout: float, migrations_dir: str | None) -> None:
     """List applied and pending migrations; exit 1 while any is pending."""
-    rows = commands.status(db, migrations_dir)
+    rows = commands.status(db, migrations_dir, busy_timeout=busy_timeout)
     for m in rows:
         when = m.applied.isoformat() if hasattr(m.applied, "isoformat") else m.applied
         mark = "applied " if m.applied else "pending "
@@ -161,7 +165,7 @@ MODELS_OPTION = click.option(
 @MODELS_OPTION
 def verify(db: str, busy_timeout: float, migrations_dir: str | None, models: str | None) -> None:
     """Check schema, indexes, migration rows, integrity and foreign keys; exit 1 on problems."""
-    report = commands.verify(db, migrations_dir, models)
+    report = commands.verify(db, migrations_dir, models, busy_timeout=busy_timeout)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if not report.ok:
@@ -199,7 +203,7 @@ def backup(db: str, busy_timeout: float, migrations_dir: str | None, output: str
 @MODELS_OPTION
 def diff(db: str, busy_timeout: float, migrations_dir: str | None, models: str | None) -> None:
     """Print what differs between the models and the database; exit 1 on drift."""
-    lines = commands.diff(db, models)
+    lines = commands.diff(db, models, busy_timeout=busy_timeout)
     for line in lines:
         click.echo(line)
     if lines:
@@ -214,7 +218,7 @@ def diff(db: str, busy_timeout: float, migrations_dir: str | None, models: str |
 def makemigration(name: str, db: str, busy_timeout: float, migrations_dir: str | None,
                   models: str | None) -> None:
     """Write the next numbered migration script from the diff (review it before migrating)."""
-    made = commands.makemigration(name, db, models, migrations_dir)
+    made = commands.makemigration(name, db, models, migrations_dir, busy_timeout=busy_timeout)
     if made.path is None:
         click.echo("models and database are in sync: nothing to write")
         return

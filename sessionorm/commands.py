@@ -36,6 +36,7 @@ from .models import MODELS
 from .pg_backup import backup_postgres
 from .progress import reporting
 from .runner import MigrationRunner
+from .safe_migrator import lock_database
 from .sql_log import capturing
 from .thread_migration import foreign_rows
 from .verify import VerifyReport, verify_database
@@ -117,18 +118,27 @@ def sqlite_path(db: str) -> Path:
 
 # -- status, verify, backup -------------------------------------------------------------------
 
-def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None) -> list[Migration]:
+def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
+           busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> list[Migration]:
     """Every migration, applied (with its time) or pending; never creates a database."""
-    with opened(location(db), readonly=True) as database:
+    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database:
         return MigrationRunner(database, extra_dirs=extra(migrations_dir)).status()
 
 
 def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
-           models: str | None = None) -> VerifyReport:
+           models: str | None = None, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> VerifyReport:
     """Check tables, columns, indexes, migration rows, integrity and foreign keys."""
-    with opened(location(db), readonly=True) as database:
+    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database, \
+            snapshot(database):
         runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
         return verify_database(database, runner, load_models(models))
+
+
+def snapshot(database: peewee.Database) -> contextlib.AbstractContextManager:
+    """PostgreSQL: one read-only transaction, so every check sees the same snapshot."""
+    if isinstance(database, peewee.PostgresqlDatabase):
+        return database.atomic("REPEATABLE READ, READ ONLY")
+    return contextlib.nullcontext()
 
 
 def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,
@@ -169,8 +179,10 @@ def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: 
 
 def apply(where: str, path: Path | None, report: MigrateReport, take_backup: bool,
           busy_timeout: float, progress: Progress, migrations_dir: Dir) -> None:
-    if path is not None:
-        check_writable(path)  # before a backup that would be wasted
+    if path is None:
+        apply_postgres(where, report, take_backup, busy_timeout, progress, migrations_dir)
+        return
+    check_writable(path)  # before a backup that would be wasted
     if take_backup and has_pending(where, migrations_dir):
         report.backup = backup(where, busy_timeout=busy_timeout)
         report.backup_checked = backup_checked(where)
@@ -179,13 +191,44 @@ def apply(where: str, path: Path | None, report: MigrateReport, take_backup: boo
 
 
 def has_pending(where: str, migrations_dir: Dir) -> bool:
+    """Whether anything is pending; refuses another program's tables (before a backup)."""
     with opened(where, readonly=True) as database:
-        return bool(MigrationRunner(database, extra_dirs=extra(migrations_dir)).pending())
+        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+        pending = [m.name for m in runner.pending()]
+        runner.refuse_foreign_tables(pending)
+        return bool(pending)
+
+
+def locked_runner(database: peewee.Database, migrations_dir: Dir) -> MigrationRunner:
+    """PostgreSQL: take the migration lock in the caller's transaction; a runner that uses it."""
+    lock_database(database)
+    runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+    runner.migrator.locked = True
+    return runner
+
+
+def apply_postgres(where: str, report: MigrateReport, take_backup: bool, busy_timeout: float,
+                   progress: Progress, migrations_dir: Dir) -> None:
+    """One transaction: take the lock, decide what is pending, back up, migrate.
+
+    pg_dump's ACCESS SHARE locks are compatible with the lock held, so the backup is exactly
+    the state the migration starts from; a busy database fails before any backup.
+    """
+    with opened(where, create=True, busy_timeout=busy_timeout) as database, database.atomic():
+        runner = locked_runner(database, migrations_dir)
+        pending = [m.name for m in runner.pending()]
+        if not pending:
+            return
+        runner.refuse_foreign_tables(pending)
+        if take_backup:
+            report.backup = backup_postgres(where, busy_timeout=busy_timeout, locked=database)
+            report.backup_checked = backup_checked(where)
+        run_pending(database, report, progress, migrations_dir, runner)
 
 
 def run_pending(database: peewee.Database, report: MigrateReport, progress: Progress,
-                migrations_dir: Dir) -> None:
-    runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+                migrations_dir: Dir, runner: MigrationRunner | None = None) -> None:
+    runner = runner or MigrationRunner(database, extra_dirs=extra(migrations_dir))
     report.pending = [m.name for m in runner.pending()]
     if not report.pending:
         return
@@ -249,13 +292,15 @@ def rehearse_in_transaction(where: str, report: MigrateReport, progress: Progres
             raise MigrationError(f"--dry-run needs transactional DDL, which {type(database).__name__} "
                                  "lacks: its rolled-back rehearsal could leave schema changes behind")
         runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
-        report.pending = [m.name for m in runner.pending()]
-        if not report.pending:
-            return
         runner.migrator.rehearsal = True
         try:
-            with database.atomic(), capturing(plan_statement(report)):
-                runner.up()
+            with database.atomic():
+                lock_database(database)  # as the real run does: a busy database fails here
+                report.pending = [m.name for m in runner.pending()]
+                if not report.pending:
+                    return
+                with capturing(plan_statement(report)):
+                    runner.up()
                 raise _Rehearsed
         except _Rehearsed:
             pass
@@ -289,9 +334,11 @@ def rollback(db: str | os.PathLike | None = None, force: bool = False,
     """Revert the latest migration after a backup; refuses to destroy rows it did not create."""
     where = location(db)
     start = time.monotonic()
-    if not is_server(where):
-        check_writable(sqlite_path(where))  # before a backup that would be wasted
-    check_rollback_possible(where, force, migrations_dir)
+    if is_server(where):
+        return rollback_postgres(where, force, busy_timeout, migrations_dir, start)
+    check_writable(sqlite_path(where))  # before a backup that would be wasted
+    with opened(where, readonly=True) as database:
+        check_rollback_possible(database, where, force, migrations_dir)
     saved = backup(where, busy_timeout=busy_timeout)
     with opened(where, busy_timeout=busy_timeout) as database:
         runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
@@ -300,20 +347,32 @@ def rollback(db: str | os.PathLike | None = None, force: bool = False,
     return RollbackReport(where, reverted, saved, time.monotonic() - start)
 
 
-def check_rollback_possible(where: str, force: bool, migrations_dir: Dir) -> None:
+def rollback_postgres(where: str, force: bool, busy_timeout: float, migrations_dir: Dir,
+                      start: float) -> RollbackReport:
+    """One transaction: take the lock, check, back up, revert (see `apply_postgres`)."""
+    with opened(where, busy_timeout=busy_timeout) as database, database.atomic():
+        runner = locked_runner(database, migrations_dir)
+        runner.migrator.force = force
+        check_rollback_possible(database, where, force, migrations_dir)
+        saved = backup_postgres(where, busy_timeout=busy_timeout, locked=database)
+        reverted = runner.down()
+    return RollbackReport(redact(where), reverted, saved, time.monotonic() - start)
+
+
+def check_rollback_possible(database: peewee.Database, where: str, force: bool,
+                            migrations_dir: Dir) -> None:
     """Refuse early, before the backup, when the rollback could not go ahead."""
-    with opened(where, readonly=True) as database:
-        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
-        applied = [m for m in runner.status() if m.applied]
-        if not applied:
-            raise MigrationError(f"{redact(where)}: no applied migration to roll back")
-        if force or applied[-1].idx != 1:
-            return  # only migration 1 owns threads and messages
-        threads, messages = foreign_rows(database)
-        if threads or messages:
-            raise MigrationError(
-                f"refusing to roll back: {threads} threads and {messages} messages were not "
-                "created by the migration and would be destroyed (use --force to destroy them)")
+    runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+    applied = [m for m in runner.status() if m.applied]
+    if not applied:
+        raise MigrationError(f"{redact(where)}: no applied migration to roll back")
+    if force or applied[-1].idx != 1:
+        return  # only migration 1 owns threads and messages
+    threads, messages = foreign_rows(database)
+    if threads or messages:
+        raise MigrationError(
+            f"refusing to roll back: {threads} threads and {messages} messages were not "
+            "created by the migration and would be destroyed (use --force to destroy them)")
 
 
 # -- diff, makemigration ----------------------------------------------------------------------
@@ -329,14 +388,16 @@ def load_models(spec: str | None) -> list:
     return models
 
 
-def diff(db: str | os.PathLike | None = None, models: str | None = None) -> list[str]:
+def diff(db: str | os.PathLike | None = None, models: str | None = None,
+         busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> list[str]:
     """What differs between the models and the database, one line each (empty: in sync)."""
-    with opened(location(db), readonly=True) as database:
+    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database:
         return schema_drift(database, load_models(models))
 
 
 def makemigration(name: str, db: str | os.PathLike | None = None, models: str | None = None,
-                  migrations_dir: Dir = None) -> NewMigration:
+                  migrations_dir: Dir = None,
+                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> NewMigration:
     """Write the next numbered script from the diff; `.path` is None when already in sync."""
-    with opened(location(db), readonly=True) as database:
+    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database:
         return make_migration(database, load_models(models), name, migrations_dir)

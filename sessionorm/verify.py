@@ -7,6 +7,7 @@ import peewee
 
 from .drift import schema_drift
 from .models import MODELS
+from .postgres import linear_plans
 from .runner import MigrationRunner, file_sha256, record_name
 from .thread_migration import count_plan
 
@@ -69,16 +70,20 @@ def postgres_integrity_problems(db: peewee.Database) -> list[str]:
                     "SELECT conrelid::regclass::text, conname FROM pg_catalog.pg_constraint"
                     " WHERE NOT convalidated AND connamespace = current_schema()::regnamespace"
                     " ORDER BY 1, 2")]
-    for table in db.get_tables():
-        for fk in db.get_foreign_keys(table):
-            orphans = db.execute_sql(
-                f'SELECT count(*) FROM "{table}" c WHERE c."{fk.column}" IS NOT NULL AND NOT EXISTS'
-                f' (SELECT 1 FROM "{fk.dest_table}" p WHERE p."{fk.dest_column}" = c."{fk.column}")'
-            ).fetchone()[0]
+    foreign_keys = [(table, fk) for table in db.get_tables() for fk in db.get_foreign_keys(table)]
+    with linear_plans(db):  # one hash anti-join per foreign key, statistics or not
+        for table, fk in foreign_keys:
+            orphans = db.execute_sql(orphans_sql(table, fk)).fetchone()[0]
             if orphans:
                 problems.append(f"foreign key check: {orphans} rows of {table} reference missing "
                                 f"{fk.dest_table} ({fk.column} -> {fk.dest_column})")
     return problems
+
+
+def orphans_sql(table: str, fk: peewee.ForeignKeyMetadata) -> str:
+    """Rows of `table` whose foreign key `fk` finds no parent row (an anti-join)."""
+    return (f'SELECT count(*) FROM "{table}" c WHERE c."{fk.column}" IS NOT NULL AND NOT EXISTS'
+            f' (SELECT 1 FROM "{fk.dest_table}" p WHERE p."{fk.dest_column}" = c."{fk.column}")')
 
 
 def data_problems(db: peewee.Database) -> list[str]:
