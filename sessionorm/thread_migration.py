@@ -112,7 +112,7 @@ def key_constraints(db: peewee.Database) -> list[tuple[str, str, str, str]]:
     """
     tables = list(NEW_TABLES)
     return db.execute_sql(
-        "SELECT c.conrelid::regclass::text, format('%%I', c.conname), pg_get_constraintdef(c.oid),"
+        "SELECT c.conrelid::regclass::text, quote_ident(c.conname), pg_get_constraintdef(c.oid),"
         " c.contype FROM pg_catalog.pg_constraint c WHERE c.contype IN ('p', 'u', 'f')"
         " AND (c.conrelid = ANY(%s::text[]::regclass[]) OR c.confrelid = ANY(%s::text[]::regclass[]))"
         " ORDER BY c.contype = 'f', c.conrelid::regclass::text, c.conname", (tables, tables)).fetchall()
