@@ -7,6 +7,8 @@ table and the column or constraint, before anything is written or backed up.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import peewee
 
 from .drift import affinity, expected_affinities
@@ -33,7 +35,7 @@ def misfit(db: peewee.Database, model: type[peewee.Model]) -> str | None:
             return f'it has no column "{field.column_name}"'
         if affinity(column.data_type) not in expected_affinities(field):
             return f'its column "{field.column_name}" is {column.data_type}, not {field.field_type}'
-    key = model._meta.primary_key.column_name
+    key = model._meta.primary_key.column_name  # type: ignore[union-attr]
     if db.get_primary_keys(table) != [key]:
         return f'its primary key is not ("{key}")'
     foreign = {(fk.column, fk.dest_table, fk.dest_column) for fk in db.get_foreign_keys(table)}
@@ -61,7 +63,7 @@ def unique_constraints(model: type[peewee.Model]) -> list[tuple[str, ...]]:
     return found
 
 
-def refuse_foreign_tables(db: peewee.Database, models: list[type[peewee.Model]]) -> None:
+def refuse_foreign_tables(db: peewee.Database, models: Sequence[type[peewee.Model]]) -> None:
     """Raise `MigrationError` naming the first of `models`' existing tables that does not fit."""
     tables = set(db.get_tables())
     for model in models:

@@ -63,7 +63,7 @@ def conninfo(url: str) -> tuple[str, dict[str, str]]:
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
     libpq = {key: int(value) if isinstance(value, bool) else value
              for key, value in params.items() if key not in NOT_LIBPQ and value is not None}
-    return make_conninfo(**libpq), env
+    return make_conninfo("", **libpq), env
 
 
 def run(args: list[str], env: dict[str, str], what: str) -> str:
@@ -128,7 +128,7 @@ def dump(url: str, dest: str | os.PathLike | None, busy_timeout: float, database
          pg_dump: str, pg_restore: str) -> Path:
     name, tables = database.database, database.get_tables()
     explicit = dest is not None
-    first = Path(dest).expanduser() if explicit else backup_name(name)
+    first = Path(dest).expanduser() if dest is not None else backup_name(name)
     if explicit and first.exists():
         raise MigrationError(f"{first} exists; refusing to overwrite it")
     target, env = conninfo(url)

@@ -10,9 +10,14 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
+
+if TYPE_CHECKING:  # the mixin's methods call the database class's own
+    MixinBase = peewee.PostgresqlDatabase
+else:
+    MixinBase = object
 
 CONNECT_TIMEOUT = 10  # seconds; `?connect_timeout=N` in the URL overrides it
 IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: no transaction open on the connection
@@ -39,10 +44,12 @@ def set_local_cursor_class() -> type:
     return SetLocalCursor
 
 
-class TransactionTimeouts:
+class TransactionTimeouts(MixinBase):
     """Mixin for peewee's PostgreSQL databases: timeouts by `SET LOCAL`, per transaction."""
 
     lock_timeout_ms = 5000
+    _isolation_level: Any  # peewee's PostgresqlDatabase sets both
+    _adapter: Any
 
     def set_local_sql(self) -> str:
         """What every transaction runs first (`lock_timeout`: how long to wait for a lock)."""
@@ -53,7 +60,7 @@ class TransactionTimeouts:
         stmt = "BEGIN"
         if level:
             stmt += f" TRANSACTION ISOLATION LEVEL {self._adapter.isolation_level_str(level)}"
-        with peewee.__exception_wrapper__:
+        with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
             # peewee's begin() sends BEGIN alone; the SET LOCALs ride in the same round trip.
             super().cursor().execute(f"{stmt}; {self.set_local_sql()}")
 
@@ -68,7 +75,7 @@ class TransactionTimeouts:
 
 
 @functools.cache
-def with_timeouts(cls: type) -> type:
+def with_timeouts(cls: Any) -> Any:
     """`cls` (a peewee PostgreSQL database class) with `TransactionTimeouts` mixed in."""
     return type(f"{cls.__name__}WithTimeouts", (TransactionTimeouts, cls), {})
 
@@ -84,7 +91,7 @@ def open_postgres(db: peewee.PostgresqlDatabase, busy_timeout: float) -> peewee.
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
     params.setdefault("prepare_threshold", None)
     # Same class and arguments as playhouse.db_url chose, with the mixin in front.
-    timed = with_timeouts(type(db))(db.database, **params)
+    timed = with_timeouts(type(db))(db.database, **params)  # type: ignore[arg-type]
     timed.lock_timeout_ms = max(1, round(busy_timeout * 1000))  # 0 would mean "wait for ever"
     return timed
 

@@ -10,6 +10,7 @@ import peewee
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
 
 from .errors import MigrationError
+from .models import MODELS, MigrationChecksum
 
 WRITES = {sqlite3.SQLITE_INSERT: 0, sqlite3.SQLITE_UPDATE: 0, sqlite3.SQLITE_DELETE: 0,
           sqlite3.SQLITE_CREATE_INDEX: 1, sqlite3.SQLITE_ALTER_TABLE: 1}  # which arg names the table
@@ -147,11 +148,14 @@ def lock_database(db) -> None:
     """PostgreSQL: the migration lock, inside the caller's transaction, until it ends.
 
     An advisory lock serialises migrators (even on a database without tables yet), and
-    SHARE ROW EXCLUSIVE on every table stops every writer while still letting readers,
-    pg_dump among them, in. Waiting is bounded by the transaction's lock_timeout.
+    SHARE ROW EXCLUSIVE on sessionorm's tables stops their writers while still letting
+    readers, pg_dump among them, in. Other programs' tables in the same database are left
+    alone (locking them could need privileges sessionorm lacks). Waiting is bounded by the
+    transaction's lock_timeout.
     """
     db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-    tables = [f'"{t}"' for t in db.get_tables()]
+    ours = {m._meta.table_name for m in (*MODELS, MigrationChecksum)}
+    tables = [f'"{t}"' for t in db.get_tables() if t in ours]
     if tables:
         db.execute_sql(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
 
