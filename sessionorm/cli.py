@@ -113,6 +113,10 @@ def migrate(db: str, busy_timeout: float, migrations_dir: str | None, take_backu
         return
     if report.created:
         click.echo(f"created new database {db}")
+    if report.other_tables:
+        click.echo(f"note: {redact(db)} had no sessions table; the orchestrator's tables were added "
+                   f"next to its {len(report.other_tables)} other table(s): "
+                   f"{', '.join(report.other_tables)}")
     if report.backup:
         click.echo(f"backup: {report.backup} (checked: {report.backup_checked})")
     if not report.pending:
@@ -135,6 +139,9 @@ def print_plan(report: commands.MigrateReport) -> None:
         return
     for name in report.pending:
         click.echo(f"pending: {name}")
+    if report.other_tables:
+        click.echo(f"note: no sessions table; the orchestrator's tables would be added next to "
+                   f"{len(report.other_tables)} other table(s): {', '.join(report.other_tables)}")
     if report.migrated is not None:
         click.echo(f"would migrate {report.migrated} sessions, skip {report.skipped}")
     click.echo("SQL:")

@@ -32,7 +32,7 @@ from .database import (
 from .drift import schema_drift
 from .errors import MigrationError
 from .makemigration import NewMigration, make_migration
-from .models import MODELS
+from .models import MODELS, MigrationChecksum
 from .pg_backup import backup_postgres
 from .progress import reporting
 from .runner import MigrationRunner
@@ -63,6 +63,9 @@ class MigrateReport:
     backup: Path | None = None
     backup_checked: str = ""  # how the backup was checked, for the CLI
     seconds: float = 0.0
+    # Tables of another program in a database that had no `sessions` table: the orchestrator's
+    # tables were added next to them (said, never silent).
+    other_tables: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -232,6 +235,7 @@ def run_pending(database: peewee.Database, report: MigrateReport, progress: Prog
     report.pending = [m.name for m in runner.pending()]
     if not report.pending:
         return
+    report.other_tables = other_tables(database)
     names = ", ".join(report.pending)
     tell = None if progress is None else (lambda s: progress(f"applying {names}: {s:.0f} s"))
     if tell:
@@ -239,6 +243,15 @@ def run_pending(database: peewee.Database, report: MigrateReport, progress: Prog
     with bulk_pragmas(database), reporting(database, tell):
         report.applied = runner.up()
     record_result(runner, report)
+
+
+def other_tables(database: peewee.Database) -> list[str]:
+    """Another program's tables, if the database has no `sessions` table (else none)."""
+    tables = database.get_tables()
+    if "sessions" in tables:
+        return []
+    ours = {m._meta.table_name for m in (*MODELS, MigrationChecksum)}
+    return sorted(t for t in tables if t not in ours)
 
 
 def record_result(runner: MigrationRunner, report: MigrateReport) -> None:
@@ -299,6 +312,7 @@ def rehearse_in_transaction(where: str, report: MigrateReport, progress: Progres
                 report.pending = [m.name for m in runner.pending()]
                 if not report.pending:
                     return
+                report.other_tables = other_tables(database)
                 with capturing(plan_statement(report)):
                     runner.up()
                 raise _Rehearsed

@@ -565,3 +565,16 @@ def test_a_driver_error_with_detail_lines_is_one_line_and_changes_nothing(migrat
     line = one_error_line(result.stderr)
     assert line.startswith("error: IntegrityError: null value in column"), line
     assert migrated.snapshot() == before
+
+
+def test_migrating_a_database_of_another_program_says_so(backend):  # noqa: F811
+    backend.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER)")
+    backend.execute("INSERT INTO invoices VALUES (1, 100)")
+    plan = invoke("migrate", "--dry-run", *backend.cli_args)
+    assert "note: no sessions table; the orchestrator's tables would be added next to 1 other" \
+        " table(s): invoices\n" in plan.stdout
+    result = invoke("migrate", *backend.cli_args)
+    assert result.exit_code == 0, result.output
+    assert "had no sessions table; the orchestrator's tables were added next to its 1 other" \
+        " table(s): invoices\n" in result.stdout
+    assert backend.query("SELECT total FROM invoices") == [(100,)]
