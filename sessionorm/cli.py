@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from . import commands
-from .database import DEFAULT_BUSY_TIMEOUT, redact
+from .database import DEFAULT_BUSY_TIMEOUT, redact, scrub
 from .errors import SessionormError
 from .sql_log import TimedPrinter, capturing
 
@@ -35,13 +35,16 @@ class Group(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Exception as exc:  # the edge of the program: nothing may escape as a traceback
+            url = ctx.meta.get("db")
             if ctx.meta.get("verbose"):
-                traceback.print_exc()
+                click.echo(scrub(traceback.format_exc(), url), err=True, nl=False)
             text = str(exc) if isinstance(exc, SessionormError) else f"{type(exc).__name__}: {exc}"
-            click.echo(f"error: {text}", err=True)
+            # One line: a driver's DETAIL, HINT and query context go under --verbose.
+            line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+            click.echo(f"error: {scrub(line, url)}", err=True)
             if ctx.meta.get("verbose"):
                 for line in getattr(exc, "details", ()):  # e.g. every integrity_check line
-                    click.echo(f"  {line}", err=True)
+                    click.echo(f"  {scrub(str(line), url)}", err=True)
             ctx.exit(FAILED)
 
 
@@ -96,6 +99,7 @@ def database_options(fn: Callable) -> Callable:
         if migrations_dir and ctx.info_name != "makemigration" and not os.path.isdir(migrations_dir):
             raise click.BadParameter(f"no folder {migrations_dir!r}", param_hint="--migrations-dir")
         db = chosen_database(db_path, db_url)
+        ctx.meta["db"] = db  # its passwords are scrubbed from every error
         kwargs.update(db=db, busy_timeout=busy_timeout, migrations_dir=migrations_dir)
         if verbose:
             printer = TimedPrinter(lambda line: click.echo(line, err=True))
@@ -171,6 +175,10 @@ def migrate(db: str, busy_timeout: float, migrations_dir: str | None, take_backu
         return
     if report.created:
         click.echo(f"created new database {db}")
+    if report.other_tables:
+        click.echo(f"note: {redact(db)} had no sessions table; the orchestrator's tables were added "
+                   f"next to its {len(report.other_tables)} other table(s): "
+                   f"{', '.join(report.other_tables)}")
     if report.backup:
         click.echo(f"backup: {report.backup} (checked: {report.backup_checked})")
     if not report.pending:
@@ -193,6 +201,9 @@ def print_plan(report: commands.MigrateReport) -> None:
         return
     for name in report.pending:
         click.echo(f"pending: {name}")
+    if report.other_tables:
+        click.echo(f"note: no sessions table; the orchestrator's tables would be added next to "
+                   f"{len(report.other_tables)} other table(s): {', '.join(report.other_tables)}")
     if report.migrated is not None:
         click.echo(f"would migrate {report.migrated} sessions, skip {report.skipped}")
     click.echo("SQL:")
@@ -204,7 +215,7 @@ def print_plan(report: commands.MigrateReport) -> None:
 @database_options
 def status(db: str, busy_timeout: float, migrations_dir: str | None) -> None:
     """List applied and pending migrations; exit 1 while any is pending."""
-    rows = commands.status(db, migrations_dir)
+    rows = commands.status(db, migrations_dir, busy_timeout=busy_timeout)
     for m in rows:
         when = m.applied.isoformat() if hasattr(m.applied, "isoformat") else m.applied
         mark = "applied " if m.applied else "pending "
@@ -286,7 +297,7 @@ def backup(db: str, busy_timeout: float, migrations_dir: str | None, output: str
 @MODELS_OPTION
 def diff(db: str, busy_timeout: float, migrations_dir: str | None, models: str | None) -> None:
     """Print what differs between the models and the database; exit 1 on drift."""
-    found = commands.drift(db, models)
+    found = commands.drift(db, models, busy_timeout=busy_timeout)
     for line in found.problems:
         click.echo(line)
     for note in found.notes:
@@ -303,7 +314,7 @@ def diff(db: str, busy_timeout: float, migrations_dir: str | None, models: str |
 def makemigration(name: str, db: str, busy_timeout: float, migrations_dir: str | None,
                   models: str | None) -> None:
     """Write the next numbered migration script from the diff (review it before migrating)."""
-    made = commands.makemigration(name, db, models, migrations_dir)
+    made = commands.makemigration(name, db, models, migrations_dir, busy_timeout=busy_timeout)
     if made.path is None:
         click.echo("models and database are in sync: nothing to write")
         return

@@ -36,10 +36,11 @@ from .drift import drift as schema_drift_report
 from .errors import MigrationError
 from .exercise import Step, open_keeping_journal_mode
 from .exercise import exercise as exercise_store
-from .models import MODELS
+from .models import MODELS, MigrationChecksum
 from .pg_backup import backup_postgres
 from .progress import reporting
 from .runner import MigrationRunner
+from .safe_migrator import lock_database
 from .scaffold import NewMigration, make_migration
 from .sql_log import capturing
 from .sqlite_backup import backup_sqlite
@@ -69,6 +70,9 @@ class MigrateReport:
     backup: Path | None = None
     backup_checked: str = ""  # how the backup was checked, for the CLI
     seconds: float = 0.0
+    # Tables of another program in a database that had no `sessions` table: the orchestrator's
+    # tables were added next to them (said, never silent).
+    other_tables: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -133,12 +137,14 @@ def sqlite_path(db: str) -> Path:
 
 # -- status, verify, backup -------------------------------------------------------------------
 
-def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None) -> list[Migration]:
+def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
+           busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> list[Migration]:
     """Every migration, applied (with its time) or pending; never creates a database.
 
     Args:
         db: a SQLite path, a database URL, or None for the default database.
         migrations_dir: a folder of your own migration scripts, run after the shipped ones.
+        busy_timeout: seconds to wait for another connection's lock.
 
     Returns:
         One `Migration(idx, name, path, applied)` per script or history row, in order;
@@ -147,7 +153,7 @@ def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None) -> l
     Raises:
         DatabaseOpenError: no database there, or not one; DatabaseBusyError: locked too long.
     """
-    with opened(location(db), readonly=True) as database:
+    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database:
         return MigrationRunner(database, extra_dirs=extra(migrations_dir)).status()
 
 
@@ -171,7 +177,8 @@ def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
     Raises:
         DatabaseOpenError: no database there, or not one; DatabaseBusyError: locked too long.
     """
-    with opened(location(db), readonly=True) as database:
+    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database, \
+            snapshot(database):
         runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
         report = verify_database(database, runner, load_models(models), progress)
     if exercise:
@@ -226,6 +233,13 @@ def backfill(db: str | os.PathLike | None = None,
                              f"({', '.join(m.name for m in pending)}); run `sessionorm migrate` first")
     with opened(where, busy_timeout=busy_timeout) as database:
         return SessionStore.on_database(database, redact(where)).migrate_session_thread_ids()
+
+
+def snapshot(database: peewee.Database) -> contextlib.AbstractContextManager:
+    """PostgreSQL: one read-only transaction, so every check sees the same snapshot."""
+    if isinstance(database, peewee.PostgresqlDatabase):
+        return database.atomic("REPEATABLE READ, READ ONLY")
+    return contextlib.nullcontext()
 
 
 def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,
@@ -307,13 +321,24 @@ def apply(where: str, report: MigrateReport, take_backup: bool, busy_timeout: fl
         # read-only, before the read-write open rewrites a rollback-journal file's header
         refuse_unadoptable(where, migrations_dir)
 
-    def backup_under_lock(names: list[str]) -> None:
-        report.backup = backup(where, busy_timeout=busy_timeout, progress=progress)
-        report.backup_checked = backup_checked(where)
-
     with opened(where, create=True, busy_timeout=busy_timeout) as database:
-        run_pending(database, report, progress, migrations_dir,
-                    backup_under_lock if take_backup else None)
+        def take(names: list[str]) -> None:
+            report.backup = backup_under_lock(where, database, busy_timeout, progress)
+            report.backup_checked = backup_checked(where)
+
+        run_pending(database, report, progress, migrations_dir, take if take_backup else None)
+
+
+def backup_under_lock(where: str, database: peewee.Database, busy_timeout: float,
+                      progress: Progress = None) -> Path:
+    """A backup while `database`'s open transaction holds the migration's write lock.
+
+    SQLite: another connection reads the last committed state, which the lock holder has
+    not changed yet. PostgreSQL: pg_dump's ACCESS SHARE locks are compatible with the lock.
+    """
+    if is_server(where):
+        return backup_postgres(where, busy_timeout=busy_timeout, locked=database)
+    return backup(where, busy_timeout=busy_timeout, progress=progress)
 
 
 def refuse_unadoptable(where: str, migrations_dir: Dir) -> None:
@@ -322,7 +347,10 @@ def refuse_unadoptable(where: str, migrations_dir: Dir) -> None:
     Migration 1's data step refuses them too, inside its transaction; this says so first.
     """
     with opened(where, readonly=True) as database:
-        if any(m.idx == 1 for m in MigrationRunner(database, extra_dirs=extra(migrations_dir)).pending()):
+        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+        pending = runner.pending()
+        runner.refuse_foreign_tables([m.name for m in pending])  # another program's tables
+        if any(m.idx == 1 for m in pending):
             refuse_foreign_shape(database)
 
 
@@ -337,6 +365,7 @@ def run_pending(database: peewee.Database, report: MigrateReport, progress: Prog
 
     def first(names: list[str]) -> None:
         report.pending = names
+        report.other_tables = other_tables(database)
         if before is not None:
             before(names)
         tell(0)
@@ -344,6 +373,15 @@ def run_pending(database: peewee.Database, report: MigrateReport, progress: Prog
     with bulk_pragmas(database), reporting(database, tell if progress else None):
         report.applied = runner.up(before=first)
     record_result(runner, report)
+
+
+def other_tables(database: peewee.Database) -> list[str]:
+    """Another program's tables, if the database has no `sessions` table (else none)."""
+    tables = database.get_tables()
+    if "sessions" in tables:
+        return []
+    ours = {m._meta.table_name for m in (*MODELS, MigrationChecksum)}
+    return sorted(t for t in tables if t not in ours)
 
 
 def record_result(runner: MigrationRunner, report: MigrateReport) -> None:
@@ -397,13 +435,16 @@ def rehearse_in_transaction(where: str, report: MigrateReport, progress: Progres
             raise MigrationError(f"--dry-run needs transactional DDL, which {type(database).__name__} "
                                  "lacks: its rolled-back rehearsal could leave schema changes behind")
         runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
-        report.pending = [m.name for m in runner.pending()]
-        if not report.pending:
-            return
         runner.migrator.rehearsal = True
         try:
-            with database.atomic(), capturing(plan_statement(report)):
-                runner.up()
+            with database.atomic():
+                lock_database(database)  # as the real run does: a busy database fails here
+                report.pending = [m.name for m in runner.pending()]
+                if not report.pending:
+                    return
+                report.other_tables = other_tables(database)
+                with capturing(plan_statement(report)):
+                    runner.up()
                 raise _Rehearsed
         except _Rehearsed:
             pass
@@ -472,30 +513,33 @@ def rollback(db: str | os.PathLike | None = None, force: bool = False,
     start = time.monotonic()
     if not is_server(where):
         check_writable(sqlite_path(where))  # before a backup that would be wasted
-    check_rollback_possible(where, force, migrations_dir)
+    # refuse early, before the lock and the backup
+    with opened(where, readonly=True, busy_timeout=busy_timeout) as database:
+        check_rollback_possible(database, where, force, migrations_dir)
     saved: list[Path] = []
     with opened(where, busy_timeout=busy_timeout) as database:
         runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
         runner.migrator.force = force
         reverted = runner.down(before=lambda names: saved.append(
-            backup(where, busy_timeout=busy_timeout)))
-    return RollbackReport(where, reverted, saved[0] if saved else None, time.monotonic() - start)
+            backup_under_lock(where, database, busy_timeout)))
+    return RollbackReport(redact(where), reverted, saved[0] if saved else None,
+                          time.monotonic() - start)
 
 
-def check_rollback_possible(where: str, force: bool, migrations_dir: Dir) -> None:
+def check_rollback_possible(database: peewee.Database, where: str, force: bool,
+                            migrations_dir: Dir) -> None:
     """Refuse early, before the backup, when the rollback could not go ahead."""
-    with opened(where, readonly=True) as database:
-        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
-        applied = [m for m in runner.status() if m.applied]
-        if not applied:
-            raise MigrationError(f"{redact(where)}: no applied migration to roll back")
-        if force or applied[-1].idx != 1:
-            return  # only migration 1 owns threads and messages
-        threads, messages = foreign_rows(database)
-        if threads or messages:
-            raise MigrationError(
-                f"refusing to roll back: {threads} threads and {messages} messages were not "
-                "created by the migration and would be destroyed (use --force to destroy them)")
+    runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+    applied = [m for m in runner.status() if m.applied]
+    if not applied:
+        raise MigrationError(f"{redact(where)}: no applied migration to roll back")
+    if force or applied[-1].idx != 1:
+        return  # only migration 1 owns threads and messages
+    threads, messages = foreign_rows(database)
+    if threads or messages:
+        raise MigrationError(
+            f"refusing to roll back: {threads} threads and {messages} messages were not "
+            "created by the migration and would be destroyed (use --force to destroy them)")
 
 
 # -- diff, makemigration ----------------------------------------------------------------------
@@ -511,12 +555,14 @@ def load_models(spec: str | None) -> list:
     return models
 
 
-def diff(db: str | os.PathLike | None = None, models: str | None = None) -> list[str]:
+def diff(db: str | os.PathLike | None = None, models: str | None = None,
+         busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> list[str]:
     """What differs between the models and the database, one line each.
 
     Args:
         db: a SQLite path, a database URL, or None for the default database.
         models: `module:ATTR` naming your models (default: sessionorm's own).
+        busy_timeout: seconds to wait for another connection's lock.
 
     Returns:
         One line per difference; empty when in sync. Harmless differences are in `drift()`.
@@ -524,17 +570,19 @@ def diff(db: str | os.PathLike | None = None, models: str | None = None) -> list
     Raises:
         MigrationError: the models cannot be loaded; DatabaseOpenError, DatabaseBusyError.
     """
-    return drift(db, models).problems
+    return drift(db, models, busy_timeout).problems
 
 
-def drift(db: str | os.PathLike | None = None, models: str | None = None) -> Drift:
+def drift(db: str | os.PathLike | None = None, models: str | None = None,
+          busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Drift:
     """`diff` plus notes: harmless differences (duplicate indexes, optional legacy columns)."""
-    with opened(location(db), readonly=True) as database:
+    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database:
         return schema_drift_report(database, load_models(models))
 
 
 def makemigration(name: str, db: str | os.PathLike | None = None, models: str | None = None,
-                  migrations_dir: Dir = None) -> NewMigration:
+                  migrations_dir: Dir = None,
+                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> NewMigration:
     """Write the next numbered migration script from the diff (review it before migrating).
 
     Args:
@@ -542,6 +590,7 @@ def makemigration(name: str, db: str | os.PathLike | None = None, models: str | 
         db: a SQLite path, a database URL, or None for the default database.
         models: `module:ATTR` naming your models (default: sessionorm's own).
         migrations_dir: where to write it; default `./migrations`, created if missing.
+        busy_timeout: seconds to wait for another connection's lock.
 
     Returns:
         A `NewMigration`: its `path` (None when already in sync), `todos`, `destructive`.
@@ -549,5 +598,5 @@ def makemigration(name: str, db: str | os.PathLike | None = None, models: str | 
     Raises:
         MigrationError: a bad name or models that cannot be loaded; DatabaseOpenError.
     """
-    with opened(location(db), readonly=True) as database:
+    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database:
         return make_migration(database, load_models(models), name, migrations_dir)

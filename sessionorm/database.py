@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -13,6 +14,7 @@ import peewee
 from playhouse.db_url import connect as connect_url
 
 from .errors import DatabaseBusyError, DatabaseOpenError
+from .postgres import open_postgres
 
 DEFAULT_BUSY_TIMEOUT = 5.0
 
@@ -179,25 +181,25 @@ def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     """A connected database from a `playhouse.db_url` URL (sqlite:///… or postgresql://…).
 
     A server database is never created here: it must exist. On PostgreSQL, `busy_timeout`
-    becomes `lock_timeout`, so a writer waits at most that long for another's lock.
+    becomes each transaction's `lock_timeout` (see `postgres.configure`), and connecting
+    gives up after `connect_timeout` seconds (10 unless the URL says otherwise).
     """
     if url.startswith("sqlite:"):
         return open_sqlite(sqlite_url_path(url), busy_timeout, create)
     try:  # percent-escapes in the user and password are decoded, as libpq does
         db = connect_url(url, unquote_password=True, unquote_user=True)
     except (RuntimeError, ValueError, ImportError) as exc:
-        raise DatabaseOpenError(f"bad database URL {redact(url)!r}: {exc}") from None
+        raise DatabaseOpenError(scrub(f"bad database URL {redact(url)!r}: {exc}", url)) from None
     if isinstance(db, peewee.PostgresqlDatabase):
-        options = str(db.connect_params.get("options") or "")
-        db.connect_params["options"] = f"{options} -c lock_timeout={int(busy_timeout * 1000)}".strip()
+        db = open_postgres(db, busy_timeout)
     try:
         db.connect()
     except peewee.ImproperlyConfigured:
         raise DatabaseOpenError("PostgreSQL needs the psycopg driver: "
                                 "pip install 'sessionorm[postgres]'") from None
     except (peewee.PeeweeException, ImportError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseOpenError(f"cannot connect to {redact(url)}: {detail}") from None
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatabaseOpenError(scrub(f"cannot connect to {redact(url)}: {detail}", url)) from None
     return db
 
 
@@ -210,13 +212,44 @@ def sqlite_url_path(url: str) -> str:
     return url[len("sqlite:"):]
 
 
+SECRET_QUERY = re.compile(r"(?i)((?:^|&)(?:ssl)?password=)[^&#]*")
+
+
 def redact(url: str) -> str:
-    """`url` with its password replaced by `***`, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    """`url` with its passwords (user info, `?password=`, `?sslpassword=`) replaced by `***`."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. an unbalanced [ in the host: redact what looks like user info
+        return re.sub(r"(://[^/?#@:]*:)[^/?#]*@", r"\1***@", url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    query = SECRET_QUERY.sub(r"\1***", parts.query)
+    if (userinfo + at + host, query) == (parts.netloc, parts.query):
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return urllib.parse.urlunsplit(parts._replace(netloc=userinfo + at + host, query=query))
+
+
+def secrets(url: str) -> list[str]:
+    """The passwords in `url`, as written and percent-decoded (to scrub them from any text)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return []
+    found = [parts.password or ""]
+    found += [v for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+              if k.lower() in ("password", "sslpassword")]
+    found += [urllib.parse.unquote(v) for v in found]
+    return sorted({v for v in found if v}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str | None) -> str:
+    """`text` with every password of `url` replaced by `***`."""
+    if not url or not isinstance(url, str):
+        return text
+    for secret in secrets(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def first_line(exc: BaseException, limit: int = 80) -> str:
@@ -235,10 +268,24 @@ def sqlite_code(exc: BaseException) -> str | None:
     return getattr(driver_error(exc), "sqlite_errorname", None)
 
 
+# lock_not_available (lock_timeout, NOWAIT), query_canceled (statement_timeout, e.g. pg_dump's
+# --lock-wait-timeout), deadlock_detected: another transaction holds what we need.
+BUSY_SQLSTATES = frozenset({"55P03", "57014", "40P01"})
+BUSY_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
 def is_busy(exc: BaseException) -> bool:
-    """Whether a driver error means another connection holds the lock."""
-    text = str(exc).lower()
-    return "database is locked" in text or "database is busy" in text or "lock timeout" in text
+    """Whether a driver error means another connection holds the lock (by error code)."""
+    orig = driver_error(exc)
+    code = getattr(orig, "sqlstate", None)
+    if code is not None:
+        return code in BUSY_SQLSTATES
+    return str(getattr(orig, "sqlite_errorname", "")).startswith(BUSY_SQLITE)
+
+
+def busy_message(where: object) -> str:
+    return (f"{where}: database is busy (another process holds the write lock); "
+            "retry when it finishes or raise the busy timeout (--busy-timeout SECONDS)")
 
 
 @contextlib.contextmanager
@@ -250,20 +297,21 @@ def translate_errors(where: object) -> Iterator[None]:
         where = redact(where) if isinstance(where, str) else where
         text = str(exc)
         if is_busy(exc):
-            raise DatabaseBusyError(
-                f"{where}: database is busy (another process holds the write lock); "
-                "retry when it finishes or raise the busy timeout (--busy-timeout SECONDS)") from None
-        if sqlite_code(exc) == "SQLITE_READONLY_ROLLBACK":
+            raise DatabaseBusyError(busy_message(where)) from None
+        if getattr(driver_error(exc), "sqlstate", None) is not None:
+            raise  # PostgreSQL's other errors pass through (the CLI prints their first line)
+        code = sqlite_code(exc) or ""
+        if code == "SQLITE_READONLY_ROLLBACK":
             raise DatabaseOpenError(
                 f"{where} is read-only and has a hot journal left by a crashed writer; make the "
                 "file writable so SQLite can roll that transaction back before anything reads it"
             ) from None
-        if "readonly" in text or "read-only" in text:
+        if code.startswith("SQLITE_READONLY"):
             raise DatabaseOpenError(f"{where} is read-only: {text}") from None
-        if "not a database" in text or "file is encrypted" in text:
+        if code == "SQLITE_NOTADB":
             raise DatabaseOpenError(f"{where} is not a SQLite database") from None
-        if "unable to open" in text:
+        if code.startswith("SQLITE_CANTOPEN"):
             raise DatabaseOpenError(f"cannot open {where}: {text}") from None
-        if "disk is full" in text or "database or disk is full" in text:
+        if code == "SQLITE_FULL":
             raise DatabaseOpenError(f"{where}: the disk is full: {text}") from None
         raise

@@ -12,15 +12,17 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import peewee
 from playhouse.db_url import parse as parse_url
 
-from .database import DEFAULT_BUSY_TIMEOUT, open_url, redact
-from .errors import MigrationError
+from .database import DEFAULT_BUSY_TIMEOUT, busy_message, open_url, redact, scrub, translate_errors
+from .errors import DatabaseBusyError, MigrationError
+from .postgres import CONNECT_TIMEOUT
 from .sqlite_backup import link_without_overwrite
 
 SUFFIX = ".dump"
 # psycopg/peewee keywords that are not libpq connection keywords
-NOT_LIBPQ = {"options", "prefer_psycopg3", "isolation_level", "register_unicode",
+NOT_LIBPQ = {"prefer_psycopg3", "isolation_level", "register_unicode", "prepare_threshold",
              "encoding", "server_side_cursors", "autoconnect", "autorollback"}
 
 
@@ -50,21 +52,18 @@ def conninfo(url: str) -> tuple[str, dict[str, str]]:
 
     The password goes through PGPASSWORD so that it never shows in the process list.
     """
+    from psycopg.conninfo import make_conninfo
+
     params = parse_url(url, unquote_password=True, unquote_user=True)
     env = dict(os.environ)
     password = params.pop("password", None)
     if password is not None:
         env["PGPASSWORD"] = str(password)
     params["dbname"] = params.pop("database")
-    parts = []
-    for key, value in params.items():
-        if key in NOT_LIBPQ or value is None:
-            continue
-        if isinstance(value, bool):
-            value = int(value)
-        text = str(value).replace("\\", "\\\\").replace("'", "\\'")
-        parts.append(f"{key}='{text}'")
-    return " ".join(parts), env
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    libpq = {key: int(value) if isinstance(value, bool) else value
+             for key, value in params.items() if key not in NOT_LIBPQ and value is not None}
+    return make_conninfo("", **libpq), env
 
 
 def run(args: list[str], env: dict[str, str], what: str) -> str:
@@ -79,30 +78,71 @@ def run(args: list[str], env: dict[str, str], what: str) -> str:
     return done.stdout
 
 
+def lock_for_backup(db: peewee.Database) -> None:
+    """ACCESS SHARE on every table, as pg_dump takes it, within the transaction's lock_timeout.
+
+    Held until the caller's transaction ends, it keeps DDL away while pg_dump runs, and a
+    busy database fails here, with its SQLSTATE, before pg_dump starts.
+    """
+    tables = [f'"{t}"' for t in db.get_tables()]
+    if tables:
+        db.execute_sql(f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE")
+
+
+def lock_conflict(db: peewee.Database) -> bool:
+    """Whether another session holds or awaits an ACCESS EXCLUSIVE lock in this database.
+
+    pg_dump, a separate process, reports a lock wait that ran out only in words; this is the
+    condition under which its ACCESS SHARE locks can wait at all.
+    """
+    return db.execute_sql(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'relation'"
+        " AND mode = 'AccessExclusiveLock' AND pid <> pg_backend_pid()"
+        " AND database = (SELECT oid FROM pg_catalog.pg_database"
+        " WHERE datname = current_database()))").fetchone()[0]
+
+
 def backup_postgres(url: str, dest: str | os.PathLike | None = None,
-                    busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Path:
+                    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+                    locked: peewee.Database | None = None) -> Path:
     """Dump the database at `url` with `pg_dump --format=custom`; return the checked file's path.
 
-    The check: `pg_restore --list` reads the archive and its table of contents holds the
-    data of every table in the database's schema. pg_dump itself reads one snapshot.
+    `locked`: a connection whose open transaction already holds the migration lock (migrate,
+    rollback); otherwise one is opened and takes ACCESS SHARE locks first. The check:
+    `pg_restore --list` reads the archive and its table of contents holds the data of every
+    table in the database's schema. pg_dump itself reads one snapshot.
     """
     pg_dump, pg_restore = find_tool("pg_dump"), find_tool("pg_restore")
+    if locked is not None:
+        return dump(url, dest, busy_timeout, locked, pg_dump, pg_restore)
     database = open_url(url, busy_timeout)  # fails early, with sessionorm's message
     try:
-        name, tables = database.database, database.get_tables()
+        with translate_errors(redact(url)), database.atomic():
+            lock_for_backup(database)
+            return dump(url, dest, busy_timeout, database, pg_dump, pg_restore)
     finally:
         database.close()
+
+
+def dump(url: str, dest: str | os.PathLike | None, busy_timeout: float, database: peewee.Database,
+         pg_dump: str, pg_restore: str) -> Path:
+    name, tables = database.database, database.get_tables()
     explicit = dest is not None
-    first = Path(dest).expanduser() if explicit else backup_name(name)
+    first = Path(dest).expanduser() if dest is not None else backup_name(name)
     if explicit and first.exists():
         raise MigrationError(f"{first} exists; refusing to overwrite it")
     target, env = conninfo(url)
     tmp = first.with_name(f".{first.name}.partial-{os.getpid()}")
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     try:
-        run([pg_dump, "--format=custom", "--no-password", f"--file={tmp}",
-             f"--lock-wait-timeout={int(busy_timeout * 1000)}", f"--dbname={target}"],
-            env, f"pg_dump of {redact(url)}")
+        try:
+            run([pg_dump, "--format=custom", "--no-password", f"--file={tmp}",
+                 f"--lock-wait-timeout={max(1, round(busy_timeout * 1000))}", f"--dbname={target}"],
+                env, f"pg_dump of {redact(url)}")
+        except MigrationError as exc:
+            if lock_conflict(database):
+                raise DatabaseBusyError(busy_message(redact(url))) from None
+            raise MigrationError(scrub(str(exc), url)) from None
         check_dump(pg_restore, tmp, tables)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())

@@ -13,7 +13,8 @@ from playhouse.migrations import MigrationError as PeeweeMigrationError
 
 from .database import first_line, is_busy
 from .errors import MigrationError, SessionormError
-from .models import MigrationChecksum, MigrationRecord
+from .foreign_tables import refuse_foreign_tables
+from .models import MigrationChecksum, MigrationRecord, Session, Thread, ThreadMessage
 from .safe_migrator import make_migrator
 from .values import now_timestamp, parse_timestamp
 
@@ -80,11 +81,13 @@ class MigrationRunner(Runner):
         """sha256 of each applied script as it was when applied (absent for older rows)."""
         if not self.Checksum.table_exists():
             return {}
+        refuse_foreign_tables(self.database, [self.Checksum])
         return dict(self.Checksum.select().tuples())
 
     def applied(self) -> dict[str, dt.datetime]:
         if not self.History.table_exists():
             return {}
+        refuse_foreign_tables(self.database, [self.History])
         by_version = {m.idx: m for m in self.migrations()}
         accum = {}
         for version, name, applied_at in self.History.select().tuples():
@@ -96,6 +99,13 @@ class MigrationRunner(Runner):
     def pending(self) -> list[Migration]:
         """Scripts not yet recorded as applied, in order."""
         return [m for m in self.status() if not m.applied and m.path is not None]
+
+    def refuse_foreign_tables(self, names: list[str]) -> None:
+        """Refuse tables of another program that the migrations `names` would adopt."""
+        models = [self.History, self.Checksum, Session]
+        if any(int(name.split("_", 1)[0]) == 1 for name in names):  # it creates these two
+            models += [Thread, ThreadMessage]
+        refuse_foreign_tables(self.database, models)
 
     def up(self, target=None, fake=False, before: BeforeFirst = None) -> list[str]:
         """Apply the pending migrations in one transaction; return their names.
@@ -130,6 +140,8 @@ class MigrationRunner(Runner):
                     raise MigrationError(str(exc)) from None
                 if not steps:
                     return done
+                if direction == "up" and not done:
+                    self.refuse_foreign_tables([n for n, _ in steps])
                 if before is not None and not done:
                     before([n for n, _ in steps])
                 for name, module in steps:

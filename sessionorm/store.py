@@ -272,10 +272,10 @@ class SessionStore:
     def create_session(self, name: str, amp_prompt: str | None, repo_root: str,
                        **other_columns: Any) -> Session:
         """Insert a session; unset NOT NULL legacy columns get the orchestrator's defaults."""
-        check_text(name, "name", allow_empty=False)
+        check_text(name, "name", allow_empty=False, nul_ok=self.is_sqlite)
         if amp_prompt is not None:
-            check_text(amp_prompt, "amp_prompt")
-        check_text(repo_root, "repo_root", allow_empty=False)
+            check_text(amp_prompt, "amp_prompt", nul_ok=self.is_sqlite)
+        check_text(repo_root, "repo_root", allow_empty=False, nul_ok=self.is_sqlite)
         columns = self.session_columns()
         by_snake = {snake_case(c): c for c in columns}
         row: dict[str, Any] = {}
@@ -287,11 +287,13 @@ class SessionStore:
                 value = format_timestamp(value)
             elif column in JSON_COLUMNS and isinstance(value, (list, tuple)):
                 value = json_list(value, key)
+            elif isinstance(value, str):
+                check_text(value, key, nul_ok=self.is_sqlite)
             elif value is not None and not isinstance(value, (str, int, float)):
                 raise ValidationError(f"{key} must be text, a number, a bool or a datetime")
             row[column] = value if self.is_sqlite else self._postgres_value(column, value)
         session_id = row.setdefault("id", new_id())
-        check_id(session_id, "id")
+        check_id(session_id, "id", nul_ok=self.is_sqlite)
         now = dt.datetime.now(dt.UTC)
         slug = re.sub(r"[^a-z0-9-]", "", name.lower().replace(" ", "-")) or "session"
         row.update(name=name, ampPrompt=amp_prompt, repoRoot=repo_root)
@@ -327,7 +329,7 @@ class SessionStore:
         whole table (sessions number in the thousands, not millions).
         """
         if status is not None:
-            check_text(status, "status")
+            check_text(status, "status", nul_ok=self.is_sqlite)
         limit = check_count(limit, "limit")
         sql = "SELECT * FROM sessions"
         params: list[Any] = []
@@ -345,7 +347,7 @@ class SessionStore:
             return [session_from_row(columns, row, self) for row in cursor.fetchall()]
 
     def get_session(self, session_id: str) -> Session:
-        session_id = check_id(session_id, "session_id", Session)
+        session_id = check_id(session_id, "session_id", Session, nul_ok=self.is_sqlite)
         with translate_errors(self.location):
             cursor = self._execute("get_session", (session_id,))
             row = cursor.fetchone()
@@ -356,7 +358,7 @@ class SessionStore:
 
     def delete_session(self, session_id: str) -> None:
         """Delete a session; its threads and their messages go with it."""
-        session_id = check_id(session_id, "session_id", Session)
+        session_id = check_id(session_id, "session_id", Session, nul_ok=self.is_sqlite)
         try:
             with self._write():
                 if self._execute("delete_session", (session_id,)).rowcount == 0:
@@ -369,8 +371,8 @@ class SessionStore:
 
     def create_thread(self, session_id: str, name: str) -> str:
         """Add a thread to a session; return its id."""
-        session_id = check_id(session_id, "session_id", Session)
-        check_text(name, "name", allow_empty=False)
+        session_id = check_id(session_id, "session_id", Session, nul_ok=self.is_sqlite)
+        check_text(name, "name", allow_empty=False, nul_ok=self.is_sqlite)
         thread_id, now = new_id(), now_timestamp()
         with self._write():
             if self._execute("insert_thread", (thread_id, name, now, now, session_id)).rowcount == 0:
@@ -379,7 +381,7 @@ class SessionStore:
 
     def get_thread(self, thread_id: str) -> Thread:
         """The thread, with `.message_count`."""
-        thread_id = check_id(thread_id, "thread_id", Thread)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
         rows = self._read("get_thread", (thread_id,))
         if not rows:
             raise NotFoundError(f"no thread with id {quoted(thread_id)}")
@@ -387,7 +389,7 @@ class SessionStore:
 
     def get_session_threads(self, session_id: str) -> list[Thread]:
         """A session's threads with `.message_count`, newest updated first, in one query."""
-        session_id = check_id(session_id, "session_id", Session)
+        session_id = check_id(session_id, "session_id", Session, nul_ok=self.is_sqlite)
         rows = self._read("session_threads", (session_id,))
         if not rows:
             self._require("session_exists", session_id, "session")
@@ -395,14 +397,14 @@ class SessionStore:
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread and its messages."""
-        thread_id = check_id(thread_id, "thread_id", Thread)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
         with self._write():
             if self._execute("delete_thread", (thread_id,)).rowcount == 0:
                 raise NotFoundError(f"no thread with id {quoted(thread_id)}")
 
     def update_thread_timestamp(self, thread_id: str) -> None:
         """Set the thread's `updatedAt` to now."""
-        thread_id = check_id(thread_id, "thread_id", Thread)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
         with self._write():
             if self._execute("touch_thread", (now_timestamp(), thread_id)).rowcount == 0:
                 raise NotFoundError(f"no thread with id {quoted(thread_id)}")
@@ -420,9 +422,9 @@ class SessionStore:
 
     def add_thread_message(self, thread_id: str, role: str, content: str) -> str:
         """Append a message (idx = next) and bump the thread's `updatedAt`; return its id."""
-        thread_id = check_id(thread_id, "thread_id", Thread)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
         check_role(role)
-        check_text(content, "content")
+        check_text(content, "content", nul_ok=self.is_sqlite)
         message_id, now = new_id(), now_timestamp()
         with self._write():
             idx = self._next_idx(thread_id)
@@ -433,8 +435,8 @@ class SessionStore:
     def add_thread_messages(self, thread_id: str,
                             messages: Iterable[tuple[str, str]]) -> list[str]:
         """Append a batch in one transaction, all or nothing; return the ids in order."""
-        thread_id = check_id(thread_id, "thread_id", Thread)
-        batch = check_messages(messages)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
+        batch = check_messages(messages, nul_ok=self.is_sqlite)
         now = now_timestamp()
         ids = [new_id() for _ in batch]
         with self._write():
@@ -452,7 +454,7 @@ class SessionStore:
                             limit: int | None = None, last: int | None = None
                             ) -> list[ThreadMessage]:
         """Messages ordered by idx: those after `after_idx`, the first `limit` or the latest `last`."""
-        thread_id = check_id(thread_id, "thread_id", Thread)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
         after_idx, limit, last = (check_count(after_idx, "after_idx"),
                                   check_count(limit, "limit"), check_count(last, "last"))
         if limit is not None and last is not None:

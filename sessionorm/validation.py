@@ -18,22 +18,27 @@ def quoted(value: object) -> str:
     return text if len(text) <= SHOWN else f"{text[:SHOWN - 1]}…"
 
 
-def check_text(value: object, what: str, allow_empty: bool = True) -> str:
+def check_text(value: object, what: str, allow_empty: bool = True, nul_ok: bool = True) -> str:
+    """A string; `nul_ok=False` for PostgreSQL, whose text cannot hold a NUL character."""
     if not isinstance(value, str):
         raise ValidationError(f"{what} must be a string, not {type(value).__name__}")
     if not allow_empty and not value.strip():
         raise ValidationError(f"{what} must not be empty")
+    if not nul_ok and "\x00" in value:
+        raise ValidationError(f"{what} contains a NUL character (\\x00), which PostgreSQL text "
+                              "cannot store")
     return value
 
 
-def check_id(value: object, what: str, model: type[peewee.Model] | None = None) -> str:
+def check_id(value: object, what: str, model: type[peewee.Model] | None = None,
+             nul_ok: bool = True) -> str:
     """An id string, or the id of a row of `model` (e.g. a `Thread` where a thread id goes)."""
     if model is not None and isinstance(value, peewee.Model):
         if not isinstance(value, model):
             raise ValidationError(f"{what} must be a {model.__name__} or its id, "
                                   f"not a {type(value).__name__}")
         value = value.__data__.get("id")
-    return check_text(value, what, allow_empty=False)
+    return check_text(value, what, allow_empty=False, nul_ok=nul_ok)
 
 
 def check_busy_timeout(value: Any) -> float:
@@ -58,7 +63,7 @@ def check_count(value: object, what: str) -> int | None:
     return value
 
 
-def check_messages(messages: object) -> list[tuple[str, str]]:
+def check_messages(messages: object, nul_ok: bool = True) -> list[tuple[str, str]]:
     """A non-empty batch of (role, content) pairs."""
     try:
         batch = list(messages)  # type: ignore[call-overload]
@@ -70,5 +75,6 @@ def check_messages(messages: object) -> list[tuple[str, str]]:
     for n, item in enumerate(batch):
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise ValidationError(f"message {n} must be a (role, content) pair, not {quoted(item)}")
-        checked.append((check_role(item[0]), check_text(item[1], f"message {n} content")))
+        checked.append((check_role(item[0]),
+                        check_text(item[1], f"message {n} content", nul_ok=nul_ok)))
     return checked

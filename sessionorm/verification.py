@@ -15,9 +15,10 @@ import peewee
 from .database import first_line, sqlite_code
 from .drift import drift
 from .models import MODELS
+from .postgres import linear_plans
 from .progress import reporting
 from .runner import MigrationRunner, file_sha256, record_name
-from .thread_migration import HAS_THREAD_ID, MIGRATED_TWICE, NOT_YET_MIGRATED
+from .thread_migration import HAS_THREAD_ID, MIGRATED_TWICE, NOT_YET_MIGRATED, NOT_YET_MIGRATED_PG
 from .values import format_timestamp, parse_timestamp
 
 LOST_THREADS = ("{} migrated threads are missing (deleted after the migration: see README, "
@@ -106,16 +107,20 @@ def postgres_integrity_problems(db: peewee.Database) -> list[str]:
                     "SELECT conrelid::regclass::text, conname FROM pg_catalog.pg_constraint"
                     " WHERE NOT convalidated AND connamespace = current_schema()::regnamespace"
                     " ORDER BY 1, 2")]
-    for table in db.get_tables():
-        for fk in db.get_foreign_keys(table):
-            orphans = db.execute_sql(
-                f'SELECT count(*) FROM "{table}" c WHERE c."{fk.column}" IS NOT NULL AND NOT EXISTS'
-                f' (SELECT 1 FROM "{fk.dest_table}" p WHERE p."{fk.dest_column}" = c."{fk.column}")'
-            ).fetchone()[0]
+    foreign_keys = [(table, fk) for table in db.get_tables() for fk in db.get_foreign_keys(table)]
+    with linear_plans(db):  # one hash anti-join per foreign key, statistics or not
+        for table, fk in foreign_keys:
+            orphans = db.execute_sql(orphans_sql(table, fk)).fetchone()[0]
             if orphans:
                 problems.append(f"foreign key check: {orphans} rows of {table} reference missing "
                                 f"{fk.dest_table} ({fk.column} -> {fk.dest_column})")
     return problems
+
+
+def orphans_sql(table: str, fk: peewee.ForeignKeyMetadata) -> str:
+    """Rows of `table` whose foreign key `fk` finds no parent row (an anti-join)."""
+    return (f'SELECT count(*) FROM "{table}" c WHERE c."{fk.column}" IS NOT NULL AND NOT EXISTS'
+            f' (SELECT 1 FROM "{fk.dest_table}" p WHERE p."{fk.dest_column}" = c."{fk.column}")')
 
 
 def migration_1_applied_at(runner: MigrationRunner) -> str | None:
@@ -128,11 +133,17 @@ def migration_1_applied_at(runner: MigrationRunner) -> str | None:
     return format_timestamp(applied) if isinstance(applied, dt.datetime) else None
 
 
-def lost_and_late_sql(param: str = "?") -> str:
+def not_yet_migrated(db: peewee.Database) -> str:
+    """The data step's "still to migrate" condition in the shape each planner keeps linear."""
+    return NOT_YET_MIGRATED_PG if isinstance(db, peewee.PostgresqlDatabase) else NOT_YET_MIGRATED
+
+
+def lost_and_late_sql(db: peewee.Database) -> str:
     """Sessions without their thread, created up to (lost) and after (late) migration 1's time."""
+    param = db.param
     return (f'SELECT coalesce(sum(CASE WHEN s."createdAt" <= {param} THEN 1 ELSE 0 END), 0),'
             f' coalesce(sum(CASE WHEN s."createdAt" > {param} THEN 1 ELSE 0 END), 0)'
-            f" FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED}")
+            f" FROM sessions s WHERE {HAS_THREAD_ID} AND {not_yet_migrated(db)}")
 
 
 def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str], list[str]]:
@@ -145,13 +156,14 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
     if not {"sessions", "threads", "thread_messages"} <= tables:
         return [], []
     applied = migration_1_applied_at(runner)
-    if applied is None:  # not applied: `migrations` names it already
-        missing = db.execute_sql(f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID}"
-                                 f" AND {NOT_YET_MIGRATED}").fetchone()[0]
-        return ([f"{missing} sessions with a legacy threadId have no migrated thread"]
-                if missing else []), []
-    lost, late = db.execute_sql(lost_and_late_sql(db.param), (applied, applied)).fetchone()
-    twice = db.execute_sql(MIGRATED_TWICE).fetchone()[0]
+    with linear_plans(db):  # PostgreSQL: hash anti-joins, statistics or not
+        if applied is None:  # not applied: `migrations` names it already
+            missing = db.execute_sql(f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID}"
+                                     f" AND {not_yet_migrated(db)}").fetchone()[0]
+            return ([f"{missing} sessions with a legacy threadId have no migrated thread"]
+                    if missing else []), []
+        lost, late = db.execute_sql(lost_and_late_sql(db), (applied, applied)).fetchone()
+        twice = db.execute_sql(MIGRATED_TWICE).fetchone()[0]
     notes = [LATE_SESSIONS.format(late)] if late else []
     notes += [TWICE.format(twice)] if twice else []
     return ([LOST_THREADS.format(lost)] if lost else []), notes

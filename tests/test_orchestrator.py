@@ -447,13 +447,15 @@ def test_a_migration_run_again_by_another_tool_is_a_note(migrated):
 
 def test_the_data_step_and_verify_search_per_session_and_scan_only_sessions(migrated):
     """One pass over sessions; per session only index searches (no quadratic plan)."""
+    import peewee
+
     from sessionorm import thread_migration as step
     from sessionorm.verification import lost_and_late_sql
 
     statements = [(step.stage_sql().split(" AS ", 1)[1], ()),
                   (f"SELECT count(*) FROM sessions s WHERE {step.HAS_THREAD_ID}"
                    f" AND {step.NOT_YET_MIGRATED}", ()),
-                  (lost_and_late_sql(), ("2025-08-01T00:00:00.000Z",) * 2),
+                  (lost_and_late_sql(peewee.SqliteDatabase(None)), ("2025-08-01T00:00:00.000Z",) * 2),
                   (step.MIGRATED_TWICE, ())]
     for sql, params in statements:
         plan = [row[3] for row in query(migrated, "EXPLAIN QUERY PLAN " + sql, params)]

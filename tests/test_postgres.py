@@ -1,11 +1,13 @@
 """The same store, migrations, CLI and concurrency on SQLite and on PostgreSQL (issue 6).
 
-Every test takes `backend`, parametrised over `sqlite` and `postgresql`, which hands it a
-fresh, empty database of its own: a file in tmp_path, or a database created on the server
-named by `$SESSIONORM_TEST_PG_URL` (its user needs CREATEDB) and dropped afterwards.
-Without that variable the PostgreSQL cases skip, saying why; with `$CI` set as well, a
-server that does not answer fails them instead. The tests look at the databases through
-the plain drivers (sqlite3, psycopg), not through sessionorm.
+Every test takes `backend`, parametrised over `sqlite`, `postgresql` and `pgbouncer`, which
+hands it a fresh, empty database of its own: a file in tmp_path, or a database created on the
+server named by `$SESSIONORM_TEST_PG_URL` (its user needs CREATEDB) and dropped afterwards.
+`pgbouncer` reaches that database through the pgbouncer (transaction pooling, default
+settings) at `$SESSIONORM_TEST_PGBOUNCER_URL`. Without a variable its cases skip, saying
+why; with `$CI` set as well, a server that does not answer fails them instead. The tests
+look at the databases through the plain drivers (sqlite3, psycopg, connected to the server
+itself), not through sessionorm.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ from sessionorm.cli import cli
 from sessionorm.errors import DatabaseBusyError, MigrationError
 
 PG_URL_VAR = "SESSIONORM_TEST_PG_URL"
+PGBOUNCER_URL_VAR = "SESSIONORM_TEST_PGBOUNCER_URL"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 MIGRATION = "0001_session_thread_relationship"
 INDEX_NAMES = "0002_orchestrator_index_names"
@@ -101,11 +104,12 @@ class Backend:
     """One fresh database: how to open it, address it on the command line and look into it."""
 
     name: str
-    target: str  # the file path (sqlite) or URL (postgresql)
+    target: str  # the file path (sqlite) or the URL sessionorm uses (postgresql, pgbouncer)
+    direct: str = ""  # PostgreSQL: the database's URL on the server itself, for inspection
 
     @property
     def is_pg(self) -> bool:
-        return self.name == "postgresql"
+        return self.name in ("postgresql", "pgbouncer")
 
     @property
     def cli_args(self) -> list[str]:
@@ -121,7 +125,7 @@ class Backend:
         """A plain autocommit driver connection (sqlite3 or psycopg)."""
         if self.is_pg:
             import psycopg
-            con = psycopg.connect(self.target, autocommit=True)
+            con = psycopg.connect(self.direct, autocommit=True)
         else:
             con = sqlite3.connect(self.target, isolation_level=None)
             con.execute("PRAGMA foreign_keys = ON")
@@ -165,18 +169,18 @@ class Backend:
         return {t: sorted(map(repr, self.query(f'SELECT * FROM "{t}"'))) for t in sorted(self.tables())}
 
 
-def pg_server_url() -> str:
-    """The server URL, or skip (fail under CI) when it is missing or does not answer."""
-    url = os.environ.get(PG_URL_VAR)
+def pg_server_url(var: str = PG_URL_VAR) -> str:
+    """The server URL in `$var`, or skip (fail under CI) when it is missing or does not answer."""
+    url = os.environ.get(var)
     if not url:
-        pytest.skip(f"PostgreSQL tests need ${PG_URL_VAR} (a server URL whose user may CREATE "
-                    "DATABASE); .ci/run starts a throwaway server and sets it")
+        pytest.skip(f"PostgreSQL tests need ${var} (a server URL whose user may CREATE "
+                    "DATABASE, or the pgbouncer in front of it); .ci/run starts both and sets them")
     try:
         import psycopg
-        with psycopg.connect(url, autocommit=True, connect_timeout=5) as con:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5, prepare_threshold=None) as con:
             con.execute("SELECT 1")
     except Exception as exc:  # no driver, no server, bad credentials: all mean "cannot test"
-        message = f"PostgreSQL at ${PG_URL_VAR} does not answer: {type(exc).__name__}: {exc}"
+        message = f"PostgreSQL at ${var} does not answer: {type(exc).__name__}: {exc}"
         if os.environ.get("CI"):
             pytest.fail(f"{message} (CI set the URL, so the PostgreSQL tests must run)")
         pytest.skip(message)
@@ -188,7 +192,23 @@ def with_database(url: str, name: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@contextlib.contextmanager
+def pg_database(via: str) -> Iterator[Backend]:
+    """A fresh database on the test server, reached `via` "postgresql" or "pgbouncer"; dropped after."""
+    import psycopg
+    server = pg_server_url()
+    front = pg_server_url(PGBOUNCER_URL_VAR) if via == "pgbouncer" else server
+    name = f"sessionorm_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield Backend(via, with_database(front, name), with_database(server, name))
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "pgbouncer"])
 def backend(request, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
     """A fresh empty database per test, on each backend; backups land in tmp_path."""
     monkeypatch.chdir(tmp_path)
@@ -197,16 +217,8 @@ def backend(request, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
     if request.param == "sqlite":
         yield Backend("sqlite", str(tmp_path / "sessions.db"))
         return
-    import psycopg
-    server = pg_server_url()
-    name = f"sessionorm_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield Backend("postgresql", with_database(server, name))
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database(request.param) as database:
+        yield database
 
 
 @pytest.fixture
@@ -556,7 +568,7 @@ def test_a_postgres_backup_restores_to_the_same_rows(legacy, tmp_path):
         target = with_database(server, copy)
         subprocess.run([pg_backup.find_tool("pg_restore"), "--no-owner", f"--dbname={target}", str(dump)],
                        capture_output=True, text=True, check=True)
-        assert Backend("postgresql", target).snapshot() == legacy.snapshot()
+        assert Backend("postgresql", target, target).snapshot() == legacy.snapshot()
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')

@@ -1,0 +1,83 @@
+"""The raw-SQL floor of migration 1 on PostgreSQL: the best a hand-written psycopg script does.
+
+One transaction: the two tables bare (columns, NOT NULL, defaults and the role CHECK, but no
+keys), loaded from one scan of sessions, then the primary keys, UNIQUE("threadId", idx), the
+foreign keys (one validating pass each) and the nine indexes, with exactly the names
+PostgreSQL gives them when migration 1 creates the tables with their keys on, and the
+`migrations` row. `sessionorm verify` passes on the result. No ANALYZE: sessionorm's
+migration runs one on top of this, so the floor is the stricter for it. Run as its own
+process (psycopg only, no sessionorm import) so that it compares with a whole
+`sessionorm migrate` process.
+
+    python bench/pg_raw_migrate.py DATABASE_URL
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+PREFIX_THREAD = "Migrated Thread for "
+PREFIX_MESSAGE = "Thread migrated from legacy threadId: "
+
+TABLES = (
+    'CREATE TABLE threads (id TEXT NOT NULL, "sessionId" TEXT NOT NULL, name TEXT NOT NULL,'
+    ' "createdAt" TEXT NOT NULL, "updatedAt" TEXT NOT NULL, status TEXT NOT NULL DEFAULT \'active\')',
+    'CREATE TABLE thread_messages (id TEXT NOT NULL, "threadId" TEXT NOT NULL,'
+    " role TEXT NOT NULL CHECK(role IN ('user','assistant','system')),"
+    ' content TEXT NOT NULL, "createdAt" TEXT NOT NULL, idx INTEGER NOT NULL)',
+    "CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+)
+
+LOAD = (
+    "WITH src AS MATERIALIZED (SELECT gen_random_uuid()::text AS id, s.id AS session_id, s.name,"
+    ' s."createdAt" AS created_at, s."threadId" AS legacy FROM sessions s'
+    """ WHERE s."threadId" IS NOT NULL AND s."threadId" != ''),"""
+    ' new AS (INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", status)'
+    f" SELECT id, session_id, '{PREFIX_THREAD}' || name, created_at, created_at, 'active' FROM src)"
+    ' INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
+    f" SELECT gen_random_uuid()::text, id, 'system', '{PREFIX_MESSAGE}' || legacy, created_at, 0"
+    " FROM src")
+
+KEYS = (
+    "ALTER TABLE threads ADD CONSTRAINT threads_pkey PRIMARY KEY (id)",
+    "ALTER TABLE thread_messages ADD CONSTRAINT thread_messages_pkey PRIMARY KEY (id),"
+    ' ADD CONSTRAINT "thread_messages_threadId_idx_key" UNIQUE ("threadId", idx)',
+    'ALTER TABLE threads ADD CONSTRAINT "threads_sessionId_fkey" FOREIGN KEY ("sessionId")'
+    " REFERENCES sessions(id) ON DELETE CASCADE",
+    'ALTER TABLE thread_messages ADD CONSTRAINT "thread_messages_threadId_fkey"'
+    ' FOREIGN KEY ("threadId") REFERENCES threads(id) ON DELETE CASCADE',
+)
+
+INDEXES = (
+    ("threads", "sessionId"), ("threads", "status"), ("threads", "createdAt"),
+    ("threads", "updatedAt"), ("thread_messages", "threadId"), ("thread_messages", "role"),
+    ("thread_messages", "createdAt"), ("thread_messages", "idx"),
+    ("threads", "sessionId", "updatedAt"),
+)
+
+
+def index_sql(table: str, *columns: str) -> str:
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    return f'CREATE INDEX "idx_{table}_{"_".join(columns)}" ON {table} ({quoted})'
+
+
+def migrate(url: str) -> int:
+    """Run the floor migration on the database at `url`; return the number of threads created."""
+    import psycopg
+
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(url, prepare_threshold=None) as con:  # one transaction, committed on exit
+        for sql in TABLES:
+            con.execute(sql)
+        threads = con.execute(LOAD).rowcount
+        for sql in KEYS:
+            con.execute(sql)
+        for spec in INDEXES:
+            con.execute(index_sql(*spec))
+        con.execute("INSERT INTO migrations VALUES (1, 'session-thread-relationship', %s)",
+                    (f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond // 1000:03d}Z",))
+    return threads
+
+
+if __name__ == "__main__":
+    print(f"migrated {migrate(sys.argv[1])} sessions")

@@ -1,0 +1,76 @@
+"""Tables that sessionorm would adopt must be the orchestrator's, not another program's.
+
+A database may already hold a `sessions`, `threads`, `thread_messages` or `migrations` table
+of its own: migration 1 creates its tables only if they are missing, and the runner reads
+`migrations` as the orchestrator's history. One that does not fit is refused, naming the
+table and the column or constraint, before anything is written or backed up.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import peewee
+
+from .drift import affinity, expected_affinities
+from .errors import MigrationError
+from .models import Session
+
+
+def required_fields(model: type[peewee.Model]) -> list[peewee.Field]:
+    """The columns a table must have: of `sessions`, those sessionorm writes or migrates
+    (legacy layouts may lack the optional others), of the other tables, all."""
+    fields = model._meta.sorted_fields
+    if issubclass(model, Session):
+        return [f for f in fields if not f.null or f is Session.thread_id]
+    return fields
+
+
+def misfit(db: peewee.Database, model: type[peewee.Model]) -> str | None:
+    """What of `model`'s existing table does not fit the model (None: it fits)."""
+    table = model._meta.table_name
+    columns = {c.name: c for c in db.get_columns(table)}
+    for field in required_fields(model):
+        column = columns.get(field.column_name)
+        if column is None:
+            return f'it has no column "{field.column_name}"'
+        if affinity(column.data_type) not in expected_affinities(field):
+            return f'its column "{field.column_name}" is {column.data_type}, not {field.field_type}'
+    key = model._meta.primary_key.column_name  # type: ignore[union-attr]
+    if db.get_primary_keys(table) != [key]:
+        return f'its primary key is not ("{key}")'
+    foreign = {(fk.column, fk.dest_table, fk.dest_column) for fk in db.get_foreign_keys(table)}
+    for field in model._meta.sorted_fields:
+        if isinstance(field, peewee.ForeignKeyField):
+            parent = field.rel_model._meta.table_name
+            if (field.column_name, parent, field.rel_field.column_name) not in foreign:
+                return (f'it has no foreign key ("{field.column_name}") referencing '
+                        f'{parent} ("{field.rel_field.column_name}")')
+    uniques = {tuple(i.columns) for i in db.get_indexes(table) if i.unique}
+    for unique in unique_constraints(model):
+        if unique not in uniques:
+            return "it has no UNIQUE (" + ", ".join(f'"{c}"' for c in unique) + ")"
+    return None
+
+
+def unique_constraints(model: type[peewee.Model]) -> list[tuple[str, ...]]:
+    """The column tuples of the model's table-level UNIQUE constraints."""
+    found = []
+    for constraint in model._meta.constraints or ():
+        text = getattr(constraint, "sql", "")
+        if text.upper().startswith("UNIQUE"):
+            inside = text[text.index("(") + 1:text.rindex(")")]
+            found.append(tuple(c.strip().strip('"') for c in inside.split(",")))
+    return found
+
+
+def refuse_foreign_tables(db: peewee.Database, models: Sequence[type[peewee.Model]]) -> None:
+    """Raise `MigrationError` naming the first of `models`' existing tables that does not fit."""
+    tables = set(db.get_tables())
+    for model in models:
+        table = model._meta.table_name
+        if table in tables:
+            problem = misfit(db, model)
+            if problem:
+                raise MigrationError(
+                    f"refusing to migrate: the existing table {table} is not the orchestrator's: "
+                    f"{problem} (rename it or use another database; nothing was changed)")
