@@ -1,11 +1,14 @@
 """The orchestrator's index names: rename sessionorm's earlier ones, drop exact duplicates.
 
 The orchestrator runs `CREATE INDEX IF NOT EXISTS` under its own names on every start; under
-any other name it adds a second index of the same shape. A rename is a drop + create (SQLite
-has no ALTER INDEX ... RENAME). Of indexes with one shape (table, columns in order,
-uniqueness, predicate) only the one named here stays. Frozen names, independent of the
+any other name it adds a second index of the same shape. A rename is a drop + create on
+SQLite (which has no ALTER INDEX ... RENAME) and ALTER INDEX ... RENAME on PostgreSQL. Of
+indexes with one shape (table, columns in order, uniqueness, predicate) only the one named
+here stays. Frozen names, independent of the
 models; `sessionorm diff` proves they agree.
 """
+import peewee
+
 from sessionorm.errors import MigrationError
 from sessionorm.indexes import Shape, live_indexes
 
@@ -28,10 +31,13 @@ NAMES = {
 }
 
 
-def plan(db, which):
-    """(drop, create) operations' arguments that leave exactly one index per shape, named `which`."""
+def plan(db, which, in_place=False):
+    """(drop, rename, create) arguments that leave exactly one index per shape, named `which`.
+
+    `in_place`: rename an index of the shape instead of dropping and rebuilding it.
+    """
     live = {table: live_indexes(db, table) for table in ("threads", "thread_messages")}
-    drops, creates = [], []
+    drops, renames, creates = [], [], []
     for (table, columns), names in NAMES.items():
         name, shape = names[which], Shape(table, columns)
         for index in live[table]:
@@ -39,19 +45,25 @@ def plan(db, which):
                 raise MigrationError(f"index {name} exists on {index.shape}, not on {shape}; "
                                      "drop or rename it first")
         same = [index.name for index in live[table] if index.shape == shape]
+        if name not in same and same and in_place:
+            renames.append((same[0], name))
+            same = same[1:]
         drops += [(table, other) for other in same if other != name]
-        if name not in same:
+        if name not in same and not any(new == name for _, new in renames):
             creates.append((table, columns, name))
-    return drops, creates
+    return drops, renames, creates
 
 
 def rename(migrator, db, which):
-    drops, creates = plan(db, which)
-    migrator.migrate(*[migrator.drop_index(table, name) for table, name in drops],
-                     *[migrator.add_index(table, columns, name=name)
+    in_place = isinstance(db, peewee.PostgresqlDatabase)  # SQLite has no ALTER INDEX … RENAME
+    drops, renames, creates = plan(db, which, in_place)
+    migrator.migrate(*[migrator.drop_index(table, name) for table, name in drops])
+    for old, new in renames:
+        db.execute_sql(f'ALTER INDEX "{old}" RENAME TO "{new}"')
+    migrator.migrate(*[migrator.add_index(table, columns, name=name)
                        for table, columns, name in creates])
     left = plan(db, which)
-    if left != ([], []):
+    if left != ([], [], []):
         raise MigrationError(f"index names still differ after the rename: {left}")
 
 

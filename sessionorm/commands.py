@@ -45,7 +45,7 @@ from .scaffold import NewMigration, make_migration
 from .sql_log import capturing
 from .sqlite_backup import backup_sqlite
 from .store import SessionStore
-from .thread_migration import MigrationResult, foreign_rows, refuse_foreign_shape
+from .thread_migration import MigrationResult, foreign_rows
 from .verification import VerifyReport, verify_database
 
 Progress = Callable[[str], None] | None  # receives one-line progress messages
@@ -226,7 +226,7 @@ def backfill(db: str | os.PathLike | None = None,
         MigrationError: migrations are pending; DatabaseBusyError, DatabaseOpenError.
     """
     where = location(db)
-    with opened(where, readonly=True) as database:
+    with opened(where, readonly=True, busy_timeout=busy_timeout) as database:
         pending = MigrationRunner(database).pending()
     if pending:
         raise MigrationError(f"{redact(where)} has pending migrations "
@@ -319,7 +319,7 @@ def apply(where: str, report: MigrateReport, take_backup: bool, busy_timeout: fl
         check_writable(sqlite_path(where))  # before anything opens it
     if not report.created:
         # read-only, before the read-write open rewrites a rollback-journal file's header
-        refuse_unadoptable(where, migrations_dir)
+        refuse_unadoptable(where, migrations_dir, busy_timeout)
 
     with opened(where, create=True, busy_timeout=busy_timeout) as database:
         def take(names: list[str]) -> None:
@@ -341,17 +341,16 @@ def backup_under_lock(where: str, database: peewee.Database, busy_timeout: float
     return backup(where, busy_timeout=busy_timeout, progress=progress)
 
 
-def refuse_unadoptable(where: str, migrations_dir: Dir) -> None:
-    """Thread tables of another shape than migration 1's: refuse before a backup or any write.
+def refuse_unadoptable(where: str, migrations_dir: Dir, busy_timeout: float) -> None:
+    """Another program's tables, or thread tables of another shape: refuse before anything.
 
-    Migration 1's data step refuses them too, inside its transaction; this says so first.
+    Read-only, before the read-write open (which rewrites a rollback-journal file's header);
+    the runner checks again under the write lock.
     """
-    with opened(where, readonly=True) as database:
+    with opened(where, readonly=True, busy_timeout=busy_timeout) as database:
         runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
         pending = runner.pending()
         runner.refuse_foreign_tables([m.name for m in pending])  # another program's tables
-        if any(m.idx == 1 for m in pending):
-            refuse_foreign_shape(database)
 
 
 def run_pending(database: peewee.Database, report: MigrateReport, progress: Progress,

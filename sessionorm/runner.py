@@ -16,6 +16,7 @@ from .errors import MigrationError, SessionormError
 from .foreign_tables import refuse_foreign_tables
 from .models import MigrationChecksum, MigrationRecord, Session, Thread, ThreadMessage
 from .safe_migrator import make_migrator
+from .thread_migration import refuse_foreign_shape
 from .values import now_timestamp, parse_timestamp
 
 BeforeFirst = Callable[[list[str]], None] | None  # called with the lock held, before any write
@@ -101,9 +102,14 @@ class MigrationRunner(Runner):
         return [m for m in self.status() if not m.applied and m.path is not None]
 
     def refuse_foreign_tables(self, names: list[str]) -> None:
-        """Refuse tables of another program that the migrations `names` would adopt."""
+        """Refuse tables of another program that the migrations `names` would adopt.
+
+        Thread tables of another shape than migration 1's are named with every difference
+        first; then any table that is not the orchestrator's at all.
+        """
         models = [self.History, self.Checksum, Session]
         if any(int(name.split("_", 1)[0]) == 1 for name in names):  # it creates these two
+            refuse_foreign_shape(self.database)
             models += [Thread, ThreadMessage]
         refuse_foreign_tables(self.database, models)
 

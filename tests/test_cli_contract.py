@@ -239,15 +239,10 @@ def test_a_failing_migration_script_is_named_and_nothing_of_it_is_kept(tmp_path,
 
 def test_verbose_shows_each_statement_with_its_own_time_commit_included(tmp_path):
     import re
-    import sqlite3
 
-    path = tmp_path / "legacy.sqlite"
-    con = sqlite3.connect(path)
-    con.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT, \"createdAt\" TEXT,"
-                " \"threadId\" TEXT)")
-    con.execute("INSERT INTO sessions VALUES ('s', 'n', '2025-01-01T00:00:00.000Z', 'T-1')")
-    con.commit()
-    con.close()
+    from legacy import make_legacy_db
+
+    path = make_legacy_db(tmp_path / "legacy.sqlite", 20)
     done = sessionorm("migrate", "--verbose", "--db-path", path)
     assert done.returncode == 0, done.stderr
     statements = re.findall(r"^\[\d+\.\d{3}s\] (.*)$", done.stderr, re.M)

@@ -380,7 +380,13 @@ def test_a_missing_required_sessions_column_is_still_a_problem(tmp_path):
     with raw(path) as con:
         con.executescript(SLIM_SESSIONS.replace("baseBranch TEXT NOT NULL, ", "")
                           .replace("'main',\n", "\n"))
-    ok("migrate", "--db-path", path)
+    before = digest(path)
+    result = invoke("migrate", "--db-path", path)  # not the orchestrator's table: refused
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr) == (
+        "error: refusing to migrate: the existing table sessions is not the orchestrator's: it "
+        'has no column "baseBranch" (rename it or use another database; nothing was changed)')
+    assert digest(path) == before
     result = invoke("verify", "--db-path", path)
     assert result.exit_code == 1
     assert "problem: add column sessions.baseBranch\n" in result.stdout

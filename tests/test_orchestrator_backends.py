@@ -6,12 +6,11 @@ $SESSIONORM_TEST_PG_URL, skipped without it).
 """
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_postgres import Backend, legacy_rows, pg_server_url, with_database
+from test_postgres import Backend, legacy_rows, pg_database
 
 from sessionorm import MigrationError, commands
 from sessionorm.database import open_url
@@ -45,16 +44,8 @@ def backend(request, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
     if request.param == "sqlite":
         yield Backend("sqlite", str(tmp_path / "sessions.db"))
         return
-    import psycopg
-    server = pg_server_url()
-    name = f"sessionorm_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield Backend("postgresql", with_database(server, name))
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database("postgresql") as database:
+        yield database
 
 
 @pytest.fixture
