@@ -19,9 +19,10 @@ from typing import Any
 import click
 
 from . import commands
-from .database import DEFAULT_BUSY_TIMEOUT, redact, scrub
+from .database import DEFAULT_BUSY_TIMEOUT, default_path, scrub
 from .errors import SessionormError
 from .sql_log import TimedPrinter, capturing
+from .target import Target
 
 FAILED = 2  # usage errors and operational failures; 1 is an answer that is not clean
 
@@ -63,15 +64,16 @@ class Seconds(click.ParamType):
         return seconds
 
 
-def chosen_database(db_path: str | None, db_url: str | None) -> str:
+def chosen_database(db_path: str | None, db_url: str | None) -> Target:
     """Where the database is: --db-path / --db-url, $SESSIONORM_DB_URL, $AMPSM_DB_PATH, the default.
 
     An environment default never conflicts with an explicit option.
     """
     if db_path and db_url:
         raise click.UsageError("give --db-path or --db-url, not both")
-    return (db_url or db_path or os.environ.get("SESSIONORM_DB_URL")
-            or os.environ.get("AMPSM_DB_PATH") or str(commands.default_path()))
+    if db_url or (not db_path and os.environ.get("SESSIONORM_DB_URL")):
+        return Target.from_url(db_url or os.environ["SESSIONORM_DB_URL"])
+    return Target.from_path(db_path or os.environ.get("AMPSM_DB_PATH") or default_path())
 
 
 def database_options(fn: Callable) -> Callable:
@@ -83,23 +85,24 @@ def database_options(fn: Callable) -> Callable:
     @click.option("--db-url",
                   help="Database URL instead of a path (sqlite:///file.db, postgresql://…); "
                        "wins over the environment like --db-path.")
-    @click.option("--busy-timeout", type=Seconds(), default=DEFAULT_BUSY_TIMEOUT, show_default=True,
-                  help="Seconds to wait for another writer's lock.")
+    @click.option("--busy-timeout", type=Seconds(), default=None,
+                  help=f"Seconds to wait for another writer's lock (default {DEFAULT_BUSY_TIMEOUT:g}, "
+                       "or a SQLite URL's ?timeout=).")
     @click.option("--migrations-dir", type=click.Path(file_okay=False),
                   envvar="SESSIONORM_MIGRATIONS_DIR",
                   help="Your own migration scripts, run after the shipped ones "
                        "(default: $SESSIONORM_MIGRATIONS_DIR).")
     @click.option("-v", "--verbose", is_flag=True, help="Show SQL, timings and tracebacks.")
     @functools.wraps(fn)
-    def wrapper(db_path: str | None, db_url: str | None, busy_timeout: float, verbose: bool,
+    def wrapper(db_path: str | None, db_url: str | None, busy_timeout: float | None, verbose: bool,
                 migrations_dir: str | None, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         ctx.meta["verbose"] = verbose
         # makemigration writes there (creating it); for the others a missing folder is a typo
         if migrations_dir and ctx.info_name != "makemigration" and not os.path.isdir(migrations_dir):
             raise click.BadParameter(f"no folder {migrations_dir!r}", param_hint="--migrations-dir")
-        db = chosen_database(db_path, db_url)
-        ctx.meta["db"] = db  # its passwords are scrubbed from every error
+        ctx.meta["db"] = db_url or os.environ.get("SESSIONORM_DB_URL")  # scrubbed from errors
+        db = Target.of(chosen_database(db_path, db_url), busy_timeout, migrations_dir)
         kwargs.update(db=db, busy_timeout=busy_timeout, migrations_dir=migrations_dir)
         if verbose:
             printer = TimedPrinter(lambda line: click.echo(line, err=True))
@@ -176,13 +179,13 @@ def migrate(db: str, busy_timeout: float, migrations_dir: str | None, take_backu
     if report.created:
         click.echo(f"created new database {db}")
     if report.other_tables:
-        click.echo(f"note: {redact(db)} had no sessions table; the orchestrator's tables were added "
+        click.echo(f"note: {db} had no sessions table; the orchestrator's tables were added "
                    f"next to its {len(report.other_tables)} other table(s): "
                    f"{', '.join(report.other_tables)}")
     if report.backup:
         click.echo(f"backup: {report.backup} (checked: {report.backup_checked})")
     if not report.pending:
-        click.echo(f"{redact(db)}: up to date, nothing to migrate")
+        click.echo(f"{db}: up to date, nothing to migrate")
         return
     for name in report.applied:
         click.echo(f"applied {name}")
@@ -253,9 +256,9 @@ def verify(db: str, busy_timeout: float, migrations_dir: str | None, models: str
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if not report.ok:
-        click.echo(f"{redact(db)}: {len(report.problems)} problem(s)")
+        click.echo(f"{db}: {len(report.problems)} problem(s)")
         click.get_current_context().exit(1)
-    click.echo(f"{redact(db)}: ok ({', '.join(report.checks)})")
+    click.echo(f"{db}: ok ({', '.join(report.checks)})")
 
 
 @cli.command()
@@ -304,7 +307,7 @@ def diff(db: str, busy_timeout: float, migrations_dir: str | None, models: str |
         click.echo(f"note: {note}", err=True)
     if found.problems:
         click.get_current_context().exit(1)
-    click.echo(f"{redact(db)}: in sync with the models")
+    click.echo(f"{db}: in sync with the models")
 
 
 @cli.command()

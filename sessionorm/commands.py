@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import peewee
 from playhouse.migrate import SchemaMigrator
@@ -18,17 +17,12 @@ from playhouse.migrations import Migration, _resolve_models
 from playhouse.migrations import MigrationError as PeeweeMigrationError
 
 from .database import (
-    DEFAULT_BUSY_TIMEOUT,
     check_sqlite_file,
     check_writable,
-    default_path,
     open_sqlite,
     open_url,
     read_snapshot,
     read_transaction,
-    real_path,
-    redact,
-    sqlite_url_path,
     translate_errors,
 )
 from .drift import Drift
@@ -45,11 +39,13 @@ from .scaffold import NewMigration, make_migration
 from .sql_log import capturing
 from .sqlite_backup import backup_sqlite
 from .store import SessionStore
+from .target import Target
 from .thread_migration import MigrationResult, foreign_rows
 from .verification import VerifyReport, verify_database
 
 Progress = Callable[[str], None] | None  # receives one-line progress messages
 Dir = str | os.PathLike | None
+DB = str | os.PathLike | Target | None  # a path, a URL, a parsed Target, or None: the default
 # A 16 MiB page cache for the bulk step: faster than the default 2 MiB, while peak memory stays
 # flat (a larger cache, or temp_store=MEMORY, grows the index sorts past 150 MB at 1M sessions).
 BULK_PRAGMAS = (("cache_size", -16384), ("temp_store", 0))
@@ -83,37 +79,27 @@ class RollbackReport:
     seconds: float
 
 
-def extra(migrations_dir: Dir) -> list[str]:
+def extra(target: Target) -> list[str]:
     """A project's own migration scripts, run after the shipped ones."""
-    return [str(migrations_dir)] if migrations_dir else []
-
-
-def location(db: str | os.PathLike | None) -> str:
-    """A database argument as given, or the default path."""
-    return str(db) if db is not None else str(default_path())
-
-
-def is_url(db: str) -> bool:
-    return "://" in db and not db.startswith("file:")
-
-
-def is_server(db: str) -> bool:
-    """A URL of a database server (PostgreSQL), not of a SQLite file."""
-    return is_url(db) and not db.startswith("sqlite:")
+    return [str(target.migrations_dir)] if target.migrations_dir else []
 
 
 @contextlib.contextmanager
-def opened(db: str, **options: Any) -> Iterator[peewee.Database]:
-    """`open_database` for the length of a block, driver errors translated, closed after.
+def opened(target: Target, *, readonly: bool = False, create: bool = False
+           ) -> Iterator[peewee.Database]:
+    """The database for the length of a block, driver errors translated, closed after.
 
     A read-only SQLite block runs in one read transaction: everything it reads comes from
     the same committed state of a file that others may be writing.
     """
-    database = open_database(db, **options)
+    if target.is_server:
+        database = open_url(target.url, target.busy_timeout, create=create)
+    else:
+        database = open_sqlite(target.path, target.busy_timeout, create=create, readonly=readonly)
     try:
-        with translate_errors(db):
-            if options.get("readonly") and isinstance(database, peewee.SqliteDatabase):
-                with read_transaction(database, options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT)):
+        with translate_errors(str(target)):
+            if readonly and isinstance(database, peewee.SqliteDatabase):
+                with read_transaction(database, target.busy_timeout):
                     yield database
             else:
                 yield database
@@ -121,24 +107,10 @@ def opened(db: str, **options: Any) -> Iterator[peewee.Database]:
         database.close()
 
 
-def open_database(db: str, *, readonly: bool = False, create: bool = False,
-                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> peewee.Database:
-    if is_url(db):
-        return open_url(db, busy_timeout, create=create)
-    return open_sqlite(db, busy_timeout, create=create, readonly=readonly)
-
-
-def sqlite_path(db: str) -> Path:
-    """The real file (symlinks resolved) of a SQLite path or URL."""
-    if is_server(db):
-        raise MigrationError(f"{redact(db)}: only SQLite files are supported by this command")
-    return real_path(sqlite_url_path(db) if db.startswith("sqlite:") else db)
-
-
 # -- status, verify, backup -------------------------------------------------------------------
 
-def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
-           busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> list[Migration]:
+def status(db: DB = None, migrations_dir: Dir = None,
+           busy_timeout: float | None = None) -> list[Migration]:
     """Every migration, applied (with its time) or pending; never creates a database.
 
     Args:
@@ -153,13 +125,14 @@ def status(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
     Raises:
         DatabaseOpenError: no database there, or not one; DatabaseBusyError: locked too long.
     """
-    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database:
-        return MigrationRunner(database, extra_dirs=extra(migrations_dir)).status()
+    target = Target.of(db, busy_timeout, migrations_dir)
+    with opened(target, readonly=True) as database:
+        return MigrationRunner(database, extra_dirs=extra(target)).status()
 
 
-def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
+def verify(db: DB = None, migrations_dir: Dir = None,
            models: str | None = None, exercise: bool = False,
-           busy_timeout: float = DEFAULT_BUSY_TIMEOUT, progress: Progress = None) -> VerifyReport:
+           busy_timeout: float | None = None, progress: Progress = None) -> VerifyReport:
     """Check tables, columns, indexes, migration rows, integrity and foreign keys.
 
     Args:
@@ -177,14 +150,14 @@ def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
     Raises:
         DatabaseOpenError: no database there, or not one; DatabaseBusyError: locked too long.
     """
-    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database, \
-            snapshot(database):
-        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+    target = Target.of(db, busy_timeout, migrations_dir)
+    with opened(target, readonly=True) as database, snapshot(database):
+        runner = MigrationRunner(database, extra_dirs=extra(target))
         report = verify_database(database, runner, load_models(models), progress)
     if exercise:
         report.checks.append("exercise")
         try:
-            report.exercise = exercise_database(db, busy_timeout)
+            report.exercise = exercise_database(target)
         except MigrationError as exc:  # no thread tables yet
             report.exercise = [("find the store's tables", False, str(exc))]
         report.problems += [f"verify --exercise: {what} failed: {detail}"
@@ -192,25 +165,25 @@ def verify(db: str | os.PathLike | None = None, migrations_dir: Dir = None,
     return report
 
 
-def exercise_database(db: str | os.PathLike | None = None,
-                      busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> list[Step]:
+def exercise_database(db: DB = None,
+                      busy_timeout: float | None = None) -> list[Step]:
     """Create a thread, append and read 3 messages, delete it, check migration 1's row; roll back.
 
     SQLite files keep their journal mode (a rollback-journal file keeps every byte).
     """
-    where = location(db)
-    if is_server(where):
-        database = open_url(where, busy_timeout, create=False)
+    target = Target.of(db, busy_timeout)
+    if target.is_server:
+        database = open_url(target.url, target.busy_timeout, create=False)
     else:
-        database = open_keeping_journal_mode(sqlite_path(where), busy_timeout)
+        database = open_keeping_journal_mode(target.real_path, target.busy_timeout)
     try:
-        return exercise_store(database, redact(where))
+        return exercise_store(database, str(target))
     finally:
         database.close()
 
 
-def backfill(db: str | os.PathLike | None = None,
-             busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> MigrationResult:
+def backfill(db: DB = None,
+             busy_timeout: float | None = None) -> MigrationResult:
     """Give sessions with a legacy threadId and no thread theirs (the data step of migration 1).
 
     For sessions created after the migration; `SessionStore.migrate_session_thread_ids()`.
@@ -225,14 +198,14 @@ def backfill(db: str | os.PathLike | None = None,
     Raises:
         MigrationError: migrations are pending; DatabaseBusyError, DatabaseOpenError.
     """
-    where = location(db)
-    with opened(where, readonly=True, busy_timeout=busy_timeout) as database:
+    target = Target.of(db, busy_timeout)
+    with opened(target, readonly=True) as database:
         pending = MigrationRunner(database).pending()
     if pending:
-        raise MigrationError(f"{redact(where)} has pending migrations "
+        raise MigrationError(f"{target} has pending migrations "
                              f"({', '.join(m.name for m in pending)}); run `sessionorm migrate` first")
-    with opened(where, busy_timeout=busy_timeout) as database:
-        return SessionStore.on_database(database, redact(where)).migrate_session_thread_ids()
+    with opened(target) as database:
+        return SessionStore.on_database(database, str(target)).migrate_session_thread_ids()
 
 
 def snapshot(database: peewee.Database) -> contextlib.AbstractContextManager:
@@ -242,8 +215,8 @@ def snapshot(database: peewee.Database) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,
-           busy_timeout: float = DEFAULT_BUSY_TIMEOUT, progress: Progress = None) -> Path:
+def backup(db: DB = None, dest: str | os.PathLike | None = None,
+           busy_timeout: float | None = None, progress: Progress = None) -> Path:
     """A checked online copy of the database (PostgreSQL: a pg_dump archive).
 
     Args:
@@ -260,22 +233,23 @@ def backup(db: str | os.PathLike | None = None, dest: str | os.PathLike | None =
         BackupError: the copy failed its checks, or `dest` exists; DatabaseOpenError,
         DatabaseBusyError.
     """
-    if is_server(location(db)):
-        return backup_postgres(location(db), dest, busy_timeout)
-    return backup_sqlite(sqlite_path(location(db)), dest, busy_timeout, progress)
+    target = Target.of(db, busy_timeout)
+    if target.is_server:
+        return backup_postgres(target.url, dest, target.busy_timeout)
+    return backup_sqlite(target.real_path, dest, target.busy_timeout, progress)
 
 
-def backup_checked(db: str) -> str:
-    """How `backup` checked its copy of `db`, in words."""
-    if is_server(db):
+def backup_checked(target: Target) -> str:
+    """How `backup` checked its copy of `target`, in words."""
+    if target.is_server:
         return "pg_restore --list reads it, every table's data is in it"
     return "integrity ok, row counts match"
 
 
 # -- migrate ----------------------------------------------------------------------------------
 
-def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: bool = False,
-            busy_timeout: float = DEFAULT_BUSY_TIMEOUT, progress: Progress = None,
+def migrate(db: DB = None, dry_run: bool = False, backup: bool = False,
+            busy_timeout: float | None = None, progress: Progress = None,
             migrations_dir: Dir = None) -> MigrateReport:
     """Apply the pending migrations in one transaction, deciding what is pending under its lock.
 
@@ -298,65 +272,61 @@ def migrate(db: str | os.PathLike | None = None, dry_run: bool = False, backup: 
         MigrationError: a migration failed or refused (nothing of it was written);
         BackupError, DatabaseBusyError, DatabaseOpenError.
     """
-    where = location(db)
-    path = None if is_server(where) else sqlite_path(where)
-    exists = path is None or check_sqlite_file(path, must_exist=False)
-    report = MigrateReport(database=redact(where), dry_run=dry_run, created=not exists)
+    target = Target.of(db, busy_timeout, migrations_dir)
+    exists = target.is_server or check_sqlite_file(target.real_path, must_exist=False)
+    report = MigrateReport(database=str(target), dry_run=dry_run, created=not exists)
     start = time.monotonic()
-    if dry_run and path is None:
-        rehearse_in_transaction(where, report, progress, migrations_dir, busy_timeout)
+    if dry_run and target.is_server:
+        rehearse_in_transaction(target, report, progress)
     elif dry_run:
-        rehearse(path, report, progress, migrations_dir, busy_timeout)
+        rehearse(target, report, progress)
     else:
-        apply(where, report, backup and exists, busy_timeout, progress, migrations_dir)
+        apply(target, report, backup and exists, progress)
     report.seconds = time.monotonic() - start
     return report
 
 
-def apply(where: str, report: MigrateReport, take_backup: bool, busy_timeout: float,
-          progress: Progress, migrations_dir: Dir) -> None:
-    if not is_server(where):
-        check_writable(sqlite_path(where))  # before anything opens it
+def apply(target: Target, report: MigrateReport, take_backup: bool, progress: Progress) -> None:
+    if not target.is_server:
+        check_writable(target.real_path)  # before anything opens it
     if not report.created:
         # read-only, before the read-write open rewrites a rollback-journal file's header
-        refuse_unadoptable(where, migrations_dir, busy_timeout)
-
-    with opened(where, create=True, busy_timeout=busy_timeout) as database:
+        refuse_unadoptable(target)
+    with opened(target, create=True) as database:
         def take(names: list[str]) -> None:
-            report.backup = backup_under_lock(where, database, busy_timeout, progress)
-            report.backup_checked = backup_checked(where)
+            report.backup = backup_under_lock(target, database, progress)
+            report.backup_checked = backup_checked(target)
 
-        run_pending(database, report, progress, migrations_dir, take if take_backup else None)
+        run_pending(database, report, progress, target, take if take_backup else None)
 
 
-def backup_under_lock(where: str, database: peewee.Database, busy_timeout: float,
-                      progress: Progress = None) -> Path:
+def backup_under_lock(target: Target, database: peewee.Database, progress: Progress = None) -> Path:
     """A backup while `database`'s open transaction holds the migration's write lock.
 
     SQLite: another connection reads the last committed state, which the lock holder has
     not changed yet. PostgreSQL: pg_dump's ACCESS SHARE locks are compatible with the lock.
     """
-    if is_server(where):
-        return backup_postgres(where, busy_timeout=busy_timeout, locked=database)
-    return backup(where, busy_timeout=busy_timeout, progress=progress)
+    if target.is_server:
+        return backup_postgres(target.url, busy_timeout=target.busy_timeout, locked=database)
+    return backup(target, progress=progress)
 
 
-def refuse_unadoptable(where: str, migrations_dir: Dir, busy_timeout: float) -> None:
+def refuse_unadoptable(target: Target) -> None:
     """Another program's tables, or thread tables of another shape: refuse before anything.
 
     Read-only, before the read-write open (which rewrites a rollback-journal file's header);
     the runner checks again under the write lock.
     """
-    with opened(where, readonly=True, busy_timeout=busy_timeout) as database:
-        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+    with opened(target, readonly=True) as database:
+        runner = MigrationRunner(database, extra_dirs=extra(target))
         pending = runner.pending()
         runner.refuse_foreign_tables([m.name for m in pending])  # another program's tables
 
 
 def run_pending(database: peewee.Database, report: MigrateReport, progress: Progress,
-                migrations_dir: Dir, before: Callable[[list[str]], None] | None = None) -> None:
+                target: Target, before: Callable[[list[str]], None] | None = None) -> None:
     """Apply what is pending; `before(names)` runs with the write lock held, nothing written yet."""
-    runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+    runner = MigrationRunner(database, extra_dirs=extra(target))
 
     def tell(seconds: float) -> None:
         if progress is not None:
@@ -422,18 +392,17 @@ class _Rehearsed(Exception):
     """Leaves a dry run's transaction, so that it is rolled back."""
 
 
-def rehearse_in_transaction(where: str, report: MigrateReport, progress: Progress,
-                            migrations_dir: Dir, busy_timeout: float) -> None:
+def rehearse_in_transaction(target: Target, report: MigrateReport, progress: Progress) -> None:
     """PostgreSQL: run the migrations in one transaction, record the SQL, then roll it back.
 
     Its DDL is transactional, so the database is left exactly as it was; the rehearsal
     takes the same locks as the real run, for as long as it lasts.
     """
-    with opened(where, busy_timeout=busy_timeout) as database:
+    with opened(target) as database:
         if not SchemaMigrator.from_database(database).transactional_ddl:  # e.g. CockroachDB
             raise MigrationError(f"--dry-run needs transactional DDL, which {type(database).__name__} "
                                  "lacks: its rolled-back rehearsal could leave schema changes behind")
-        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+        runner = MigrationRunner(database, extra_dirs=extra(target))
         runner.migrator.rehearsal = True
         try:
             with database.atomic():
@@ -450,22 +419,22 @@ def rehearse_in_transaction(where: str, report: MigrateReport, progress: Progres
         record_result(runner, report)
 
 
-def rehearse(path: Path, report: MigrateReport, progress: Progress, migrations_dir: Dir,
-             busy_timeout: float) -> None:
+def rehearse(target: Target, report: MigrateReport, progress: Progress) -> None:
     """Run the migrations on a temporary on-disk copy and record the SQL; the file is not touched.
 
     On disk, not in memory, so that memory stays flat whatever the file's size; the copy
     lives in the system's temporary folder (`$TMPDIR`) and is deleted afterwards.
     """
+    path = target.real_path
     with tempfile.TemporaryDirectory(prefix="sessionorm-dry-run-") as scratch:
         copy = Path(scratch) / path.name
         if not report.created:
-            copy_for_rehearsal(path, copy, busy_timeout)
-        rehearsal = open_sqlite(copy, busy_timeout)
+            copy_for_rehearsal(path, copy, target.busy_timeout)
+        rehearsal = open_sqlite(copy, target.busy_timeout)
         try:
             rehearsal.pragma("synchronous", 0)  # a throwaway copy needs no durability
             with capturing(plan_statement(report)), translate_errors(path):
-                run_pending(rehearsal, report, progress, migrations_dir)
+                run_pending(rehearsal, report, progress, target)
         finally:
             rehearsal.close()
 
@@ -491,8 +460,8 @@ def copy_for_rehearsal(path: Path, copy: Path, busy_timeout: float) -> None:
 
 # -- rollback ---------------------------------------------------------------------------------
 
-def rollback(db: str | os.PathLike | None = None, force: bool = False,
-             busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrations_dir: Dir = None) -> RollbackReport:
+def rollback(db: DB = None, force: bool = False,
+             busy_timeout: float | None = None, migrations_dir: Dir = None) -> RollbackReport:
     """Revert the latest migration; a backup is taken under its write lock, before any write.
 
     Args:
@@ -508,30 +477,28 @@ def rollback(db: str | os.PathLike | None = None, force: bool = False,
         MigrationError: nothing to roll back, or rows it would destroy (without `force`);
         BackupError, DatabaseBusyError, DatabaseOpenError.
     """
-    where = location(db)
+    target = Target.of(db, busy_timeout, migrations_dir)
     start = time.monotonic()
-    if not is_server(where):
-        check_writable(sqlite_path(where))  # before a backup that would be wasted
-    # refuse early, before the lock and the backup
-    with opened(where, readonly=True, busy_timeout=busy_timeout) as database:
-        check_rollback_possible(database, where, force, migrations_dir)
+    if not target.is_server:
+        check_writable(target.real_path)  # before a backup that would be wasted
+    with opened(target, readonly=True) as database:  # refuse early, before the lock and backup
+        check_rollback_possible(database, target, force)
     saved: list[Path] = []
-    with opened(where, busy_timeout=busy_timeout) as database:
-        runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+    with opened(target) as database:
+        runner = MigrationRunner(database, extra_dirs=extra(target))
         runner.migrator.force = force
         reverted = runner.down(before=lambda names: saved.append(
-            backup_under_lock(where, database, busy_timeout)))
-    return RollbackReport(redact(where), reverted, saved[0] if saved else None,
+            backup_under_lock(target, database)))
+    return RollbackReport(str(target), reverted, saved[0] if saved else None,
                           time.monotonic() - start)
 
 
-def check_rollback_possible(database: peewee.Database, where: str, force: bool,
-                            migrations_dir: Dir) -> None:
+def check_rollback_possible(database: peewee.Database, target: Target, force: bool) -> None:
     """Refuse early, before the backup, when the rollback could not go ahead."""
-    runner = MigrationRunner(database, extra_dirs=extra(migrations_dir))
+    runner = MigrationRunner(database, extra_dirs=extra(target))
     applied = [m for m in runner.status() if m.applied]
     if not applied:
-        raise MigrationError(f"{redact(where)}: no applied migration to roll back")
+        raise MigrationError(f"{target}: no applied migration to roll back")
     if force or applied[-1].idx != 1:
         return  # only migration 1 owns threads and messages
     threads, messages = foreign_rows(database)
@@ -554,8 +521,8 @@ def load_models(spec: str | None) -> list:
     return models
 
 
-def diff(db: str | os.PathLike | None = None, models: str | None = None,
-         busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> list[str]:
+def diff(db: DB = None, models: str | None = None,
+         busy_timeout: float | None = None) -> list[str]:
     """What differs between the models and the database, one line each.
 
     Args:
@@ -572,16 +539,16 @@ def diff(db: str | os.PathLike | None = None, models: str | None = None,
     return drift(db, models, busy_timeout).problems
 
 
-def drift(db: str | os.PathLike | None = None, models: str | None = None,
-          busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Drift:
+def drift(db: DB = None, models: str | None = None,
+          busy_timeout: float | None = None) -> Drift:
     """`diff` plus notes: harmless differences (duplicate indexes, optional legacy columns)."""
-    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database:
+    with opened(Target.of(db, busy_timeout), readonly=True) as database:
         return schema_drift_report(database, load_models(models))
 
 
-def makemigration(name: str, db: str | os.PathLike | None = None, models: str | None = None,
+def makemigration(name: str, db: DB = None, models: str | None = None,
                   migrations_dir: Dir = None,
-                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> NewMigration:
+                  busy_timeout: float | None = None) -> NewMigration:
     """Write the next numbered migration script from the diff (review it before migrating).
 
     Args:
@@ -597,5 +564,6 @@ def makemigration(name: str, db: str | os.PathLike | None = None, models: str | 
     Raises:
         MigrationError: a bad name or models that cannot be loaded; DatabaseOpenError.
     """
-    with opened(location(db), readonly=True, busy_timeout=busy_timeout) as database:
-        return make_migration(database, load_models(models), name, migrations_dir)
+    target = Target.of(db, busy_timeout, migrations_dir)
+    with opened(target, readonly=True) as database:
+        return make_migration(database, load_models(models), name, target.migrations_dir)

@@ -178,14 +178,12 @@ def polling_busy(con: sqlite3.Connection, busy_timeout: float, sql: str) -> list
 
 def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
              create: bool = True) -> peewee.Database:
-    """A connected database from a `playhouse.db_url` URL (sqlite:///… or postgresql://…).
+    """A connected server database from a `playhouse.db_url` URL (SQLite files: `open_sqlite`).
 
     A server database is never created here: it must exist. On PostgreSQL, `busy_timeout`
     becomes each transaction's `lock_timeout` (see `postgres.configure`), and connecting
     gives up after `connect_timeout` seconds (10 unless the URL says otherwise).
     """
-    if url.startswith("sqlite:"):
-        return open_sqlite(sqlite_url_path(url), busy_timeout, create)
     try:  # percent-escapes in the user and password are decoded, as libpq does
         db = connect_url(url, unquote_password=True, unquote_user=True)
     except (RuntimeError, ValueError, ImportError) as exc:
@@ -201,15 +199,6 @@ def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise DatabaseOpenError(scrub(f"cannot connect to {redact(url)}: {detail}", url)) from None
     return db
-
-
-def sqlite_url_path(url: str) -> str:
-    """The file of a SQLite URL, as playhouse.db_url reads it: `sqlite:///rel.db`, `sqlite:////abs.db`."""
-    if url.startswith("sqlite:///"):
-        return url[len("sqlite:///"):]
-    if url.startswith("sqlite://"):
-        raise DatabaseOpenError(f"{url!r} names no file: use sqlite:///relative.db or sqlite:////abs.db")
-    return url[len("sqlite:"):]
 
 
 SECRET_QUERY = re.compile(r"(?i)((?:^|&)(?:ssl)?password=)[^&#]*")

@@ -11,27 +11,23 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import peewee
 
 from .database import (
-    DEFAULT_BUSY_TIMEOUT,
-    default_path,
     first_line,
     open_sqlite,
     open_url,
     read_transaction,
-    redact,
     translate_errors,
 )
 from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
 from .models import JSONListField, Session, Thread, ThreadMessage, json_text
 from .runner import MigrationRunner
+from .target import Target
 from .thread_migration import MigrationResult, migrate_thread_ids
 from .validation import (
-    check_busy_timeout,
     check_count,
     check_id,
     check_messages,
@@ -109,18 +105,23 @@ class SessionStore:
     """
 
     def __init__(self, path: str | os.PathLike | None = None, *, url: str | None = None,
-                 busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrate: bool = False) -> None:
+                 busy_timeout: float | None = None, migrate: bool = False) -> None:
+        """`path`: a SQLite file or a database URL (None: the default path); or `url`.
+
+        `busy_timeout`: seconds to wait for another writer's lock (default 5, or the
+        URL's `timeout`).
+        """
         self._closed = True  # until it is open
-        busy_timeout = check_busy_timeout(busy_timeout)
         if path is not None and url is not None:
             raise ValidationError("give a path or a url, not both")
-        self.location = redact(url) if url else str(path if path is not None else default_path())
-        if url:
-            self.db = open_url(url, busy_timeout)
+        target = Target.of(Target.from_url(url) if url is not None else path, busy_timeout)
+        self.location = str(target)
+        if target.is_server:
+            self.db = open_url(target.url, target.busy_timeout)
         else:
             if not migrate:
-                self._refuse_if_needs_migration(busy_timeout)
-            self.db = open_sqlite(self.location, busy_timeout)
+                self._refuse_if_needs_migration(target)
+            self.db = open_sqlite(target.path, target.busy_timeout)
         self.is_sqlite = isinstance(self.db, peewee.SqliteDatabase)
         self._sql = SQL if self.is_sqlite else {k: v.replace("?", "%s") for k, v in SQL.items()}
         self._session_columns: dict[str, Any] | None = None
@@ -162,17 +163,17 @@ class SessionStore:
                 f"run `sessionorm migrate --backup {option} {self.location}` "
                 "(or open it with migrate=True)")
 
-    def _refuse_if_needs_migration(self, busy_timeout: float) -> None:
+    def _refuse_if_needs_migration(self, target: Target) -> None:
         """Check an existing file read-only first, so that a refused file keeps every byte.
 
         The read-write open switches a rollback-journal file to WAL, rewriting its header.
         """
-        path = Path(self.location).expanduser()
+        path = target.real_path
         if not path.is_file() or path.stat().st_size == 0:
             return
-        db = open_sqlite(path, busy_timeout, readonly=True)
+        db = open_sqlite(path, target.busy_timeout, readonly=True)
         try:
-            with translate_errors(self.location), read_transaction(db, busy_timeout):
+            with translate_errors(self.location), read_transaction(db, target.busy_timeout):
                 _, pending = self._pending(db)
                 if pending:
                     self._refuse_data(pending, db)

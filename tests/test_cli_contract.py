@@ -249,3 +249,76 @@ def test_verbose_shows_each_statement_with_its_own_time_commit_included(tmp_path
     assert "BEGIN IMMEDIATE" in statements and "COMMIT" in statements
     assert statements.index("BEGIN IMMEDIATE") < statements.index("COMMIT")
     assert statements.index("COMMIT") > max(i for i, s in enumerate(statements) if s.startswith("INSERT"))
+
+
+# -- database URLs, read by playhouse.db_url ------------------------------------------------------
+
+def test_a_sqlite_url_query_holds_options_never_part_of_the_file_name(tmp_path):
+    done = sessionorm("migrate", "--db-url", f"sqlite:///{tmp_path / 'u.db'}?timeout=3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.db"]
+    relative = sessionorm("migrate", "--db-url", "sqlite:///rel.db", cwd=tmp_path)
+    assert relative.returncode == 0 and (tmp_path / "rel.db").exists()
+
+
+def test_a_sqlite_url_timeout_is_the_busy_timeout(tmp_path):
+    from sessionorm.target import Target
+
+    assert Target.from_url(f"sqlite:///{tmp_path}/a.db?timeout=3").busy_timeout == 3
+    assert Target.of(f"sqlite:///{tmp_path}/a.db?timeout=3", busy_timeout=1).busy_timeout == 1
+    done = sessionorm("status", "--db-url", f"sqlite:///{tmp_path}/a.db?timeout=nan")
+    assert done.returncode == 2
+    assert "timeout must be a finite number of seconds >= 0" in one_error_line(done.stderr)
+
+
+def test_every_sqlite_family_scheme_is_a_file(tmp_path):
+    url = f"sqlite+pool:///{tmp_path / 'd.sqlite'}"
+    assert sessionorm("migrate", "--db-url", url).returncode == 0
+    done = sessionorm("backup", "--db-url", url)
+    assert done.returncode == 0, done.stderr
+    saved = Path(done.stdout.split("backup: ", 1)[1].strip())
+    assert saved.name.startswith("d.sqlite.backup-")  # SQLite's online backup, not pg_dump
+    assert saved.read_bytes()[:16] == b"SQLite format 3\x00"
+
+
+@pytest.mark.parametrize("url", ["mysql://user:secret@host/db", "nonsense", "ftp://x/y"])
+def test_an_unsupported_url_is_one_line_naming_what_is_supported_and_creates_nothing(tmp_path, url):
+    done = sessionorm("migrate", "--db-url", url, cwd=tmp_path)
+    assert done.returncode == 2
+    line = one_error_line(done.stderr)
+    assert line.startswith("error: unsupported database URL ")
+    assert line.endswith("use sqlite:///file.db (any SQLite scheme, e.g. sqlite+pool) or "
+                         "postgresql://host/database")
+    assert "secret" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sqlite_url_without_a_file_is_refused(tmp_path):
+    done = sessionorm("migrate", "--db-url", "sqlite://", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "names no file" in one_error_line(done.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_store_takes_a_path_or_a_url(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with SessionStore("sqlite:///x.db") as store:
+        store.create_session(name="n", amp_prompt="p", repo_root="/r")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.db"]  # no folder named "sqlite:"
+    with SessionStore(url=f"sqlite:///{tmp_path / 'x.db'}?timeout=2") as store:
+        assert len(store.list_sessions()) == 1
+    with SessionStore(tmp_path / "x.db") as store:
+        assert len(store.list_sessions()) == 1
+
+
+def test_the_command_functions_take_one_parsed_target(tmp_path):
+    from sessionorm import migrate, status
+    from sessionorm.target import Target
+
+    scripts = tmp_path / "mine"
+    scripts.mkdir()
+    (scripts / "0003_note.py").write_text(
+        "def up(migrator, db):\n    db.execute_sql('CREATE TABLE note (x)')\n")
+    target = Target.of(tmp_path / "t.sqlite", busy_timeout=2, migrations_dir=scripts)
+    assert "0003_note" in migrate(target).applied
+    assert [m.name for m in status(target)][-1] == "0003_note"

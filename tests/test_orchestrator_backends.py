@@ -13,7 +13,7 @@ import pytest
 from test_postgres import Backend, legacy_rows, pg_database
 
 from sessionorm import MigrationError, commands
-from sessionorm.database import open_url
+from sessionorm.database import open_sqlite, open_url
 from sessionorm.runner import MigrationRunner
 
 VERSION_1_NAMES = sorted([
@@ -70,7 +70,7 @@ def index_names(backend: Backend) -> list[str]:
 
 def migrate_to_version_1(backend: Backend) -> None:
     """Migration 1 alone, through the real runner (as sessionorm did before 0002 shipped)."""
-    db = open_url(backend.target if backend.is_pg else f"sqlite:///{backend.target}")
+    db = open_url(backend.target) if backend.is_pg else open_sqlite(backend.target)
     try:
         MigrationRunner(db).up("0001_session_thread_relationship")
     finally:

@@ -134,7 +134,7 @@ def test_a_check_constraint_of_the_database_is_a_one_line_validation_error(tmp_p
         assert store.list_sessions() == []
 
 
-@pytest.mark.parametrize("bad", ["x", None, -1, math.nan, math.inf, True, [1]])
+@pytest.mark.parametrize("bad", ["x", -1, math.nan, math.inf, True, [1]])  # None: the default
 def test_busy_timeout_must_be_a_finite_number_of_seconds(tmp_path, bad):
     path = tmp_path / "never.sqlite"
     with pytest.raises(ValidationError) as raised:
