@@ -1,6 +1,6 @@
 """A legacy orchestrator database of the `pre` flavour, fast enough for a million sessions.
 
-A compact copy of `../shared/legacy/make_legacy_db.py --flavor pre` (the benchmarks must not
+A compact copy of the orchestrator's `make_legacy_db.py --flavor pre` (the benchmarks must not
 depend on files outside the repository at run time): the same `sessions` layout, including
 `contextIncluded` appended by `ALTER TABLE`, the other legacy tables (left empty), rows of
 similar size, a `fraction` of sessions with a legacy threadId (`T-<uuid>`) and the rest with

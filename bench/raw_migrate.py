@@ -1,6 +1,6 @@
 """The raw-SQL floor of migration 1: what a careful hand-written sqlite3 script costs.
 
-One transaction: the two tables exactly as DESIGN.md writes them (and the `migrations`
+One transaction: the two tables exactly as migration 1 writes them (and the `migrations`
 row), the new thread ids staged in a temp table, one `INSERT … SELECT` for the threads and
 one for their system messages, both in thread-id order, with the same UUID expression as
 `sessionorm/thread_migration.py`, then the 8 single-column

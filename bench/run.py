@@ -53,7 +53,7 @@ BENCHMARKS = ("migrate", "add_thread_message", "add_thread_messages", "get_threa
               "get_session_threads", "open")
 UTC = dt.UTC
 
-# What every connection sets (DESIGN.md, Connections); the raw side uses the same.
+# What every connection sets (docs/architecture.md); the raw side uses the same.
 RAW_PRAGMAS = ("PRAGMA busy_timeout = 5000", "PRAGMA journal_mode = WAL",
                "PRAGMA foreign_keys = ON", "PRAGMA synchronous = NORMAL")
 

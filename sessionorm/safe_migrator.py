@@ -1,4 +1,4 @@
-"""Schema migrators that close the SQLite gaps listed in DESIGN.md (Known gaps)."""
+"""Schema migrators that close the gaps of peewee's own (see docs/architecture.md, Safety rules)."""
 from __future__ import annotations
 
 import contextlib

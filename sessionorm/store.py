@@ -497,7 +497,7 @@ class SessionStore:
     # -- data migration --------------------------------------------------------------------
 
     def migrate_session_thread_ids(self) -> MigrationResult:
-        """Give every session with a legacy threadId its thread, once; see DESIGN.md."""
+        """Give every session with a legacy threadId its thread, once (migration 1's data step)."""
         with self._write():
             return migrate_thread_ids(self.db)
 

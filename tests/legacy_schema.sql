@@ -1,6 +1,6 @@
 -- The legacy orchestrator schema, before the session-thread migration: no threads,
--- thread_messages or migrations tables. A copy of ../shared/legacy/make_legacy_db.py's DDL
--- so that the tests never read /work/shared at run time.
+-- thread_messages or migrations tables: the DDL of the orchestrator's legacy-database generator
+-- (make_legacy_db.py), copied here so that the tests carry everything they need.
 --
 -- Sections start with "-- section: NAME"; legacy.py runs them in this order:
 --   flavour pre:   sessions-pre, common

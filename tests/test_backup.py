@@ -1,6 +1,6 @@
 """Backups: online (WAL pages included), checked, named by UTC time, never overwriting.
 
-DESIGN.md, CLI and Known gaps; issue 3.
+the contract, CLI and Known gaps; issue 3.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `sessionorm` command line: status, verify, errors, exit codes (DESIGN.md, CLI; issue 3).
+"""The `sessionorm` command line: status, verify, errors, exit codes (the contract, CLI; issue 3).
 
 Through click's CliRunner and through `python -m sessionorm` in a real process with stdin
 closed, as scripts run it.

@@ -1,6 +1,6 @@
 """Migration 1 on legacy files: what it creates, what it leaves alone, and running it twice.
 
-DESIGN.md, "The data migration (version 1)"; issue 3.
+the contract, "The data migration (version 1)"; issue 3.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """`sessionorm rollback` / `rollback(db)`: back up first, then undo migration 1 in one transaction.
 
 Refuses to destroy threads or messages that the migration did not create unless --force.
-DESIGN.md, CLI; issue 3.
+the contract, CLI; issue 3.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The SQLite safety rules of DESIGN.md "Known gaps", each with a test that fails without it.
+"""The SQLite safety rules of the contract "Known gaps", each with a test that fails without it.
 
 Scratch migration scripts in tmp_path run through `MigrationRunner(db, directory=...)`, the
 same runner `sessionorm migrate` uses, on real files.

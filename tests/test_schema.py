@@ -1,4 +1,4 @@
-"""The schema a new database gets, read back with PRAGMAs and raw sqlite3 (DESIGN.md, Schema)."""
+"""The schema a new database gets, read back with PRAGMAs and raw sqlite3 (the contract, Schema)."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,4 @@
-"""SessionStore, method by method (DESIGN.md: Connections, Python API), on real SQLite files."""
+"""SessionStore, method by method (the contract: Connections, Python API), on real SQLite files."""
 from __future__ import annotations
 
 import datetime as dt
