@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import REPO_ROOT, one_error_line
+from legacy import make_legacy_db
 
 from sessionorm import SessionStore
 
@@ -54,14 +55,7 @@ def test_not_a_database_is_exit_2(tmp_path, command):
 
 
 def test_pending_is_exit_1_and_clean_is_exit_0(tmp_path, migrated):
-    legacy = tmp_path / "legacy.sqlite"
-    import sqlite3  # a legacy file: a sessions table with a row and nothing else
-
-    con = sqlite3.connect(legacy)
-    con.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT, threadId TEXT)")
-    con.execute("INSERT INTO sessions VALUES ('s', 'n', NULL)")
-    con.commit()
-    con.close()
+    legacy = make_legacy_db(tmp_path / "legacy.sqlite", 3)
     assert sessionorm("status", "--db-path", legacy).returncode == 1
     assert sessionorm("status", "--db-path", migrated).returncode == 0
     assert sessionorm("verify", "--db-path", migrated).returncode == 0
@@ -148,14 +142,7 @@ def test_a_closed_stdout_ends_quietly_keeping_the_exit_code(migrated, command, c
 
 
 def test_a_closed_stdout_keeps_a_pending_status_at_exit_1(tmp_path):
-    import sqlite3
-
-    legacy = tmp_path / "legacy.sqlite"
-    con = sqlite3.connect(legacy)
-    con.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT, threadId TEXT)")
-    con.execute("INSERT INTO sessions VALUES ('s', 'n', NULL)")
-    con.commit()
-    con.close()
+    legacy = make_legacy_db(tmp_path / "legacy.sqlite", 3)
     proc = subprocess.Popen([PYTHON, "-m", "sessionorm", "status", "--db-path", str(legacy)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT,
                             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
@@ -239,8 +226,6 @@ def test_a_failing_migration_script_is_named_and_nothing_of_it_is_kept(tmp_path,
 
 def test_verbose_shows_each_statement_with_its_own_time_commit_included(tmp_path):
     import re
-
-    from legacy import make_legacy_db
 
     path = make_legacy_db(tmp_path / "legacy.sqlite", 20)
     done = sessionorm("migrate", "--verbose", "--db-path", path)
