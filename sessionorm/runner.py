@@ -150,9 +150,17 @@ class MigrationRunner(Runner):
                     self.refuse_foreign_tables([n for n, _ in steps])
                 if before is not None and not done:
                     before([n for n, _ in steps])
-                for name, module in steps:
+                for n, (name, module) in enumerate(steps):
                     if not getattr(module, "atomic", True):
                         break
+                    if name in done:  # applied together with the step before it
+                        continue
+                    following = steps[n + 1] if n + 1 < len(steps) else None
+                    if direction == "up" and not fake and following is not None \
+                            and getattr(following[1], "FOLLOWS", None) == name:
+                        self._together(name, module, *following)
+                        done += [name, following[0]]
+                        continue
                     self._body(name, module, direction, fake)
                     done.append(name)
                 else:
@@ -198,6 +206,25 @@ class MigrationRunner(Runner):
         """peewee's entry point for one migration: its own transaction."""
         with self.migrator.migration_context(getattr(module, "atomic", True)):
             self._body(name, module, direction, fake)
+
+    def _together(self, name, module, next_name, next_module):
+        """Two pending scripts where the second offers `up_with(first, …)`: one combined step.
+
+        A script may do so when applying it right after the one it `FOLLOWS` can be done
+        more cheaply together (0002 builds 0001's indexes once, under their final names).
+        Both are recorded as applied, each with its own checksum.
+        """
+        try:
+            next_module.up_with(module, self.migrator, self.database)
+        except SessionormError:
+            raise
+        except Exception as exc:
+            if is_busy(exc):
+                raise
+            raise MigrationError(f"migrations {name} and {next_name} (up) failed, nothing of them "
+                                 f"was kept: {type(exc).__name__}: {first_line(exc)}") from exc
+        self._body(name, module, "up", fake=True)
+        self._body(next_name, next_module, "up", fake=True)
 
     def _body(self, name, module, direction, fake=False):
         """One migration's work and its history rows, inside the caller's transaction."""

@@ -277,7 +277,9 @@ def test_dry_run_api_returns_the_plan(legacy):
     assert report.dry_run and report.pending == MIGRATIONS
     assert (report.migrated, report.skipped) == (THREADED, 0)
     assert any(s.startswith("CREATE TABLE IF NOT EXISTS threads") for s in report.statements)
-    assert any('CREATE INDEX IF NOT EXISTS "idx_thread_messages_role"' in s for s in report.statements)
+    # 0001 and 0002 together: each index is built once, under its final name
+    assert any('CREATE INDEX "idx_thread_messages_role"' in s for s in report.statements)
+    assert not any("idx_threads_sessionId" in s for s in report.statements)
 
 
 def test_dry_run_counts_sessions_that_already_have_their_thread_as_skipped(migrated):
@@ -327,3 +329,45 @@ def test_dry_run_of_an_up_to_date_database_says_so(migrated, file_digest):
     result = invoke("migrate", "--dry-run", "--db-path", migrated)
     assert result.exit_code == 0 and "up to date" in result.stdout
     assert file_digest(migrated) == before
+
+
+def end_state(path) -> dict:
+    """Schema objects (indexes by name and shape) and rows, independent of random ids and times."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        indexes = {}
+        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            for _, name, unique, origin, partial in con.execute(f'PRAGMA index_list("{table}")'):
+                columns = [r[2] for r in con.execute(f'PRAGMA index_info("{name}")')]
+                indexes[name] = (table, columns, unique, origin, partial)
+        tables = sorted(r for r in con.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+        threads = sorted(con.execute('SELECT "sessionId", name, status FROM threads'))
+        messages = sorted(con.execute(
+            'SELECT t."sessionId", m.role, m.content, m.idx FROM thread_messages m'
+            ' JOIN threads t ON t.id = m."threadId"'))
+        history = sorted(con.execute("SELECT version, name FROM migrations"))
+        checksums = sorted(con.execute("SELECT version, sha256 FROM migration_checksums"))
+        return {"indexes": indexes, "tables": tables, "threads": threads, "messages": messages,
+                "history": history, "checksums": checksums}
+    finally:
+        con.close()
+
+
+def test_migrations_1_and_2_together_leave_what_they_leave_one_by_one(legacy_db):
+    from sessionorm.database import open_sqlite
+    from sessionorm.runner import MigrationRunner
+
+    together = legacy_db(n=40, name="together.db")
+    one_by_one = legacy_db(n=40, name="one_by_one.db")
+    assert commands.migrate(together).applied == MIGRATIONS
+    db = open_sqlite(one_by_one)
+    try:
+        assert MigrationRunner(db).up(target=MIGRATIONS[0]) == MIGRATIONS[:1]
+    finally:
+        db.close()
+    assert commands.migrate(one_by_one).applied == MIGRATIONS[1:]
+    assert end_state(together) == end_state(one_by_one)
+    assert commands.verify(together).ok
