@@ -259,9 +259,29 @@ class MigrationChecksum(BaseModel):
 
 MODELS = (Session, Thread, ThreadMessage, MigrationRecord)
 
+class DataFromRow:
+    """`__data__` made on first use from the row tuple a store left in `_row`.
+
+    Listing 10,000 messages then builds no dict per row; rows made the usual way (peewee's
+    `__init__` sets `__data__` on the instance) never reach this descriptor.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        data = instance.__dict__["__data__"] = dict(zip(self.names, instance.__dict__["_row"],
+                                                         strict=True))
+        return data
+
+
 BaseModel._dirty = CreatedOnFirstUse("_dirty", set)
 BaseModel.__rel__ = CreatedOnFirstUse("__rel__", dict)
 # peewee's metaclass gives every model class a terse __repr__ and a class-level __rel__ = None
 for _model in (*MODELS, MigrationChecksum):
     _model.__repr__ = BaseModel.__repr__
     del _model.__rel__
+# The store's message rows, in the order of its SELECT (see store.MESSAGE_COLUMNS).
+ThreadMessage.__data__ = DataFromRow(("id", "thread", "role", "content", "created_at", "idx"))

@@ -174,3 +174,18 @@ def test_the_python_twins_are_the_functions_the_cli_calls(tmp_path, monkeypatch)
     assert makemigration("nothing", path).path is None  # in sync: nothing written
     assert rollback(path).reverted
     assert not all(m.applied for m in status(path))
+
+
+def test_message_rows_are_complete_models_built_lazily(store, session):
+    """Pins the peewee internals the fast read relies on (see models.DataFromRow)."""
+    from sessionorm import ThreadMessage
+
+    thread = store.create_thread(session, "t")
+    store.add_thread_messages(thread, [("user", "a"), ("assistant", "b")])
+    first, second = store.get_thread_messages(thread)
+    assert "__data__" not in vars(first)  # nothing built until something reads a field
+    assert (first.idx, first.role, first.content, first.thread_id) == (0, "user", "a", thread)
+    assert first.__data__["content"] == "a" and first.created_at.tzinfo is not None
+    assert second.thread.id == thread and repr(second).startswith("<ThreadMessage id=")
+    made = ThreadMessage(id="x", role="user", content="c", idx=0)  # peewee's own constructor
+    assert vars(made)["__data__"]["content"] == "c"
