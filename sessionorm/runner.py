@@ -1,10 +1,11 @@
 """peewee's migration runner, recording history in the orchestrator's `migrations` table."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,23 @@ def record_name(migration: Migration) -> str:
 
 def file_sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def script_failures(what: str) -> Iterator[None]:
+    """A migration script's own exception as `MigrationError("<what> was kept: <error>")`.
+
+    sessionorm's errors pass as they are, and so do busy errors: the caller's
+    `translate_errors` makes those the usual busy message.
+    """
+    try:
+        yield
+    except SessionormError:
+        raise
+    except Exception as exc:
+        if is_busy(exc):
+            raise
+        raise MigrationError(f"{what} was kept: {type(exc).__name__}: {first_line(exc)}") from exc
 
 
 class MigrationRunner(Runner):
@@ -214,15 +232,8 @@ class MigrationRunner(Runner):
         more cheaply together (0002 builds 0001's indexes once, under their final names).
         Both are recorded as applied, each with its own checksum.
         """
-        try:
+        with script_failures(f"migrations {name} and {next_name} (up) failed, nothing of them"):
             next_module.up_with(module, self.migrator, self.database)
-        except SessionormError:
-            raise
-        except Exception as exc:
-            if is_busy(exc):
-                raise
-            raise MigrationError(f"migrations {name} and {next_name} (up) failed, nothing of them "
-                                 f"was kept: {type(exc).__name__}: {first_line(exc)}") from exc
         self._body(name, module, "up", fake=True)
         self._body(next_name, next_module, "up", fake=True)
 
@@ -233,15 +244,8 @@ class MigrationRunner(Runner):
             self.History.create_table(safe=True)
             self.Checksum.create_table(safe=True)
         if not fake:
-            try:
+            with script_failures(f"migration {name} ({direction}) failed, nothing of it"):
                 getattr(module, direction)(self.migrator, self.database)
-            except SessionormError:
-                raise
-            except Exception as exc:
-                if is_busy(exc):  # the usual busy error, from the caller's translate_errors
-                    raise
-                raise MigrationError(f"migration {name} ({direction}) failed, nothing of it was "
-                                     f"kept: {type(exc).__name__}: {first_line(exc)}") from exc
         if direction == "up":
             self.History.create(version=migration.idx, name=record_name(migration),
                                 applied_at=now_timestamp())
