@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import sqlite3
 import time
@@ -155,7 +156,7 @@ def start_snapshot(con: sqlite3.Connection, busy_timeout: float) -> None:
 
 
 def polling_busy(con: sqlite3.Connection, busy_timeout: float, sql: str) -> list[tuple]:
-    """Run `sql`, retrying every millisecond while the file is busy, for up to `busy_timeout`.
+    """Run `sql`, retrying about every millisecond while the file is busy, up to `busy_timeout`.
 
     SQLite's own busy handler backs off to 100 ms sleeps, and some lock changes (the switch
     to WAL) do not call it at all; a writer committing in a loop in rollback-journal mode
@@ -169,9 +170,11 @@ def polling_busy(con: sqlite3.Connection, busy_timeout: float, sql: str) -> list
             try:
                 return con.execute(sql).fetchall()
             except sqlite3.OperationalError as exc:
-                if sqlite_code(exc) != "SQLITE_BUSY" or time.monotonic() >= deadline:
+                # any busy code: SQLITE_BUSY_RECOVERY too, while another opener rebuilds the WAL index
+                if not is_busy(exc) or time.monotonic() >= deadline:
                     raise
-                time.sleep(0.001)
+                # jittered, so that processes polling for one lock do not retry in lockstep
+                time.sleep(random.uniform(0.0005, 0.002))
     finally:
         con.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
 

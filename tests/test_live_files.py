@@ -343,7 +343,7 @@ def test_four_processes_opening_a_new_file_at_once_all_succeed(tmp_path, attempt
     procs = [subprocess.Popen([PYTHON, "-c", OPEN_NEW_STORE, str(db), repr(go)], text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
     outcomes = [(p.wait(60), *p.communicate()) for p in procs]
-    assert [o[0] for o in outcomes] == [0, 0, 0, 0], "\n".join(o[2][-600:] for o in outcomes)
+    assert [o[0] for o in outcomes] == [0, 0, 0, 0], "\n".join(o[2][-2000:] for o in outcomes)
     assert workers.table_counts(db)["sessions"] == 4
     shipped = list((Path(__file__).parents[1] / "migrations").glob("0*.py"))
     assert workers.table_counts(db)["migrations"] == len(shipped)
