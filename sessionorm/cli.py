@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import sys
 import traceback
@@ -20,9 +19,10 @@ import click
 
 from . import commands
 from .database import DEFAULT_BUSY_TIMEOUT, default_path, scrub
-from .errors import SessionormError
+from .errors import SessionormError, ValidationError
 from .sql_log import TimedPrinter, capturing
 from .target import Target
+from .validation import check_busy_timeout
 
 FAILED = 2  # usage errors and operational failures; 1 is an answer that is not clean
 
@@ -59,9 +59,10 @@ class Seconds(click.ParamType):
             seconds = float(value)
         except (TypeError, ValueError):
             self.fail(f"{str(value)[:80]!r} is not a number of seconds", param, ctx)
-        if not math.isfinite(seconds) or seconds < 0:
+        try:
+            return check_busy_timeout(seconds)  # the API's own rule
+        except ValidationError:
             self.fail(f"{value!r} is not a finite number of seconds >= 0", param, ctx)
-        return seconds
 
 
 def chosen_database(db_path: str | None, db_url: str | None) -> Target:

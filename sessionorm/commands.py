@@ -30,7 +30,7 @@ from .drift import drift as schema_drift_report
 from .errors import MigrationError
 from .exercise import Step, open_keeping_journal_mode
 from .exercise import exercise as exercise_store
-from .models import MODELS, MigrationChecksum
+from .models import MODELS, OWN_TABLES
 from .pg_backup import backup_postgres
 from .progress import reporting
 from .runner import MigrationRunner
@@ -93,9 +93,9 @@ def opened(target: Target, *, readonly: bool = False, create: bool = False
     the same committed state of a file that others may be writing.
     """
     if target.is_server:
-        database = open_url(target.url, target.busy_timeout, create=create)
+        database = open_url(target.server_url, target.busy_timeout, create=create)
     else:
-        database = open_sqlite(target.path, target.busy_timeout, create=create, readonly=readonly)
+        database = open_sqlite(target.real_path, target.busy_timeout, create=create, readonly=readonly)
     try:
         with translate_errors(str(target)):
             if readonly and isinstance(database, peewee.SqliteDatabase):
@@ -173,7 +173,7 @@ def exercise_database(db: DB = None,
     """
     target = Target.of(db, busy_timeout)
     if target.is_server:
-        database = open_url(target.url, target.busy_timeout, create=False)
+        database = open_url(target.server_url, target.busy_timeout, create=False)
     else:
         database = open_keeping_journal_mode(target.real_path, target.busy_timeout)
     try:
@@ -235,7 +235,7 @@ def backup(db: DB = None, dest: str | os.PathLike | None = None,
     """
     target = Target.of(db, busy_timeout)
     if target.is_server:
-        return backup_postgres(target.url, dest, target.busy_timeout)
+        return backup_postgres(target.server_url, dest, target.busy_timeout)
     return backup_sqlite(target.real_path, dest, target.busy_timeout, progress)
 
 
@@ -307,7 +307,7 @@ def backup_under_lock(target: Target, database: peewee.Database, progress: Progr
     not changed yet. PostgreSQL: pg_dump's ACCESS SHARE locks are compatible with the lock.
     """
     if target.is_server:
-        return backup_postgres(target.url, busy_timeout=target.busy_timeout, locked=database)
+        return backup_postgres(target.server_url, busy_timeout=target.busy_timeout, locked=database)
     return backup(target, progress=progress)
 
 
@@ -349,8 +349,7 @@ def other_tables(database: peewee.Database) -> list[str]:
     tables = database.get_tables()
     if "sessions" in tables:
         return []
-    ours = {m._meta.table_name for m in (*MODELS, MigrationChecksum)}
-    return sorted(t for t in tables if t not in ours)
+    return sorted(t for t in tables if t not in OWN_TABLES)
 
 
 def record_result(runner: MigrationRunner, report: MigrateReport) -> None:

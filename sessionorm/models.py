@@ -258,6 +258,8 @@ class MigrationChecksum(BaseModel):
 
 
 MODELS = (Session, Thread, ThreadMessage, MigrationRecord)
+# Every table sessionorm's schema names (its migrations lock them; any other is another program's).
+OWN_TABLES = frozenset(m._meta.table_name for m in (*MODELS, MigrationChecksum))
 
 class DataFromRow:
     """`__data__` made on first use from the row tuple a store left in `_row`.

@@ -10,7 +10,7 @@ import peewee
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
 
 from .errors import MigrationError
-from .models import MODELS, MigrationChecksum
+from .models import OWN_TABLES
 from .sql_log import log_statement
 
 WRITES = {sqlite3.SQLITE_INSERT: 0, sqlite3.SQLITE_UPDATE: 0, sqlite3.SQLITE_DELETE: 0,
@@ -157,8 +157,7 @@ def lock_database(db) -> None:
     transaction's lock_timeout.
     """
     db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-    ours = {m._meta.table_name for m in (*MODELS, MigrationChecksum)}
-    tables = [f'"{t}"' for t in db.get_tables() if t in ours]
+    tables = [f'"{t}"' for t in db.get_tables() if t in OWN_TABLES]
     if tables:
         db.execute_sql(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
 
@@ -183,18 +182,16 @@ class SafePostgresqlMigrator(PostgresqlMigrator):
     with the migration lock, ending with ANALYZE of what it wrote."""
 
     force = False
-    # A dry run sets `rehearsal`, and a caller already holding `lock_database`'s lock in its
-    # own transaction sets `locked`: every migration then runs in a savepoint of it.
+    # A dry run sets `rehearsal`: it holds `lock_database`'s lock in its own transaction,
+    # and every migration then runs in a savepoint of it.
     rehearsal = False
-    locked = False
 
     @contextlib.contextmanager
     def migration_context(self, atomic: bool = True) -> Iterator[None]:
-        nested = self.rehearsal or self.locked
-        if self.database.in_transaction() and not nested:
+        if self.database.in_transaction() and not self.rehearsal:
             raise MigrationError("refusing to migrate inside an open transaction")
         with self.database.atomic():
-            if not nested:
+            if not self.rehearsal:
                 lock_database(self.database)
             yield
             analyze_written(self.database)

@@ -120,15 +120,12 @@ class SessionStore:
         target = Target.of(Target.from_url(url) if url is not None else path, busy_timeout)
         self.location = str(target)
         if target.is_server:
-            self.db = open_url(target.url, target.busy_timeout)
+            self.db = open_url(target.server_url, target.busy_timeout)
         else:
             if not migrate:
                 self._refuse_if_needs_migration(target)
-            self.db = open_sqlite(target.path, target.busy_timeout)
-        self.is_sqlite = isinstance(self.db, peewee.SqliteDatabase)
-        self._sql = SQL if self.is_sqlite else {k: v.replace("?", "%s") for k, v in SQL.items()}
-        self._session_columns: dict[str, Any] | None = None
-        self._closed = False
+            self.db = open_sqlite(target.real_path, target.busy_timeout)
+        self._attach(self.db, self.location)
         try:
             self._apply_migrations(migrate)
         except BaseException:
@@ -143,13 +140,16 @@ class SessionStore:
         outer rollback undoes them all (`verify --exercise`).
         """
         store = cls.__new__(cls)
-        store._closed = False
-        store.location = location or repr(db)
-        store.db = db
-        store.is_sqlite = isinstance(db, peewee.SqliteDatabase)
-        store._sql = SQL if store.is_sqlite else {k: v.replace("?", "%s") for k, v in SQL.items()}
-        store._session_columns = None
+        store._attach(db, location or repr(db))
         return store
+
+    def _attach(self, db: peewee.Database, location: str) -> None:
+        """Use the open `db`: its dialect's SQL, no cached column list yet."""
+        self.db, self.location = db, location
+        self.is_sqlite = isinstance(db, peewee.SqliteDatabase)
+        self._sql = SQL if self.is_sqlite else {k: v.replace("?", "%s") for k, v in SQL.items()}
+        self._session_columns: dict[str, Any] | None = None
+        self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
 

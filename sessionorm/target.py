@@ -96,6 +96,13 @@ class Target:
         return target
 
     @property
+    def server_url(self) -> str:
+        """The server database's URL."""
+        if self.url is None:
+            raise DatabaseOpenError(f"{self} is a SQLite file, not a server database")
+        return self.url
+
+    @property
     def real_path(self) -> Path:
         """The SQLite file behind any symlink."""
         if self.path is None:
