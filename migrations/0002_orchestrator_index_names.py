@@ -5,12 +5,20 @@ any other name it adds a second index of the same shape. A rename is a drop + cr
 SQLite (which has no ALTER INDEX ... RENAME) and ALTER INDEX ... RENAME on PostgreSQL. Of
 indexes with one shape (table, columns in order, uniqueness, predicate) only the one named
 here stays. Frozen names, independent of the
-models; `sessionorm diff` proves they agree.
+models; `sessionorm diff` proves they agree. Self-contained: everything it runs is in this file
+(only exception classes come from the package), so its recorded sha256 covers all of it.
 """
+import re
+
 import peewee
 
 from sessionorm.errors import MigrationError
-from sessionorm.indexes import Shape, live_indexes
+
+# Earlier copies of this script with the same effect (their sha256 is recorded where they ran).
+PREVIOUS_SHA256 = {
+    # 0.1.0: the same renames, reading the live indexes through the package
+    "fa2423bf2cce741b67529b3080e463962a42f5fa1415fa04f1e17c9067454e74",
+}
 
 BEFORE, AFTER = 0, 1
 # (table, columns) -> (migration 1's name, the orchestrator's name)
@@ -31,6 +39,25 @@ NAMES = {
 }
 
 
+PARTIAL = re.compile(r"\)\s*WHERE\s", re.I)
+
+
+def shape(table, columns, unique=False, partial=False):
+    """What an index is, whatever its name: table, columns in order, unique, partial."""
+    return f"{table} ({', '.join(columns)})" + (" unique" if unique else "") + \
+        (" with a WHERE clause" if partial else "")
+
+
+def live_indexes(db, table):
+    """(name, shape) of each index of `table` that has DDL (SQLite's automatic ones have none).
+
+    An expression's column is None (SQLite) or its text (PostgreSQL): no name matches it.
+    """
+    return [(index.name, shape(table, [(c or "?").strip('"') for c in index.columns], bool(index.unique),
+                               bool(PARTIAL.search(index.sql))))
+            for index in db.get_indexes(table) if index.sql is not None]
+
+
 def plan(db, which, in_place=False):
     """(drop, rename, create) arguments that leave exactly one index per shape, named `which`.
 
@@ -39,12 +66,12 @@ def plan(db, which, in_place=False):
     live = {table: live_indexes(db, table) for table in ("threads", "thread_messages")}
     drops, renames, creates = [], [], []
     for (table, columns), names in NAMES.items():
-        name, shape = names[which], Shape(table, columns)
-        for index in live[table]:
-            if index.name == name and index.shape != shape:
-                raise MigrationError(f"index {name} exists on {index.shape}, not on {shape}; "
+        name, wanted = names[which], shape(table, columns)
+        for index, found in live[table]:
+            if index == name and found != wanted:
+                raise MigrationError(f"index {name} exists on {found}, not on {wanted}; "
                                      "drop or rename it first")
-        same = [index.name for index in live[table] if index.shape == shape]
+        same = [index for index, found in live[table] if found == wanted]
         if name not in same and same and in_place:
             renames.append((same[0], name))
             same = same[1:]
@@ -67,11 +94,11 @@ def rename(migrator, db, which):
         raise MigrationError(f"index names still differ after the rename: {left}")
 
 
-def up(migrator, db):
+def up(migrator, db, options):
     rename(migrator, db, AFTER)
 
 
-def down(migrator, db):
+def down(migrator, db, options):
     rename(migrator, db, BEFORE)
 
 
@@ -82,10 +109,12 @@ def down(migrator, db):
 FOLLOWS = "0001_session_thread_relationship"
 
 
-def up_with(previous, migrator, db):
-    """Migration 1 (the module `previous`) and this one, in the caller's transaction."""
+def up_with(previous, migrator, db, options):
+    """Migration 1 (the module `previous`) and this one, in the caller's transaction; return
+    migration 1's result."""
     tables, _ = previous.statements()
     for sql in tables:
         db.execute_sql(sql)
-    migrator.result = previous.migrate_thread_ids(db)
+    result = previous.migrate_thread_ids(db)
     rename(migrator, db, AFTER)
+    return result

@@ -32,13 +32,16 @@ from .errors import (
     SessionormError,
     ValidationError,
 )
+from .migration_options import BackfillResult, MigrationOptions
 from .models import MigrationRecord, Session, Thread, ThreadMessage
 from .store import SessionStore
-from .thread_migration import MigrationResult
+
+MigrationResult = BackfillResult  # its name in 0.1.0, kept for scripts written against it
 
 __all__ = [
-    "BackupError", "DatabaseBusyError", "DatabaseOpenError", "MigrationError", "MigrationRecord",
-    "MigrationResult", "NeedsMigrationError", "NotFoundError", "Session", "SessionStore",
+    "BackfillResult", "BackupError", "DatabaseBusyError", "DatabaseOpenError", "MigrationError",
+    "MigrationOptions", "MigrationRecord", "NeedsMigrationError", "NotFoundError", "Session",
+    "SessionStore",
     "SessionormError", "Thread", "ThreadMessage", "ValidationError",
     "backfill", "backup", "diff", "makemigration", "migrate", "rollback", "status", "verify",
 ]

@@ -30,6 +30,7 @@ from .drift import drift as schema_drift_report
 from .errors import MigrationError
 from .exercise import Step, open_keeping_journal_mode
 from .exercise import exercise as exercise_store
+from .migration_options import BackfillResult, MigrationOptions
 from .models import MODELS, OWN_TABLES
 from .pg_backup import backup_postgres
 from .progress import reporting
@@ -40,7 +41,6 @@ from .sql_log import capturing
 from .sqlite_backup import backup_sqlite
 from .store import SessionStore
 from .target import Target
-from .thread_migration import MigrationResult, foreign_rows
 from .verification import VerifyReport, verify_database
 
 Progress = Callable[[str], None] | None  # receives one-line progress messages
@@ -79,8 +79,8 @@ class RollbackReport:
     seconds: float
 
 
-def extra(target: Target) -> list[str]:
-    """A project's own migration scripts, run after the shipped ones."""
+def extra_dirs(target: Target) -> list[str]:
+    """The folder of a project's own migration scripts, run after the shipped ones (if any)."""
     return [str(target.migrations_dir)] if target.migrations_dir else []
 
 
@@ -127,7 +127,7 @@ def status(db: DB = None, migrations_dir: Dir = None,
     """
     target = Target.of(db, busy_timeout, migrations_dir)
     with opened(target, readonly=True) as database:
-        return MigrationRunner(database, extra_dirs=extra(target)).status()
+        return MigrationRunner(database, extra_dirs=extra_dirs(target)).status()
 
 
 def verify(db: DB = None, migrations_dir: Dir = None,
@@ -152,7 +152,7 @@ def verify(db: DB = None, migrations_dir: Dir = None,
     """
     target = Target.of(db, busy_timeout, migrations_dir)
     with opened(target, readonly=True) as database, snapshot(database):
-        runner = MigrationRunner(database, extra_dirs=extra(target))
+        runner = MigrationRunner(database, extra_dirs=extra_dirs(target))
         report = verify_database(database, runner, load_models(models), progress)
     if exercise:
         report.checks.append("exercise")
@@ -183,7 +183,7 @@ def exercise_database(db: DB = None,
 
 
 def backfill(db: DB = None,
-             busy_timeout: float | None = None) -> MigrationResult:
+             busy_timeout: float | None = None) -> BackfillResult:
     """Give sessions with a legacy threadId and no thread theirs (the data step of migration 1).
 
     For sessions created after the migration; `SessionStore.migrate_session_thread_ids()`.
@@ -193,7 +193,7 @@ def backfill(db: DB = None,
         busy_timeout: seconds to wait for another writer's lock.
 
     Returns:
-        A `MigrationResult`: threads `migrated` now, sessions `skipped` (already had theirs).
+        A `BackfillResult`: threads `migrated` now, sessions `skipped` (already had theirs).
 
     Raises:
         MigrationError: migrations are pending; DatabaseBusyError, DatabaseOpenError.
@@ -318,15 +318,15 @@ def refuse_unadoptable(target: Target) -> None:
     the runner checks again under the write lock.
     """
     with opened(target, readonly=True) as database:
-        runner = MigrationRunner(database, extra_dirs=extra(target))
+        runner = MigrationRunner(database, extra_dirs=extra_dirs(target))
         pending = runner.pending()
-        runner.refuse_foreign_tables([m.name for m in pending])  # another program's tables
+        runner.refuse_foreign_tables([m.load() for m in pending])  # another program's tables
 
 
 def run_pending(database: peewee.Database, report: MigrateReport, progress: Progress,
                 target: Target, before: Callable[[list[str]], None] | None = None) -> None:
     """Apply what is pending; `before(names)` runs with the write lock held, nothing written yet."""
-    runner = MigrationRunner(database, extra_dirs=extra(target))
+    runner = MigrationRunner(database, extra_dirs=extra_dirs(target))
 
     def tell(seconds: float) -> None:
         if progress is not None:
@@ -353,28 +353,26 @@ def other_tables(database: peewee.Database) -> list[str]:
 
 
 def record_result(runner: MigrationRunner, report: MigrateReport) -> None:
-    """The data step's counts, when a migration that copies legacy threadIds ran."""
-    result = getattr(runner.migrator, "result", None)
+    """The data steps' counts, when a migration that copies legacy threadIds ran."""
+    result = BackfillResult.total(list(runner.results.values()))
     if result is not None:
         report.migrated, report.skipped = result.migrated, result.skipped
 
 
-class bulk_pragmas:
-    """A larger page cache for a one-off bulk step, reset afterwards."""
-
-    def __init__(self, database: peewee.Database) -> None:
-        self.database = database
-        self.saved: list[tuple[str, object]] = []
-
-    def __enter__(self) -> None:
-        if isinstance(self.database, peewee.SqliteDatabase):
-            for name, value in BULK_PRAGMAS:
-                self.saved.append((name, self.database.pragma(name)))
-                self.database.pragma(name, value)
-
-    def __exit__(self, *exc: object) -> None:
-        for name, value in self.saved:
-            self.database.pragma(name, value)
+@contextlib.contextmanager
+def bulk_pragmas(database: peewee.Database) -> Iterator[None]:
+    """SQLite: a larger page cache for a one-off bulk step, reset afterwards."""
+    if not isinstance(database, peewee.SqliteDatabase):
+        yield
+        return
+    saved = [(name, database.pragma(name)) for name, _ in BULK_PRAGMAS]
+    for name, value in BULK_PRAGMAS:
+        database.pragma(name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved:
+            database.pragma(name, value)
 
 
 def plan_statement(report: MigrateReport) -> Callable[[str, tuple], None]:
@@ -387,10 +385,6 @@ def plan_statement(report: MigrateReport) -> Callable[[str, tuple], None]:
     return keep
 
 
-class _Rehearsed(Exception):
-    """Leaves a dry run's transaction, so that it is rolled back."""
-
-
 def rehearse_in_transaction(target: Target, report: MigrateReport, progress: Progress) -> None:
     """PostgreSQL: run the migrations in one transaction, record the SQL, then roll it back.
 
@@ -401,20 +395,16 @@ def rehearse_in_transaction(target: Target, report: MigrateReport, progress: Pro
         if not SchemaMigrator.from_database(database).transactional_ddl:  # e.g. CockroachDB
             raise MigrationError(f"--dry-run needs transactional DDL, which {type(database).__name__} "
                                  "lacks: its rolled-back rehearsal could leave schema changes behind")
-        runner = MigrationRunner(database, extra_dirs=extra(target))
-        runner.migrator.rehearsal = True
-        try:
-            with database.atomic():
-                lock_database(database)  # as the real run does: a busy database fails here
-                report.pending = [m.name for m in runner.pending()]
-                if not report.pending:
-                    return
+        runner = MigrationRunner(database, extra_dirs=extra_dirs(target),
+                                 options=MigrationOptions(rehearsal=True))
+        with database.atomic() as transaction:
+            lock_database(database)  # as the real run does: a busy database fails here
+            report.pending = [m.name for m in runner.pending()]
+            if report.pending:
                 report.other_tables = other_tables(database)
                 with capturing(plan_statement(report)):
                     runner.up()
-                raise _Rehearsed
-        except _Rehearsed:
-            pass
+            transaction.rollback(begin=False)
         record_result(runner, report)
 
 
@@ -480,31 +470,19 @@ def rollback(db: DB = None, force: bool = False,
     start = time.monotonic()
     if not target.is_server:
         check_writable(target.real_path)  # before a backup that would be wasted
+    options = MigrationOptions(force=force)
     with opened(target, readonly=True) as database:  # refuse early, before the lock and backup
-        check_rollback_possible(database, target, force)
+        runner = MigrationRunner(database, extra_dirs=extra_dirs(target), options=options)
+        if not any(m.applied for m in runner.status()):
+            raise MigrationError(f"{target}: no applied migration to roll back")
+        runner.check_down()  # the latest script's own check
     saved: list[Path] = []
     with opened(target) as database:
-        runner = MigrationRunner(database, extra_dirs=extra(target))
-        runner.migrator.force = force
+        runner = MigrationRunner(database, extra_dirs=extra_dirs(target), options=options)
         reverted = runner.down(before=lambda names: saved.append(
             backup_under_lock(target, database)))
     return RollbackReport(str(target), reverted, saved[0] if saved else None,
                           time.monotonic() - start)
-
-
-def check_rollback_possible(database: peewee.Database, target: Target, force: bool) -> None:
-    """Refuse early, before the backup, when the rollback could not go ahead."""
-    runner = MigrationRunner(database, extra_dirs=extra(target))
-    applied = [m for m in runner.status() if m.applied]
-    if not applied:
-        raise MigrationError(f"{target}: no applied migration to roll back")
-    if force or applied[-1].idx != 1:
-        return  # only migration 1 owns threads and messages
-    threads, messages = foreign_rows(database)
-    if threads or messages:
-        raise MigrationError(
-            f"refusing to roll back: {threads} threads and {messages} messages were not "
-            "created by the migration and would be destroyed (use --force to destroy them)")
 
 
 # -- diff, makemigration ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import peewee
 
-from .drift import affinity, expected_affinities
+from .drift import affinity, column_differences, constraint_differences, existing, expected_affinities
 from .errors import MigrationError
 from .models import Session
 
@@ -74,3 +74,30 @@ def refuse_foreign_tables(db: peewee.Database, models: Sequence[type[peewee.Mode
                 raise MigrationError(
                     f"refusing to migrate: the existing table {table} is not the orchestrator's: "
                     f"{problem} (rename it or use another database; nothing was changed)")
+
+
+def shape_differences(db: peewee.Database, models: Sequence[type[peewee.Model]]) -> list[str]:
+    """How the existing tables of `models` differ from them.
+
+    Columns (names, types, NOT NULL, defaults), foreign keys with their cascades and UNIQUE
+    constraints; indexes are not part of it (migrations add missing ones).
+    """
+    lines = []
+    for model, table in existing(db, models):
+        live = {c.name for c in db.get_columns(table)}
+        wanted = {f.column_name for f in model._meta.sorted_fields}
+        lines += [f"{table} lacks column {c}" for c in sorted(wanted - live)]
+        lines += [f"{table} has a column {c} the contract does not" for c in sorted(live - wanted)]
+    lines += [str(c) for c in column_differences(db, models)]
+    return lines + constraint_differences(db, models)
+
+
+def refuse_foreign_shape(db: peewee.Database, models: Sequence[type[peewee.Model]]) -> None:
+    """Raise `MigrationError` naming every difference when tables a migration adopts
+    (e.g. threads the orchestrator created first) are not the models' tables."""
+    differences = shape_differences(db, models) if models else []
+    if differences:
+        tables = " and ".join(m._meta.table_name for m in models)
+        raise MigrationError(
+            f"refusing to adopt the existing {tables} tables: they differ from sessionorm's ("
+            + "; ".join(differences) + "); rename or fix them first")

@@ -285,5 +285,5 @@ BaseModel.__rel__ = CreatedOnFirstUse("__rel__", dict)
 for _model in (*MODELS, MigrationChecksum):
     _model.__repr__ = BaseModel.__repr__
     del _model.__rel__
-# The store's message rows, in the order of its SELECT (see store.MESSAGE_COLUMNS).
-ThreadMessage.__data__ = DataFromRow(("id", "thread", "role", "content", "created_at", "idx"))
+# The store's message rows: its SELECT lists the columns in field order (store.column_list).
+ThreadMessage.__data__ = DataFromRow(tuple(f.name for f in ThreadMessage._meta.sorted_fields))

@@ -14,10 +14,10 @@ from playhouse.migrations import MigrationError as PeeweeMigrationError
 
 from .database import first_line, is_busy
 from .errors import MigrationError, SessionormError
-from .foreign_tables import refuse_foreign_tables
-from .models import MigrationChecksum, MigrationRecord, Session, Thread, ThreadMessage
+from .foreign_tables import refuse_foreign_shape, refuse_foreign_tables
+from .migration_options import BackfillResult, MigrationOptions, call_script
+from .models import MODELS, MigrationChecksum, MigrationRecord, Session
 from .safe_migrator import make_migrator
-from .thread_migration import refuse_foreign_shape
 from .values import now_timestamp, parse_timestamp
 
 BeforeFirst = Callable[[list[str]], None] | None  # called with the lock held, before any write
@@ -43,7 +43,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 @contextlib.contextmanager
 def script_failures(what: str) -> Iterator[None]:
-    """A migration script's own exception as `MigrationError("<what> was kept: <error>")`.
+    """A migration script's own exception as `MigrationError("<what>: <error>")`.
 
     sessionorm's errors pass as they are, and so do busy errors: the caller's
     `translate_errors` makes those the usual busy message.
@@ -55,7 +55,7 @@ def script_failures(what: str) -> Iterator[None]:
     except Exception as exc:
         if is_busy(exc):
             raise
-        raise MigrationError(f"{what} was kept: {type(exc).__name__}: {first_line(exc)}") from exc
+        raise MigrationError(f"{what}: {type(exc).__name__}: {first_line(exc)}") from exc
 
 
 class MigrationRunner(Runner):
@@ -63,13 +63,24 @@ class MigrationRunner(Runner):
 
     The TypeScript tool recorded `(version, name, applied_at)` rather than peewee's
     `(name, applied)`, so history is keyed by the script's number.
+
+    A script defines `up(migrator, db[, options])` and `down(…)` (peewee's template, plus the
+    `MigrationOptions`); what `up` returns is kept in `results`. It may also offer:
+    `check_down(db, options)` (refuse a rollback early, before the backup), `backfill(db)`
+    (a data step that may run again: `sessionorm backfill`), `ADOPTS` (tables it creates or
+    adopts, refused beforehand when their shape is not the models'), `FOLLOWS` with
+    `up_with(previous, migrator, db, options)` (see `_together`) and `PREVIOUS_SHA256`
+    (digests of earlier copies with the same effect, accepted by `verify`).
     """
 
     def __init__(self, database, directory: str | os.PathLike | None = None,
-                 extra_dirs: Iterable[str | os.PathLike] = ()):
+                 extra_dirs: Iterable[str | os.PathLike] = (),
+                 options: MigrationOptions | None = None):
         super().__init__(database, str(directory or migrations_dir()))
         self.extra_dirs = [str(d) for d in extra_dirs if str(d) != self.directory]
-        self.migrator = make_migrator(database)
+        self.options = options or MigrationOptions()
+        self.migrator = make_migrator(database, self.options)
+        self.results: dict[str, Any] = {}  # what each applied script's `up` returned
 
         class History(MigrationRecord):
             class Meta:
@@ -103,33 +114,61 @@ class MigrationRunner(Runner):
         refuse_foreign_tables(self.database, [self.Checksum])
         return dict(self.Checksum.select().tuples())
 
-    def applied(self) -> dict[str, dt.datetime]:
+    def applied(self) -> dict[str, dt.datetime | str]:
+        """When each recorded migration ran: a datetime, or the text another tool stored."""
         if not self.History.table_exists():
             return {}
         refuse_foreign_tables(self.database, [self.History])
         by_version = {m.idx: m for m in self.migrations()}
-        accum = {}
+        accum: dict[str, dt.datetime | str] = {}
         for version, name, applied_at in self.History.select().tuples():
             known = by_version.get(version)
             key = known.name if known else f"{version:04d}_{name}"
-            accum[key] = parse_timestamp(applied_at)
+            accum[key] = parse_timestamp(applied_at) or ""
         return accum
+
+    def accepted_sha256(self, migration: Migration) -> set[str]:
+        """The script's sha256 now, and those of its earlier copies with the same effect."""
+        return {file_sha256(migration.path), *getattr(migration.load(), "PREVIOUS_SHA256", ())}
 
     def pending(self) -> list[Migration]:
         """Scripts not yet recorded as applied, in order."""
         return [m for m in self.status() if not m.applied and m.path is not None]
 
-    def refuse_foreign_tables(self, names: list[str]) -> None:
-        """Refuse tables of another program that the migrations `names` would adopt.
+    def refuse_foreign_tables(self, modules: Iterable[Any]) -> None:
+        """Refuse tables of another program that the scripts `modules` would adopt.
 
-        Thread tables of another shape than migration 1's are named with every difference
-        first; then any table that is not the orchestrator's at all.
+        Tables a script `ADOPTS` that exist in another shape than the models' are named
+        with every difference first; then any table that is not the orchestrator's at all.
         """
-        models = [self.History, self.Checksum, Session]
-        if any(int(name.split("_", 1)[0]) == 1 for name in names):  # it creates these two
-            refuse_foreign_shape(self.database)
-            models += [Thread, ThreadMessage]
-        refuse_foreign_tables(self.database, models)
+        adopted = {table for module in modules for table in getattr(module, "ADOPTS", ())}
+        models = [m for m in MODELS if m._meta.table_name in adopted]
+        refuse_foreign_shape(self.database, models)
+        refuse_foreign_tables(self.database, [self.History, self.Checksum, Session, *models])
+
+    def check_down(self) -> None:
+        """Let the latest applied script refuse its rollback (`check_down`), writing nothing."""
+        applied = [m for m in self.status() if m.applied]
+        if not applied or applied[-1].path is None:
+            return  # nothing to roll back, or `down` names the missing file
+        latest = applied[-1]
+        check = getattr(latest.load(), "check_down", None)
+        if check is not None:
+            with script_failures(f"migration {latest.name}'s check before rolling back failed"):
+                call_script(check, self.database, options=self.options)
+
+    def backfill(self) -> BackfillResult:
+        """Run the data step of every applied script that offers `backfill`, in the caller's
+        transaction, after refusing tables of another shape."""
+        modules = [m.load() for m in self.status() if m.applied and m.path is not None]
+        modules = [m for m in modules if hasattr(m, "backfill")]
+        self.refuse_foreign_tables(modules)
+        results = []
+        for module in modules:
+            name = Path(module.__file__).stem
+            with script_failures(f"the data step of {name} failed, nothing of it was kept"):
+                results.append(module.backfill(self.database))
+        return BackfillResult.total(results) or BackfillResult(0, 0)
 
     def up(self, target=None, fake=False, before: BeforeFirst = None) -> list[str]:
         """Apply the pending migrations in one transaction; return their names.
@@ -165,7 +204,7 @@ class MigrationRunner(Runner):
                 if not steps:
                     return done
                 if direction == "up" and not done:
-                    self.refuse_foreign_tables([n for n, _ in steps])
+                    self.refuse_foreign_tables([module for _, module in steps])
                 if before is not None and not done:
                     before([n for n, _ in steps])
                 for n, (name, module) in enumerate(steps):
@@ -232,8 +271,11 @@ class MigrationRunner(Runner):
         more cheaply together (0002 builds 0001's indexes once, under their final names).
         Both are recorded as applied, each with its own checksum.
         """
-        with script_failures(f"migrations {name} and {next_name} (up) failed, nothing of them"):
-            next_module.up_with(module, self.migrator, self.database)
+        with script_failures(f"migrations {name} and {next_name} (up) failed, nothing of them was kept"):
+            result = call_script(next_module.up_with, module, self.migrator, self.database,
+                                 options=self.options)
+        if result is not None:
+            self.results[name] = result
         self._body(name, module, "up", fake=True)
         self._body(next_name, next_module, "up", fake=True)
 
@@ -244,8 +286,11 @@ class MigrationRunner(Runner):
             self.History.create_table(safe=True)
             self.Checksum.create_table(safe=True)
         if not fake:
-            with script_failures(f"migration {name} ({direction}) failed, nothing of it"):
-                getattr(module, direction)(self.migrator, self.database)
+            with script_failures(f"migration {name} ({direction}) failed, nothing of it was kept"):
+                result = call_script(getattr(module, direction), self.migrator, self.database,
+                                     options=self.options)
+            if direction == "up" and result is not None:
+                self.results[name] = result
         if direction == "up":
             self.History.create(version=migration.idx, name=record_name(migration),
                                 applied_at=now_timestamp())

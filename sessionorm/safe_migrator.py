@@ -2,16 +2,25 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sqlite3
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import peewee
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
 
+from .dialect import Dialect
 from .errors import MigrationError
+from .migration_options import MigrationOptions
 from .models import OWN_TABLES
 from .sql_log import log_statement
+
+if TYPE_CHECKING:  # the mixins' methods call the migrator class's own
+    MixinBase = SchemaMigrator
+else:
+    MixinBase = object
 
 WRITES = {sqlite3.SQLITE_INSERT: 0, sqlite3.SQLITE_UPDATE: 0, sqlite3.SQLITE_DELETE: 0,
           sqlite3.SQLITE_CREATE_INDEX: 1, sqlite3.SQLITE_ALTER_TABLE: 1}  # which arg names the table
@@ -36,8 +45,11 @@ def recording_writes(db, written: set[str]) -> Iterator[None]:
         conn.set_authorizer(None)
 
 
-def checks_before_commit(db, written: set[str] | None = None) -> None:
+def checks_before_commit(db, written: set[str] | None = None, atomic: bool = True) -> None:
     """Raise `MigrationError` unless foreign keys and page structure are intact.
+
+    `atomic=False`: the migration ran outside a transaction, so the error says that its
+    changes stay (there is nothing to roll back).
 
     `written=None` (after a table rebuild) runs the full foreign_key_check and
     integrity_check. Otherwise only the written tables are checked, with quick_check and
@@ -52,47 +64,33 @@ def checks_before_commit(db, written: set[str] | None = None) -> None:
         children = {t for t in tables for fk in db.get_foreign_keys(t) if fk.dest_table in written}
         fk_checks = [f'PRAGMA foreign_key_check("{t}")' for t in sorted(written | children)]
         page_checks = [f'PRAGMA quick_check("{t}")' for t in sorted(written)]
+    outcome = "rolled back" if atomic else "ran outside a transaction, its changes stay"
     for sql in fk_checks:
         bad = db.execute_sql(sql).fetchmany(5)
         if bad:
             rows = "; ".join(f"{t} rowid {r} -> {p}" for t, r, p, _ in bad)
-            raise MigrationError(f"foreign key check failed, rolled back: {rows}")
+            raise MigrationError(f"foreign key check failed, {outcome}: {rows}")
     for sql in page_checks:
         result = [r[0] for r in db.execute_sql(sql).fetchmany(5)]
         if result != ["ok"]:
-            raise MigrationError(f"integrity check failed, rolled back: {'; '.join(result)}")
+            raise MigrationError(f"integrity check failed, {outcome}: {'; '.join(result)}")
 
 
-@contextlib.contextmanager
-def immediate_transaction(db) -> Iterator[None]:
-    """`db.atomic("IMMEDIATE")`, letting the real error through when SQLite already rolled back.
+class SqliteSafety(MixinBase):
+    """Mixin for peewee's `SqliteMigrator`: it cannot cascade-delete rows or lose triggers and views.
 
-    On SQLITE_FULL (disk full) or SQLITE_IOERR SQLite ends the transaction itself; peewee's
-    unconditional ROLLBACK then fails with "no transaction is active" and hides the cause.
+    Foreign keys go off before the transaction (inside one SQLite ignores the pragma) and
+    are checked, with the pages written, before COMMIT.
     """
-    try:
-        log_statement("BEGIN IMMEDIATE")  # peewee begins and commits unlogged; --verbose shows both
-        with db.atomic("IMMEDIATE"):
-            yield
-            log_statement("COMMIT")
-    except peewee.OperationalError as exc:
-        cause: BaseException | None = exc
-        while cause is not None and "no transaction is active" in str(cause):
-            cause = cause.__context__  # peewee's wrapper, then sqlite3's, then the real one
-        if cause is None or cause is exc:
-            raise
-        raise cause from None
 
-
-class SafeSqliteMigrator(SqliteMigrator):
-    """`SqliteMigrator` that cannot cascade-delete rows or lose triggers and views."""
-
-    force = False  # rollback(force=True) sets it: destroy threads the migration did not create
-    rebuilt = False  # set by a table rebuild inside the current migration
+    def __init__(self, database: peewee.Database, options: MigrationOptions | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(database, **kwargs)
+        self.options = options or MigrationOptions()
+        self.rebuilt = False  # set by a table rebuild inside the current migration
 
     @contextlib.contextmanager
     def migration_context(self, atomic: bool = True) -> Iterator[None]:
-        # peewee's version sets foreign_keys=0 even inside a transaction, where SQLite ignores it.
         db = self.database
         if db.in_transaction() or db.connection().in_transaction:
             raise MigrationError("refusing to migrate inside an open transaction; "
@@ -106,19 +104,22 @@ class SafeSqliteMigrator(SqliteMigrator):
         try:
             with contextlib.ExitStack() as stack:
                 if atomic:
-                    stack.enter_context(immediate_transaction(db))
+                    log_statement("BEGIN IMMEDIATE")  # peewee begins and commits unlogged
+                    stack.enter_context(Dialect.of(db).write())
                 with recording_writes(db, written):
                     yield
-                checks_before_commit(db, None if self.rebuilt else written)
+                checks_before_commit(db, None if self.rebuilt else written, atomic)
+                if atomic:
+                    log_statement("COMMIT")
         finally:
             if fk_on:
                 db.execute_sql("PRAGMA foreign_keys = 1")
 
-    def _update_column(self, table, column_to_update, fn):
+    def _update_column(self, table: str, column_to_update: str, fn: Any) -> Any:
         # peewee rebuilds the table from its stored DDL with a regex: refuse what it would lose.
         refuse_unsafe_rebuild(self.database, table)
         self.rebuilt = True  # check the whole file before COMMIT
-        return super()._update_column(table, column_to_update, fn)
+        return super()._update_column(table, column_to_update, fn)  # type: ignore[misc]
 
 
 def refuse_unsafe_rebuild(db, table: str) -> None:
@@ -177,31 +178,50 @@ def analyze_written(db) -> list[str]:
     return tables
 
 
-class SafePostgresqlMigrator(PostgresqlMigrator):
-    """PostgreSQL has transactional DDL and no rebuilds: one transaction per migration, taken
-    with the migration lock, ending with ANALYZE of what it wrote."""
+class PostgresSafety(MixinBase):
+    """Mixin for peewee's `PostgresqlMigrator` (or a subclass, e.g. CockroachDB's): one
+    transaction per migration, taken with the migration lock, ending with ANALYZE of what it
+    wrote. Without transactional DDL (CockroachDB) or with `atomic=False`, peewee's own
+    behaviour: no transaction, so no lock either."""
 
-    force = False
-    # A dry run sets `rehearsal`: it holds `lock_database`'s lock in its own transaction,
-    # and every migration then runs in a savepoint of it.
-    rehearsal = False
+    def __init__(self, database: peewee.Database, options: MigrationOptions | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(database, **kwargs)
+        self.options = options or MigrationOptions()
 
     @contextlib.contextmanager
     def migration_context(self, atomic: bool = True) -> Iterator[None]:
-        if self.database.in_transaction() and not self.rehearsal:
+        db = self.database
+        rehearsal = self.options.rehearsal  # the dry run holds the transaction and the lock
+        if db.in_transaction() and not rehearsal:
             raise MigrationError("refusing to migrate inside an open transaction")
-        with self.database.atomic():
-            if not self.rehearsal:
-                lock_database(self.database)
+        if not (atomic and self.transactional_ddl):
             yield
-            analyze_written(self.database)
+            return
+        with Dialect.of(db).write():
+            if not rehearsal:
+                lock_database(db)
+            yield
+            analyze_written(db)
 
 
-def make_migrator(db) -> SchemaMigrator:
-    """The safe migrator for `db`'s dialect."""
-    migrator = SchemaMigrator.from_database(db)
-    if isinstance(migrator, SqliteMigrator):
-        return SafeSqliteMigrator(db)
-    if isinstance(migrator, PostgresqlMigrator):
-        return SafePostgresqlMigrator(db)
-    raise MigrationError(f"unsupported database {type(db).__name__}")
+def make_migrator(db: peewee.Database, options: MigrationOptions | None = None) -> SchemaMigrator:
+    """The migrator peewee picks for `db` (`SchemaMigrator.from_database`), made safe.
+
+    The safety is mixed in front of peewee's own class, so a subclass keeps its settings
+    (CockroachDB: no transactional DDL, explicit foreign keys, `DROP INDEX … CASCADE`).
+    """
+    base = type(SchemaMigrator.from_database(db))
+    if issubclass(base, SqliteMigrator):
+        safety: type = SqliteSafety
+    elif issubclass(base, PostgresqlMigrator):
+        safety = PostgresSafety
+    else:
+        raise MigrationError(f"unsupported database {type(db).__name__}")
+    return safe_class(safety, base)(db, options)
+
+
+@functools.cache
+def safe_class(safety: type, base: type) -> type:
+    """`base` with `safety` mixed in front, e.g. `SafeSqliteMigrator`, `SafeCockroachDBMigrator`."""
+    return type(f"Safe{base.__name__}", (safety, base), {})

@@ -22,11 +22,12 @@ from .database import (
     read_transaction,
     translate_errors,
 )
+from .dialect import Dialect
 from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
+from .migration_options import BackfillResult
 from .models import JSONListField, Session, Thread, ThreadMessage, json_text
 from .runner import MigrationRunner
 from .target import Target
-from .thread_migration import MigrationResult, migrate_thread_ids
 from .validation import (
     check_count,
     check_id,
@@ -37,35 +38,40 @@ from .validation import (
 )
 from .values import format_timestamp, new_id, now_timestamp
 
-THREAD_COLUMNS = 't.id, t."sessionId", t.name, t."createdAt", t."updatedAt", t.status'
-MESSAGE_COLUMNS = 'id, "threadId", role, content, "createdAt", idx'
+
+def column_list(model: type[peewee.Model], alias: str = "") -> str:
+    """The model's columns in field order, quoted: the order rows are built from."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f'{prefix}"{f.column_name}"' for f in model._meta.sorted_fields)
+
+
+def insert_template(model: type[peewee.Model]) -> str:
+    """`INSERT` of every column of the model, a `{p}` marker each."""
+    marks = ", ".join(["{p}"] * len(model._meta.sorted_fields))
+    return f"INSERT INTO {model._meta.table_name} ({column_list(model)}) VALUES ({marks})"
+
+
+THREAD_FIELDS = tuple(f.name for f in Thread._meta.sorted_fields)
 MESSAGE_COUNT = '(SELECT count(*) FROM thread_messages m WHERE m."threadId" = t.id)'
+THREAD_SELECT = f"SELECT {column_list(Thread, 't')}, {MESSAGE_COUNT} FROM threads t"
 
-SQL = {
+# The store's fixed statements, `{p}` standing for the dialect's parameter marker.
+STATEMENTS = {
     "next_idx": 'SELECT (SELECT coalesce(max(idx), -1) + 1 FROM thread_messages'
-                ' WHERE "threadId" = ?) FROM threads WHERE id = ?',
-    "insert_message": 'INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
-                      " VALUES (?, ?, ?, ?, ?, ?)",
-    "touch_thread": 'UPDATE threads SET "updatedAt" = ? WHERE id = ?',
-    "insert_thread": 'INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", status)'
-                     " SELECT ?, id, ?, ?, ?, 'active' FROM sessions WHERE id = ?",
-    "get_thread": f"SELECT {THREAD_COLUMNS}, {MESSAGE_COUNT} FROM threads t WHERE t.id = ?",
-    "session_threads": f"SELECT {THREAD_COLUMNS}, {MESSAGE_COUNT} FROM threads t"
-                       ' WHERE t."sessionId" = ? ORDER BY t."updatedAt" DESC',
-    "thread_exists": "SELECT 1 FROM threads WHERE id = ?",
-    "session_exists": "SELECT 1 FROM sessions WHERE id = ?",
-    "get_session": "SELECT * FROM sessions WHERE id = ?",
-    "delete_thread": "DELETE FROM threads WHERE id = ?",
-    "delete_session": "DELETE FROM sessions WHERE id = ?",
-    "lock_thread": "SELECT id FROM threads WHERE id = ? FOR UPDATE",
+                ' WHERE "threadId" = {p}) FROM threads WHERE id = {p}',
+    "insert_message": insert_template(ThreadMessage),
+    "touch_thread": 'UPDATE threads SET "updatedAt" = {p} WHERE id = {p}',
+    "insert_thread": f"INSERT INTO threads ({column_list(Thread)})"
+                     " SELECT {p}, id, {p}, {p}, {p}, 'active' FROM sessions WHERE id = {p}",
+    "get_thread": THREAD_SELECT + " WHERE t.id = {p}",
+    "session_threads": THREAD_SELECT + ' WHERE t."sessionId" = {p} ORDER BY t."updatedAt" DESC',
+    "thread_exists": "SELECT 1 FROM threads WHERE id = {p}",
+    "session_exists": "SELECT 1 FROM sessions WHERE id = {p}",
+    "get_session": "SELECT * FROM sessions WHERE id = {p}",
+    "delete_thread": "DELETE FROM threads WHERE id = {p}",
+    "delete_session": "DELETE FROM sessions WHERE id = {p}",
+    "messages": f"SELECT {column_list(ThreadMessage)} FROM thread_messages WHERE " + '"threadId" = {p}',
 }
-
-
-# (begin, commit, *rollback) of a write; inside a transaction the caller holds (e.g. `verify
-# --exercise`) a savepoint, undone alone on error.
-TOP_WRITE = ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
-NESTED_WRITE = ("SAVEPOINT sessionorm_write", "RELEASE sessionorm_write",
-                "ROLLBACK TO sessionorm_write", "RELEASE sessionorm_write")
 
 
 # Columns holding JSON text, as the orchestrator writes them: a list in Python.
@@ -146,8 +152,9 @@ class SessionStore:
     def _attach(self, db: peewee.Database, location: str) -> None:
         """Use the open `db`: its dialect's SQL, no cached column list yet."""
         self.db, self.location = db, location
-        self.is_sqlite = isinstance(db, peewee.SqliteDatabase)
-        self._sql = SQL if self.is_sqlite else {k: v.replace("?", "%s") for k, v in SQL.items()}
+        self.dialect = Dialect.of(db)
+        self._sql = {key: self.dialect.sql(template) for key, template in STATEMENTS.items()}
+        self._nul_ok = self.dialect.nul_in_text
         self._session_columns: dict[str, Any] | None = None
         self._closed = False
 
@@ -160,7 +167,7 @@ class SessionStore:
     def _refuse_data(self, pending: list[str], db: peewee.Database) -> None:
         """`NeedsMigrationError` if `db` holds data: migrating it is a decision for its owner."""
         if holds_data(db):
-            option = "--db-path" if isinstance(db, peewee.SqliteDatabase) else "--db-url"
+            option = Dialect.of(db).cli_option
             raise NeedsMigrationError(
                 f"{self.location} has pending migrations ({', '.join(pending)}); back it up and "
                 f"run `sessionorm migrate --backup {option} {self.location}` "
@@ -208,39 +215,26 @@ class SessionStore:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _connection(self) -> Any:
+    def _execute(self, key: str, params: tuple = ()) -> Any:
+        return self._query(self._sql[key], params)
+
+    def _query(self, sql: str, params: tuple | list = ()) -> Any:
+        self._refuse_closed()
+        return self.dialect.execute(sql, params)
+
+    def _refuse_closed(self) -> None:
         # peewee reconnects on demand (a feature for other threads); a closed store must not.
         if self._closed:
             raise SessionormError(f"{self!r} is closed")
-        return self.db.connection()
-
-    def _execute(self, key: str, params: tuple = ()) -> Any:
-        if self.is_sqlite:
-            return self._connection().execute(self._sql[key], params)
-        self._connection()  # refuses when closed
-        return self.db.execute_sql(self._sql[key], params)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
-        """One write transaction holding the write lock from its first statement."""
+        """One write transaction holding the write lock from its first statement (a savepoint
+        inside a transaction the caller holds)."""
         with translate_errors(self.location):
-            if not self.is_sqlite:
-                with self.db.atomic():
-                    yield
-                return
-            conn = self._connection()
-            begin, commit, *rollback = NESTED_WRITE if conn.in_transaction else TOP_WRITE
-            conn.execute(begin)
-            try:
+            self._refuse_closed()
+            with self.dialect.write():
                 yield
-                conn.execute(commit)
-            except BaseException:
-                # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a
-                # second ROLLBACK would fail and hide the real error behind "no transaction".
-                if conn.in_transaction:
-                    for sql in rollback:
-                        conn.execute(sql)
-                raise
 
     def _read(self, key: str, params: tuple) -> list[tuple]:
         with translate_errors(self.location):
@@ -261,25 +255,13 @@ class SessionStore:
     def session_columns(self) -> list[str]:
         return list(self._session_meta())
 
-    def _postgres_value(self, column: str, value: Any) -> Any:
-        """Coerce as SQLite's column affinity would: PostgreSQL refuses 1 for a boolean, 2 for text."""
-        meta = self._session_meta().get(column)
-        kind = meta.data_type.lower() if meta else ""
-        if kind == "boolean" and isinstance(value, int):
-            return bool(value)
-        if kind in ("text", "character varying") and isinstance(value, (int, float)):
-            return str(int(value) if isinstance(value, bool) else value)
-        if kind in ("integer", "bigint", "smallint") and isinstance(value, bool):
-            return int(value)
-        return value
-
     def create_session(self, name: str, amp_prompt: str | None, repo_root: str,
                        **other_columns: Any) -> Session:
         """Insert a session; unset NOT NULL legacy columns get the orchestrator's defaults."""
-        check_text(name, "name", allow_empty=False, nul_ok=self.is_sqlite)
+        check_text(name, "name", allow_empty=False, nul_ok=self._nul_ok)
         if amp_prompt is not None:
-            check_text(amp_prompt, "amp_prompt", nul_ok=self.is_sqlite)
-        check_text(repo_root, "repo_root", allow_empty=False, nul_ok=self.is_sqlite)
+            check_text(amp_prompt, "amp_prompt", nul_ok=self._nul_ok)
+        check_text(repo_root, "repo_root", allow_empty=False, nul_ok=self._nul_ok)
         columns = self.session_columns()
         by_snake = {snake_case(c): c for c in columns}
         row: dict[str, Any] = {}
@@ -292,12 +274,12 @@ class SessionStore:
             elif column in JSON_COLUMNS and isinstance(value, (list, tuple)):
                 value = json_list(value, key)
             elif isinstance(value, str):
-                check_text(value, key, nul_ok=self.is_sqlite)
+                check_text(value, key, nul_ok=self._nul_ok)
             elif value is not None and not isinstance(value, (str, int, float)):
                 raise ValidationError(f"{key} must be text, a number, a bool or a datetime")
-            row[column] = value if self.is_sqlite else self._postgres_value(column, value)
+            row[column] = self.dialect.session_value(self._session_meta()[column].data_type, value)
         session_id = row.setdefault("id", new_id())
-        check_id(session_id, "id", nul_ok=self.is_sqlite)
+        check_id(session_id, "id", nul_ok=self._nul_ok)
         now = dt.datetime.now(dt.UTC)
         slug = re.sub(r"[^a-z0-9-]", "", name.lower().replace(" ", "-")) or "session"
         row.update(name=name, ampPrompt=amp_prompt, repoRoot=repo_root)
@@ -315,13 +297,12 @@ class SessionStore:
                 raise ValidationError(f"sessions.{column} is NOT NULL in this database and has no "
                                       f"default: pass {snake_case(column)}=…")
         names = ", ".join(f'"{c}"' for c in row)
-        marks = ", ".join([self.db.param] * len(row))
+        marks = ", ".join([self.dialect.param] * len(row))
         try:
             with self._write():
                 if self._execute("session_exists", (session_id,)).fetchone():
                     raise ValidationError(f"a session with id {quoted(session_id)} already exists")
-                self.db.execute_sql(f"INSERT INTO sessions ({names}) VALUES ({marks})",
-                                    tuple(row.values()))
+                self._query(f"INSERT INTO sessions ({names}) VALUES ({marks})", tuple(row.values()))
         except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:  # e.g. a CHECK of its own
             raise ValidationError(f"the database refused the session: {first_line(exc)}") from None
         return self.get_session(session_id)
@@ -333,25 +314,24 @@ class SessionStore:
         whole table (sessions number in the thousands, not millions).
         """
         if status is not None:
-            check_text(status, "status", nul_ok=self.is_sqlite)
+            check_text(status, "status", nul_ok=self._nul_ok)
         limit = check_count(limit, "limit")
         sql = "SELECT * FROM sessions"
         params: list[Any] = []
         if status is not None:
-            sql += f" WHERE status = {self.db.param}"
+            sql += f" WHERE status = {self.dialect.param}"
             params.append(status)
         sql += ' ORDER BY "createdAt" DESC, id'
         if limit is not None:
-            sql += f" LIMIT {self.db.param}"
+            sql += f" LIMIT {self.dialect.param}"
             params.append(limit)
         with translate_errors(self.location):
-            self._connection()  # refuses when closed
-            cursor = self.db.execute_sql(sql, params)
+            cursor = self._query(sql, params)
             columns = [d[0] for d in cursor.description]
             return [session_from_row(columns, row, self) for row in cursor.fetchall()]
 
     def get_session(self, session_id: str) -> Session:
-        session_id = check_id(session_id, "session_id", Session, nul_ok=self.is_sqlite)
+        session_id = check_id(session_id, "session_id", Session, nul_ok=self._nul_ok)
         with translate_errors(self.location):
             cursor = self._execute("get_session", (session_id,))
             row = cursor.fetchone()
@@ -362,7 +342,7 @@ class SessionStore:
 
     def delete_session(self, session_id: str) -> None:
         """Delete a session; its threads and their messages go with it."""
-        session_id = check_id(session_id, "session_id", Session, nul_ok=self.is_sqlite)
+        session_id = check_id(session_id, "session_id", Session, nul_ok=self._nul_ok)
         try:
             with self._write():
                 if self._execute("delete_session", (session_id,)).rowcount == 0:
@@ -375,8 +355,8 @@ class SessionStore:
 
     def create_thread(self, session_id: str, name: str) -> str:
         """Add a thread to a session; return its id."""
-        session_id = check_id(session_id, "session_id", Session, nul_ok=self.is_sqlite)
-        check_text(name, "name", allow_empty=False, nul_ok=self.is_sqlite)
+        session_id = check_id(session_id, "session_id", Session, nul_ok=self._nul_ok)
+        check_text(name, "name", allow_empty=False, nul_ok=self._nul_ok)
         thread_id, now = new_id(), now_timestamp()
         with self._write():
             if self._execute("insert_thread", (thread_id, name, now, now, session_id)).rowcount == 0:
@@ -385,7 +365,7 @@ class SessionStore:
 
     def get_thread(self, thread_id: str) -> Thread:
         """The thread, with `.message_count`."""
-        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self._nul_ok)
         rows = self._read("get_thread", (thread_id,))
         if not rows:
             raise NotFoundError(f"no thread with id {quoted(thread_id)}")
@@ -393,7 +373,7 @@ class SessionStore:
 
     def get_session_threads(self, session_id: str) -> list[Thread]:
         """A session's threads with `.message_count`, newest updated first, in one query."""
-        session_id = check_id(session_id, "session_id", Session, nul_ok=self.is_sqlite)
+        session_id = check_id(session_id, "session_id", Session, nul_ok=self._nul_ok)
         rows = self._read("session_threads", (session_id,))
         if not rows:
             self._require("session_exists", session_id, "session")
@@ -401,14 +381,14 @@ class SessionStore:
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread and its messages."""
-        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self._nul_ok)
         with self._write():
             if self._execute("delete_thread", (thread_id,)).rowcount == 0:
                 raise NotFoundError(f"no thread with id {quoted(thread_id)}")
 
     def update_thread_timestamp(self, thread_id: str) -> None:
         """Set the thread's `updatedAt` to now."""
-        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self._nul_ok)
         with self._write():
             if self._execute("touch_thread", (now_timestamp(), thread_id)).rowcount == 0:
                 raise NotFoundError(f"no thread with id {quoted(thread_id)}")
@@ -416,9 +396,8 @@ class SessionStore:
     # -- messages --------------------------------------------------------------------------
 
     def _next_idx(self, thread_id: str) -> int:
-        if not self.is_sqlite:  # READ COMMITTED: serialise appenders on the thread row
-            if not self._execute("lock_thread", (thread_id,)).fetchone():
-                raise NotFoundError(f"no thread with id {quoted(thread_id)}")
+        if not self.dialect.lock_thread(thread_id):
+            raise NotFoundError(f"no thread with id {quoted(thread_id)}")
         row = self._execute("next_idx", (thread_id, thread_id)).fetchone()
         if row is None:
             raise NotFoundError(f"no thread with id {quoted(thread_id)}")
@@ -426,9 +405,9 @@ class SessionStore:
 
     def add_thread_message(self, thread_id: str, role: str, content: str) -> str:
         """Append a message (idx = next) and bump the thread's `updatedAt`; return its id."""
-        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self._nul_ok)
         check_role(role)
-        check_text(content, "content", nul_ok=self.is_sqlite)
+        check_text(content, "content", nul_ok=self._nul_ok)
         message_id, now = new_id(), now_timestamp()
         with self._write():
             idx = self._next_idx(thread_id)
@@ -439,18 +418,15 @@ class SessionStore:
     def add_thread_messages(self, thread_id: str,
                             messages: Iterable[tuple[str, str]]) -> list[str]:
         """Append a batch in one transaction, all or nothing; return the ids in order."""
-        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
-        batch = check_messages(messages, nul_ok=self.is_sqlite)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self._nul_ok)
+        batch = check_messages(messages, nul_ok=self._nul_ok)
         now = now_timestamp()
         ids = [new_id() for _ in batch]
         with self._write():
             first = self._next_idx(thread_id)
             rows = [(mid, thread_id, role, content, now, first + n)
                     for n, (mid, (role, content)) in enumerate(zip(ids, batch, strict=False))]
-            if self.is_sqlite:
-                self._connection().executemany(self._sql["insert_message"], rows)
-            else:
-                self.db.cursor().executemany(self._sql["insert_message"], rows)
+            self.dialect.executemany(self._sql["insert_message"], rows)
             self._execute("touch_thread", (now, thread_id))
         return ids
 
@@ -458,27 +434,23 @@ class SessionStore:
                             limit: int | None = None, last: int | None = None
                             ) -> list[ThreadMessage]:
         """Messages ordered by idx: those after `after_idx`, the first `limit` or the latest `last`."""
-        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self.is_sqlite)
+        thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self._nul_ok)
         after_idx, limit, last = (check_count(after_idx, "after_idx"),
                                   check_count(limit, "limit"), check_count(last, "last"))
         if limit is not None and last is not None:
             raise ValidationError("give limit or last, not both")
-        sql = f'SELECT {MESSAGE_COLUMNS} FROM thread_messages WHERE "threadId" = ?'
+        param = self.dialect.param
+        sql = self._sql["messages"]
         params: list[Any] = [thread_id]
         if after_idx is not None:
-            sql += " AND idx > ?"
+            sql += f" AND idx > {param}"
             params.append(after_idx)
         sql += " ORDER BY idx DESC" if last is not None else " ORDER BY idx"
         if limit is not None or last is not None:
-            sql += " LIMIT ?"
+            sql += f" LIMIT {param}"
             params.append(limit if limit is not None else last)
-        if not self.is_sqlite:
-            sql = sql.replace("?", "%s")
         with translate_errors(self.location):
-            if self.is_sqlite:
-                rows = self._connection().execute(sql, params).fetchall()
-            else:
-                rows = self.db.execute_sql(sql, params).fetchall()
+            rows = self._query(sql, params).fetchall()
             if not rows:
                 self._require("thread_exists", thread_id, "thread")
         if last is not None:
@@ -499,20 +471,18 @@ class SessionStore:
 
     # -- data migration --------------------------------------------------------------------
 
-    def migrate_session_thread_ids(self) -> MigrationResult:
+    def migrate_session_thread_ids(self) -> BackfillResult:
         """Give every session with a legacy threadId its thread, once (migration 1's data step)."""
         with self._write():
-            return migrate_thread_ids(self.db)
+            return MigrationRunner(self.db).backfill()
 
 
 def thread_from_row(row: tuple, store: SessionStore) -> Thread:
-    """A `Thread` with `.message_count` from a row of THREAD_COLUMNS + MESSAGE_COUNT."""
-    id_, session, name, created, updated, status, count = row
+    """A `Thread` with `.message_count` from a row of THREAD_SELECT: its columns, then the count."""
     thread = Thread.__new__(Thread)
     thread._store = store
-    thread.__data__ = {"id": id_, "session": session, "name": name, "created_at": created,
-                       "updated_at": updated, "status": status}
-    thread.message_count = count
+    thread.__data__ = dict(zip(THREAD_FIELDS, row, strict=False))
+    thread.message_count = row[-1]
     return thread
 
 

@@ -14,11 +14,11 @@ import peewee
 
 from .database import first_line, sqlite_code
 from .drift import drift
+from .legacy_threads import HAS_THREAD_ID, MIGRATED_TWICE, NOT_YET_MIGRATED, NOT_YET_MIGRATED_PG
 from .models import MODELS
 from .postgres import linear_plans
 from .progress import reporting
-from .runner import MigrationRunner, file_sha256, record_name
-from .thread_migration import HAS_THREAD_ID, MIGRATED_TWICE, NOT_YET_MIGRATED, NOT_YET_MIGRATED_PG
+from .runner import MigrationRunner, record_name
 from .values import format_timestamp, parse_timestamp
 
 LOST_THREADS = ("{} migrated threads are missing (deleted after the migration: see README, "
@@ -64,7 +64,7 @@ def migration_problems(runner: MigrationRunner) -> list[str]:
                                 f"expected {record_name(script)!r}")
     for version, recorded in runner.checksums().items():
         script = scripts.get(version)
-        if script is not None and file_sha256(script.path) != recorded:
+        if script is not None and recorded not in runner.accepted_sha256(script):
             problems.append(f"migration script {script.path} was edited after it was applied "
                             "(sha256 differs)")
     return problems

@@ -11,6 +11,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,14 @@ MESSAGE = "Thread migrated from legacy threadId: {}"
 
 
 # -- running the CLI -------------------------------------------------------------------------
+
+def shipped_script(name: str = "0001_session_thread_relationship") -> types.ModuleType:
+    """A shipped migration script, loaded from its file as the runner loads it."""
+    from playhouse.migrations import Migration
+
+    from sessionorm.runner import migrations_dir
+    return Migration(0, name, str(migrations_dir() / f"{name}.py"), None).load()
+
 
 def invoke(*args: str | os.PathLike) -> Result:
     """`sessionorm ARGS` through click's CliRunner; stdout and stderr kept apart."""

@@ -19,6 +19,7 @@ from cli_support import (
     query,
     raw,
     run_module,
+    shipped_script,
     sidecars,
     threaded_sessions,
 )
@@ -338,7 +339,8 @@ def test_thread_tables_of_another_shape_are_refused_and_the_file_keeps_every_byt
         result = invoke(*args, "--db-path", path)
         assert result.exit_code == 2, args
         line = one_error_line(result.stderr)
-        assert line.startswith("error: refusing to adopt the existing thread tables") and named in line
+        assert line.startswith("error: refusing to adopt the existing threads and thread_messages "
+                               "tables") and named in line
         assert digest(path) == before and sorted(path.parent.iterdir()) == files, args
     with pytest.raises(MigrationError, match="refusing to adopt"):
         SessionStore(path, migrate=True)
@@ -455,14 +457,16 @@ def test_the_data_step_and_verify_search_per_session_and_scan_only_sessions(migr
     """One pass over sessions; per session only index searches (no quadratic plan)."""
     import peewee
 
-    from sessionorm import thread_migration as step
+    from sessionorm.legacy_threads import MIGRATED_TWICE
     from sessionorm.verification import lost_and_late_sql
+
+    step = shipped_script()
 
     statements = [(step.stage_sql().split(" AS ", 1)[1], ()),
                   (f"SELECT count(*) FROM sessions s WHERE {step.HAS_THREAD_ID}"
                    f" AND {step.NOT_YET_MIGRATED}", ()),
                   (lost_and_late_sql(peewee.SqliteDatabase(None)), ("2025-08-01T00:00:00.000Z",) * 2),
-                  (step.MIGRATED_TWICE, ())]
+                  (MIGRATED_TWICE, ())]
     for sql, params in statements:
         plan = [row[3] for row in query(migrated, "EXPLAIN QUERY PLAN " + sql, params)]
         assert [line for line in plan if line.startswith("SCAN")] == ["SCAN s"], plan

@@ -9,7 +9,6 @@ server itself.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import multiprocessing
 import socket
 import threading
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_support import one_error_line, run_module
+from cli_support import one_error_line, run_module, shipped_script
 from test_postgres import (  # noqa: F401  (backend: the fixture, used by name)
     Backend,
     backend,
@@ -31,10 +30,9 @@ from test_postgres import (  # noqa: F401  (backend: the fixture, used by name)
 
 from sessionorm import DatabaseBusyError, SessionStore, ValidationError, commands, pg_backup
 from sessionorm.database import open_url, redact
+from sessionorm.legacy_threads import HAS_THREAD_ID, NOT_YET_MIGRATED_PG
 from sessionorm.postgres import linear_plans
-from sessionorm.runner import migrations_dir
 from sessionorm.sql_log import capturing
-from sessionorm.thread_migration import count_plan_sql, foreign_rows_sql, insert_both_sql_postgres
 from sessionorm.verification import orphans_sql
 
 MIGRATION = "0001_session_thread_relationship"
@@ -386,7 +384,8 @@ FOREIGN = {
         " \"createdAt\" TEXT NOT NULL)",
         'the existing table sessions is not the orchestrator\'s: its primary key is not ("id")'),
     "integer threads": ("CREATE TABLE threads (id INTEGER PRIMARY KEY, title TEXT)",
-                        "the existing thread tables: they differ from sessionorm's (threads lacks column"),
+                        "the existing threads and thread_messages tables: they differ from "
+                        "sessionorm's (threads lacks column"),
     "messages without unique": (
         'CREATE TABLE threads (id TEXT PRIMARY KEY, "sessionId" TEXT NOT NULL REFERENCES'
         ' sessions(id) ON DELETE CASCADE, name TEXT NOT NULL, "createdAt" TEXT NOT NULL,'
@@ -495,10 +494,7 @@ def test_migrate_analyzes_the_tables_it_wrote(legacy):
 
 def migrated_without_statistics(db: Backend, sessions: int) -> None:
     """A legacy database migrated as the orchestrator did it: keys on, no ANALYZE, ever."""
-    spec = importlib.util.spec_from_file_location(
-        "shipped_0001", migrations_dir() / "0001_session_thread_relationship.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = shipped_script()
     rows = [(str(uuid.UUID(int=i + 1, version=4)), f"S{i}", "p", None, "/r", "main", f"b{i}",
              f"/w/{i}", "idle", None, None, f"T-{i}" if i % 2 else None,
              f"2025-01-01T00:00:{i % 60:02d}.000Z", None, None, False) for i in range(sessions)]
@@ -510,7 +506,7 @@ def migrated_without_statistics(db: Backend, sessions: int) -> None:
         con.execute("ALTER TABLE threads SET (autovacuum_enabled = off);"
                     "ALTER TABLE thread_messages SET (autovacuum_enabled = off);"
                     "ALTER TABLE sessions SET (autovacuum_enabled = off)")
-        con.execute(insert_both_sql_postgres())
+        con.execute(module.insert_both_sql_postgres())
         for sql in indexes:
             con.execute(sql)
         con.execute("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
@@ -527,7 +523,8 @@ def test_verify_data_checks_hash_their_joins_without_statistics(pg):
     try:
         foreign_keys = [(t, fk) for t in ("threads", "thread_messages")
                         for fk in database.get_foreign_keys(t)]
-        queries = [count_plan_sql(database), foreign_rows_sql()]
+        queries = [f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED_PG}",
+                   shipped_script().foreign_rows_sql()]
         queries += [orphans_sql(table, fk) for table, fk in foreign_keys]
         for sql in queries:
             with linear_plans(database):
