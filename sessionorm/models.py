@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 from peewee import (
     SQL,
@@ -154,6 +155,8 @@ class BaseModel(Model):
     """Readable repr for REPL use: the class and its identifying columns."""
 
     _repr_fields: tuple[str, ...] = ("id",)
+    _store: Any  # the SessionStore a row came from: its relations go through it
+    _row: tuple  # message rows: the driver's row, until `__data__` is first used
 
     class Meta:
         model_metadata_class = ContractMetadata
@@ -193,6 +196,7 @@ class Session(BaseModel):
 class Thread(BaseModel):
     """A conversation thread of a session."""
 
+    message_count: int  # set on threads the store returns
     id = TextField(primary_key=True)
     session = StoreForeignKeyField(Session, column_name="sessionId", field="id", object_id_name="session_id",
                               on_delete="CASCADE", backref="threads")
@@ -279,11 +283,11 @@ class DataFromRow:
         return data
 
 
-BaseModel._dirty = CreatedOnFirstUse("_dirty", set)
+BaseModel._dirty = CreatedOnFirstUse("_dirty", set)  # type: ignore[attr-defined]
 BaseModel.__rel__ = CreatedOnFirstUse("__rel__", dict)
 # peewee's metaclass gives every model class a terse __repr__ and a class-level __rel__ = None
 for _model in (*MODELS, MigrationChecksum):
-    _model.__repr__ = BaseModel.__repr__
+    _model.__repr__ = BaseModel.__repr__  # type: ignore[method-assign]
     del _model.__rel__
 # The store's message rows: its SELECT lists the columns in field order (store.column_list).
 ThreadMessage.__data__ = DataFromRow(tuple(f.name for f in ThreadMessage._meta.sorted_fields))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import importlib.util
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -25,11 +26,10 @@ BeforeFirst = Callable[[list[str]], None] | None  # called with the lock held, b
 
 def migrations_dir() -> Path:
     """The shipped migration scripts: `sessionorm.migrations` when installed."""
-    try:
-        from . import migrations  # installed: setup.cfg maps migrations/ here
-        return Path(migrations.__file__).parent
-    except ImportError:  # a source checkout on sys.path
-        return Path(__file__).resolve().parent.parent / "migrations"
+    installed = importlib.util.find_spec(f"{__package__}.migrations")  # setup.cfg maps it there
+    if installed is not None and installed.origin:
+        return Path(installed.origin).parent
+    return Path(__file__).resolve().parent.parent / "migrations"  # a source checkout
 
 
 def record_name(migration: Migration) -> str:
@@ -92,7 +92,9 @@ class MigrationRunner(Runner):
 
         History._meta.set_database(database)
         Checksum._meta.set_database(database)
-        self.History, self.Checksum = History, Checksum
+        # Any: peewee's annotations do not describe what `select().tuples()` yields
+        self.History: Any = History
+        self.Checksum: Any = Checksum
 
     def migrations(self) -> list[Migration]:
         """The shipped scripts plus those of `extra_dirs` (a project's own), by number."""

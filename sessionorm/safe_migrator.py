@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -17,8 +16,9 @@ from .migration_options import MigrationOptions
 from .models import OWN_TABLES
 from .sql_log import log_statement
 
-if TYPE_CHECKING:  # the mixins' methods call the migrator class's own
-    MixinBase = SchemaMigrator
+if TYPE_CHECKING:
+    class MixinBase(SchemaMigrator):  # the mixins' methods call the migrator class's own
+        pass
 else:
     MixinBase = object
 
@@ -119,7 +119,7 @@ class SqliteSafety(MixinBase):
         # peewee rebuilds the table from its stored DDL with a regex: refuse what it would lose.
         refuse_unsafe_rebuild(self.database, table)
         self.rebuilt = True  # check the whole file before COMMIT
-        return super()._update_column(table, column_to_update, fn)  # type: ignore[misc]
+        return super()._update_column(table, column_to_update, fn)
 
 
 def refuse_unsafe_rebuild(db, table: str) -> None:
@@ -218,10 +218,9 @@ def make_migrator(db: peewee.Database, options: MigrationOptions | None = None) 
         safety = PostgresSafety
     else:
         raise MigrationError(f"unsupported database {type(db).__name__}")
-    return safe_class(safety, base)(db, options)
+    if (safety, base) not in SAFE_CLASSES:  # one class per pair: e.g. SafeCockroachDBMigrator
+        SAFE_CLASSES[safety, base] = type(f"Safe{base.__name__}", (safety, base), {})
+    return SAFE_CLASSES[safety, base](db, options)
 
 
-@functools.cache
-def safe_class(safety: type, base: type) -> type:
-    """`base` with `safety` mixed in front, e.g. `SafeSqliteMigrator`, `SafeCockroachDBMigrator`."""
-    return type(f"Safe{base.__name__}", (safety, base), {})
+SAFE_CLASSES: dict[tuple[type, type], type] = {}

@@ -84,6 +84,8 @@ def insert_into(body: str, function: str, lines: list[str]) -> str:
         return body
     pattern = re.compile(rf"(def {function}\(migrator, db\):\n)((?:    .*\n|\n)*?)(?=\n\ndef |\Z)")
     match = pattern.search(body)
+    if match is None:  # peewee's template no longer renders `def function(migrator, db):`
+        raise MigrationError(f"cannot add to {function}(): peewee's migration template changed")
     block = match.group(2)
     if block.strip() == "pass":
         block = ""

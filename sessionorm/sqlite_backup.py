@@ -49,7 +49,7 @@ def backup_sqlite(db_path: str | os.PathLike, dest: str | os.PathLike | None = N
     src_path = real_path(db_path)
     check_sqlite_file(src_path, must_exist=True)
     explicit = dest is not None
-    first = Path(dest).expanduser() if explicit else backup_name(src_path)
+    first = Path(dest).expanduser() if dest is not None else backup_name(src_path)
     if explicit and first.exists():
         raise BackupError(f"{first} exists; refusing to overwrite it")
     remove_stale_partials(first.parent, f".{glob.escape(src_path.name)}.backup-*.partial-*")

@@ -52,7 +52,7 @@ def check_busy_timeout(value: Any) -> float:
 def check_role(role: object) -> str:
     if role not in ROLES:
         raise ValidationError(f"role must be one of {', '.join(ROLES)}, not {quoted(role)}")
-    return role  # type: ignore[return-value]
+    return role
 
 
 def check_count(value: object, what: str) -> int | None:
