@@ -78,13 +78,12 @@ def print_statement_timings(source: Path, target: Path, cmd: list[str], workdir:
     lines = (workdir / "proc.out").read_text(errors="replace").splitlines()
     lines += (workdir / "proc.err").read_text(errors="replace").splitlines()
     timed_lines = []
-    for n, line in enumerate(lines):
-        if line.startswith("[+") and "s]" in line:
+    for line in lines:
+        if line.startswith("[") and "s] " in line:
             with contextlib.suppress(ValueError):
-                # sessionorm logs "[+t] SQL": t is the time since the previous statement began.
-                seconds = float(line[2:line.index("s]")])
-                previous = next((p for p in reversed(lines[:n]) if p.startswith("[+")), "(start)")
-                timed_lines.append((seconds, previous.split("] ", 1)[-1][:100]))
+                # sessionorm logs "[t.ttts] SQL  [params]", t being that statement's own time.
+                seconds = float(line[1:line.index("s] ")])
+                timed_lines.append((seconds, line.split("] ", 1)[1][:100]))
     print("\n### sessionorm migrate --verbose: slowest statements\n```")
     for seconds, sql in sorted(timed_lines, reverse=True)[:12]:
         print(f"{seconds:8.3f} s  {sql}")
