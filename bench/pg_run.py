@@ -118,7 +118,7 @@ def bench_migrate(args: argparse.Namespace, workdir: Path) -> list[Row]:
     template = legacy_template(server, big)
     target = f"{PREFIX}_migrate"
     url = with_database(server, target)
-    orm = sessionorm_cli("migrate", "--db-url", url)  # this checkout: PYTHONPATH
+    orm = sessionorm_cli("migrate", "--db-url", url)  # this checkout, by PYTHONPATH above
     raw = [sys.executable, str(BENCH_DIR / "pg_raw_migrate.py"), url]
     raws, orms, shapes = [], [], {}
 
