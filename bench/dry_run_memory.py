@@ -3,8 +3,8 @@
 A dry run rehearses on a temporary on-disk copy, so its peak RSS must stay flat whatever
 the file's size (target: <= 150 MB at 200,000 sessions; it was 312 MB when the rehearsal
 copied the database into memory). Each side is a whole process on a fresh copy of the same
-legacy file, measured by the same launcher as `run.py`; the raw floor is
-`raw_migrate.py` (the best raw SQL) on its own copy, in the same run.
+legacy file, measured by the same launcher as `run.py` (harness.run_process); the raw
+floor is `raw_migrate.py` (the best raw SQL) on its own copy, in the same run.
 
     python bench/dry_run_memory.py                # 200,000 sessions (about a minute)
     python bench/dry_run_memory.py --sessions 50000 --workdir /tmp/bench
@@ -16,15 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import run  # noqa: E402  (the shared harness: legacy files, copies, whole-process runs)
+from cases.common import copy_db, legacy_db
+from harness import BENCH_DIR, log, run_process, sessionorm_cli, working_directory
 
 TARGET_MB = 150.0
-
-
-def sessionorm_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sessionorm", *args]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,12 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="keep the generated legacy file here between runs")
     ap.add_argument("--legacy", type=Path, help="measure on a copy of this legacy file instead")
     args = ap.parse_args(argv)
-    with run.working_directory(args.workdir) as workdir:
-        legacy = args.legacy or run.legacy_db(workdir, args.sessions)
+    with working_directory(args.workdir) as workdir:
+        legacy = args.legacy or legacy_db(workdir, args.sessions)
         size_mb = legacy.stat().st_size / 2**20
         copy = workdir / "copy.db"
         sides = {
-            "raw sqlite3 migration (floor)": [sys.executable, str(run.BENCH_DIR / "raw_migrate.py"),
+            "raw sqlite3 migration (floor)": [sys.executable, str(BENCH_DIR / "raw_migrate.py"),
                                               str(copy)],
             "sessionorm migrate": sessionorm_cli("migrate", "--db-path", str(copy)),
             "sessionorm migrate --dry-run": sessionorm_cli("migrate", "--dry-run", "--db-path",
@@ -47,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         peaks = {}
         for name, cmd in sides.items():
-            run.copy_db(legacy, copy)
-            measured = run.run_process(cmd, workdir)
+            copy_db(legacy, copy)
+            measured = run_process(cmd, workdir)
             peaks[name] = measured.peak_rss_mb
-            run.log(f"{name}: {measured.seconds:.2f} s, peak RSS {measured.peak_rss_mb:.1f} MB")
+            log(f"{name}: {measured.seconds:.2f} s, peak RSS {measured.peak_rss_mb:.1f} MB")
         floor = peaks["raw sqlite3 migration (floor)"]
         dry = peaks["sessionorm migrate --dry-run"]
         print(f"\n{legacy.name}: legacy file {size_mb:.0f} MB")

@@ -25,33 +25,43 @@ legacy database (bench/pg_legacy.py) is made once, as a template, and kept betwe
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 import urllib.parse
 import uuid
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
+REPO = Path(__file__).resolve().parent.parent
 # This checkout's sessionorm, here and in the processes it starts, whatever is installed.
-sys.path[:0] = [str(BENCH_DIR), str(REPO)]
+sys.path.insert(0, str(REPO))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 import pg_legacy  # noqa: E402
 import pg_raw_migrate  # noqa: E402
-from run import Row, interleave, iso_now, log, ratio_row, run_process, sample_messages, table  # noqa: E402
+from harness import (  # noqa: E402
+    BENCH_DIR,
+    Row,
+    argument_parser,
+    interleave,
+    iso_now,
+    log,
+    print_report,
+    ratio_row,
+    rows_json,
+    run_process,
+    sample_messages,
+    selected,
+    sessionorm_cli,
+    working_directory,
+    write_json,
+)
+from pg_legacy import with_database  # noqa: E402
 
-from sessionorm import SessionStore, commands  # noqa: E402
+from sessionorm import SessionStore, verify  # noqa: E402
 
 BENCHMARKS = ("migrate", "verify", "hot", "prepare")
 PREFIX = "sessionorm_bench"
-
-
-def with_database(url: str, name: str) -> str:
-    return pg_legacy.with_database(url, name)
 
 
 def admin(server: str):
@@ -91,11 +101,6 @@ def legacy_template(server: str, sessions: int) -> str:
     return name
 
 
-def sessionorm_cli() -> list[str]:
-    """`sessionorm` as a whole process, from this checkout (python -m: the console script's entry)."""
-    return [sys.executable, "-m", "sessionorm"]
-
-
 def migrated_counts(url: str) -> tuple[int, int, list]:
     import psycopg
     with psycopg.connect(url, prepare_threshold=None) as con:
@@ -113,7 +118,7 @@ def bench_migrate(args: argparse.Namespace, workdir: Path) -> list[Row]:
     template = legacy_template(server, big)
     target = f"{PREFIX}_migrate"
     url = with_database(server, target)
-    orm = [*sessionorm_cli(), "migrate", "--db-url", url]
+    orm = sessionorm_cli("migrate", "--db-url", url)  # this checkout, by PYTHONPATH above
     raw = [sys.executable, str(BENCH_DIR / "pg_raw_migrate.py"), url]
     raws, orms, shapes = [], [], {}
 
@@ -177,7 +182,7 @@ def bench_verify(args: argparse.Namespace, workdir: Path) -> list[Row]:
     count = lambda: con.execute("SELECT count(*) FROM thread_messages").fetchone()  # noqa: E731
     counts, verifies = [], []
     count()
-    report = commands.verify(url)
+    report = verify(url)
     if report.problems:
         log(f"WARNING: verify found problems: {report.problems}")
     for n in range(args.verify_runs):
@@ -185,11 +190,11 @@ def bench_verify(args: argparse.Namespace, workdir: Path) -> list[Row]:
         count()
         counts.append(time.perf_counter() - start)
         start = time.perf_counter()
-        commands.verify(url)
+        verify(url)
         verifies.append(time.perf_counter() - start)
         log(f"  verify run {n + 1}/{args.verify_runs}: count(*) {counts[-1] * 1000:.0f} ms,"
             f" verify {verifies[-1]:.2f} s")
-    whole = run_process([*sessionorm_cli(), "verify", "--db-url", url], workdir).seconds
+    whole = run_process(sessionorm_cli("verify", "--db-url", url), workdir).seconds
     con.close()
     row = ratio_row(f"verify {args.sessions:,} sessions never analyzed (raw: SELECT count(*)"
                     " FROM thread_messages)", counts, verifies, "s", 2,
@@ -316,8 +321,7 @@ def bench_prepare(args: argparse.Namespace, workdir: Path) -> list[Row]:
 # -- driver ---------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argument_parser(__doc__, BENCHMARKS)
     ap.add_argument("--server", default=os.environ.get("SESSIONORM_TEST_PG_URL"))
     ap.add_argument("--pgbouncer", default=os.environ.get("SESSIONORM_TEST_PGBOUNCER_URL"))
     ap.add_argument("--sessions", type=int, default=1_000_000)
@@ -326,18 +330,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--verify-runs", type=int, default=3)
     ap.add_argument("--runs", type=int, default=5, help="alternating runs of the hot paths")
     ap.add_argument("--single-messages", type=int, default=1000)
-    ap.add_argument("--only", action="append", metavar="NAME")
-    ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--drop-templates", action="store_true",
                     help="drop the kept template databases and exit")
     args = ap.parse_args(argv)
     if not args.server:
         ap.error("give --server (or set $SESSIONORM_TEST_PG_URL)")
-    only = [n.strip() for item in args.only or [] for n in item.split(",") if n.strip()]
-    unknown = sorted(set(only) - set(BENCHMARKS))
-    if unknown:
-        ap.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    args.only = only or list(BENCHMARKS)
+    args.only = selected(ap, args.only, BENCHMARKS)
     return args
 
 
@@ -360,19 +358,15 @@ def main(argv: list[str] | None = None) -> int:
                  "prepare": bench_prepare}
     rows: list[Row] = []
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="sessionorm-pgbench-") as tmp:
+    with working_directory(None, prefix="sessionorm-pgbench-") as workdir:
         for name in BENCHMARKS:
             if name in args.only:
                 log(f"== {name}")
-                rows.extend(functions[name](args, Path(tmp)))
-    print(f"\nsessionorm on PostgreSQL {version} — medians of alternating runs,"
-          f" {time.perf_counter() - started:.0f} s\n")
-    print(table(rows))
-    notes = [f"- {row.operation}: {row.note}" for row in rows if row.note]
-    if notes:
-        print("\n" + "\n".join(notes))
+                rows.extend(functions[name](args, workdir))
+    print_report(f"sessionorm on PostgreSQL {version} — medians of alternating runs,"
+                 f" {time.perf_counter() - started:.0f} s", rows)
     if args.json:
-        Path(args.json).write_text(json.dumps([row.__dict__ for row in rows], indent=2, default=str))
+        write_json(args.json, rows_json(rows))
     return 0
 
 

@@ -17,7 +17,7 @@ import datetime as dt
 import sqlite3
 import sys
 
-# Copied verbatim from sessionorm/thread_migration.py; run.py warns if the two drift apart.
+# Copied verbatim from sessionorm/thread_migration.py; cases/migrate.py warns if they drift apart.
 SQLITE_UUID = (
     "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2)"
     " || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2)"

@@ -1,0 +1,52 @@
+"""get_thread_messages: a whole 10,000-message thread, and its last 50, against plain SELECTs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import Outcome, interleave, ratio_row, reads, sample_messages
+
+from sessionorm import SessionStore
+
+from .common import RAW_SQL, Config, copy_db, make_template, raw_connect
+
+
+def reading_db(workdir: Path, cfg: Config) -> tuple[Path, str, str]:
+    """A thread of `thread_messages` messages next to another thread of the same size."""
+    path, session_id, thread_id = make_template(workdir)
+    reading = workdir / "reading.db"
+    copy_db(path, reading)
+    with SessionStore(reading) as store:
+        other = store.create_thread(session_id, "other thread")
+        for start in range(0, cfg.thread_messages, 1000):
+            size = min(1000, cfg.thread_messages - start)
+            store.add_thread_messages(thread_id, sample_messages(size, start))
+            store.add_thread_messages(other, sample_messages(size, start))
+    return reading, session_id, thread_id
+
+
+def measure(cfg: Config, workdir: Path) -> Outcome:
+    path, _, thread_id = reading_db(workdir, cfg)
+    con = raw_connect(path)
+    store = SessionStore(path)
+    total, last = cfg.thread_messages, cfg.last_n
+    assert len(store.get_thread_messages(thread_id)) == total
+    latest = store.get_thread_messages(thread_id, last=last)
+    assert [m.idx for m in latest] == list(range(total - last, total))
+
+    raws, orms = interleave(
+        reads(lambda: con.execute(RAW_SQL["messages"], (thread_id,)).fetchall(),
+              lambda: store.get_thread_messages(thread_id)),
+        cfg.reads_per_run, cfg.runs, "get_thread_messages (per call)")
+    full_row = ratio_row(f"get_thread_messages, {total:,}-message thread", raws, orms, "ms", 2)
+    raws, orms = interleave(
+        reads(lambda: con.execute(RAW_SQL["last"], (thread_id, last)).fetchall(),
+              lambda: store.get_thread_messages(thread_id, last=last)),
+        cfg.last_reads_per_run, cfg.runs, f"get_thread_messages last={last} (per call)")
+    last_row = ratio_row(f"get_thread_messages last={last} of {total:,}", raws, orms, "ms", 2)
+
+    def profile() -> None:
+        for _ in range(cfg.reads_per_run):
+            store.get_thread_messages(thread_id)
+        for _ in range(cfg.last_reads_per_run):
+            store.get_thread_messages(thread_id, last=last)
+    return Outcome([full_row, last_row], profile, lambda: (store.close(), con.close()))
