@@ -289,12 +289,15 @@ def sessionorm_bulk_pragmas() -> tuple[int, str] | None:
 
 
 def sessionorm_sqlite_uuid() -> str | None:
-    """The SQL expression sessionorm's SQLite migration makes thread ids with
-    (sessionorm.thread_migration.SQLITE_UUID)."""
-    try:
-        from sessionorm.thread_migration import SQLITE_UUID
-    except ImportError:
-        log("WARNING: sessionorm.thread_migration.SQLITE_UUID not found; cannot check that"
+    """The SQL expression migration 1 makes thread ids with on SQLite (its script's own
+    SQLITE_UUID: shipped scripts are self-contained)."""
+    from playhouse.migrations import Migration
+
+    from sessionorm.runner import migrations_dir
+
+    path = migrations_dir() / "0001_session_thread_relationship.py"
+    found = getattr(Migration(1, path.stem, str(path), None).load(), "SQLITE_UUID", None)
+    if found is None:
+        log(f"WARNING: {path.name} has no SQLITE_UUID; cannot check that"
             " bench/raw_migrate.py computes ids the same way")
-        return None
-    return SQLITE_UUID
+    return found

@@ -3,7 +3,7 @@
 One transaction: the two tables exactly as migration 1 writes them (and the `migrations`
 row), the new thread ids staged in a temp table, one `INSERT … SELECT` for the threads and
 one for their system messages, both in thread-id order, with the same UUID expression as
-`sessionorm/thread_migration.py`, then the 8 single-column
+migration 1's script (`migrations/0001_session_thread_relationship.py`), then the 8 single-column
 indexes plus `threads(sessionId, updatedAt)`. Run as its own process (stdlib only, no
 sessionorm import) so that it compares with a whole `sessionorm migrate` process.
 
@@ -17,7 +17,7 @@ import datetime as dt
 import sqlite3
 import sys
 
-# Copied verbatim from sessionorm/thread_migration.py; cases/migrate.py warns if they drift apart.
+# Copied verbatim from migrations/0001_…; cases/migrate.py warns if they drift apart.
 SQLITE_UUID = (
     "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2)"
     " || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2)"
