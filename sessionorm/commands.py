@@ -22,9 +22,9 @@ from .database import (
     open_sqlite,
     open_url,
     read_snapshot,
-    read_transaction,
     translate_errors,
 )
+from .dialect import Dialect
 from .drift import Drift
 from .drift import drift as schema_drift_report
 from .errors import MigrationError
@@ -89,8 +89,8 @@ def opened(target: Target, *, readonly: bool = False, create: bool = False
            ) -> Iterator[peewee.Database]:
     """The database for the length of a block, driver errors translated, closed after.
 
-    A read-only SQLite block runs in one read transaction: everything it reads comes from
-    the same committed state of a file that others may be writing.
+    A read-only block runs in one read-only transaction (`Dialect.snapshot`): everything it
+    reads comes from the same committed state of a database that others may be writing.
     """
     if target.is_server:
         database = open_url(target.server_url, target.busy_timeout, create=create)
@@ -98,8 +98,8 @@ def opened(target: Target, *, readonly: bool = False, create: bool = False
         database = open_sqlite(target.real_path, target.busy_timeout, create=create, readonly=readonly)
     try:
         with translate_errors(str(target)):
-            if readonly and isinstance(database, peewee.SqliteDatabase):
-                with read_transaction(database, target.busy_timeout):
+            if readonly:
+                with Dialect.of(database).snapshot(target.busy_timeout):
                     yield database
             else:
                 yield database
@@ -151,7 +151,7 @@ def verify(db: DB = None, migrations_dir: Dir = None,
         DatabaseOpenError: no database there, or not one; DatabaseBusyError: locked too long.
     """
     target = Target.of(db, busy_timeout, migrations_dir)
-    with opened(target, readonly=True) as database, snapshot(database):
+    with opened(target, readonly=True) as database:
         runner = MigrationRunner(database, extra_dirs=extra_dirs(target))
         report = verify_database(database, runner, load_models(models), progress)
     if exercise:
@@ -206,13 +206,6 @@ def backfill(db: DB = None,
                              f"({', '.join(m.name for m in pending)}); run `sessionorm migrate` first")
     with opened(target) as database:
         return SessionStore.on_database(database, str(target)).migrate_session_thread_ids()
-
-
-def snapshot(database: peewee.Database) -> contextlib.AbstractContextManager:
-    """PostgreSQL: one read-only transaction, so every check sees the same snapshot."""
-    if isinstance(database, peewee.PostgresqlDatabase):
-        return database.atomic("REPEATABLE READ, READ ONLY")
-    return contextlib.nullcontext()
 
 
 def backup(db: DB = None, dest: str | os.PathLike | None = None,

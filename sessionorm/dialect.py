@@ -13,6 +13,8 @@ from typing import Any
 
 import peewee
 
+from .database import read_transaction
+
 
 class Dialect:
     """What the store and the migrator need of a database, whichever it is."""
@@ -37,6 +39,10 @@ class Dialect:
     def sql(self, template: str) -> str:
         """`template` with each `{p}` made this database's parameter marker."""
         return template.format(p=self.param)
+
+    def snapshot(self, busy_timeout: float) -> contextlib.AbstractContextManager:
+        """One read-only transaction: every read in the block sees the same committed state."""
+        raise NotImplementedError
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         """Run one statement; return its cursor."""
@@ -66,6 +72,11 @@ class Dialect:
 class SqliteDialect(Dialect):
     name = "SQLite"
     cli_option = "--db-path"
+    db: peewee.SqliteDatabase
+
+    def snapshot(self, busy_timeout: float) -> contextlib.AbstractContextManager:
+        # a read transaction that sees other processes' WAL and waits out their locks
+        return read_transaction(self.db, busy_timeout)
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         # sqlite3 directly, not through peewee's cursor wrapper: the store's hot paths
@@ -103,6 +114,9 @@ class SqliteDialect(Dialect):
 class PostgresDialect(Dialect):
     name = "PostgreSQL"
     nul_in_text = False  # text cannot hold "\x00": refused before any SQL
+
+    def snapshot(self, busy_timeout: float) -> contextlib.AbstractContextManager:
+        return self.db.atomic("REPEATABLE READ, READ ONLY")
 
     def lock_thread(self, thread_id: str) -> bool:
         # READ COMMITTED: appenders of one thread queue on its row, so `max(idx) + 1` is theirs

@@ -214,3 +214,32 @@ def test_a_script_outside_a_transaction_is_not_reported_as_rolled_back(migrated,
     assert "foreign key check failed, ran outside a transaction, its changes stay" in message
     assert "rolled back" not in message
     assert query(migrated, "SELECT id FROM thread_messages WHERE id = 'orphan'") == [("orphan",)]
+
+
+CONCURRENT_INDEX = '''
+atomic = False  # CREATE INDEX CONCURRENTLY cannot run inside a transaction
+
+
+def up(migrator, db):
+    db.execute_sql('CREATE INDEX CONCURRENTLY "idx_sessions_name" ON sessions (name)')
+
+
+def down(migrator, db):
+    db.execute_sql('DROP INDEX CONCURRENTLY "idx_sessions_name"')
+'''
+
+
+def test_postgresql_runs_a_script_that_asks_for_no_transaction_outside_one(tmp_path, monkeypatch):
+    """`atomic = False` is honoured: inside a transaction PostgreSQL refuses this statement."""
+    from test_postgres import pg_database
+
+    monkeypatch.chdir(tmp_path)  # rollback's backup lands here
+    folder = tmp_path / "own"
+    write_migration(folder, "0003_concurrent_index.py", CONCURRENT_INDEX)
+    with pg_database("postgresql") as pg:
+        report = commands.migrate(pg.target, migrations_dir=folder)
+        assert report.applied[-1] == "0003_concurrent_index"
+        indexes = {row[0] for row in pg.query("SELECT indexname FROM pg_indexes")}
+        assert "idx_sessions_name" in indexes
+        assert commands.rollback(pg.target, migrations_dir=folder).reverted == ["0003_concurrent_index"]
+        assert "idx_sessions_name" not in {row[0] for row in pg.query("SELECT indexname FROM pg_indexes")}
