@@ -48,8 +48,24 @@ class TransactionTimeouts(MixinBase):
     """Mixin for peewee's PostgreSQL databases: timeouts by `SET LOCAL`, per transaction."""
 
     lock_timeout_ms = 5000
+    as_written = False  # see `statements_as_written`
     _isolation_level: Any  # peewee's PostgresqlDatabase sets both
     _adapter: Any
+
+    @contextlib.contextmanager
+    def statements_as_written(self) -> Iterator[None]:
+        """Send the block's statements alone, without the `SET LOCAL` in front.
+
+        A query string of several statements is a transaction block, which some statements
+        refuse (`CREATE INDEX CONCURRENTLY`, `VACUUM`): a migration that asks for no
+        transaction (`atomic = False`) runs this way, and waits as long as the server's
+        own `lock_timeout` says.
+        """
+        self.as_written = True
+        try:
+            yield
+        finally:
+            self.as_written = False
 
     def set_local_sql(self) -> str:
         """What every transaction runs first (`lock_timeout`: how long to wait for a lock)."""
@@ -67,7 +83,7 @@ class TransactionTimeouts(MixinBase):
     def cursor(self, named_cursor: Any = None) -> Any:
         cursor = super().cursor(named_cursor)
         # The server's view, not peewee's stack: peewee pops it before sending COMMIT/ROLLBACK.
-        if named_cursor or cursor.connection.info.transaction_status != IDLE:
+        if named_cursor or self.as_written or cursor.connection.info.transaction_status != IDLE:
             return cursor
         wrapped = set_local_cursor_class()(cursor.connection)
         wrapped.prefix = self.set_local_sql() + "; "

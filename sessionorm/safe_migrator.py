@@ -14,6 +14,7 @@ from .dialect import Dialect
 from .errors import MigrationError
 from .migration_options import MigrationOptions
 from .models import OWN_TABLES
+from .postgres import TransactionTimeouts
 from .sql_log import log_statement
 
 if TYPE_CHECKING:
@@ -196,7 +197,9 @@ class PostgresSafety(MixinBase):
         if db.in_transaction() and not rehearsal:
             raise MigrationError("refusing to migrate inside an open transaction")
         if not (atomic and self.transactional_ddl):
-            yield
+            as_written = isinstance(db, TransactionTimeouts) and not db.in_transaction()
+            with db.statements_as_written() if as_written else contextlib.nullcontext():
+                yield
             return
         with Dialect.of(db).write():
             if not rehearsal:
