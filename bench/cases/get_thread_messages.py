@@ -37,7 +37,7 @@ def measure(cfg: Config, workdir: Path) -> Outcome:
         reads(lambda: con.execute(RAW_SQL["messages"], (thread_id,)).fetchall(),
               lambda: store.get_thread_messages(thread_id)),
         cfg.reads_per_run, cfg.runs, "get_thread_messages (per call)")
-    full_row = ratio_row(f"get_thread_messages, {total:,}-message thread", raws, orms, "ms", 2)
+    full_row = ratio_row(f"get_thread_messages, {total:,}-message thread", raws, orms, "ms", 1.5)
     raws, orms = interleave(
         reads(lambda: con.execute(RAW_SQL["last"], (thread_id, last)).fetchall(),
               lambda: store.get_thread_messages(thread_id, last=last)),
