@@ -3,8 +3,9 @@
 One transaction: the two tables bare (columns, NOT NULL, defaults and the role CHECK, but no
 keys), loaded from one scan of sessions, then the primary keys, UNIQUE("threadId", idx), the
 foreign keys (one validating pass each) and the nine indexes, with exactly the names
-PostgreSQL gives them when migration 1 creates the tables with their keys on, and the
-`migrations` row. `sessionorm verify` passes on the result. No ANALYZE: sessionorm's
+PostgreSQL gives the keys when migration 1 creates the tables with their keys on and the
+index names migration 2 leaves (the orchestrator's), and the two `migrations` rows.
+`sessionorm verify` passes on the result. No ANALYZE: sessionorm's
 migration runs one on top of this, so the floor is the stricter for it. Run as its own
 process (psycopg only, no sessionorm import) so that it compares with a whole
 `sessionorm migrate` process.
@@ -48,17 +49,23 @@ KEYS = (
     ' FOREIGN KEY ("threadId") REFERENCES threads(id) ON DELETE CASCADE',
 )
 
+# (name, table, columns): the names migration 2 (the orchestrator's) gives them
 INDEXES = (
-    ("threads", "sessionId"), ("threads", "status"), ("threads", "createdAt"),
-    ("threads", "updatedAt"), ("thread_messages", "threadId"), ("thread_messages", "role"),
-    ("thread_messages", "createdAt"), ("thread_messages", "idx"),
-    ("threads", "sessionId", "updatedAt"),
+    ("idx_threads_session_id", "threads", ("sessionId",)),
+    ("idx_threads_status", "threads", ("status",)),
+    ("idx_threads_created_at", "threads", ("createdAt",)),
+    ("idx_threads_updated_at", "threads", ("updatedAt",)),
+    ("idx_thread_messages_thread_id", "thread_messages", ("threadId",)),
+    ("idx_thread_messages_role", "thread_messages", ("role",)),
+    ("idx_thread_messages_created_at", "thread_messages", ("createdAt",)),
+    ("idx_thread_messages_idx", "thread_messages", ("idx",)),
+    ("idx_threads_session_id_updated_at", "threads", ("sessionId", "updatedAt")),
 )
 
 
-def index_sql(table: str, *columns: str) -> str:
+def index_sql(name: str, table: str, columns: tuple[str, ...]) -> str:
     quoted = ", ".join(f'"{c}"' for c in columns)
-    return f'CREATE INDEX "idx_{table}_{"_".join(columns)}" ON {table} ({quoted})'
+    return f'CREATE INDEX "{name}" ON {table} ({quoted})'
 
 
 def migrate(url: str) -> int:
@@ -74,8 +81,9 @@ def migrate(url: str) -> int:
             con.execute(sql)
         for spec in INDEXES:
             con.execute(index_sql(*spec))
-        con.execute("INSERT INTO migrations VALUES (1, 'session-thread-relationship', %s)",
-                    (f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond // 1000:03d}Z",))
+        stamp = f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond // 1000:03d}Z"
+        con.execute("INSERT INTO migrations VALUES (1, 'session-thread-relationship', %s),"
+                    " (2, 'orchestrator-index-names', %s)", (stamp, stamp))
     return threads
 
 

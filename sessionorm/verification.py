@@ -14,7 +14,13 @@ import peewee
 
 from .database import first_line, sqlite_code
 from .drift import drift
-from .legacy_threads import HAS_THREAD_ID, MIGRATED_TWICE, NOT_YET_MIGRATED, NOT_YET_MIGRATED_PG
+from .legacy_threads import (
+    HAS_THREAD_ID,
+    MIGRATED_TWICE,
+    MIGRATED_TWICE_PG,
+    NOT_YET_MIGRATED,
+    NOT_YET_MIGRATED_PG,
+)
 from .models import MODELS
 from .postgres import linear_plans
 from .progress import reporting
@@ -163,7 +169,8 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
             return ([f"{missing} sessions with a legacy threadId have no migrated thread"]
                     if missing else []), []
         lost, late = db.execute_sql(lost_and_late_sql(db), (applied, applied)).fetchone()
-        twice = db.execute_sql(MIGRATED_TWICE).fetchone()[0]
+        postgres = isinstance(db, peewee.PostgresqlDatabase)
+        twice = db.execute_sql(MIGRATED_TWICE_PG if postgres else MIGRATED_TWICE).fetchone()[0]
     notes = [LATE_SESSIONS.format(late)] if late else []
     notes += [TWICE.format(twice)] if twice else []
     return ([LOST_THREADS.format(lost)] if lost else []), notes

@@ -30,7 +30,7 @@ from test_postgres import (  # noqa: F401  (backend: the fixture, used by name)
 
 from sessionorm import DatabaseBusyError, SessionStore, ValidationError, commands, pg_backup
 from sessionorm.database import open_url, redact
-from sessionorm.legacy_threads import HAS_THREAD_ID, NOT_YET_MIGRATED_PG
+from sessionorm.legacy_threads import HAS_THREAD_ID, MIGRATED_TWICE_PG, NOT_YET_MIGRATED_PG
 from sessionorm.postgres import linear_plans
 from sessionorm.sql_log import capturing
 from sessionorm.verification import orphans_sql
@@ -524,7 +524,7 @@ def test_verify_data_checks_hash_their_joins_without_statistics(pg):
         foreign_keys = [(t, fk) for t in ("threads", "thread_messages")
                         for fk in database.get_foreign_keys(t)]
         queries = [f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED_PG}",
-                   shipped_script().foreign_rows_sql()]
+                   shipped_script().foreign_rows_sql(), MIGRATED_TWICE_PG]
         queries += [orphans_sql(table, fk) for table, fk in foreign_keys]
         for sql in queries:
             with linear_plans(database):
@@ -543,6 +543,23 @@ def test_verify_finds_a_lost_migrated_thread_without_statistics(pg):
     pg.execute("DELETE FROM threads WHERE id = (SELECT min(id) FROM threads)")
     assert commands.verify(pg.target).problems == [
         "1 sessions with a legacy threadId have no migrated thread"]
+
+
+def test_verify_counts_sessions_migrated_twice_without_statistics(pg):
+    """Another tool ran the data step again for two sessions: a note, counted per session."""
+    migrated_without_statistics(pg, 200)
+    pg.execute("""
+        UPDATE migrations SET applied_at = '2030-01-01T00:00:00.000Z' WHERE version = 1;
+        INSERT INTO threads SELECT 'again-' || t.id, t."sessionId", t.name, t."createdAt",
+          t."updatedAt", 'active' FROM threads t ORDER BY t.id LIMIT 2;
+        INSERT INTO thread_messages SELECT 'again-m-' || m.id, 'again-' || m."threadId", 'system',
+          m.content, m."createdAt", 0 FROM thread_messages m
+          WHERE m."threadId" IN (SELECT substr(id, 7) FROM threads WHERE left(id, 6) = 'again-')""")
+    report = commands.verify(pg.target)
+    assert report.problems == []
+    assert report.notes == ["2 sessions have more than one migrated thread (the migration ran "
+                            "again, e.g. the orchestrator's own runner: see README, 'Living with "
+                            "the orchestrator')"]
 
 
 # -- one clear line ------------------------------------------------------------------------------
