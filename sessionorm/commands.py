@@ -397,7 +397,7 @@ def rehearse_in_transaction(target: Target, report: MigrateReport, progress: Pro
                 report.other_tables = other_tables(database)
                 with capturing(plan_statement(report)):
                     runner.up()
-            transaction.rollback(begin=False)
+            transaction.rollback()  # peewee then commits the empty transaction it begins
         record_result(runner, report)
 
 
