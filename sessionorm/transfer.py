@@ -57,6 +57,7 @@ HISTORY = ("migrations", "migration_checksums")  # the target's own rows make wa
 FIRST = (SESSIONS, *BY_MIGRATIONS)  # load order of sessionorm's tables
 # A SQLite bulk load's page cache (KiB, negative): index builds stay in memory, RSS stays flat.
 SQLITE_CACHE = -65536
+PG_SORT_MEMORY = "256MB"  # maintenance_work_mem for rebuilding keys and indexes after the load
 INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
 FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 LITERAL = re.compile(r"^(?:'(?:[^']|'')*'|-?\d+(?:\.\d+)?|NULL|TRUE|FALSE)$", re.I)
@@ -550,9 +551,9 @@ def copy_database(source: Target, target: Target, extra_dirs: list[str] | None =
     extra_dirs = extra_dirs or []
     report = CopyReport(str(source), str(target))
     if not target.is_server:
-        check_target_path(target)
         if not source.is_server and real_path(target.path) == source.real_path:  # type: ignore[arg-type]
             raise CopyError(f"refusing to copy {source} onto itself")
+        check_target_path(target)
     with source_snapshot(source) as src:
         check_source(src, extra_dirs)
         tables = plan_tables(src, target.is_server)
@@ -740,6 +741,8 @@ def copy_to_postgres(src: Side, target: Target, tables: dict[str, Table], extra_
                 refuse_not_empty(dst)
                 runner = create_schema(dst, tables, order, src.is_pg, extra_dirs, in_transaction=True)
                 keys = drop_keys(dst, order)
+                # Index builds sort in memory on the server (the client's memory is not involved).
+                db.execute_sql(f"SET LOCAL maintenance_work_mem = '{PG_SORT_MEMORY}'")
                 for name in order:
                     load_postgres(src, dst, tables[name], report, progress)
                 restore_keys(dst, keys, progress)
@@ -797,8 +800,13 @@ def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progre
     meter = Meter(table.name, progress)
     count = total = 0
     cols = ", ".join(map(q, names))
-    with dst.db.connection().cursor().copy(
-            f"COPY {q(table.name)} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+    from psycopg.copy import QueuedLibpqWriter
+
+    cursor = dst.db.connection().cursor()
+    # The network writes go to a thread of psycopg's, so the server ingests one batch while
+    # this thread reads and checksums the next.
+    with cursor.copy(f"COPY {q(table.name)} ({cols}) FROM STDIN (FORMAT BINARY)",
+                     writer=QueuedLibpqWriter(cursor)) as copy:
         copy.set_types([types[n] for n in names])
         write = copy.write_row
         for batch, checksum_ in source_batches(src, table, types):
