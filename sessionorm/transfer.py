@@ -24,7 +24,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +56,7 @@ BY_MIGRATIONS = ("threads", "thread_messages", "migrations", "migration_checksum
 HISTORY = ("migrations", "migration_checksums")  # the target's own rows make way for the source's
 FIRST = (SESSIONS, *BY_MIGRATIONS)  # load order of sessionorm's tables
 # A SQLite bulk load's page cache (KiB, negative): index builds stay in memory, RSS stays flat.
-SQLITE_CACHE = -65536
+SQLITE_CACHE = -32768
 PG_SORT_MEMORY = "256MB"  # maintenance_work_mem for rebuilding keys and indexes after the load
 INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
 FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
@@ -360,49 +360,55 @@ def load_order(tables: dict[str, Table]) -> list[str]:
 
 # -- canonical rows and checksums ------------------------------------------------------------
 # A row's checksum is the first 8 bytes of md5(canonical text), as a signed 64-bit integer;
-# a table's is the sum over its rows: order-independent, and computed in SQL by both
-# dialects. Canonical text: the values joined by '|'; NULL is '-', text is
-# `<bytes in UTF-8>:<text>` (so no value can forge a separator), integers in decimal,
-# booleans 0/1, blobs in upper-case hex. Real columns have no exact text form that SQLite
-# and PostgreSQL both print, so tables with one are checksummed in Python (`python_canon`).
+# a table's is the sum over its rows: order-independent. Canonical text: the values joined
+# by '|'; NULL is '-', text is `<length in characters>:<text>` (so no value can forge a
+# separator), integers in decimal, booleans 0/1, blobs in upper-case hex, reals as
+# `float.hex()`. PostgreSQL computes it in SQL (`canon_sql`), on the server; SQLite rows are
+# made canonical in Python as they are read (`canon_function`): a chain of `||` in SQLite
+# copies the growing string at every step and took twice as long. Real columns have no
+# exact text form in PostgreSQL's SQL, so there a table with one is read and made canonical
+# in Python too.
 
-def canon_sql(table: Table, pg: bool) -> str | None:
-    """The SQL expression of a row's canonical text (None: the table has a real column)."""
+def canon_sql(table: Table) -> str | None:
+    """PostgreSQL's expression of a row's canonical text (None: the table has a real column)."""
     parts = []
     for c in table.columns:
         col = q(c.name)
         if c.kind == "text":
-            size = f"octet_length({col})" if pg else f"length(CAST({col} AS BLOB))"
-            parts.append(f"CASE WHEN {col} IS NULL THEN '-' ELSE {size} || ':' || {col} END")
+            parts.append(f"CASE WHEN {col} IS NULL THEN '-' ELSE length({col}) || ':' || {col} END")
         elif c.kind == "integer":
-            parts.append(f"coalesce(CAST({col} AS TEXT), '-')")
+            parts.append(f"coalesce({col}::text, '-')")
         elif c.kind == "boolean":
             parts.append(f"CASE WHEN {col} IS NULL THEN '-' WHEN {col} THEN '1' ELSE '0' END")
         elif c.kind == "blob":
-            hexed = f"upper(encode({col}, 'hex'))" if pg else f"hex({col})"
-            parts.append(f"coalesce({hexed}, '-')")
+            parts.append(f"coalesce(upper(encode({col}, 'hex')), '-')")
         else:
             return None
     return " || '|' || ".join(parts)
 
 
-def python_canon(row: Iterable, kinds: list[str]) -> str:
-    """A row's canonical text, from its values (the twin of `canon_sql`; reals as float.hex)."""
-    out = []
-    for value, kind in zip(row, kinds, strict=True):
-        if value is None:
-            out.append("-")
-        elif kind == "text":
-            out.append(f"{len(value.encode())}:{value}")
-        elif kind == "boolean":
-            out.append("1" if value else "0")
-        elif kind == "blob":
-            out.append(bytes(value).hex().upper())
-        elif kind == "real":
-            out.append(float(value).hex())
-        else:
-            out.append(str(value))
-    return "|".join(out)
+CANON = {  # Python's twin of canon_sql, per kind, for the value `v`
+    "text": "f'{{len({v})}}:{{{v}}}'",
+    "integer": "str({v})",
+    "boolean": "('1' if {v} else '0')",
+    "blob": "bytes({v}).hex().upper()",
+    "real": "float({v}).hex()",
+}
+
+
+def canon_function(table: Table) -> Callable[[tuple], str]:
+    """A function giving a row's canonical text from its first values, in column order.
+
+    Generated per table (one expression, no loop over columns): it runs once per row of the
+    largest tables, and a loop over the columns took twice as long. Only column positions
+    and the fixed templates of CANON go into the code, never a name or a value.
+    """
+    parts = []
+    for i, column in enumerate(table.columns):
+        value = f"r[{i}]"
+        parts.append(f"('-' if {value} is None else {CANON[column.kind].format(v=value)})")
+    code = "lambda r: '|'.join((" + ", ".join(parts) + ",))"
+    return eval(code, {"__builtins__": {"len": len, "str": str, "bytes": bytes, "float": float}})
 
 
 def row_hash(text: str) -> int:
@@ -413,26 +419,19 @@ def pg_hash_sql(canon: str) -> str:
     return f"('x' || left(md5({canon}), 16))::bit(64)::bigint"
 
 
-def checksum(side: Side, table: Table, progress: Progress = None) -> tuple[int, int]:
+def checksum(side: Side, table: Table) -> tuple[int, int]:
     """(rows, checksum) of `table` as stored on `side`."""
-    canon = canon_sql(table, side.is_pg)
     name = q(table.name)
-    if canon is not None and side.is_pg:
+    canon = canon_sql(table) if side.is_pg else None
+    if canon is not None:
         count, total = side.rows(f"SELECT count(*), coalesce(sum({pg_hash_sql(canon)}), 0) FROM {name}")[0]
         return count, int(total)
-    if canon is not None:
-        cursor = side.db.connection().execute(f"SELECT {canon} FROM {name}")
-        count = total = 0
-        while batch := cursor.fetchmany(BATCH):
-            count += len(batch)
-            total += sum(row_hash(r[0]) for r in batch)
-        return count, total
-    kinds = [c.kind for c in table.columns]
+    make = canon_function(table)
     cursor = side.db.execute_sql(f"SELECT {', '.join(map(q, table.names))} FROM {name}")
     count = total = 0
     while batch := cursor.fetchmany(BATCH):
         count += len(batch)
-        total += sum(row_hash(python_canon(r, kinds)) for r in batch)
+        total += sum(row_hash(make(r)) for r in batch)
     return count, total
 
 
@@ -661,11 +660,11 @@ def source_batches(src: Side, table: Table, target_types: dict[str, str]
     names = table.names
     cols = ", ".join(map(q, names))
     order = ", ".join(map(q, table.primary_key))
-    canon = canon_sql(table, src.is_pg)
+    canon = canon_sql(table) if src.is_pg else None  # PostgreSQL hashes each row as it sends it
     bad = bad_value_sql(table, src.is_pg, target_types)
     n = len(names)
-    kinds = [c.kind for c in table.columns]
-    extra = ([pg_hash_sql(canon) if src.is_pg else canon] if canon else []) + ([bad] if bad else [])
+    make = canon_function(table)
+    extra = ([pg_hash_sql(canon)] if canon else []) + ([bad] if bad else [])
     select = f"SELECT {', '.join([cols, *extra])} FROM {q(table.name)} ORDER BY {order}"
     checked = bad is not None
     if src.is_pg:
@@ -677,12 +676,10 @@ def source_batches(src: Side, table: Table, target_types: dict[str, str]
             for row in batch:
                 if row[-1] is not None:
                     refuse_value(src, table, row, row[-1], target_types)
-        if canon is None:
-            total = sum(row_hash(python_canon(r[:n], kinds)) for r in batch)
-        elif src.is_pg:
+        if canon is not None:
             total = sum(r[n] for r in batch)
         else:
-            total = sum(row_hash(r[n]) for r in batch)
+            total = sum(row_hash(make(r)) for r in batch)
         yield ([r[:n] for r in batch] if len(batch[0]) != n else batch), total
 
 

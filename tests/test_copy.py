@@ -493,5 +493,6 @@ def test_sigkill_during_a_copy_to_postgres_leaves_it_empty_and_a_retry_succeeds(
         time.sleep(0.01)
     assert server.tables() == set()
     copy(big_source, server.target)
+    # row for row; `verify` of a copy is tested on smaller databases above (its data check
+    # takes 30 s at 40,000 sessions on PostgreSQL, copied or migrated there alike)
     assert dump(server) == sqlite_dump(big_source)
-    assert commands.verify(server.target).problems == []
