@@ -23,6 +23,7 @@ import glob
 import hashlib
 import os
 import re
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -438,35 +439,55 @@ def checksum(side: Side, table: Table) -> tuple[int, int]:
 # -- values that cannot be carried -----------------------------------------------------------
 
 def bad_value_sql(table: Table, source_pg: bool, target_types: dict[str, str]) -> str | None:
-    """SQL naming the first column of a row whose value the target cannot hold (NULL: none).
+    """SQL naming the first column of a row holding a value the target would change silently.
 
+    From SQLite: a BOOLEAN holding anything but 0/1 (PostgreSQL's boolean would take any true
+    value as true), an integer, real or blob column holding another type or a number out of
+    the target's range. From PostgreSQL: a NaN (SQLite stores NULL). Text columns, most of
+    the data, are not tested here: a TEXT column of SQLite can only hold text or a blob, and
+    a blob fails loudly where it is written and is named then (`misfit`); NUL characters
+    are found in the canonical text.
     `target_types`: the target's PostgreSQL type names (empty for a SQLite target).
     """
     tests = []
     for c in table.columns:
         col = q(c.name)
-        if source_pg:
-            if not target_types and c.kind == "real":  # SQLite stores NaN as NULL
-                tests.append((c.name, f"{col} = 'NaN'::float8"))
-            continue
-        if not target_types:
-            continue  # SQLite to SQLite: every value fits the same declared type
-        storage = {"text": "'text'", "integer": "'integer'", "boolean": "'integer'", "real": "'real'",
-                   "blob": "'blob'"}[c.kind]
-        test = f"typeof({col}) NOT IN ({storage}, 'null')"
-        if c.kind == "text":
-            test += f" OR instr(CAST({col} AS BLOB), x'00') > 0"
-        elif c.kind == "boolean":
-            test += f" OR {col} NOT IN (0, 1)"
-        elif c.kind == "integer":
-            limit = INT_RANGES.get(target_types.get(c.name, "int8"), 2**63)
-            if limit < 2**63:
+        if source_pg and not target_types and c.kind == "real":
+            tests.append((c.name, f"{col} = 'NaN'::float8"))
+        elif not source_pg and target_types and c.kind == "boolean":
+            tests.append((c.name, f"typeof({col}) NOT IN ('integer', 'null') OR {col} NOT IN (0, 1)"))
+        elif not source_pg and target_types and c.kind != "text":
+            # psycopg's binary int4 wraps a number that does not fit instead of failing
+            limit = INT_RANGES.get(target_types.get(c.name, ""), 2**63)
+            test = f"typeof({col}) NOT IN ('{SQLITE_STORAGE[c.kind]}', 'null')"
+            if c.kind == "integer" and limit < 2**63:
                 test += f" OR {col} NOT BETWEEN {-limit} AND {limit - 1}"
-        tests.append((c.name, test))
+            tests.append((c.name, test))
     if not tests:
         return None
     whens = " ".join(f"WHEN {test} THEN '{name.replace(chr(39), chr(39) * 2)}'" for name, test in tests)
     return f"CASE {whens} END"
+
+
+SQLITE_STORAGE = {"integer": "integer", "boolean": "integer", "real": "real", "blob": "blob"}
+PYTHON_TYPES = {"text": str, "integer": int, "boolean": int, "real": float, "blob": bytes}
+
+
+def misfit(row: tuple, table: Table, target_types: dict[str, str]) -> str | None:
+    """The first column of `row` (as read from SQLite) that PostgreSQL cannot hold as it is."""
+    for value, column in zip(row, table.columns, strict=False):
+        if value is None:
+            continue
+        if not isinstance(value, PYTHON_TYPES[column.kind]) or isinstance(value, bool):
+            return column.name
+        if isinstance(value, str) and "\x00" in value:
+            return column.name
+        limit = INT_RANGES.get(target_types.get(column.name, ""), 2**63)
+        if column.kind == "integer" and not -limit <= value < limit:
+            return column.name
+        if column.kind == "boolean" and value not in (0, 1):
+            return column.name
+    return None
 
 
 def why_not(value: object, column: Column, target_pg: bool, target_type: str) -> str:
@@ -675,11 +696,15 @@ def source_batches(src: Side, table: Table, target_types: dict[str, str]
         if checked:
             for row in batch:
                 if row[-1] is not None:
-                    refuse_value(src, table, row, row[-1], target_types)
+                    refuse_value(table, row, row[-1], target_types)
         if canon is not None:
             total = sum(r[n] for r in batch)
         else:
-            total = sum(row_hash(make(r)) for r in batch)
+            texts = [make(r) for r in batch]
+            if target_types and not src.is_pg and any("\x00" in t for t in texts):
+                refuse_misfit(table, next(r for r, t in zip(batch, texts, strict=True) if "\x00" in t),
+                              target_types)
+            total = sum(row_hash(t) for t in texts)
         yield ([r[:n] for r in batch] if len(batch[0]) != n else batch), total
 
 
@@ -714,7 +739,14 @@ def pg_types(side: Side, name: str) -> dict[str, str]:
         " AND NOT a.attisdropped ORDER BY a.attnum", (q(name),)))
 
 
-def refuse_value(src: Side, table: Table, row: tuple, column: str, target_types: dict[str, str]) -> None:
+def refuse_misfit(table: Table, row: tuple, target_types: dict[str, str]) -> None:
+    """Raise `CopyError` naming the column of `row` that the target cannot hold, if one is found."""
+    column = misfit(row, table, target_types)
+    if column is not None:
+        refuse_value(table, row, column, target_types)
+
+
+def refuse_value(table: Table, row: tuple, column: str, target_types: dict[str, str]) -> None:
     names = table.names
     where = ", ".join(f"{k}={row[names.index(k)]!r}" for k in table.primary_key)
     col = table.columns[names.index(column)]
@@ -797,6 +829,7 @@ def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progre
     meter = Meter(table.name, progress)
     count = total = 0
     cols = ", ".join(map(q, names))
+    import psycopg
     from psycopg.copy import QueuedLibpqWriter
 
     cursor = dst.db.connection().cursor()
@@ -807,8 +840,14 @@ def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progre
         copy.set_types([types[n] for n in names])
         write = copy.write_row
         for batch, checksum_ in source_batches(src, table, types):
-            for row in batch:
-                write(row)
+            try:
+                for row in batch:
+                    write(row)
+            except (TypeError, ValueError, OverflowError, struct.error, psycopg.DataError):
+                # a value the binary format refuses (text in an integer column, a number too
+                # large for int4, ...): name it; the transaction is rolled back
+                refuse_misfit(table, row, types)
+                raise
             count += len(batch)
             total += checksum_
             meter.add(len(batch))
@@ -880,17 +919,14 @@ def copy_to_sqlite(src: Side, target: Target, tables: dict[str, Table], extra_di
                     con.execute(f"DROP INDEX {q(name)}")
                 for name in order:
                     load_sqlite(src, dst, tables[name], report, progress)
+                # No foreign_key_check: the rows are the source's, proved equal by the checksums
+                # (orphans a SQLite source may hold are copied as they are, and `verify` names them).
                 with reporting(db, None if progress is None else
                                lambda s: progress(f"copy: building indexes: {s:.0f} s")):
                     con.execute("BEGIN")
                     for sql in indexes:
                         con.execute(sql)
                     con.execute("COMMIT")
-                    orphans = con.execute("PRAGMA foreign_key_check").fetchmany(3)
-                if orphans:
-                    raise CopyError(f"the source has rows whose parent is missing (e.g. {orphans[0][0]} "
-                                    f"rowid {orphans[0][1]} -> {orphans[0][2]}); fix them first; "
-                                    "nothing was written")
                 target_checksums(dst, tables, report, progress)
                 check_target(dst, runner, report)
                 con.execute("PRAGMA journal_mode = WAL")  # the contract's mode, as migrate leaves it

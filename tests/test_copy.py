@@ -263,6 +263,7 @@ def test_a_nul_byte_survives_sqlite_to_sqlite(tmp_path):
     ("UPDATE thread_messages SET idx = 3000000000", "idx", "3000000000 does not fit the target's int4"),
     ('UPDATE iterations SET "changedFiles" = \'many\'', "changedFiles",
      "str 'many' where the column is INTEGER"),
+    ("UPDATE sessions SET notes = X'00FF'", "notes", "bytes b'\\x00\\xff' where the column is TEXT"),
 ])
 def test_a_value_postgres_cannot_hold_as_it_is_is_refused_and_nothing_is_written(server, tmp_path, sql,
                                                                                   column, why):
