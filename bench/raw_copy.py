@@ -20,9 +20,9 @@ from __future__ import annotations
 import sqlite3
 import sys
 
-BATCH = 10_000
+BATCH = 5_000
 SORT_MEMORY = "256MB"  # sessionorm.transfer.PG_SORT_MEMORY
-SQLITE_CACHE = -32768  # sessionorm.transfer.SQLITE_CACHE
+SQLITE_CACHE = -16384  # sessionorm.transfer.SQLITE_CACHE
 
 SESSION_COLUMNS = ("id", "name", "ampPrompt", "followUpPrompts", "repoRoot", "baseBranch",
                    "branchName", "worktreePath", "status", "scriptCommand", "modelOverride",

@@ -21,10 +21,15 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import json
 import os
 import re
+import sqlite3
 import struct
+import subprocess
+import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,14 +55,14 @@ from .target import Target
 from .verification import migration_problems
 
 Progress = Callable[[str], None] | None
-BATCH = 10_000  # rows per fetch / executemany: a few MB, whatever the table's size
+BATCH = 5_000  # rows per fetch / executemany: a few MB, whatever the table's size
 SESSIONS = "sessions"
 # Created by the migrations on the target; the source's must have the same columns.
 BY_MIGRATIONS = ("threads", "thread_messages", "migrations", "migration_checksums")
 HISTORY = ("migrations", "migration_checksums")  # the target's own rows make way for the source's
 FIRST = (SESSIONS, *BY_MIGRATIONS)  # load order of sessionorm's tables
 # A SQLite bulk load's page cache (KiB, negative): index builds stay in memory, RSS stays flat.
-SQLITE_CACHE = -32768
+SQLITE_CACHE = -16384
 PG_SORT_MEMORY = "256MB"  # maintenance_work_mem for rebuilding keys and indexes after the load
 INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
 FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
@@ -855,10 +860,85 @@ def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progre
 
 
 def target_checksums(dst: Side, tables: dict[str, Table], report: CopyReport, progress: Progress) -> None:
+    """Each table's rows and checksum, read back from the target.
+
+    A SQLite target's checksums are Python's work (PostgreSQL computes its own, on the
+    server): a helper process takes the first half (by rowid) of every large table, on the
+    other core, while this one takes the rest.
+    """
+    helper = None if dst.is_pg else start_helper(dst, [tables[r.name] for r in report.tables])
+    halves = helper[1] if helper else {}
     for result in report.tables:
         if progress is not None:
             progress(f"copy: checking {result.name}")
-        result.target_rows, result.target_checksum = checksum(dst, tables[result.name])
+        table = tables[result.name]
+        if result.name in halves:
+            result.target_rows, result.target_checksum = rowid_checksum(
+                dst.db.connection(), table, halves[result.name] + 1, None)
+        else:
+            result.target_rows, result.target_checksum = checksum(dst, table)
+    if helper:
+        process, halves = helper
+        out, err = process.communicate()
+        if process.returncode != 0:
+            raise CopyError(f"the checksum helper failed: {err.decode(errors='replace').strip()[-300:]}")
+        for result in report.tables:
+            if result.name in halves:
+                rows, total = json.loads(out)[result.name]
+                result.target_rows += rows
+                result.target_checksum += total
+
+
+HELPER_ROWS = 20_000  # a table smaller than this is checked whole, by this process
+
+
+def start_helper(dst: Side, tables: list[Table]) -> tuple[subprocess.Popen, dict[str, int]] | None:
+    """Start the checksum helper on the first half of each large table: (process, table -> last rowid)."""
+    halves = {}
+    con = dst.db.connection()
+    for table in tables:
+        low, high = con.execute(f"SELECT min(rowid), max(rowid) FROM {q(table.name)}").fetchone()
+        if low is not None and high - low >= HELPER_ROWS:
+            halves[table.name] = (low + high) // 2
+    if not halves:
+        return None
+    job = {"path": str(dst.target.path), "tables": [
+        {"name": t.name, "kinds": [c.kind for c in t.columns], "names": t.names,
+         "last": halves[t.name]} for t in tables if t.name in halves]}
+    process = subprocess.Popen([sys.executable, "-c", "from sessionorm.transfer import helper; helper()"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(job).encode())
+    process.stdin.close()
+    process.stdin = None  # communicate() must not flush a closed pipe
+    return process, halves
+
+
+def helper() -> None:
+    """The checksum helper process: a JSON job on stdin, {table: [rows, checksum]} on stdout."""
+    job = json.load(sys.stdin)
+    con = sqlite3.connect(f"file:{urllib.parse.quote(job['path'])}?mode=ro", uri=True)
+    results = {}
+    for spec in job["tables"]:
+        table = Table(spec["name"], [Column(n, "", k, False, None) for n, k in
+                                     zip(spec["names"], spec["kinds"], strict=True)], ())
+        results[spec["name"]] = rowid_checksum(con, table, None, spec["last"])
+    con.close()
+    json.dump(results, sys.stdout)
+
+
+def rowid_checksum(con: sqlite3.Connection, table: Table, first: int | None, last: int | None
+                   ) -> tuple[int, int]:
+    """(rows, checksum) of the rows of a SQLite table with `first <= rowid <= last`."""
+    make = canon_function(table)
+    where = " AND ".join(([f"rowid >= {int(first)}"] if first is not None else [])
+                         + ([f"rowid <= {int(last)}"] if last is not None else [])) or "1"
+    cursor = con.execute(f"SELECT {', '.join(map(q, table.names))} FROM {q(table.name)} WHERE {where}")
+    count = total = 0
+    while batch := cursor.fetchmany(BATCH):
+        count += len(batch)
+        total += sum(row_hash(make(r)) for r in batch)
+    return count, total
 
 
 # -- SQLite target ---------------------------------------------------------------------------
