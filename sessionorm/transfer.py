@@ -667,10 +667,10 @@ class Meter:
         self.start = self.last = time.monotonic()
         self.done = 0
 
-    def add(self, rows: int) -> None:
+    def add(self, rows: int, last: bool = False) -> None:
         self.done += rows
         now = time.monotonic()
-        if self.progress is not None and now - self.last >= 0.5:
+        if self.progress is not None and (last or now - self.last >= 0.5):
             self.last = now
             rate = self.done / max(now - self.start, 1e-9)
             self.progress(f"copy: {self.table}: {self.done:,} rows, {rate:,.0f} rows/s")
@@ -856,6 +856,7 @@ def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progre
             count += len(batch)
             total += checksum_
             meter.add(len(batch))
+    meter.add(0, last=True)
     report.tables.append(TableCopy(table.name, count, total))
 
 
@@ -905,8 +906,12 @@ def start_helper(dst: Side, tables: list[Table]) -> tuple[subprocess.Popen, dict
     job = {"path": str(dst.target.path), "tables": [
         {"name": t.name, "kinds": [c.kind for c in t.columns], "names": t.names,
          "last": halves[t.name]} for t in tables if t.name in halves]}
+    # this very sessionorm, installed or not
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])))
     process = subprocess.Popen([sys.executable, "-c", "from sessionorm.transfer import helper; helper()"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env)
     assert process.stdin is not None
     process.stdin.write(json.dumps(job).encode())
     process.stdin.close()
@@ -1055,4 +1060,5 @@ def load_sqlite(src: Side, dst: Side, table: Table, report: CopyReport, progress
         total += checksum_
         meter.add(len(batch))
     con.execute("COMMIT")
+    meter.add(0, last=True)
     report.tables.append(TableCopy(table.name, count, total))

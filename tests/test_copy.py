@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -398,6 +399,16 @@ def test_the_cli_prints_each_table_with_its_checksum_and_exits_0(backend, tmp_pa
     assert [line.split()[0] for line in lines[:-1]] == [*OWN, *OTHERS]
     assert all(line.endswith("source = copy") for line in lines[:-1])
     assert lines[-1].startswith(f"copied {source} to ") and "row counts and checksums match" in lines[-1]
+
+
+def test_progress_names_each_table_with_its_rows_and_rate(tmp_path):
+    source = migrated_file(tmp_path / "source.db", n=30, iterations=2)
+    heard: list[str] = []
+    copy(source, tmp_path / "copy.db", progress=heard.append)
+    rows = sqlite_dump(source)
+    for table in [*OWN, *OTHERS]:
+        line = next(m for m in reversed(heard) if m.startswith(f"copy: {table}: "))
+        assert re.fullmatch(rf"copy: {table}: {len(rows[table]):,} rows, [\d,]+ rows/s", line), line
 
 
 def test_the_cli_needs_both_ends(tmp_path):
