@@ -247,6 +247,8 @@ class Side:
                 table.indexes.append((index, cols, bool(unique)))
         if re.search(r"\bCHECK\s*\(", sql or "", re.I) and name not in BY_MIGRATIONS:
             table.problems.append("it has a CHECK constraint")
+        if re.match(r"\s*CREATE\s+VIRTUAL\b", sql or "", re.I):
+            table.problems.append("it is a virtual table")
         if re.search(r"\)\s*(?:STRICT|WITHOUT\s+ROWID)\b", sql or "", re.I):
             table.problems.append("it is STRICT or WITHOUT ROWID")
         return table
