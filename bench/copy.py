@@ -192,7 +192,8 @@ def bench_to_sqlite(args: argparse.Namespace, source: str, expected: dict[str, i
             if got != expected:
                 raise RuntimeError(f"{side} copied {got}, expected {expected}")
             size = dest.stat().st_size
-            dest.unlink()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{dest}{suffix}").unlink(missing_ok=True)
             (raws if side == "raw" else orms).append(seconds)
             if side == "sessionorm":
                 rss.append(peak)
