@@ -16,12 +16,13 @@ None for the default database, and returns a report instead of printing)::
     from sessionorm import migrate, status, verify, rollback, backup, diff, makemigration
     migrate("sessions.sqlite", backup=True)   # MigrateReport: applied, migrated, backup, …
     verify("sessions.sqlite").ok              # VerifyReport: ok, problems, notes
+    copy("sessions.sqlite", "postgresql://…")  # CopyReport: rows and checksums per table
 
 Errors all derive from `SessionormError`: `NotFoundError` (unknown id), `ValidationError`
 (bad argument, raised before any SQL), `NeedsMigrationError`, `MigrationError` (and its
 `BackupError`), `DatabaseBusyError`, `DatabaseOpenError`.
 """
-from .commands import backfill, backup, diff, makemigration, migrate, rollback, status, verify
+from .commands import backfill, backup, copy, diff, makemigration, migrate, rollback, status, verify
 from .errors import (
     BackupError,
     DatabaseBusyError,
@@ -43,5 +44,5 @@ __all__ = [
     "MigrationOptions", "MigrationRecord", "NeedsMigrationError", "NotFoundError", "Session",
     "SessionStore",
     "SessionormError", "Thread", "ThreadMessage", "ValidationError",
-    "backfill", "backup", "diff", "makemigration", "migrate", "rollback", "status", "verify",
+    "backfill", "backup", "copy", "diff", "makemigration", "migrate", "rollback", "status", "verify",
 ]

@@ -36,16 +36,16 @@ class Group(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Exception as exc:  # the edge of the program: nothing may escape as a traceback
-            url = ctx.meta.get("db")
+            urls = ctx.meta.get("urls", ())  # their passwords never reach the terminal
             if ctx.meta.get("verbose"):
-                click.echo(scrub(traceback.format_exc(), url), err=True, nl=False)
+                click.echo(scrub(traceback.format_exc(), *urls), err=True, nl=False)
             text = str(exc) if isinstance(exc, SessionormError) else f"{type(exc).__name__}: {exc}"
             # One line: a driver's DETAIL, HINT and query context go under --verbose.
             line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-            click.echo(f"error: {scrub(line, url)}", err=True)
+            click.echo(f"error: {scrub(line, *urls)}", err=True)
             if ctx.meta.get("verbose"):
                 for line in getattr(exc, "details", ()):  # e.g. every integrity_check line
-                    click.echo(f"  {scrub(str(line), url)}", err=True)
+                    click.echo(f"  {scrub(str(line), *urls)}", err=True)
             ctx.exit(FAILED)
 
 
@@ -102,7 +102,7 @@ def database_options(fn: Callable) -> Callable:
         # makemigration writes there (creating it); for the others a missing folder is a typo
         if migrations_dir and ctx.info_name != "makemigration" and not os.path.isdir(migrations_dir):
             raise click.BadParameter(f"no folder {migrations_dir!r}", param_hint="--migrations-dir")
-        ctx.meta["db"] = db_url or os.environ.get("SESSIONORM_DB_URL")  # scrubbed from errors
+        ctx.meta["urls"] = [db_url or os.environ.get("SESSIONORM_DB_URL")]  # scrubbed from errors
         db = Target.of(chosen_database(db_path, db_url), busy_timeout, migrations_dir)
         kwargs.update(db=db, busy_timeout=busy_timeout, migrations_dir=migrations_dir)
         if verbose:
@@ -122,10 +122,13 @@ class ProgressLine:
 
     def __init__(self) -> None:
         self.used = False
+        self.width = 0  # of the line shown, so a shorter one clears its tail
 
     def __call__(self, text: str) -> None:
         self.used = True
-        click.echo(f"\r  {text} …", err=True, nl=False)
+        line = f"  {text} …"
+        click.echo(f"\r{line.ljust(self.width)}", err=True, nl=False)
+        self.width = len(line)
 
     def done(self) -> None:
         if self.used:
@@ -294,6 +297,44 @@ def backup(db: str, busy_timeout: float, migrations_dir: str | None, output: str
     with showing_progress() as progress:
         path = commands.backup(db, output, busy_timeout=busy_timeout, progress=progress)
     click.echo(f"backup: {path}")
+
+
+@cli.command()
+@click.option("--from", "source", required=True, metavar="PATH|URL",
+              help="The migrated database to copy: a SQLite file or a URL (sqlite:///…, postgresql://…).")
+@click.option("--to", "target", required=True, metavar="PATH|URL",
+              help="Where to copy it: a new (or empty) SQLite file, or an empty PostgreSQL database.")
+@click.option("--busy-timeout", type=Seconds(), default=None,
+              help=f"Seconds to wait for another connection's lock (default {DEFAULT_BUSY_TIMEOUT:g}).")
+@click.option("--migrations-dir", type=click.Path(file_okay=False, exists=True),
+              envvar="SESSIONORM_MIGRATIONS_DIR",
+              help="Your own migration scripts, applied to the source (default: $SESSIONORM_MIGRATIONS_DIR).")
+@click.option("-v", "--verbose", is_flag=True, help="Show SQL, timings and tracebacks.")
+def copy(source: str, target: str, busy_timeout: float | None, migrations_dir: str | None,
+         verbose: bool) -> None:
+    """Copy a migrated database, every table, into a new one: SQLite and PostgreSQL either way.
+
+    The copy appears complete or not at all, after row counts and checksums of every table
+    were compared on both sides.
+    """
+    ctx = click.get_current_context()
+    ctx.meta["verbose"] = verbose
+    ctx.meta["urls"] = [source, target]  # their passwords are scrubbed from errors
+    src = Target.of(source, busy_timeout, migrations_dir)
+    dst = Target.of(target, busy_timeout, migrations_dir)
+    printer = TimedPrinter(lambda line: click.echo(line, err=True)) if verbose else None
+    with capturing(printer) if printer else contextlib.nullcontext(), showing_progress() as progress:
+        try:
+            report = commands.copy(src, dst, migrations_dir, busy_timeout, progress)
+        finally:
+            if printer:
+                printer.flush()
+    width = max(len(t.name) for t in report.tables)
+    for t in report.tables:
+        click.echo(f"{t.name:<{width}}  {t.rows:>12,} rows  checksum {t.checksum & (2**64 - 1):016x}"
+                   f"  source = copy")
+    click.echo(f"copied {src} to {dst}: {len(report.tables)} tables, {report.rows:,} rows in "
+               f"{report.seconds:.1f} s; row counts and checksums match")
 
 
 @cli.command()

@@ -41,6 +41,7 @@ from .sql_log import capturing
 from .sqlite_backup import backup_sqlite
 from .store import SessionStore
 from .target import Target
+from .transfer import CopyReport, copy_database
 from .verification import VerifyReport, verify_database
 
 Progress = Callable[[str], None] | None  # receives one-line progress messages
@@ -476,6 +477,37 @@ def rollback(db: DB = None, force: bool = False,
             backup_under_lock(target, database)))
     return RollbackReport(str(target), reverted, saved[0] if saved else None,
                           time.monotonic() - start)
+
+
+# -- copy -------------------------------------------------------------------------------------
+
+def copy(source: DB, target: str | os.PathLike | Target, migrations_dir: Dir = None,
+         busy_timeout: float | None = None, progress: Progress = None) -> CopyReport:
+    """Copy every table of a migrated database into a new or empty one (SQLite or PostgreSQL).
+
+    Rows stream in primary-key order from one snapshot of the source; the target is created
+    through the migrations and appears complete or not at all (PostgreSQL: one transaction;
+    SQLite: a temporary file renamed into place), after row counts and checksums of every
+    table were compared on both sides.
+
+    Args:
+        source: a SQLite path, a database URL, or None for the default database.
+        target: a SQLite path (absent or without tables) or a URL of an empty server database.
+        migrations_dir: your own migration scripts, applied to the source already.
+        busy_timeout: seconds to wait for another connection's lock.
+        progress: called with one-line progress messages (table, rows done, rate).
+
+    Returns:
+        A `CopyReport`: per table, rows and checksum as read from source and target.
+
+    Raises:
+        MigrationError (`CopyError`): the source has pending migrations, the target is not
+        empty, or a table or value cannot be carried (named); nothing was written.
+        DatabaseOpenError, DatabaseBusyError.
+    """
+    src = Target.of(source, busy_timeout, migrations_dir)
+    dst = Target.of(target, busy_timeout, migrations_dir)
+    return copy_database(src, dst, extra_dirs(src), progress)
 
 
 # -- diff, makemigration ----------------------------------------------------------------------

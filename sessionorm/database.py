@@ -235,12 +235,12 @@ def secrets(url: str) -> list[str]:
     return sorted({v for v in found if v}, key=len, reverse=True)
 
 
-def scrub(text: str, url: str | None) -> str:
-    """`text` with every password of `url` replaced by `***`."""
-    if not url or not isinstance(url, str):
-        return text
-    for secret in secrets(url):
-        text = text.replace(secret, "***")
+def scrub(text: str, *urls: str | None) -> str:
+    """`text` with every password of each of `urls` replaced by `***`."""
+    for url in urls:
+        if url and isinstance(url, str):
+            for secret in secrets(url):
+                text = text.replace(secret, "***")
     return text
 
 

@@ -90,3 +90,15 @@ def test_backup_and_verify_into_a_pipe_print_no_progress(legacy_db) -> None:
         proc = subprocess.run([sys.executable, "-m", "sessionorm", *args, "--db-path", str(path)],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
         assert proc.stderr == "", args
+
+
+def test_a_shorter_progress_line_clears_what_the_longer_one_left(capsys) -> None:
+    from sessionorm.cli import ProgressLine
+
+    line = ProgressLine()
+    line("copying thread_messages: 480,000 rows, 95,000 rows/s")
+    line("checksums: 2 s")
+    shown = capsys.readouterr().err.split("\r")[-1]
+    assert shown.startswith("  checksums: 2 s …")
+    assert len(shown) == len("  copying thread_messages: 480,000 rows, 95,000 rows/s …")
+    assert shown[len("  checksums: 2 s …"):].strip() == ""
