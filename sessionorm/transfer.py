@@ -31,8 +31,10 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import peewee
 
@@ -676,9 +678,10 @@ class Meter:
             self.progress(f"copy: {self.table}: {self.done:,} rows, {rate:,.0f} rows/s")
 
 
-def source_batches(src: Side, table: Table, target_types: dict[str, str]
+def source_batches(src: Side, table: Table, target_types: dict[str, str], hashed: bool = True
                    ) -> Iterator[tuple[list[tuple], int]]:
-    """The source's rows in primary-key order, in batches, each with the batch's checksum.
+    """The source's rows in primary-key order, in batches, each with the batch's checksum
+    (0 when not `hashed`: the caller reads the source's checksum again later).
 
     Rows come without their checksum and check columns; a value the target cannot hold
     raises `CopyError` naming the table, the row's key and the column.
@@ -704,6 +707,8 @@ def source_batches(src: Side, table: Table, target_types: dict[str, str]
                     refuse_value(table, row, row[-1], target_types)
         if canon is not None:
             total = sum(r[n] for r in batch)
+        elif not hashed:
+            total = 0
         else:
             texts = [make(r) for r in batch]
             if target_types and not src.is_pg and any("\x00" in t for t in texts):
@@ -777,11 +782,21 @@ def copy_to_postgres(src: Side, target: Target, tables: dict[str, Table], extra_
                 keys = drop_keys(dst, order)
                 # Index builds sort in memory on the server (the client's memory is not involved).
                 db.execute_sql(f"SET LOCAL maintenance_work_mem = '{PG_SORT_MEMORY}'")
+                later = not src.is_pg  # a SQLite source is hashed again while the server works
                 for name in order:
-                    load_postgres(src, dst, tables[name], report, progress)
-                restore_keys(dst, keys, progress)
-                db.execute_sql("ANALYZE " + ", ".join(q(t) for t in order))
-                target_checksums(dst, tables, report, progress)
+                    load_postgres(src, dst, tables[name], report, progress, hashed=not later)
+                server = on_this_connection(dst)
+
+                def server_work() -> None:
+                    restore_keys(server, keys, progress)
+                    server.db.execute_sql("ANALYZE " + ", ".join(q(t) for t in order))
+                    target_checksums(server, tables, report, progress)
+
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    work = pool.submit(server_work)  # waits on the server: the GIL is free
+                    if later:
+                        source_checksums(src, tables, report)
+                    work.result()
                 check_target(dst, runner, report)
     finally:
         db.close()
@@ -828,7 +843,8 @@ def restore_keys(dst: Side, saved: list[tuple[str, str, str, str]], progress: Pr
         dst.db.execute_sql(what if rank == 1 else f"ALTER TABLE {what} {', '.join(adds)}")
 
 
-def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progress: Progress) -> None:
+def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progress: Progress,
+                  hashed: bool = True) -> None:
     types = pg_types(dst, table.name)
     names = table.names
     meter = Meter(table.name, progress)
@@ -838,24 +854,72 @@ def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progre
 
     # psycopg's default writer: its QueuedLibpqWriter (network writes in a thread) measured
     # 0.6-1.5 s slower at 1,000,000 sessions on two cores, the thread and the GIL contending.
-    with dst.db.connection().cursor().copy(
-            f"COPY {q(table.name)} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types([types[n] for n in names])
-        write = copy.write_row
-        for batch, checksum_ in source_batches(src, table, types):
-            try:
-                for row in batch:
-                    write(row)
-            except (TypeError, ValueError, OverflowError, struct.error, psycopg.DataError):
-                # a value the binary format refuses (text in an integer column, a number too
-                # large for int4, ...): name it; the transaction is rolled back
-                refuse_misfit(table, row, types)
-                raise
-            count += len(batch)
-            total += checksum_
-            meter.add(len(batch))
+    try:
+        with dst.db.connection().cursor().copy(
+                f"COPY {q(table.name)} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([types[n] for n in names])
+            write = copy.write_row
+            for batch, checksum_ in source_batches(src, table, types, hashed):
+                try:
+                    for row in batch:
+                        write(row)
+                except (TypeError, ValueError, OverflowError, struct.error, psycopg.DataError):
+                    # a value the binary format refuses (text in an integer column, a number
+                    # too large for int4, ...): name it; the transaction is rolled back
+                    refuse_misfit(table, row, types)
+                    raise
+                count += len(batch)
+                total += checksum_
+                meter.add(len(batch))
+    except psycopg.errors.CharacterNotInRepertoire:
+        # the server refused a NUL character in text (22021): name the first row holding one
+        refuse_nul(src, table, types)
+        raise
     meter.add(0, last=True)
     report.tables.append(TableCopy(table.name, count, total))
+
+
+def source_checksums(src: Side, tables: dict[str, Table], report: CopyReport) -> None:
+    """Each copied table's checksum, read again from the source's same snapshot."""
+    for result in report.tables:
+        rows, result.checksum = checksum(src, tables[result.name])
+        if rows != result.rows:  # cannot happen inside one read transaction
+            raise CopyError(f"{result.name}: {rows} rows on the second reading of the source, "
+                            f"{result.rows} on the first")
+
+
+def refuse_nul(src: Side, table: Table, types: dict[str, str]) -> None:
+    """`CopyError` naming the first row of `table` (in key order) with a NUL in a text column."""
+    texts = [i for i, c in enumerate(table.columns) if c.kind == "text"]
+    select = (f"SELECT {', '.join(map(q, table.names))} FROM {q(table.name)}"
+              f" ORDER BY {', '.join(map(q, table.primary_key))}")
+    for batch in sqlite_rows(src, select):
+        for row in batch:
+            for i in texts:
+                if isinstance(row[i], str) and "\x00" in row[i]:
+                    refuse_value(table, row, table.names[i], types)
+
+
+def on_this_connection(side: Side) -> Side:
+    """`side` for another thread, on the same driver connection (so in its transaction).
+
+    peewee keeps one connection per thread: through it, another thread would open a new
+    connection, outside the copy's transaction, and see none of its rows.
+    """
+    conn = side.db.connection()
+
+    class Connection:
+        @staticmethod
+        def execute_sql(sql: str, params: tuple = ()) -> Any:
+            return conn.execute(sql, params or None)  # None: a '%' in the SQL is no placeholder
+
+        @staticmethod
+        def connection() -> Any:
+            return conn
+
+    other = Side.__new__(Side)
+    other.target, other.db, other.is_pg = side.target, cast(Any, Connection()), side.is_pg
+    return other
 
 
 def target_checksums(dst: Side, tables: dict[str, Table], report: CopyReport, progress: Progress) -> None:
