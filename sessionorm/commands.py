@@ -16,6 +16,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrations import Migration, _resolve_models
 from playhouse.migrations import MigrationError as PeeweeMigrationError
 
+from .copy_checks import CopyReport
 from .database import (
     check_sqlite_file,
     check_writable,
@@ -41,7 +42,7 @@ from .sql_log import capturing
 from .sqlite_backup import backup_sqlite
 from .store import SessionStore
 from .target import Target
-from .transfer import CopyReport, copy_database
+from .transfer import copy_database
 from .verification import VerifyReport, verify_database
 
 Progress = Callable[[str], None] | None  # receives one-line progress messages

@@ -25,9 +25,10 @@ from test_postgres import Backend, legacy_rows, pg_database
 from test_postgres import backend as backend  # noqa: F401  (the fixture, used by name)
 
 from sessionorm import MigrationError, commands, copy
+from sessionorm.copy_checks import checksum
+from sessionorm.copy_tables import Side
 from sessionorm.database import open_sqlite
 from sessionorm.target import Target
-from sessionorm.transfer import Side, checksum
 
 OWN = ["sessions", "threads", "thread_messages", "migrations", "migration_checksums"]
 # The legacy layouts' other tables, in the order copy loads them: every parent before its children.
