@@ -1,9 +1,9 @@
 """SQLite and PostgreSQL as the store and the migrator use them: one object per open database.
 
 A `Dialect` is chosen once, when the store or a command opens its database. It owns what
-differs between the two: the parameter style, the write transaction (the one helper for the
-store and the migrator), how appenders are serialised, `executemany`, and which values text
-columns can carry.
+differs between the two: the parameter style, the read-only snapshot, the write transaction
+(the one helper for the store and the migrator), how appenders are serialised, `executemany`,
+and which values text columns can carry.
 """
 from __future__ import annotations
 
