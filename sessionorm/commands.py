@@ -25,7 +25,6 @@ from .database import (
     read_snapshot,
     translate_errors,
 )
-from .dialect import Dialect
 from .drift import Drift
 from .drift import drift as schema_drift_report
 from .errors import MigrationError
@@ -33,6 +32,7 @@ from .exercise import Step, open_keeping_journal_mode
 from .exercise import exercise as exercise_store
 from .migration_options import BackfillResult, MigrationOptions
 from .models import MODELS, OWN_TABLES
+from .opening import opened
 from .pg_backup import backup_postgres
 from .progress import reporting
 from .runner import MigrationRunner
@@ -84,29 +84,6 @@ class RollbackReport:
 def extra_dirs(target: Target) -> list[str]:
     """The folder of a project's own migration scripts, run after the shipped ones (if any)."""
     return [str(target.migrations_dir)] if target.migrations_dir else []
-
-
-@contextlib.contextmanager
-def opened(target: Target, *, readonly: bool = False, create: bool = False
-           ) -> Iterator[peewee.Database]:
-    """The database for the length of a block, driver errors translated, closed after.
-
-    A read-only block runs in one read-only transaction (`Dialect.snapshot`): everything it
-    reads comes from the same committed state of a database that others may be writing.
-    """
-    if target.is_server:
-        database = open_url(target.server_url, target.busy_timeout, create=create)
-    else:
-        database = open_sqlite(target.real_path, target.busy_timeout, create=create, readonly=readonly)
-    try:
-        with translate_errors(str(target)):
-            if readonly:
-                with Dialect.of(database).snapshot(target.busy_timeout):
-                    yield database
-            else:
-                yield database
-    finally:
-        database.close()
 
 
 # -- status, verify, backup -------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import os
+import re
 import sqlite3
 import stat
 from collections.abc import Callable
@@ -92,11 +93,16 @@ def copy_pages(src: sqlite3.Connection, dst: sqlite3.Connection,
     src.backup(dst, pages=max(total // 100, 64), progress=tell)
 
 
+# A temporary file's name ends with its process id (then perhaps SQLite's sidecar suffix).
+OWNER_PID = re.compile(r"-(\d+)(?:-wal|-shm|-journal)?$")
+
+
 def remove_stale_partials(directory: Path, pattern: str) -> None:
-    """Delete the temp files of backups whose process is gone (killed before it finished)."""
+    """Delete the temporary files (`pattern`) of backups or copies whose process is gone
+    (killed before it finished), and their SQLite sidecars."""
     for leftover in directory.glob(pattern):
-        pid = leftover.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not process_alive(int(pid)):
+        owner = OWNER_PID.search(leftover.name)
+        if owner and not process_alive(int(owner.group(1))):
             leftover.unlink(missing_ok=True)
 
 

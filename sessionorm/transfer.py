@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import re
 import struct
 import time
 from collections.abc import Iterator
@@ -62,45 +61,41 @@ from .copy_tables import (
 from .database import (
     check_sqlite_file,
     open_sqlite,
-    open_url,
     real_path,
     translate_errors,
 )
-from .dialect import Dialect
 from .drift import drift
 from .errors import DatabaseOpenError
 from .migration_options import MigrationOptions
 from .models import MODELS
+from .opening import opened
 from .progress import reporting
 from .runner import MigrationRunner
 from .safe_migrator import lock_database
-from .sqlite_backup import process_alive
+from .sqlite_backup import remove_stale_partials
 from .target import Target
 from .verification import migration_problems
 
 # A SQLite bulk load's page cache (KiB, negative): index builds stay in memory, RSS stays flat.
 SQLITE_CACHE = -16384
 
+
 PG_SORT_MEMORY = "256MB"  # maintenance_work_mem for rebuilding keys and indexes after the load
+
 
 # -- the copy --------------------------------------------------------------------------------
 
 @contextlib.contextmanager
 def source_snapshot(target: Target) -> Iterator[Side]:
     """The source inside one read transaction: every table comes from the same snapshot."""
-    if target.is_server:
-        db = open_url(target.server_url, target.busy_timeout, create=False)
-    else:
-        db = open_sqlite(target.real_path, target.busy_timeout, create=False, readonly=True)
-    try:
-        with translate_errors(str(target)), Dialect.of(db).snapshot(target.busy_timeout):
-            yield Side(target, db)
-    finally:
-        db.close()
+    with opened(target, readonly=True) as db:
+        yield Side(target, db)
+
 
 def migrate_command(target: Target) -> str:
     option = f"--db-url '{target}'" if target.is_server else f"--db-path '{target.path}'"
     return f"sessionorm migrate {option}"
+
 
 def check_source(side: Side, extra_dirs: list[str]) -> MigrationRunner:
     """Refuse a source that is not fully migrated, naming the command that migrates it."""
@@ -116,6 +111,7 @@ def check_source(side: Side, extra_dirs: list[str]) -> MigrationRunner:
         raise CopyError(f"refusing to copy: {side.target} records migrations without a script here "
                         f"({', '.join(unknown)}); pass their folder with --migrations-dir")
     return runner
+
 
 def plan_tables(source: Side, to_pg: bool) -> dict[str, Table]:
     """Every source table, reflected; anything that cannot be carried refused by name."""
@@ -134,6 +130,7 @@ def plan_tables(source: Side, to_pg: bool) -> dict[str, Table]:
         raise CopyError(f"refusing to copy: these tables cannot be carried: {'; '.join(refused)}; "
                         "nothing was written")
     return tables
+
 
 def copy_database(source: Target, target: Target, extra_dirs: list[str] | None = None,
                   progress: Progress = None) -> CopyReport:
@@ -155,11 +152,13 @@ def copy_database(source: Target, target: Target, extra_dirs: list[str] | None =
     report.seconds = time.monotonic() - start
     return report
 
+
 # -- the target ------------------------------------------------------------------------------
 
 def not_empty(side: Side) -> list[str]:
     names = side.table_names()
     return names + [o for o in side.other_objects() if not o.startswith("trigger")]
+
 
 def refuse_not_empty(side: Side) -> None:
     found = not_empty(side)
@@ -167,6 +166,7 @@ def refuse_not_empty(side: Side) -> None:
         shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
         raise CopyError(f"refusing to copy into {side.target}: it is not empty ({shown}); copy into a "
                         "new or empty database (nothing was written)")
+
 
 def create_schema(dst: Side, tables: dict[str, Table], order: list[str], same: bool,
                   extra_dirs: list[str], in_transaction: bool = False) -> MigrationRunner:
@@ -204,6 +204,7 @@ def create_schema(dst: Side, tables: dict[str, Table], order: list[str], same: b
                 dst.db.execute_sql(index_sql(name, index, cols, unique))
     return runner
 
+
 def check_target(dst: Side, runner: MigrationRunner, report: CopyReport) -> None:
     """Checksums equal on both sides, the migrations applied and the schema the models'."""
     differ = [f"{t.name}: {t.rows} rows, checksum {t.checksum:x} in the source; {t.target_rows} rows, "
@@ -213,6 +214,7 @@ def check_target(dst: Side, runner: MigrationRunner, report: CopyReport) -> None
     problems = migration_problems(runner) + drift(dst.db, MODELS).problems
     if problems:
         raise CopyError(f"the copy fails verify, so it was discarded: {'; '.join(problems)}")
+
 
 class Meter:
     """Progress of one table: rows done and the rate, about twice a second."""
@@ -229,6 +231,7 @@ class Meter:
             self.last = now
             rate = self.done / max(now - self.start, 1e-9)
             self.progress(f"copy: {self.table}: {self.done:,} rows, {rate:,.0f} rows/s")
+
 
 def source_batches(src: Side, table: Table, target_types: dict[str, str], hashed: bool = True
                    ) -> Iterator[tuple[list[tuple], int]]:
@@ -269,10 +272,12 @@ def source_batches(src: Side, table: Table, target_types: dict[str, str], hashed
             total = sum(row_hash(t) for t in texts)
         yield ([r[:n] for r in batch] if len(batch[0]) != n else batch), total
 
+
 def sqlite_rows(src: Side, select: str) -> Iterator[list[tuple]]:
     cursor = src.db.connection().execute(select)
     while batch := cursor.fetchmany(BATCH):
         yield batch
+
 
 def pg_copy_out(src: Side, select: str, table: Table, hashed: bool, checked: bool
                 ) -> Iterator[list[tuple]]:
@@ -290,40 +295,38 @@ def pg_copy_out(src: Side, select: str, table: Table, hashed: bool, checked: boo
         if batch:
             yield batch
 
+
 def copy_to_postgres(src: Side, target: Target, tables: dict[str, Table], extra_dirs: list[str],
                      report: CopyReport, progress: Progress) -> None:
     """One transaction: schema, keys off, COPY, keys back, checks; committed only if all pass."""
-    db = open_url(target.server_url, target.busy_timeout, create=False)
-    try:
-        with translate_errors(str(target)):
-            dst = Side(target, db)
-            refuse_not_empty(dst)  # before the lock: a clear refusal without waiting
-            order = load_order(tables)
-            with db.atomic():
-                lock_database(db)  # the migration lock: another copy or migrate waits
-                refuse_not_empty(dst)
-                runner = create_schema(dst, tables, order, src.is_pg, extra_dirs, in_transaction=True)
-                keys = drop_keys(dst, order)
-                # Index builds sort in memory on the server (the client's memory is not involved).
-                db.execute_sql(f"SET LOCAL maintenance_work_mem = '{PG_SORT_MEMORY}'")
-                later = not src.is_pg  # a SQLite source is hashed again while the server works
-                for name in order:
-                    load_postgres(src, dst, tables[name], report, progress, hashed=not later)
-                server = on_this_connection(dst)
+    with opened(target) as db:
+        dst = Side(target, db)
+        refuse_not_empty(dst)  # before the lock: a clear refusal without waiting
+        order = load_order(tables)
+        with db.atomic():
+            lock_database(db)  # the migration lock: another copy or migrate waits
+            refuse_not_empty(dst)
+            runner = create_schema(dst, tables, order, src.is_pg, extra_dirs, in_transaction=True)
+            keys = drop_keys(dst, order)
+            # Index builds sort in memory on the server (the client's memory is not involved).
+            db.execute_sql(f"SET LOCAL maintenance_work_mem = '{PG_SORT_MEMORY}'")
+            later = not src.is_pg  # a SQLite source is hashed again while the server works
+            for name in order:
+                load_postgres(src, dst, tables[name], report, progress, hashed=not later)
+            server = on_this_connection(dst)
 
-                def server_work() -> None:
-                    restore_keys(server, keys, progress)
-                    server.db.execute_sql("ANALYZE " + ", ".join(q(t) for t in order))
-                    target_checksums(server, tables, report, progress)
+            def server_work() -> None:
+                restore_keys(server, keys, progress)
+                server.db.execute_sql("ANALYZE " + ", ".join(q(t) for t in order))
+                target_checksums(server, tables, report, progress)
 
-                with ThreadPoolExecutor(max_workers=1) as pool:
-                    work = pool.submit(server_work)  # waits on the server: the GIL is free
-                    if later:
-                        source_checksums(src, tables, report)
-                    work.result()
-                check_target(dst, runner, report)
-    finally:
-        db.close()
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                work = pool.submit(server_work)  # waits on the server: the GIL is free
+                if later:
+                    source_checksums(src, tables, report)
+                work.result()
+            check_target(dst, runner, report)
+
 
 def drop_keys(dst: Side, order: list[str]) -> list[tuple[str, str, str, str]]:
     """Drop the loaded tables' keys, foreign keys and indexes; return how to make them again.
@@ -350,6 +353,7 @@ def drop_keys(dst: Side, order: list[str]) -> list[tuple[str, str, str, str]]:
             dst.db.execute_sql(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
     return saved
 
+
 def restore_keys(dst: Side, saved: list[tuple[str, str, str, str]], progress: Progress) -> None:
     """Keys first, then indexes, then foreign keys (they need the keys they reference)."""
     grouped: dict[tuple[int, str], list[str]] = {}
@@ -363,6 +367,7 @@ def restore_keys(dst: Side, saved: list[tuple[str, str, str, str]], progress: Pr
         if progress is not None:
             progress(f"copy: keys, indexes and foreign keys: {n}/{len(grouped)} built")
         dst.db.execute_sql(what if rank == 1 else f"ALTER TABLE {what} {', '.join(adds)}")
+
 
 def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progress: Progress,
                   hashed: bool = True) -> None:
@@ -399,6 +404,7 @@ def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progre
     meter.add(0, last=True)
     report.tables.append(TableCopy(table.name, count, total))
 
+
 def on_this_connection(side: Side) -> Side:
     """`side` for another thread, on the same driver connection (so in its transaction).
 
@@ -420,9 +426,8 @@ def on_this_connection(side: Side) -> Side:
     other.target, other.db, other.is_pg = side.target, cast(Any, Connection()), side.is_pg
     return other
 
-# -- SQLite target ---------------------------------------------------------------------------
 
-PARTIAL = re.compile(r"\.copy-(\d+)(?:-wal|-shm|-journal)?$")
+# -- SQLite target ---------------------------------------------------------------------------
 
 def check_target_path(target: Target) -> None:
     """A SQLite target must not exist, or be empty (no tables); else refuse, writing nothing."""
@@ -433,15 +438,10 @@ def check_target_path(target: Target) -> None:
         with source_snapshot(Target(path=path, busy_timeout=target.busy_timeout)) as side:
             refuse_not_empty(side)
 
+
 def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.copy-{os.getpid()}")
 
-def remove_stale_partials(path: Path) -> None:
-    """The temporary files of copies whose process is gone (killed before it finished)."""
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.copy-*"):
-        match = PARTIAL.search(leftover.name)
-        if match and not process_alive(int(match.group(1))):
-            leftover.unlink(missing_ok=True)
 
 def copy_to_sqlite(src: Side, target: Target, tables: dict[str, Table], extra_dirs: list[str],
                    report: CopyReport, progress: Progress) -> None:
@@ -449,7 +449,7 @@ def copy_to_sqlite(src: Side, target: Target, tables: dict[str, Table], extra_di
     path = real_path(target.path)  # type: ignore[arg-type]
     path.parent.mkdir(parents=True, exist_ok=True)
     existed = path.exists()
-    remove_stale_partials(path)
+    remove_stale_partials(path.parent, f".{glob.escape(path.name)}.copy-*")
     tmp = partial_path(path)
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
@@ -494,6 +494,7 @@ def copy_to_sqlite(src: Side, target: Target, tables: dict[str, Table], extra_di
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{tmp}{suffix}").unlink(missing_ok=True)
 
+
 def put_in_place(tmp: Path, path: Path, existed: bool, target: Target) -> None:
     """Link the finished copy to its name; an existing (empty) target is checked again, then replaced."""
     if existed:
@@ -513,6 +514,7 @@ def put_in_place(tmp: Path, path: Path, existed: bool, target: Target) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
 
 def load_sqlite(src: Side, dst: Side, table: Table, report: CopyReport, progress: Progress) -> None:
     con = dst.db.connection()
