@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_postgres import Backend, legacy_rows, pg_database
+from test_postgres import Backend, fresh_backend, legacy_rows
 
 from sessionorm import MigrationError, commands
 from sessionorm.database import open_sqlite, open_url
@@ -38,13 +38,7 @@ ORCHESTRATOR_INDEXES = [
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
     """A fresh empty database per test, on each backend."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SESSIONORM_DB_URL", raising=False)
-    monkeypatch.delenv("AMPSM_DB_PATH", raising=False)
-    if request.param == "sqlite":
-        yield Backend("sqlite", str(tmp_path / "sessions.db"))
-        return
-    with pg_database("postgresql") as database:
+    with fresh_backend(request.param, tmp_path, monkeypatch) as database:
         yield database
 
 

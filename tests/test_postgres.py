@@ -208,16 +208,24 @@ def pg_database(via: str) -> Iterator[Backend]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "pgbouncer"])
-def backend(request, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
-    """A fresh empty database per test, on each backend; backups land in tmp_path."""
+@contextlib.contextmanager
+def fresh_backend(name: str, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
+    """A fresh empty database on backend `name` ("sqlite", "postgresql" or "pgbouncer"), with
+    the working folder (where backups land) in tmp_path and no database variables set."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SESSIONORM_DB_URL", raising=False)
     monkeypatch.delenv("AMPSM_DB_PATH", raising=False)
-    if request.param == "sqlite":
+    if name == "sqlite":
         yield Backend("sqlite", str(tmp_path / "sessions.db"))
         return
-    with pg_database(request.param) as database:
+    with pg_database(name) as database:
+        yield database
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "pgbouncer"])
+def backend(request, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
+    """A fresh empty database per test, on each backend; backups land in tmp_path."""
+    with fresh_backend(request.param, tmp_path, monkeypatch) as database:
         yield database
 
 
@@ -660,12 +668,14 @@ def append_messages(backend: Backend, thread_id: str, writer: int, barrier, erro
         errors.put(f"writer {writer}: {type(exc).__name__}: {exc}")
 
 
-@pytest.mark.slow
-def test_eight_processes_appending_to_one_thread_never_collide(backend, store, thread_id):
+def appenders_never_collide(db: Backend, thread_id: str, append, writers: int, each: int) -> None:
+    """`writers` spawned processes run `append(db, thread_id, writer, barrier, errors)` at once,
+    each appending `each` messages "<writer>:<n>": none fails, idx runs 0.. without a gap or a
+    duplicate, and each process's messages keep its order."""
     context = multiprocessing.get_context("spawn")
-    barrier, errors = context.Barrier(WRITERS), context.Queue()
-    workers = [context.Process(target=append_messages, args=(backend, thread_id, w, barrier, errors))
-               for w in range(WRITERS)]
+    barrier, errors = context.Barrier(writers), context.Queue()
+    workers = [context.Process(target=append, args=(db, thread_id, w, barrier, errors))
+               for w in range(writers)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -674,13 +684,18 @@ def test_eight_processes_appending_to_one_thread_never_collide(backend, store, t
     while not errors.empty():
         problems.append(errors.get())
     assert problems == []
-    assert [w.exitcode for w in workers] == [0] * WRITERS
-    rows = backend.query('SELECT idx, content FROM thread_messages WHERE "threadId" = ? ORDER BY idx',
-                         (thread_id,))
-    assert [idx for idx, _ in rows] == list(range(WRITERS * PER_WRITER))
-    for writer in range(WRITERS):  # each process's messages keep its order
+    assert [w.exitcode for w in workers] == [0] * writers
+    rows = db.query('SELECT idx, content FROM thread_messages WHERE "threadId" = ? ORDER BY idx',
+                    (thread_id,))
+    assert [idx for idx, _ in rows] == list(range(writers * each))
+    for writer in range(writers):
         mine = [int(c.split(":")[1]) for _, c in rows if c.startswith(f"{writer}:")]
-        assert mine == list(range(PER_WRITER))
+        assert mine == list(range(each))
+
+
+@pytest.mark.slow
+def test_eight_processes_appending_to_one_thread_never_collide(backend, store, thread_id):
+    appenders_never_collide(backend, thread_id, append_messages, WRITERS, PER_WRITER)
     assert store.get_thread(thread_id).message_count == WRITERS * PER_WRITER
 
 

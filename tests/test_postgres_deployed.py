@@ -9,7 +9,6 @@ server itself.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import socket
 import threading
 import time
@@ -22,6 +21,7 @@ import pytest
 from cli_support import one_error_line, run_module, shipped_script
 from test_postgres import (  # noqa: F401  (backend: the fixture, used by name)
     Backend,
+    appenders_never_collide,
     backend,
     invoke,
     legacy_rows,
@@ -184,25 +184,7 @@ def append_after_a_history_of_its_own(db: Backend, thread_id: str, writer: int, 
 def test_eight_appenders_with_different_statement_histories_get_exact_idx(pg):
     with pg.store() as store:
         thread_id = thread_of(store)
-    context = multiprocessing.get_context("spawn")
-    barrier, errors = context.Barrier(WRITERS), context.Queue()
-    workers = [context.Process(target=append_after_a_history_of_its_own,
-                               args=(pg, thread_id, w, barrier, errors)) for w in range(WRITERS)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=300)
-    problems = []
-    while not errors.empty():
-        problems.append(errors.get())
-    assert problems == []
-    assert [w.exitcode for w in workers] == [0] * WRITERS
-    rows = pg.query('SELECT idx, content FROM thread_messages WHERE "threadId" = ? ORDER BY idx',
-                    (thread_id,))
-    assert [idx for idx, _ in rows] == list(range(WRITERS * APPENDS))
-    for writer in range(WRITERS):
-        mine = [int(c.split(":")[1]) for _, c in rows if c.startswith(f"{writer}:")]
-        assert mine == list(range(APPENDS))
+    appenders_never_collide(pg, thread_id, append_after_a_history_of_its_own, WRITERS, APPENDS)
 
 
 # -- connecting ----------------------------------------------------------------------------------
