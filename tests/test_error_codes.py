@@ -12,7 +12,7 @@ from pathlib import Path
 
 import peewee
 import pytest
-from cli_support import one_error_line, run_module
+from cli_support import REPO_ROOT, one_error_line, run_module
 from test_postgres import Backend, pg_database
 
 from sessionorm import DatabaseBusyError, DatabaseOpenError, SessionStore, commands
@@ -122,9 +122,12 @@ def test_the_cli_says_busy_in_one_line_when_the_server_speaks_german(german):
     import psycopg
 
     commands.migrate(german.target)
+    before, dumps = german.snapshot(), sorted(REPO_ROOT.glob("*.dump*"))
     with psycopg.connect(german.direct) as holder:
         holder.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
         done = run_module("rollback", "--db-url", german.target, "--busy-timeout", "0.3")
         holder.rollback()
     assert done.returncode == 2
     assert "database is busy" in one_error_line(done.stderr), done.stderr
+    assert german.snapshot() == before  # nothing rolled back
+    assert sorted(REPO_ROOT.glob("*.dump*")) == dumps  # and no backup taken (run_module's cwd)
