@@ -22,7 +22,18 @@ Errors all derive from `SessionormError`: `NotFoundError` (unknown id), `Validat
 (bad argument, raised before any SQL), `NeedsMigrationError`, `MigrationError` (and its
 `BackupError`), `DatabaseBusyError`, `DatabaseOpenError`.
 """
-from .commands import backfill, backup, copy, diff, makemigration, migrate, rollback, status, verify
+from .commands import (
+    backfill,
+    backup,
+    copy,
+    diff,
+    makemigration,
+    migrate,
+    restore_threads,
+    rollback,
+    status,
+    verify,
+)
 from .errors import (
     BackupError,
     DatabaseBusyError,
@@ -44,5 +55,6 @@ __all__ = [
     "MigrationOptions", "MigrationRecord", "NeedsMigrationError", "NotFoundError", "Session",
     "SessionStore",
     "SessionormError", "Thread", "ThreadMessage", "ValidationError",
-    "backfill", "backup", "copy", "diff", "makemigration", "migrate", "rollback", "status", "verify",
+    "backfill", "backup", "copy", "diff", "makemigration", "migrate", "restore_threads", "rollback",
+    "status", "verify",
 ]

@@ -274,6 +274,28 @@ def backfill(db: str, busy_timeout: float, migrations_dir: str | None) -> None:
                f"{result.skipped}")
 
 
+@cli.command("restore-threads")
+@database_options
+@click.option("--from", "source", required=True, metavar="BACKUP",
+              help="The backup to read: a SQLite file (e.g. from `sessionorm backup`) or a URL.")
+@click.option("--dry-run", is_flag=True, help="List what would come back; change nothing.")
+def restore_threads(db: str, busy_timeout: float, migrations_dir: str | None, source: str,
+                    dry_run: bool) -> None:
+    """Copy back from a backup the threads this database lost, and nothing else.
+
+    Threads the backup holds and the database lacks, whose session is still there, with the
+    messages of theirs the database lacks. Every row written since the backup stays.
+    """
+    click.get_current_context().meta["urls"].append(source)
+    report = commands.restore_threads(source, db, dry_run=dry_run, busy_timeout=busy_timeout)
+    verb = "would restore" if dry_run else "restored"
+    for thread in report.threads:
+        click.echo(f"{verb} thread {thread}")
+    click.echo(f"{verb} {len(report.threads)} threads with {report.messages} messages "
+               f"from {report.backup}" if report.threads else
+               f"nothing to restore: {report.database} has every thread of {report.backup}")
+
+
 @cli.command()
 @database_options
 @click.option("--force", is_flag=True,

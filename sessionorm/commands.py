@@ -42,6 +42,8 @@ from .sql_log import capturing
 from .sqlite_backup import backup_sqlite
 from .store import SessionStore
 from .target import Target
+from .thread_restore import RestoreReport
+from .thread_restore import restore_threads as restore_lost_threads
 from .transfer import copy_database
 from .verification import VerifyReport, verify_database
 
@@ -185,6 +187,37 @@ def backfill(db: DB = None,
                              f"({', '.join(m.name for m in pending)}); run `sessionorm migrate` first")
     with opened(target) as database:
         return SessionStore.on_database(database, str(target)).migrate_session_thread_ids()
+
+
+def restore_threads(backup_db: DB, db: DB = None, dry_run: bool = False,
+                    busy_timeout: float | None = None) -> RestoreReport:
+    """Copy back from a backup the threads the database lacks, and nothing else.
+
+    Only threads whose session the database still has, not deleted through sessionorm, with
+    the messages of theirs the database lacks; every row written since the backup stays.
+
+    Args:
+        backup_db: the backup: a SQLite file (e.g. from `sessionorm backup`) or a URL.
+        db: a SQLite path, a database URL, or None for the default database.
+        dry_run: list what would come back and change nothing.
+        busy_timeout: seconds to wait for another writer's lock.
+
+    Raises:
+        MigrationError: migrations are pending, or the backup holds no threads;
+        DatabaseOpenError, DatabaseBusyError.
+    """
+    target = Target.of(db, busy_timeout)
+    source = Target.of(backup_db, busy_timeout)
+    with opened(target, readonly=True) as database:
+        pending = MigrationRunner(database).pending()
+    if pending:
+        raise MigrationError(f"{target} has pending migrations "
+                             f"({', '.join(m.name for m in pending)}); run `sessionorm migrate` first")
+    report = RestoreReport(str(target), str(source), dry_run=dry_run)
+    with opened(source, readonly=True) as backup_database, \
+            opened(target, readonly=dry_run) as database:
+        restore_lost_threads(backup_database, database, report)
+    return report
 
 
 def backup(db: DB = None, dest: str | os.PathLike | None = None,

@@ -12,14 +12,18 @@ from dataclasses import dataclass, field
 import peewee
 
 from .errors import MigrationError
+from .identifiers import q
+from .models import RECORD_TABLES
 from .target import Target
 
 BATCH = 5_000  # rows per fetch / executemany: a few MB, whatever the table's size
 
 
 SESSIONS = "sessions"
-# Created by the migrations on the target; the source's must have the same columns.
-BY_MIGRATIONS = ("threads", "thread_messages", "migrations", "migration_checksums")
+# Created by the migrations on the target; the source's columns no model names (e.g. the
+# orchestrator app's) are added to them, and any other difference refuses the copy.
+BY_MIGRATIONS = ("threads", "thread_messages", "migrations", "migration_checksums",
+                 *RECORD_TABLES)
 HISTORY = ("migrations", "migration_checksums")  # the target's own rows make way for the source's
 FIRST = (SESSIONS, *BY_MIGRATIONS)  # load order of sessionorm's tables
 INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
@@ -64,11 +68,6 @@ class Table:
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
-
-
-def q(name: str) -> str:
-    """A quoted identifier (camelCase names must keep their case on PostgreSQL)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def sqlite_kind(declared: str) -> str | None:
@@ -266,15 +265,19 @@ def default_sql(column: Column, to_pg: bool) -> str | None:
     return text
 
 
+def column_sql(c: Column, to_pg: bool, same: bool) -> str:
+    """A column's definition in the target's dialect: same declared type within one dialect,
+    else mapped."""
+    declared = c.declared if same else (PG_TYPES if to_pg else SQLITE_TYPES)[c.kind]
+    text = f"{q(c.name)} {declared}" + (" NOT NULL" if c.notnull else "")
+    if c.default is not None:
+        text += f" DEFAULT {c.default if same else default_sql(c, to_pg)}"
+    return text
+
+
 def create_table_sql(table: Table, to_pg: bool, same: bool) -> str:
-    """CREATE TABLE in the target's dialect: same declared types within one dialect, else mapped."""
-    parts = []
-    for c in table.columns:
-        declared = c.declared if same else (PG_TYPES if to_pg else SQLITE_TYPES)[c.kind]
-        text = f"{q(c.name)} {declared}" + (" NOT NULL" if c.notnull else "")
-        if c.default is not None:
-            text += f" DEFAULT {c.default if same else default_sql(c, to_pg)}"
-        parts.append(text)
+    """CREATE TABLE in the target's dialect."""
+    parts = [column_sql(c, to_pg, same) for c in table.columns]
     parts.append(f"PRIMARY KEY ({', '.join(map(q, table.primary_key))})")
     parts += [f"UNIQUE ({', '.join(map(q, cols))})" for cols in table.uniques]
     for fk in table.foreign_keys:

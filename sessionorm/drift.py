@@ -115,10 +115,25 @@ def structural_diff(db: peewee.Database, models=MODELS) -> SchemaDiff:
     """
     diff = diff_models(db, list(models))
     add, drop = index_diffs(compare_indexes(db, models))
-    return SchemaDiff(
-        diff.create_tables,
-        [f for f in diff.add_columns if not optional_session_column(f)],
-        [(t, c) for t, c in diff.drop_columns if t != ORCHESTRATOR_TABLE], add, drop)
+    add_columns = [f for f in diff.add_columns if not optional_session_column(f)]
+    return SchemaDiff(diff.create_tables, add_columns, renamed_away(diff.drop_columns, add_columns),
+                      add, drop)
+
+
+def renamed_away(drop_columns: list[tuple[str, str]], add_columns: list[peewee.Field]
+                 ) -> list[tuple[str, str]]:
+    """Of the columns no model names, those of a table whose model gains a column: likely a
+    rename in the models. Any other is another program's (the orchestrator app adds its own
+    on every start): a note, never proposed for dropping."""
+    gaining = {f.model._meta.table_name for f in add_columns}
+    return [(t, c) for t, c in drop_columns if t in gaining and t != ORCHESTRATOR_TABLE]
+
+
+def unknown_columns(db: peewee.Database, models=MODELS) -> list[tuple[str, str]]:
+    """Columns of the models' tables that no model names and that are not proposed for dropping."""
+    diff = diff_models(db, list(models))
+    dropped = set(renamed_away(diff.drop_columns, diff.add_columns))
+    return [(t, c) for t, c in diff.drop_columns if (t, c) not in dropped and t != ORCHESTRATOR_TABLE]
 
 
 def optional_session_column(field: peewee.Field) -> bool:
@@ -132,6 +147,8 @@ def notes(db: peewee.Database, models=MODELS) -> list[str]:
              for f in diff_models(db, list(models)).add_columns if optional_session_column(f)]
     lines += [f"duplicate index {dup.name} on {dup.shape}: the same index as {kept.name}"
               for dup, kept in compare_indexes(db, models).duplicates]
+    lines += [f"{t} has a column {c} that sessionorm does not know (kept; another program's)"
+              for t, c in unknown_columns(db, models)]
     return lines
 
 

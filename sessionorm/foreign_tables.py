@@ -22,7 +22,8 @@ def required_fields(model: type[peewee.Model]) -> list[peewee.Field]:
     fields = model._meta.sorted_fields
     if issubclass(model, Session):
         return [f for f in fields if not f.null or f is Session.thread_id]
-    return fields
+    # a nullable column a later migration adds (e.g. the app's threads.ampMode) may be missing
+    return [f for f in fields if not f.null or f.primary_key]
 
 
 def misfit(db: peewee.Database, model: type[peewee.Model]) -> str | None:
@@ -86,8 +87,13 @@ def shape_differences(db: peewee.Database, models: Sequence[type[peewee.Model]])
     for model, table in existing(db, models):
         live = {c.name for c in db.get_columns(table)}
         wanted = {f.column_name for f in model._meta.sorted_fields}
-        lines += [f"{table} lacks column {c}" for c in sorted(wanted - live)]
-        lines += [f"{table} has a column {c} the contract does not" for c in sorted(live - wanted)]
+        # A nullable column a later migration adds (e.g. the app's threads.ampMode) is no misfit;
+        # a column nobody knows is another program's, kept as it is.
+        needed = {f.column_name for f in model._meta.sorted_fields if not f.null}
+        lacking = sorted((wanted & needed) - live)
+        lines += [f"{table} lacks column {c}" for c in lacking]
+        if lacking:  # then a column nobody knows may be the missing one renamed
+            lines += [f"{table} has a column {c} the contract does not" for c in sorted(live - wanted)]
     lines += [str(c) for c in column_differences(db, models)]
     return lines + constraint_differences(db, models)
 

@@ -204,6 +204,9 @@ class Thread(BaseModel):
     created_at = TimestampField(column_name="createdAt", index=True)
     updated_at = TimestampField(column_name="updatedAt", index=True)
     status = TextField(default="active", constraints=[SQL("DEFAULT 'active'")], index=True)
+    # The orchestrator app's column (its f785b0c start-up adds it), with the app's CHECK.
+    amp_mode = TextField(column_name="ampMode", null=True,
+                         constraints=[Check(""""ampMode" IN ('production', 'local-cli')""")])
 
     _repr_fields = ("id", "session_id", "name", "status", "updated_at")
 
@@ -263,7 +266,10 @@ class MigrationChecksum(BaseModel):
 
 MODELS = (Session, Thread, ThreadMessage, MigrationRecord)
 # Every table sessionorm's schema names (its migrations lock them; any other is another program's).
-OWN_TABLES = frozenset(m._meta.table_name for m in (*MODELS, MigrationChecksum))
+# The record of migrated threads (migrations 4 and 5; see `thread_record`).
+RECORD_TABLES = ("sessionorm_migrated_threads", "sessionorm_unmatched_sessions",
+                 "sessionorm_renamed_threads")
+OWN_TABLES = frozenset(m._meta.table_name for m in (*MODELS, MigrationChecksum)) | set(RECORD_TABLES)
 
 class DataFromRow:
     """`__data__` made on first use from the row tuple a store left in `_row`.

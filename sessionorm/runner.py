@@ -67,7 +67,8 @@ class MigrationRunner(Runner):
     A script defines `up(migrator, db[, options])` and `down(…)` (peewee's template, plus the
     `MigrationOptions`); what `up` returns is kept in `results`. It may also offer:
     `check_down(db, options)` (refuse a rollback early, before the backup), `backfill(db)`
-    (a data step that may run again: `sessionorm backfill`), `ADOPTS` (tables it creates or
+    (a data step that may run again: `sessionorm backfill`), `SUPERSEDES` (scripts whose
+    `backfill` this one's replaces), `ADOPTS` (tables it creates or
     adopts, refused beforehand when their shape is not the models'), `FOLLOWS` with
     `up_with(previous, migrator, db, options)` (see `_together`) and `PREVIOUS_SHA256`
     (digests of earlier copies with the same effect, accepted by `verify`).
@@ -163,7 +164,9 @@ class MigrationRunner(Runner):
         """Run the data step of every applied script that offers `backfill`, in the caller's
         transaction, after refusing tables of another shape."""
         modules = [m.load() for m in self.status() if m.applied and m.path is not None]
-        modules = [m for m in modules if hasattr(m, "backfill")]
+        superseded = {name for m in modules for name in getattr(m, "SUPERSEDES", ())}
+        modules = [m for m in modules if hasattr(m, "backfill")
+                   and Path(m.__file__).stem not in superseded]
         self.refuse_foreign_tables(modules)
         results = []
         for module in modules:

@@ -27,8 +27,11 @@ from .errors import NeedsMigrationError, NotFoundError, SessionormError, Validat
 from .migration_options import BackfillResult
 from .models import JSONListField, Session, Thread, ThreadMessage, json_text
 from .runner import MigrationRunner
+from .session_children import delete_session_rows
 from .target import Target
+from .thread_record import RECORD_DELETED, RECORD_SESSION_DELETED
 from .validation import (
+    check_amp_mode,
     check_count,
     check_id,
     check_messages,
@@ -36,7 +39,7 @@ from .validation import (
     check_text,
     quoted,
 )
-from .values import format_timestamp, new_id, now_timestamp
+from .values import format_timestamp, new_id, new_thread_id, now_timestamp
 
 
 def column_list(model: type[peewee.Model], alias: str = "") -> str:
@@ -62,14 +65,15 @@ STATEMENTS = {
     "insert_message": insert_template(ThreadMessage),
     "touch_thread": 'UPDATE threads SET "updatedAt" = {p} WHERE id = {p}',
     "insert_thread": f"INSERT INTO threads ({column_list(Thread)})"
-                     " SELECT {p}, id, {p}, {p}, {p}, 'active' FROM sessions WHERE id = {p}",
+                     " SELECT {p}, id, {p}, {p}, {p}, 'active', {p} FROM sessions WHERE id = {p}",
     "get_thread": THREAD_SELECT + " WHERE t.id = {p}",
     "session_threads": THREAD_SELECT + ' WHERE t."sessionId" = {p} ORDER BY t."updatedAt" DESC',
     "thread_exists": "SELECT 1 FROM threads WHERE id = {p}",
     "session_exists": "SELECT 1 FROM sessions WHERE id = {p}",
     "get_session": "SELECT * FROM sessions WHERE id = {p}",
     "delete_thread": "DELETE FROM threads WHERE id = {p}",
-    "delete_session": "DELETE FROM sessions WHERE id = {p}",
+    "forget_thread": RECORD_DELETED,
+    "forget_session_threads": RECORD_SESSION_DELETED,
     "messages": f"SELECT {column_list(ThreadMessage)} FROM thread_messages WHERE " + '"threadId" = {p}',
 }
 
@@ -340,26 +344,33 @@ class SessionStore:
             raise NotFoundError(f"no session with id {quoted(session_id)}")
         return session_from_row(columns, row, self)
 
-    def delete_session(self, session_id: str) -> None:
-        """Delete a session; its threads and their messages go with it."""
+    def delete_session(self, session_id: str) -> dict[str, int]:
+        """Delete a session with its threads, their messages and the orchestrator app's rows
+        of it, in the app's order, in one transaction; return the rows deleted per table.
+
+        Rows of other tables that reference the session are refused, naming the tables,
+        with nothing deleted.
+        """
         session_id = check_id(session_id, "session_id", Session, nul_ok=self._nul_ok)
-        try:
-            with self._write():
-                if self._execute("delete_session", (session_id,)).rowcount == 0:
-                    raise NotFoundError(f"no session with id {quoted(session_id)}")
-        except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:
-            raise ValidationError(f"session {session_id} is still referenced by rows of "
-                                  f"other tables (e.g. iterations): {exc}") from None
+        with self._write():
+            if not self._execute("session_exists", (session_id,)).fetchone():
+                raise NotFoundError(f"no session with id {quoted(session_id)}")
+            deleted = delete_session_rows(self.db, self.dialect.sql, session_id)
+            self._execute("forget_session_threads", (now_timestamp(), session_id))
+        return deleted
 
     # -- threads ---------------------------------------------------------------------------
 
-    def create_thread(self, session_id: str, name: str) -> str:
-        """Add a thread to a session; return its id."""
+    def create_thread(self, session_id: str, name: str, amp_mode: str | None = None) -> str:
+        """Add a thread to a session; return its id (`T-<uuid>`, as the orchestrator app makes
+        them: the app lists no other). `amp_mode`: the app's 'production' or 'local-cli'."""
         session_id = check_id(session_id, "session_id", Session, nul_ok=self._nul_ok)
         check_text(name, "name", allow_empty=False, nul_ok=self._nul_ok)
-        thread_id, now = new_id(), now_timestamp()
+        check_amp_mode(amp_mode)
+        thread_id, now = new_thread_id(), now_timestamp()
         with self._write():
-            if self._execute("insert_thread", (thread_id, name, now, now, session_id)).rowcount == 0:
+            if self._execute("insert_thread",
+                             (thread_id, name, now, now, amp_mode, session_id)).rowcount == 0:
                 raise NotFoundError(f"no session with id {quoted(session_id)}")
         return thread_id
 
@@ -380,11 +391,17 @@ class SessionStore:
         return [thread_from_row(row, self) for row in rows]
 
     def delete_thread(self, thread_id: str) -> None:
-        """Delete a thread and its messages."""
+        """Delete a thread and its messages.
+
+        A migrated thread is marked deleted in the record of migrated threads, in the same
+        transaction: `verify` counts it as your deletion, not a loss, and `backfill` never
+        makes it again.
+        """
         thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self._nul_ok)
         with self._write():
             if self._execute("delete_thread", (thread_id,)).rowcount == 0:
                 raise NotFoundError(f"no thread with id {quoted(thread_id)}")
+            self._execute("forget_thread", (now_timestamp(), thread_id))
 
     def update_thread_timestamp(self, thread_id: str) -> None:
         """Set the thread's `updatedAt` to now."""

@@ -52,6 +52,7 @@ from .copy_tables import (
     Side,
     Table,
     carry_problems,
+    column_sql,
     create_table_sql,
     index_sql,
     load_order,
@@ -191,6 +192,11 @@ def create_schema(dst: Side, tables: dict[str, Table], order: list[str], same: b
         table = tables[name]
         if name in BY_MIGRATIONS:
             have = {c.name for c in dst.table(name).columns}
+            for column in table.columns:
+                if column.name not in have and not column.notnull:  # another program's column
+                    dst.db.execute_sql(f"ALTER TABLE {q(name)} ADD COLUMN "
+                                       f"{column_sql(column, dst.is_pg, same)}")
+                    have.add(column.name)
             if have != set(table.names):
                 raise CopyError(f"refusing to copy: the source's {name} has the columns "
                                 f"{sorted(table.names)}, the migrations make {sorted(have)}")

@@ -49,6 +49,16 @@ def check_busy_timeout(value: Any) -> float:
     return float(value)
 
 
+AMP_MODES = ("production", "local-cli")  # the app's CHECK on threads.ampMode
+
+
+def check_amp_mode(value: object) -> str | None:
+    if value is not None and value not in AMP_MODES:
+        raise ValidationError(f"amp_mode must be None or one of {', '.join(AMP_MODES)}, "
+                              f"not {quoted(value)}")
+    return value
+
+
 def check_role(role: object) -> str:
     if role not in ROLES:
         raise ValidationError(f"role must be one of {', '.join(ROLES)}, not {quoted(role)}")

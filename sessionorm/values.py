@@ -12,6 +12,11 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def new_thread_id() -> str:
+    """A thread id as the orchestrator app makes them, `T-` and a v4 UUID (it lists no other)."""
+    return "T-" + new_id()
+
+
 def format_timestamp(value: dt.datetime) -> str:
     """ISO-8601 UTC with milliseconds and `Z`, like JavaScript's toISOString()."""
     if value.tzinfo is None:

@@ -5,7 +5,6 @@ Problems (lost data, missing indexes, integrity, edited scripts) make it fail; n
 """
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,26 +13,24 @@ import peewee
 
 from .database import first_line, sqlite_code
 from .drift import drift
-from .legacy_threads import (
-    HAS_THREAD_ID,
-    MIGRATED_TWICE,
-    MIGRATED_TWICE_PG,
-    NOT_YET_MIGRATED,
-    NOT_YET_MIGRATED_PG,
-)
+from .legacy_threads import HAS_THREAD_ID, NOT_YET_MIGRATED, NOT_YET_MIGRATED_PG
 from .models import MODELS
 from .postgres import linear_plans
 from .progress import reporting
 from .runner import MigrationRunner, record_name
-from .values import format_timestamp, parse_timestamp
-
-LOST_THREADS = ("{} migrated threads are missing (deleted after the migration: see README, "
-                "'Living with the orchestrator')")
-LATE_SESSIONS = ("{} sessions created after the migration carry a threadId and have no thread "
-                 "yet: `sessionorm backfill` (or SessionStore.migrate_session_thread_ids()) "
-                 "creates them")
-TWICE = ("{} sessions have more than one migrated thread (the migration ran again, e.g. the "
-         "orchestrator's own runner: see README, 'Living with the orchestrator')")
+from .thread_record import (
+    APP_DUPLICATES,
+    LATE,
+    LOST,
+    RECORD,
+    TWICE,
+    UNMATCHED_COUNT,
+    app_duplicates_line,
+    late_line,
+    lost_line,
+    twice_line,
+    unmatched_line,
+)
 
 
 @dataclass
@@ -129,51 +126,40 @@ def orphans_sql(table: str, fk: peewee.ForeignKeyMetadata) -> str:
             f' (SELECT 1 FROM "{fk.dest_table}" p WHERE p."{fk.dest_column}" = c."{fk.column}")')
 
 
-def migration_1_applied_at(runner: MigrationRunner) -> str | None:
-    """When migration 1 ran, in the stored timestamp format (the TypeScript tool wrote its own)."""
-    if not runner.History.table_exists():
-        return None
-    row = (runner.History.select(runner.History.applied_at)
-           .where(runner.History.version == 1).tuples().first())
-    applied = parse_timestamp(row[0]) if row else None
-    return format_timestamp(applied) if isinstance(applied, dt.datetime) else None
-
-
 def not_yet_migrated(db: peewee.Database) -> str:
     """The data step's "still to migrate" condition in the shape each planner keeps linear."""
     return NOT_YET_MIGRATED_PG if isinstance(db, peewee.PostgresqlDatabase) else NOT_YET_MIGRATED
 
 
-def lost_and_late_sql(db: peewee.Database) -> str:
-    """Sessions without their thread, created up to (lost) and after (late) migration 1's time."""
-    param = db.param
-    return (f'SELECT coalesce(sum(CASE WHEN s."createdAt" <= {param} THEN 1 ELSE 0 END), 0),'
-            f' coalesce(sum(CASE WHEN s."createdAt" > {param} THEN 1 ELSE 0 END), 0)'
-            f" FROM sessions s WHERE {HAS_THREAD_ID} AND {not_yet_migrated(db)}")
-
-
 def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str], list[str]]:
-    """(problems, notes) about sessions with a legacy threadId and no thread.
+    """(problems, notes) about migrated threads, from the record of them (`thread_record`).
 
-    Those that existed when migration 1 ran have lost their thread since (a problem);
-    those created later never had one (a note: `backfill` creates it).
+    Before migration 1 has run, the sessions it would give a thread are counted; before the
+    record exists (a migration is pending, which `migrations` names), nothing is judged.
     """
     tables = set(db.get_tables())
     if not {"sessions", "threads", "thread_messages"} <= tables:
         return [], []
-    applied = migration_1_applied_at(runner)
     with linear_plans(db):  # PostgreSQL: hash anti-joins, statistics or not
-        if applied is None:  # not applied: `migrations` names it already
+        if RECORD not in tables:
+            if runner.History.table_exists() and runner.History.select().where(
+                    runner.History.version == 1).exists():
+                return [], []  # migrated, not yet recorded: `migrations` names what is pending
             missing = db.execute_sql(f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID}"
                                      f" AND {not_yet_migrated(db)}").fetchone()[0]
             return ([f"{missing} sessions with a legacy threadId have no migrated thread"]
                     if missing else []), []
-        lost, late = db.execute_sql(lost_and_late_sql(db), (applied, applied)).fetchone()
-        postgres = isinstance(db, peewee.PostgresqlDatabase)
-        twice = db.execute_sql(MIGRATED_TWICE_PG if postgres else MIGRATED_TWICE).fetchone()[0]
-    notes = [LATE_SESSIONS.format(late)] if late else []
-    notes += [TWICE.format(twice)] if twice else []
-    return ([LOST_THREADS.format(lost)] if lost else []), notes
+
+        def count(sql: str) -> int:
+            return db.execute_sql(sql).fetchone()[0]
+
+        lost = [row[0] for row in db.execute_sql(LOST)]
+        unmatched, since = db.execute_sql(UNMATCHED_COUNT).fetchone()
+        found = [(late_line, count(LATE)), (twice_line, count(TWICE)),
+                 (app_duplicates_line, count(APP_DUPLICATES))]
+    notes = [unmatched_line(unmatched, since)] if unmatched else []
+    notes += [line(n) for line, n in found if n]
+    return ([lost_line(lost)] if lost else []), notes
 
 
 def is_corrupt(exc: BaseException) -> bool:
