@@ -58,6 +58,22 @@ def script_failures(what: str) -> Iterator[None]:
         raise MigrationError(f"{what}: {type(exc).__name__}: {first_line(exc)}") from exc
 
 
+def together(steps: list[tuple[str, Any]], n: int) -> list[tuple[str, Any]]:
+    """The longest run of pending steps from `n` that a later one applies at once: a script
+    whose `TOGETHER_FROM` names step `n` (`up_together(steps, …)`), or, for a pair, whose
+    `FOLLOWS` does (`up_with(previous, …)`). Empty when none does."""
+    name = steps[n][0]
+    for end in range(len(steps) - 1, n, -1):
+        module = steps[end][1]
+        chain = steps[n:end + 1]
+        if not all(getattr(m, "atomic", True) for _, m in chain):
+            continue
+        if getattr(module, "TOGETHER_FROM", None) == name or \
+                (end == n + 1 and getattr(module, "FOLLOWS", None) == name):
+            return chain
+    return []
+
+
 class MigrationRunner(Runner):
     """`playhouse.migrations.Runner` with the orchestrator's history table and a safe migrator.
 
@@ -70,7 +86,8 @@ class MigrationRunner(Runner):
     (a data step that may run again: `sessionorm backfill`), `SUPERSEDES` (scripts whose
     `backfill` this one's replaces), `ADOPTS` (tables it creates or
     adopts, refused beforehand when their shape is not the models'), `FOLLOWS` with
-    `up_with(previous, migrator, db, options)` (see `_together`) and `PREVIOUS_SHA256`
+    `up_with(previous, migrator, db, options)` or `TOGETHER_FROM` with
+    `up_together(steps, migrator, db, options)` (see `_together`) and `PREVIOUS_SHA256`
     (digests of earlier copies with the same effect, accepted by `verify`).
     """
 
@@ -215,13 +232,12 @@ class MigrationRunner(Runner):
                 for n, (name, module) in enumerate(steps):
                     if not getattr(module, "atomic", True):
                         break
-                    if name in done:  # applied together with the step before it
+                    if name in done:  # applied together with a step before it
                         continue
-                    following = steps[n + 1] if n + 1 < len(steps) else None
-                    if direction == "up" and not fake and following is not None \
-                            and getattr(following[1], "FOLLOWS", None) == name:
-                        self._together(name, module, *following)
-                        done += [name, following[0]]
+                    group = together(steps, n) if direction == "up" and not fake else []
+                    if group:
+                        self._together(group)
+                        done += [step for step, _ in group]
                         continue
                     self._body(name, module, direction, fake)
                     done.append(name)
@@ -269,20 +285,25 @@ class MigrationRunner(Runner):
         with self.migrator.migration_context(getattr(module, "atomic", True)):
             self._body(name, module, direction, fake)
 
-    def _together(self, name, module, next_name, next_module):
-        """Two pending scripts where the second offers `up_with(first, …)`: one combined step.
+    def _together(self, group: list[tuple[str, Any]]) -> None:
+        """Pending scripts applied as one combined step by the last of them (see `together`).
 
-        A script may do so when applying it right after the one it `FOLLOWS` can be done
-        more cheaply together (0002 builds 0001's indexes once, under their final names).
-        Both are recorded as applied, each with its own checksum.
+        A script may offer this when applying it with the ones before it can be done more
+        cheaply at once: 0002 builds 0001's indexes once, under their final names; 0005 makes
+        0001's threads with `T-` ids and 0004's record rows directly. Each script is recorded
+        as applied, with its own checksum.
         """
-        with script_failures(f"migrations {name} and {next_name} (up) failed, nothing of them was kept"):
-            result = call_script(next_module.up_with, module, self.migrator, self.database,
-                                 options=self.options)
-        if result is not None:
-            self.results[name] = result
-        self._body(name, module, "up", fake=True)
-        self._body(next_name, next_module, "up", fake=True)
+        (first, module), (last, combined) = group[0], group[-1]
+        with script_failures(f"migrations {first} to {last} (up) failed, nothing of them was kept"):
+            if hasattr(combined, "up_together"):
+                results = call_script(combined.up_together, group, self.migrator, self.database,
+                                      options=self.options)
+            else:  # FOLLOWS + up_with(previous, …): a pair, the first script's result back
+                results = {first: call_script(combined.up_with, module, self.migrator,
+                                              self.database, options=self.options)}
+        self.results.update({name: r for name, r in (results or {}).items() if r is not None})
+        for name, step in group:
+            self._body(name, step, "up", fake=True)
 
     def _body(self, name, module, direction, fake=False):
         """One migration's work and its history rows, inside the caller's transaction."""

@@ -50,6 +50,9 @@ LATE = (
     f' AND NOT EXISTS (SELECT 1 FROM {UNMATCHED} u WHERE u."sessionId" = s.id)'
     ' AND NOT EXISTS (SELECT 1 FROM threads o WHERE o.id = s."threadId" AND o."sessionId" = s.id)')
 
+# Threads without a `T-` id, which the app does not list (its 3b7ef7d still makes them).
+BARE_IDS = "SELECT count(*) FROM threads WHERE substr(id, 1, 2) != 'T-'"
+
 SHOWN = 5  # thread ids named in a problem line
 
 
@@ -83,3 +86,8 @@ def twice_line(count: int) -> str:
 def app_duplicates_line(count: int) -> str:
     return (f"{count} sessions have the orchestrator app's own `Thread <threadId>` thread beside "
             "their migrated thread (made by the app's start-up; harmless, keep or delete it)")
+
+
+def bare_ids_line(count: int) -> str:
+    return (f"{count} threads have an id without `T-`, which the orchestrator app does not list: "
+            "`sessionorm backfill` renames them to `T-<id>`")

@@ -20,12 +20,15 @@ from .progress import reporting
 from .runner import MigrationRunner, record_name
 from .thread_record import (
     APP_DUPLICATES,
+    BARE_IDS,
     LATE,
     LOST,
     RECORD,
+    RENAMES,
     TWICE,
     UNMATCHED_COUNT,
     app_duplicates_line,
+    bare_ids_line,
     late_line,
     lost_line,
     twice_line,
@@ -157,6 +160,8 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
         unmatched, since = db.execute_sql(UNMATCHED_COUNT).fetchone()
         found = [(late_line, count(LATE)), (twice_line, count(TWICE)),
                  (app_duplicates_line, count(APP_DUPLICATES))]
+        if RENAMES in tables:
+            found.append((bare_ids_line, count(BARE_IDS)))
     notes = [unmatched_line(unmatched, since)] if unmatched else []
     notes += [line(n) for line, n in found if n]
     return ([lost_line(lost)] if lost else []), notes
