@@ -20,8 +20,11 @@ from click.testing import CliRunner, Result
 from sessionorm.cli import cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Tables sessionorm adds: the contract's three plus its own checksum bookkeeping.
-NEW_TABLES = ("threads", "thread_messages", "migrations", "migration_checksums")
+# Tables sessionorm adds: the contract's three plus its own checksum bookkeeping and its
+# record of migrated and renamed threads (migrations 4 and 5).
+NEW_TABLES = ("threads", "thread_messages", "migrations", "migration_checksums",
+              "sessionorm_migrated_threads", "sessionorm_unmatched_sessions",
+              "sessionorm_renamed_threads")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 BACKUP_SUFFIX = r"\.backup-\d{4}-\d{2}-\d{2}-\d{6}"
 CONTRACT_INDEXES = [
@@ -115,6 +118,44 @@ def legacy_snapshot(path: str | os.PathLike) -> dict[str, object]:
                 f" AND name NOT IN {NEW_TABLES!r} AND name NOT LIKE 'sqlite_%' ORDER BY name"):
             snapshot[table] = con.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall()
     return snapshot
+
+
+# Migration 3 (the app's f785b0c schema) on a legacy file of each layout: the columns it
+# lacks, appended by ALTER TABLE with the app's definitions, and the value each existing row
+# then reads. `rollback` keeps them (0003's down changes nothing, on purpose).
+APP_COLUMNS = {
+    "pre": {"sessions": [('"mode" TEXT DEFAULT \'async\'', "async"),
+                         ('"autoCommit" BOOLEAN DEFAULT 1', 1),
+                         ('"ampMode" TEXT DEFAULT \'production\'', "production")],
+            "batch_items": [('"threadId" TEXT', None)]},
+    "final": {},
+}
+
+
+def with_app_schema(snapshot: dict[str, object], flavor: str) -> dict[str, object]:
+    """The `legacy_snapshot` of a legacy file of `flavor` once migration 3 has run: every row
+    as it was plus the app's columns, `sessions.ampPrompt` nullable (its stored DDL edited)."""
+    added = APP_COLUMNS[flavor]
+
+    def ddl(table: str, sql: str) -> str:
+        if table == "sessions":
+            sql = sql.replace("ampPrompt TEXT NOT NULL", "ampPrompt TEXT")
+        columns = ", ".join(definition for definition, _ in added.get(table, []))
+        if not columns:
+            return sql
+        if table == "batch_items":  # SQLite appends after the last column definition
+            return sql.replace("toolCalls INTEGER,", f"toolCalls INTEGER, {columns},")
+        assert sql.endswith(")"), sql
+        return f"{sql[:-1]}, {columns})"
+
+    expected: dict[str, object] = {"schema": [
+        (kind, name, table, ddl(table, sql) if kind == "table" else sql)
+        for kind, name, table, sql in snapshot["schema"]]}
+    for table, rows in snapshot.items():
+        if table != "schema":
+            values = tuple(value for _, value in added.get(table, []))
+            expected[table] = [row + values for row in rows]
+    return expected
 
 
 def index_columns(path: str | os.PathLike) -> set[tuple[str, ...]]:
@@ -215,6 +256,6 @@ def write_migration(directory: Path, filename: str, body: str) -> Path:
 
 
 def copy_real_migration(directory: Path) -> list[Path]:
-    """The shipped scripts (0001, 0002), so a scratch directory's history matches a migrated file."""
+    """The shipped scripts (0001-0005), so a scratch directory's history matches a migrated file."""
     return [write_migration(directory, source.name, source.read_text())
             for source in sorted((REPO_ROOT / "migrations").glob("[0-9]*.py"))]

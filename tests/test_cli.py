@@ -127,14 +127,17 @@ def test_verify_names_a_deleted_migrations_row(migrated):
     result = invoke("verify", "--db-path", migrated)
     assert result.exit_code == 1
     problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
-    assert problems == ["problem: migration 0001_session_thread_relationship is not applied",
-                        "problem: migration 0002_orchestrator_index_names is not applied"]
+    assert problems == [f"problem: migration {name} is not applied" for name in (
+        "0001_session_thread_relationship", "0002_orchestrator_index_names",
+        "0003_orchestrator_app_schema", "0004_migrated_thread_record", "0005_app_thread_ids")]
 
 
 def test_verify_names_a_foreign_key_violation(migrated):
     with raw(migrated) as con:
         con.execute("PRAGMA foreign_keys = OFF")
-        con.execute("UPDATE threads SET \"sessionId\" = 'gone' WHERE rowid = 1")
+        # migration 5 re-inserted every thread under its T- id: rowid 1 is gone, take the first
+        assert con.execute("UPDATE threads SET \"sessionId\" = 'gone'"
+                           " WHERE rowid = (SELECT min(rowid) FROM threads)").rowcount == 1
     result = invoke("verify", "--db-path", migrated)
     assert result.exit_code == 1
     assert "foreign_key_check" in result.stdout and "threads" in result.stdout
@@ -142,11 +145,14 @@ def test_verify_names_a_foreign_key_violation(migrated):
 
 def test_verify_names_sessions_left_without_their_thread(migrated):
     with raw(migrated) as con:
-        con.execute("DELETE FROM threads WHERE rowid = 1")
+        gone = con.execute("SELECT id FROM threads ORDER BY rowid LIMIT 1").fetchone()[0]
+        assert con.execute("DELETE FROM threads WHERE id = ?", (gone,)).rowcount == 1
     result = invoke("verify", "--db-path", migrated)
     assert result.exit_code == 1
-    assert ("problem: 1 migrated threads are missing (deleted after the migration: see README, "
-            "'Living with the orchestrator')") in result.stdout
+    assert (f"problem: 1 migrated threads are gone, with all their messages (at least their 1 "
+            f"migration markers), while their sessions remain: {gone}; `sessionorm restore-threads "
+            "--from BACKUP` copies back what a backup holds of them and nothing else (see README, "
+            "'Living with the orchestrator')\n") in result.stdout
 
 
 def test_verify_in_a_real_process(migrated):

@@ -76,7 +76,10 @@ def test_hostile_legacy_thread_ids_survive_the_migration_verbatim(legacy_db, dum
             assert con.execute('SELECT "threadId" FROM sessions WHERE id = ?', (sid,)).fetchone()[0] == value
     finally:
         con.close()
-    assert [line for line in dump(path) if line.startswith('INSERT INTO "sessions"')] == sessions_before
+    # every row as it was, plus the values of the app's columns migration 3 appended
+    # (mode, autoCommit, ampMode: this `pre` layout lacked them)
+    assert [line for line in dump(path) if line.startswith('INSERT INTO "sessions"')] == [
+        line.removesuffix(");") + ",'async',1,'production');" for line in sessions_before]
     # re-running recognises every one of them as migrated, NULs and all
     with SessionStore(path) as store:
         result = store.migrate_session_thread_ids()

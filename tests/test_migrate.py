@@ -24,12 +24,17 @@ from cli_support import (
     sidecars,
     tables,
     threaded_sessions,
+    with_app_schema,
 )
 
 from sessionorm import NeedsMigrationError, SessionStore, commands
 
 FLAVOURS = ["pre", "final"]
-MIGRATIONS = ["0001_session_thread_relationship", "0002_orchestrator_index_names"]
+MIGRATIONS = ["0001_session_thread_relationship", "0002_orchestrator_index_names",
+              "0003_orchestrator_app_schema", "0004_migrated_thread_record", "0005_app_thread_ids"]
+HISTORY = [(1, "session-thread-relationship"), (2, "orchestrator-index-names"),
+           (3, "orchestrator-app-schema"), (4, "migrated-thread-record"), (5, "app-thread-ids")]
+THREAD_ID = re.compile(r"^T-" + UUID4.pattern[1:])  # the app's thread ids: T-<uuid4>
 N, THREADED, DUPLICATES = 12, 7, 3  # sessions 4..6 share session 0's threadId
 
 
@@ -110,17 +115,22 @@ def test_message_content_keeps_an_odd_threadid_verbatim(legacy_db):
 
 def test_migrations_row_records_version_1_with_its_applied_time(migrated):
     rows = query(migrated, "SELECT version, name, applied_at FROM migrations ORDER BY version")
-    assert [(v, n) for v, n, _ in rows] == [(1, "session-thread-relationship"),
-                                            (2, "orchestrator-index-names")]
+    assert [(v, n) for v, n, _ in rows] == HISTORY
     applied = dt.datetime.fromisoformat(rows[0][2].replace("Z", "+00:00"))
     assert abs(dt.datetime.now(dt.UTC) - applied) < dt.timedelta(minutes=5)
 
 
-def test_every_legacy_table_and_row_is_unchanged(legacy):
+def test_every_legacy_row_is_unchanged_and_only_the_apps_columns_are_added(legacy, flavor):
+    """Rows of every legacy table stay as they were; the schema changes only as migration 3 says.
+
+    Migration 3 appends the app's missing columns (the `pre` layout lacks four) and makes
+    `sessions.ampPrompt` nullable by editing its stored DDL; the legacy file has all the app's
+    tables already, so none is created anew.
+    """
     before = legacy_snapshot(legacy)
     assert before["iterations"] and before["tool_calls"]  # FK children are present
     invoke("migrate", "--db-path", legacy)
-    assert legacy_snapshot(legacy) == before
+    assert legacy_snapshot(legacy) == with_app_schema(before, flavor)
 
 
 def test_sessions_threadid_is_left_in_place(legacy):
@@ -134,10 +144,14 @@ def test_integrity_and_foreign_keys_are_clean_afterwards(migrated):
     assert query(migrated, "PRAGMA foreign_key_check") == []
 
 
-def test_new_ids_are_lowercase_v4_uuids(migrated):
-    ids = [r[0] for r in query(migrated, "SELECT id FROM threads UNION ALL SELECT id FROM thread_messages")]
-    assert len(ids) == 2 * THREADED
-    assert all(UUID4.match(i) for i in ids), ids
+def test_new_ids_are_t_prefixed_v4_uuids_for_threads_and_bare_v4_uuids_for_messages(migrated):
+    """Migration 5 renames migration 1's bare thread ids to the app's `T-<uuid4>`."""
+    threads = [r[0] for r in query(migrated, "SELECT id FROM threads")]
+    messages = [r[0] for r in query(migrated, "SELECT id FROM thread_messages")]
+    assert len(threads) == len(messages) == THREADED
+    assert all(THREAD_ID.match(i) for i in threads), threads
+    assert all(UUID4.match(i) for i in messages), messages
+    ids = threads + messages
     assert len(set(ids)) == len(ids)
 
 
@@ -152,8 +166,9 @@ def test_migrate_cli_says_what_happened_with_counts(legacy):
     assert result.exit_code == 0
     assert "applied 0001_session_thread_relationship" in result.stdout
     assert "applied 0002_orchestrator_index_names" in result.stdout
+    assert "applied 0005_app_thread_ids" in result.stdout
     assert f"threads created: {THREADED}" in result.stdout
-    assert re.search(r"^done: 2 migration\(s\) in \d+\.\d\d s$", result.stdout, re.M), result.stdout
+    assert re.search(r"^done: 5 migration\(s\) in \d+\.\d\d s$", result.stdout, re.M), result.stdout
 
 
 def test_migrate_on_a_missing_path_creates_a_new_database_and_says_so(tmp_path):
@@ -187,22 +202,25 @@ def typescript_db(legacy):
 
 def test_typescript_migrated_database_counts_migration_1_as_applied(typescript_db):
     result = invoke("status", "--db-path", typescript_db)
-    assert result.exit_code == 1, result.output  # only the index names (0002) are pending
+    assert result.exit_code == 1, result.output  # everything after migration 1 is pending
     lines = result.stdout.splitlines()
     assert lines[0].startswith("applied  0001_session_thread_relationship")
-    assert lines[1:] == ["pending  0002_orchestrator_index_names"]
+    assert lines[1:] == [f"pending  {name}" for name in MIGRATIONS[1:]]
 
 
 def test_typescript_migrated_database_is_not_migrated_twice(typescript_db):
+    """No thread is made again; migration 5 only renames the TypeScript tool's ids to `T-` ids."""
     threads = query(typescript_db, "SELECT * FROM threads ORDER BY id")
     messages = query(typescript_db, "SELECT * FROM thread_messages ORDER BY id")
     report = commands.migrate(typescript_db)
-    assert report.applied == ["0002_orchestrator_index_names"]
+    assert report.applied == MIGRATIONS[1:]
     assert report.migrated is None  # no data step ran
-    assert query(typescript_db, "SELECT * FROM threads ORDER BY id") == threads
-    assert query(typescript_db, "SELECT * FROM thread_messages ORDER BY id") == messages
-    assert query(typescript_db, "SELECT version, name FROM migrations ORDER BY version") == [
-        (1, "session-thread-relationship"), (2, "orchestrator-index-names")]
+    # the same threads (ampMode NULL, added by 0003), each renamed to T-<old id>
+    assert query(typescript_db, "SELECT * FROM threads ORDER BY id") == sorted(
+        ("T-" + tid, *rest, None) for tid, *rest in threads)
+    assert query(typescript_db, "SELECT * FROM thread_messages ORDER BY id") == [
+        (mid, "T-" + tid, *rest) for mid, tid, *rest in messages]
+    assert query(typescript_db, "SELECT version, name FROM migrations ORDER BY version") == HISTORY
 
 
 def test_typescript_migrated_database_passes_verify(typescript_db):
@@ -219,14 +237,22 @@ def test_store_data_step_skips_sessions_already_migrated(migrated):
     assert query(migrated, "SELECT count(*) FROM threads") == [(THREADED,)]
 
 
-def test_store_data_step_recreates_only_a_missing_thread(migrated):
+def test_store_data_step_makes_a_thread_only_for_a_session_not_in_the_record(migrated):
+    """A recorded session whose thread was deleted gets no new one (verify reports the loss);
+    a session given a threadId after the migration gets its `T-` thread, and is recorded."""
     with raw(migrated) as con:
         con.execute('DELETE FROM threads WHERE "sessionId" = (SELECT min("sessionId") FROM threads)')
+        late = con.execute('SELECT min(id) FROM sessions WHERE "threadId" IS NULL').fetchone()[0]
+        con.execute('UPDATE sessions SET "threadId" = \'T-given-later\' WHERE id = ?', (late,))
     with SessionStore(migrated) as store:
         result = store.migrate_session_thread_ids()
-    assert (result.migrated, result.skipped) == (1, THREADED - 1)
+    assert (result.migrated, result.skipped) == (1, THREADED)
     assert query(migrated, "SELECT count(*), count(DISTINCT \"sessionId\") FROM threads") == [
         (THREADED, THREADED)]
+    made = query(migrated, 'SELECT id FROM threads WHERE "sessionId" = ?', (late,))
+    assert len(made) == 1 and THREAD_ID.match(made[0][0]), made
+    assert query(migrated, 'SELECT "threadId", "legacyThreadId" FROM sessionorm_migrated_threads'
+                           ' WHERE "sessionId" = ?', (late,)) == [(made[0][0], "T-given-later")]
 
 
 def test_store_data_step_skips_typescript_migrated_sessions(typescript_db):
@@ -238,10 +264,13 @@ def test_store_data_step_skips_typescript_migrated_sessions(typescript_db):
 
 
 def test_a_thread_the_user_made_does_not_count_as_migrated(migrated):
-    """Only the system marker message identifies a migrated thread, not just any thread."""
+    """Only the system marker message identifies a migrated thread, not just any thread.
+
+    The session is given its threadId after the migration (so it is in no record).
+    """
     with raw(migrated) as con:
-        sid = con.execute('SELECT "sessionId" FROM threads LIMIT 1').fetchone()[0]
-        con.execute('DELETE FROM threads WHERE "sessionId" = ?', (sid,))
+        sid = con.execute('SELECT min(id) FROM sessions WHERE "threadId" IS NULL').fetchone()[0]
+        con.execute('UPDATE sessions SET "threadId" = \'T-given-later\' WHERE id = ?', (sid,))
     with SessionStore(migrated) as store:
         store.create_thread(sid, "my own thread")
         result = store.migrate_session_thread_ids()

@@ -30,7 +30,7 @@ def test_shipped_scripts_import_nothing_from_the_package_but_its_exception_class
         elif isinstance(node, ast.Import):
             imported |= {alias.name for alias in node.names}
     assert {m for m in imported if m.split(".")[0] == "sessionorm"} <= {"sessionorm.errors"}
-    assert imported <= {"sessionorm.errors", "peewee", "re", "contextlib"}, imported
+    assert imported <= {"sessionorm.errors", "peewee", "re", "contextlib", "datetime"}, imported
 
 
 def test_verifys_conditions_are_the_ones_the_data_step_writes():
@@ -97,8 +97,9 @@ def test_the_digest_of_an_earlier_copy_with_the_same_effect_is_accepted(migrated
 
 
 def test_the_recorded_digest_is_the_script_file_itself(migrated):
+    assert [p.name[:4] for p in SHIPPED] == ["0001", "0002", "0003", "0004", "0005"]
     assert query(migrated, "SELECT version, sha256 FROM migration_checksums ORDER BY 1") == [
-        (1, file_sha256(SHIPPED[0])), (2, file_sha256(SHIPPED[1]))]
+        (n, file_sha256(script)) for n, script in enumerate(SHIPPED, 1)]
 
 
 # -- options in, results out -------------------------------------------------------------------
@@ -137,8 +138,8 @@ def down(migrator, db, options):
 @pytest.fixture
 def own_scripts(tmp_path: Path) -> Path:
     folder = tmp_path / "own-migrations"
-    write_migration(folder, "0003_plain_template.py", PEEWEE_TEMPLATE)
-    write_migration(folder, "0004_own_notes.py", WITH_OPTIONS)
+    write_migration(folder, "0006_plain_template.py", PEEWEE_TEMPLATE)
+    write_migration(folder, "0007_own_notes.py", WITH_OPTIONS)
     return folder
 
 
@@ -150,9 +151,9 @@ def test_scripts_with_and_without_options_both_run_and_results_come_back(tmp_pat
         applied = runner.up()
     finally:
         db.close()
-    assert applied[-2:] == ["0003_plain_template", "0004_own_notes"]
-    assert runner.results["0004_own_notes"] == {"rehearsal": False}
-    assert "0003_plain_template" not in runner.results  # returned nothing
+    assert applied[-2:] == ["0006_plain_template", "0007_own_notes"]
+    assert runner.results["0007_own_notes"] == {"rehearsal": False}
+    assert "0006_plain_template" not in runner.results  # returned nothing
     assert query(path, "SELECT body FROM own_notes") == [("kept",)]
 
 
@@ -160,7 +161,7 @@ def test_a_dry_run_tells_scripts_it_is_a_rehearsal_on_postgresql_only_through_op
         tmp_path, own_scripts):
     """On SQLite the dry run is a real run on a copy: the script is told nothing else."""
     report = commands.migrate(tmp_path / "new.db", dry_run=True, migrations_dir=own_scripts)
-    assert "0004_own_notes" in report.pending and not (tmp_path / "new.db").exists()
+    assert "0007_own_notes" in report.pending and not (tmp_path / "new.db").exists()
 
 
 def test_a_scripts_own_rollback_check_refuses_before_the_backup(tmp_path, own_scripts):
@@ -179,13 +180,21 @@ def test_a_scripts_own_rollback_check_refuses_before_the_backup(tmp_path, own_sc
 
 def test_backfill_runs_the_data_step_the_applied_script_offers(migrated):
     with sqlite3.connect(migrated) as con:
-        con.execute("INSERT INTO sessions SELECT 'late-' || id, name, ampPrompt, followUpPrompts,"
-                    " repoRoot, baseBranch, branchName, worktreePath, status, scriptCommand,"
-                    " modelOverride, 'late-thread', '2999-01-01T00:00:00.000Z', lastRun, notes,"
-                    " contextIncluded FROM sessions LIMIT 2")
+        columns = ("id, name, ampPrompt, followUpPrompts, repoRoot, baseBranch, branchName,"
+                   " worktreePath, status, scriptCommand, modelOverride, threadId, createdAt,"
+                   " lastRun, notes, contextIncluded")
+        con.execute(f"INSERT INTO sessions ({columns}) SELECT 'late-' || id, name, ampPrompt,"
+                    " followUpPrompts, repoRoot, baseBranch, branchName, worktreePath, status,"
+                    " scriptCommand, modelOverride, 'late-thread', '2999-01-01T00:00:00.000Z',"
+                    " lastRun, notes, contextIncluded FROM sessions LIMIT 2")
     con.close()
     result = commands.backfill(migrated)
     assert (result.migrated, result.skipped) == (2, 6)
+    made = query(migrated, 'SELECT t.id, r."legacyThreadId" FROM threads t'
+                           ' JOIN sessionorm_migrated_threads r ON r."threadId" = t.id'
+                           " WHERE t.\"sessionId\" LIKE 'late-%'")
+    assert len(made) == 2 and all(tid.startswith("T-") and legacy == "late-thread"
+                                  for tid, legacy in made), made  # T- ids, recorded
     assert commands.backfill(migrated).migrated == 0
 
 
@@ -207,7 +216,7 @@ def down(migrator, db):
 
 def test_a_script_outside_a_transaction_is_not_reported_as_rolled_back(migrated, tmp_path):
     folder = tmp_path / "own"
-    write_migration(folder, "0003_orphan.py", ORPHAN_OUTSIDE_A_TRANSACTION)
+    write_migration(folder, "0006_orphan.py", ORPHAN_OUTSIDE_A_TRANSACTION)
     with pytest.raises(MigrationError) as failure:
         commands.migrate(migrated, migrations_dir=folder)
     message = str(failure.value)
@@ -235,11 +244,11 @@ def test_postgresql_runs_a_script_that_asks_for_no_transaction_outside_one(tmp_p
 
     monkeypatch.chdir(tmp_path)  # rollback's backup lands here
     folder = tmp_path / "own"
-    write_migration(folder, "0003_concurrent_index.py", CONCURRENT_INDEX)
+    write_migration(folder, "0006_concurrent_index.py", CONCURRENT_INDEX)
     with pg_database("postgresql") as pg:
         report = commands.migrate(pg.target, migrations_dir=folder)
-        assert report.applied[-1] == "0003_concurrent_index"
+        assert report.applied[-1] == "0006_concurrent_index"
         indexes = {row[0] for row in pg.query("SELECT indexname FROM pg_indexes")}
         assert "idx_sessions_name" in indexes
-        assert commands.rollback(pg.target, migrations_dir=folder).reverted == ["0003_concurrent_index"]
+        assert commands.rollback(pg.target, migrations_dir=folder).reverted == ["0006_concurrent_index"]
         assert "idx_sessions_name" not in {row[0] for row in pg.query("SELECT indexname FROM pg_indexes")}

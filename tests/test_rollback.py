@@ -1,4 +1,5 @@
-"""`sessionorm rollback` / `rollback(db)`: back up first, then undo migration 1 in one transaction.
+"""`sessionorm rollback` / `rollback(db)`: back up first, then undo the latest migration in one
+transaction (0005, 0004, 0003 -- which keeps the app's schema on purpose --, 0002, 0001).
 
 Refuses to destroy threads or messages that the migration did not create unless --force.
 the contract, CLI; issue 3.
@@ -19,8 +20,10 @@ from cli_support import (
     migrated_rows,
     one_error_line,
     query,
+    raw,
     run_module,
     tables,
+    with_app_schema,
 )
 
 from sessionorm import MigrationError, SessionStore, commands
@@ -31,8 +34,13 @@ THREADED = 5
 
 
 @pytest.fixture(params=FLAVOURS)
-def legacy(request, legacy_db) -> Path:
-    return legacy_db(9, flavor=request.param, threaded=THREADED, duplicates=2, iterations=2)
+def flavor(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def legacy(flavor, legacy_db) -> Path:
+    return legacy_db(9, flavor=flavor, threaded=THREADED, duplicates=2, iterations=2)
 
 
 @pytest.fixture
@@ -47,19 +55,42 @@ def migrated(legacy, before) -> Path:
     return migrate_to_version_1(legacy)
 
 
-def test_rollback_of_a_fully_migrated_file_goes_back_one_migration_at_a_time(legacy, before):
+RECORD_TABLES = {"sessionorm_migrated_threads", "sessionorm_unmatched_sessions"}
+
+
+def schema(path: Path) -> list[tuple]:
+    return query(path, "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+
+
+def test_rollback_of_a_fully_migrated_file_goes_back_one_migration_at_a_time(legacy, before, flavor):
     assert invoke("migrate", "--db-path", legacy).exit_code == 0
-    first = invoke("rollback", "--db-path", legacy)
-    assert first.exit_code == 0, first.stderr
-    assert "reverted 0002_orchestrator_index_names" in first.stdout
+    renamed = query(legacy, "SELECT id, \"sessionId\" FROM threads ORDER BY \"sessionId\"")
+    assert renamed and all(tid.startswith("T-") for tid, _ in renamed)
+
+    def rollback(name: str, versions_left: int) -> None:
+        result = invoke("rollback", "--db-path", legacy)
+        assert result.exit_code == 0, result.stderr
+        assert f"reverted {name}" in result.stdout
+        assert query(legacy, "SELECT version FROM migrations ORDER BY version") == [
+            (v,) for v in range(1, versions_left + 1)]
+
+    rollback("0005_app_thread_ids", 4)  # the old, bare thread ids are back, messages following
+    assert query(legacy, "SELECT id, \"sessionId\" FROM threads ORDER BY \"sessionId\"") == [
+        (tid.removeprefix("T-"), sid) for tid, sid in renamed]
+    assert query(legacy, "SELECT count(*) FROM thread_messages m JOIN threads t"
+                         " ON t.id = m.\"threadId\"") == [(THREADED,)]
+    assert "sessionorm_renamed_threads" not in tables(legacy)
+    rollback("0004_migrated_thread_record", 3)  # the record tables go
+    assert not RECORD_TABLES & tables(legacy)
+    schema_at_3 = schema(legacy)
+    rollback("0003_orchestrator_app_schema", 2)  # changes nothing in the schema, on purpose
+    assert schema(legacy) == schema_at_3
+    rollback("0002_orchestrator_index_names", 1)
     assert {"threads", "thread_messages"} <= tables(legacy)
-    assert query(legacy, "SELECT version FROM migrations") == [(1,)]
-    second = invoke("rollback", "--db-path", legacy)
-    assert second.exit_code == 0, second.stderr
-    assert "reverted 0001_session_thread_relationship" in second.stdout
+    rollback("0001_session_thread_relationship", 0)
     assert not {"threads", "thread_messages"} & tables(legacy)
-    assert legacy_snapshot(legacy) == before
-    assert len(backups(legacy)) == 2
+    assert legacy_snapshot(legacy) == with_app_schema(before, flavor)  # the app's schema stays
+    assert len(backups(legacy)) == 5
 
 
 def backups(path: Path) -> list[Path]:
@@ -77,10 +108,18 @@ def store_on(path: Path) -> Iterator[SessionStore]:
 
 
 def user_thread(path: Path) -> str:
-    """A thread the user created (no migration marker) in the first session."""
+    """A thread the user created (no migration marker) in the first session.
+
+    Written with plain SQL: at version 1 the file's threads lack `ampMode`, which the store's
+    create_thread writes (only a file at the latest migration opens as a store).
+    """
     session_id = query(path, "SELECT id FROM sessions ORDER BY rowid LIMIT 1")[0][0]
-    with store_on(path) as store:
-        return store.create_thread(session_id, "Feature Discussion")
+    thread_id = "T-00000000-0000-4000-8000-000000000001"
+    with raw(path) as con:
+        con.execute('INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", status)'
+                    " VALUES (?, ?, 'Feature Discussion', '2025-08-24T12:34:56.789Z',"
+                    " '2025-08-24T12:34:56.789Z', 'active')", (thread_id, session_id))
+    return thread_id
 
 
 def test_rollback_takes_a_backup_first_and_prints_it(migrated, dump):
@@ -125,13 +164,13 @@ def test_rollback_api_returns_its_backup_and_what_it_reverted(migrated, before):
     assert legacy_snapshot(migrated) == before
 
 
-def test_rollback_then_migrate_again_works(migrated, before):
+def test_rollback_then_migrate_again_works(migrated, before, flavor):
     first = migrated_rows(migrated)
     assert invoke("rollback", "--db-path", migrated).exit_code == 0
     result = invoke("migrate", "--db-path", migrated)
     assert result.exit_code == 0, result.stderr
     assert migrated_rows(migrated) == first  # same content; ids are new
-    assert legacy_snapshot(migrated) == before
+    assert legacy_snapshot(migrated) == with_app_schema(before, flavor)  # migrate ran 0003 too
     assert invoke("verify", "--db-path", migrated).exit_code == 0
 
 

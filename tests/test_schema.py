@@ -17,6 +17,7 @@ COLUMNS = {
         ("createdAt", "TEXT", 1, None, 0),
         ("updatedAt", "TEXT", 1, None, 0),
         ("status", "TEXT", 1, "'active'", 0),
+        ("ampMode", "TEXT", 0, None, 0),  # the app's column (migration 3), CHECKed
     ],
     "thread_messages": [
         ("id", "TEXT", 0, None, 1),
@@ -31,11 +32,12 @@ COLUMNS = {
         ("name", "TEXT", 1, None, 0),
         ("applied_at", "TEXT", 1, None, 0),
     ],
-    # A fresh database gets the orchestrator's `pre` layout of the legacy table.
+    # A fresh database gets the orchestrator's `pre` layout of the legacy table, brought to
+    # the app's newest schema by migration 3: ampPrompt nullable, mode/autoCommit/ampMode added.
     "sessions": [
         ("id", "TEXT", 0, None, 1),
         ("name", "TEXT", 1, None, 0),
-        ("ampPrompt", "TEXT", 1, None, 0),
+        ("ampPrompt", "TEXT", 0, None, 0),
         ("followUpPrompts", "TEXT", 0, None, 0),
         ("repoRoot", "TEXT", 1, None, 0),
         ("baseBranch", "TEXT", 1, None, 0),
@@ -49,8 +51,18 @@ COLUMNS = {
         ("lastRun", "TEXT", 0, None, 0),
         ("notes", "TEXT", 0, None, 0),
         ("contextIncluded", "BOOLEAN", 0, None, 0),
+        ("mode", "TEXT", 0, "'async'", 0),
+        ("autoCommit", "BOOLEAN", 0, "1", 0),
+        ("ampMode", "TEXT", 0, "'production'", 0),
     ],
 }
+# Every table of a brand-new file: the contract's, sessionorm's own, and the app's (migration 3).
+ALL_TABLES = sorted([
+    "sessions", "threads", "thread_messages", "migrations", "migration_checksums",
+    "sessionorm_migrated_threads", "sessionorm_unmatched_sessions", "sessionorm_renamed_threads",
+    "iterations", "tool_calls", "merge_history", "batches", "batch_items", "swebench_runs",
+    "swebench_case_results", "stream_events",
+])
 
 CONTRACT_INDEXES = [
     ("threads", "sessionId"), ("threads", "status"), ("threads", "createdAt"),
@@ -81,6 +93,18 @@ def indexes(con: sqlite3.Connection, table: str) -> dict[str, tuple[list[str], i
 def test_table_columns_have_the_contract_names_types_not_null_and_defaults(con, table):
     columns = [row[1:] for row in con.execute(f"PRAGMA table_info({table})")]
     assert columns == COLUMNS[table]
+
+
+def test_a_new_database_has_exactly_these_tables(con):
+    names = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    assert sorted(r[0] for r in names) == ALL_TABLES
+
+
+def test_thread_amp_mode_check_constraint_rejects_an_unknown_mode(con, session):
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+        con.execute('INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", "ampMode")'
+                    " VALUES ('T-x', ?, 'n', '2025-08-24T12:34:56.789Z', '2025-08-24T12:34:56.789Z',"
+                    " 'staging')", (session.id,))
 
 
 @pytest.mark.parametrize(("table", "column", "parent"), [
@@ -248,7 +272,8 @@ def test_thread_and_message_timestamps_are_stored_as_iso_utc_with_milliseconds(s
         assert re.match(ISO_MS_Z, value), value
 
 
-def test_ids_are_lowercase_v4_uuids(store, session, thread_id):
+def test_ids_are_lowercase_v4_uuids_and_thread_ids_carry_the_apps_t_prefix(store, session, thread_id):
     message_id = store.add_thread_message(thread_id, "user", "hi")
-    for value in (session.id, thread_id, message_id):
+    for value in (session.id, message_id):
         assert re.fullmatch(UUID4, value), value
+    assert re.fullmatch("T-" + UUID4, thread_id), thread_id

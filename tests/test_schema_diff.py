@@ -99,12 +99,28 @@ def test_diff_lists_an_index_dropped_by_hand_and_exits_1(migrated: Path) -> None
     assert result.output == "add index thread_messages (role)\n"
 
 
-def test_diff_flags_a_column_only_in_the_database_as_destructive_to_drop(migrated: Path) -> None:
+def test_diff_notes_a_column_only_in_the_database_and_keeps_it(migrated: Path) -> None:
+    """Another program's column on threads is a note (exit 0), not a drop to propose."""
     with sqlite3.connect(migrated) as con:
         con.execute("ALTER TABLE threads ADD COLUMN scratch TEXT")
-    result = run("diff", "--db-path", str(migrated))
+    result = CliRunner().invoke(cli, ["diff", "--db-path", str(migrated)], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert result.stdout == f"{migrated}: in sync with the models\n"
+    assert result.stderr == ("note: threads has a column scratch that sessionorm does not know"
+                             " (kept; another program's)\n")
+
+
+def test_diff_flags_a_column_only_in_the_database_as_destructive_when_a_model_column_is_missing(
+        migrated: Path, models_module) -> None:
+    """A likely rename: the table lacks a model column, so its unknown columns are drops."""
+    spec = models_module(RENAMED_MODELS)
+    with sqlite3.connect(migrated) as con:
+        con.execute("ALTER TABLE threads ADD COLUMN scratch TEXT")
+    result = run("diff", "--db-path", str(migrated), "--models", spec)
     assert result.exit_code == 1
-    assert result.output == "drop column threads.scratch  [destructive]\n"
+    assert result.output.splitlines() == [
+        "add column threads.title", "drop column threads.name  [destructive]",
+        "drop column threads.scratch  [destructive]"]
 
 
 def test_diff_reports_type_not_null_and_default_differences(tmp_path: Path) -> None:
@@ -155,7 +171,7 @@ def test_worked_example_add_field_and_index_then_migrate_diff_clean_and_rollback
     made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
                "--migrations-dir", str(mig))
     assert made.exit_code == 0, made.output
-    script = mig / "0003_add_priority.py"
+    script = mig / "0006_add_priority.py"
     assert f"wrote {script}" in made.output
     text = script.read_text()
     assert "def up(migrator, db):" in text and "def down(migrator, db):" in text
@@ -163,19 +179,19 @@ def test_worked_example_add_field_and_index_then_migrate_diff_clean_and_rollback
     assert "drop_column('threads', 'priority')" in text
 
     dry = run("migrate", "--dry-run", "--db-path", str(migrated), "--migrations-dir", str(mig))
-    assert "pending: 0003_add_priority" in dry.output
+    assert "pending: 0006_add_priority" in dry.output
     assert dump(migrated) == before
 
     applied = run("migrate", "--backup", "--db-path", str(migrated), "--migrations-dir", str(mig))
     assert applied.exit_code == 0, applied.output
-    assert "applied 0003_add_priority" in applied.output
+    assert "applied 0006_add_priority" in applied.output
     assert run("diff", "--db-path", str(migrated), "--models", spec).exit_code == 0
     verified = run("verify", "--db-path", str(migrated), "--models", spec, "--migrations-dir", str(mig))
     assert verified.exit_code == 0, verified.output
 
     undone = run("rollback", "--db-path", str(migrated), "--migrations-dir", str(mig))
     assert undone.exit_code == 0, undone.output
-    assert "reverted 0003_add_priority" in undone.output
+    assert "reverted 0006_add_priority" in undone.output
     assert run("diff", "--db-path", str(migrated)).exit_code == 0
     assert run("status", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 1
 
@@ -185,12 +201,12 @@ def test_makemigration_numbers_after_existing_scripts_and_never_overwrites(
     spec = models_module(PRIORITY_MODELS)
     mig = tmp_path / "mig"
     mig.mkdir()
-    (mig / "0003_earlier.py").write_text("def up(migrator, db):\n    pass\n")
+    (mig / "0006_earlier.py").write_text("def up(migrator, db):\n    pass\n")
     made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
                "--migrations-dir", str(mig))
     assert made.exit_code == 0
-    assert (mig / "0004_add_priority.py").exists()  # after the shipped 0001, 0002 and this 0003
-    assert (mig / "0003_earlier.py").read_text() == "def up(migrator, db):\n    pass\n"
+    assert (mig / "0007_add_priority.py").exists()  # after the shipped 0001-0005 and this 0006
+    assert (mig / "0006_earlier.py").read_text() == "def up(migrator, db):\n    pass\n"
 
 
 def test_makemigration_flags_a_likely_rename_and_the_destructive_drop(
@@ -201,7 +217,7 @@ def test_makemigration_flags_a_likely_rename_and_the_destructive_drop(
     assert made.exit_code == 0
     assert "destructive: drop column threads.name" in made.output
     assert "todo: threads: name -> title looks like a rename" in made.output
-    text = (tmp_path / "mig" / "0003_rename_name.py").read_text()
+    text = (tmp_path / "mig" / "0006_rename_name.py").read_text()
     assert "# DESTRUCTIVE: drop column threads.name" in text
     assert "rename_column('threads', 'name', 'title')" in text
 
@@ -212,7 +228,7 @@ def test_makemigration_leaves_a_todo_for_a_not_null_column_without_default(
     made = run("makemigration", "add label", "--db-path", str(migrated), "--models", spec,
                "--migrations-dir", str(tmp_path / "mig"))
     assert made.exit_code == 0
-    text = (tmp_path / "mig" / "0003_add_label.py").read_text()
+    text = (tmp_path / "mig" / "0006_add_label.py").read_text()
     assert "# TODO: threads.label: not-null column needs a default" in text
 
 
@@ -223,7 +239,7 @@ def test_verify_names_a_migration_script_edited_after_it_was_applied(
     run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
         "--migrations-dir", str(mig))
     assert run("migrate", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 0
-    script = mig / "0003_add_priority.py"
+    script = mig / "0006_add_priority.py"
     script.write_text(script.read_text() + "# edited later\n")
     result = run("verify", "--db-path", str(migrated), "--models", spec, "--migrations-dir", str(mig))
     assert result.exit_code == 1
@@ -235,7 +251,8 @@ def test_applied_migrations_record_their_script_checksum(migrated: Path) -> None
     import hashlib
 
     from sessionorm.runner import migrations_dir
-    scripts = sorted(migrations_dir().glob("000[12]_*.py"))
+    scripts = sorted(migrations_dir().glob("000[1-5]_*.py"))
+    assert [s.name[:4] for s in scripts] == ["0001", "0002", "0003", "0004", "0005"]
     with sqlite3.connect(migrated) as con:
         rows = con.execute("SELECT version, sha256 FROM migration_checksums ORDER BY 1").fetchall()
     assert rows == [(n, hashlib.sha256(s.read_bytes()).hexdigest()) for n, s in enumerate(scripts, 1)]
@@ -248,7 +265,7 @@ def test_a_not_null_field_with_a_constant_default_gets_that_sql_default(
     made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
                "--migrations-dir", str(mig))
     assert made.exit_code == 0, made.output
-    text = (mig / "0003_add_priority.py").read_text()
+    text = (mig / "0006_add_priority.py").read_text()
     assert ("migrator.migrate(migrator.add_column('threads', 'priority', "
             "IntegerField(default=0, constraints=[SQL('DEFAULT 0')])))") in text
     assert run("migrate", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 0
@@ -270,8 +287,8 @@ def test_makemigration_without_a_folder_writes_to_migrations_in_the_current_fold
     shipped = sorted(p.name for p in migrations_dir().iterdir())
     made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec)
     assert made.exit_code == 0, made.output
-    assert (tmp_path / "migrations" / "0003_add_priority.py").exists()
-    assert f"wrote {tmp_path / 'migrations' / '0003_add_priority.py'}" in made.output
+    assert (tmp_path / "migrations" / "0006_add_priority.py").exists()
+    assert f"wrote {tmp_path / 'migrations' / '0006_add_priority.py'}" in made.output
     assert sorted(p.name for p in migrations_dir().iterdir()) == shipped
 
 
@@ -281,7 +298,7 @@ def test_the_todo_summary_lists_every_todo_in_the_file(
     made = run("makemigration", "add label", "--db-path", str(migrated), "--models", spec,
                "--migrations-dir", str(tmp_path / "mig"))
     assert made.exit_code == 0
-    text = (tmp_path / "mig" / "0003_add_label.py").read_text()
+    text = (tmp_path / "mig" / "0006_add_label.py").read_text()
     in_file = [line.removeprefix("# TODO: ") for line in text.splitlines() if line.startswith("# TODO: ")]
     printed = [line.removeprefix("todo: ") for line in made.output.splitlines() if line.startswith("todo: ")]
     assert in_file and printed == in_file

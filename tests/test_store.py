@@ -26,6 +26,7 @@ from sessionorm import (
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+THREAD_ID = re.compile("T-" + UUID4.pattern)  # the orchestrator app's thread ids
 
 
 def tick() -> None:
@@ -221,22 +222,42 @@ def test_deleting_a_session_leaves_other_sessions_threads_alone(filled, db_path)
     assert len(store.get_thread_messages(kept)) == 1
 
 
-def test_deleting_a_session_still_referenced_by_legacy_rows_is_refused_and_deletes_nothing(
+def test_deleting_a_session_deletes_the_apps_rows_of_it_and_says_how_many(legacy_db):
+    """As the orchestrator app does: its iterations and tool_calls go with the session."""
+    path = legacy_db(n=2, threaded=0, iterations=2)
+    with SessionStore(path, migrate=True) as store:
+        session_id, other = [r[0] for r in store.db.execute_sql("SELECT id FROM sessions ORDER BY id")]
+        store.add_thread_message(store.create_thread(session_id, "t"), "user", "hi")
+        deleted = store.delete_session(session_id)
+    assert deleted == {"tool_calls": 2, "iterations": 2, "thread_messages": 1, "threads": 1,
+                       "sessions": 1}
+    for table in ("iterations", "tool_calls"):
+        assert count(path, f"SELECT count(*) FROM {table} WHERE sessionId = ?", session_id) == 0
+        assert count(path, f"SELECT count(*) FROM {table} WHERE sessionId = ?", other) == 2
+    assert orphans(path) == (0, 0)
+
+
+def test_deleting_a_session_still_referenced_by_rows_the_app_keeps_is_refused_and_deletes_nothing(
         legacy_db, dump):
+    """Rows of a table the app does not delete with a session (swebench_case_results) refuse it."""
     path = legacy_db(n=2, threaded=0, iterations=1)
     with SessionStore(path, migrate=True) as store:
         session_id = store.db.execute_sql("SELECT id FROM sessions LIMIT 1").fetchone()[0]
         store.add_thread_message(store.create_thread(session_id, "t"), "user", "hi")
+        store.db.execute_sql("INSERT INTO swebench_runs (id, name, casesDir, createdAt)"
+                             " VALUES ('run-1', 'r', '/cases', '2025-08-01T00:00:00.000Z')")
+        store.db.execute_sql("INSERT INTO swebench_case_results (runId, caseId, sessionId, status)"
+                             " VALUES ('run-1', 'case-1', ?, 'passed')", (session_id,))
         before = dump(path)
-        with pytest.raises(SessionormError):
+        with pytest.raises(SessionormError, match="swebench_case_results"):
             store.delete_session(session_id)
         assert dump(path) == before
 
 
 # -- threads -----------------------------------------------------------------------------------
 
-def test_create_thread_returns_a_lowercase_v4_uuid(thread_id):
-    assert UUID4.fullmatch(thread_id)
+def test_create_thread_returns_a_t_prefixed_lowercase_v4_uuid(thread_id):
+    assert THREAD_ID.fullmatch(thread_id)
 
 
 def test_get_thread_returns_the_thread_of_the_session(store, session, thread_id):
@@ -638,7 +659,8 @@ def test_sessions_sharing_a_legacy_thread_id_each_get_their_own_thread(legacy_db
 
 # -- opening -----------------------------------------------------------------------------------
 
-SHIPPED = [(1, "session-thread-relationship"), (2, "orchestrator-index-names")]
+SHIPPED = [(1, "session-thread-relationship"), (2, "orchestrator-index-names"),
+           (3, "orchestrator-app-schema"), (4, "migrated-thread-record"), (5, "app-thread-ids")]
 
 
 def assert_migrated_schema(path: Path) -> None:
@@ -894,10 +916,14 @@ def test_a_closed_store_refuses_to_reconnect(db_path) -> None:
 
 
 def test_a_missing_value_for_a_not_null_legacy_column_is_a_validation_error(store, db_path, dump) -> None:
+    """baseBranch is NOT NULL without a default; ampPrompt is nullable since migration 3."""
     before = dump(db_path)
-    with pytest.raises(ValidationError, match="amp_prompt"):
-        store.create_session(name="n", amp_prompt=None, repo_root="/r")
+    with pytest.raises(ValidationError, match="base_branch"):
+        store.create_session(name="n", amp_prompt="p", repo_root="/r", base_branch=None)
     assert dump(db_path) == before
+    created = store.create_session(name="n", amp_prompt=None, repo_root="/r")
+    assert count(db_path, "SELECT count(*) FROM sessions WHERE id = ? AND ampPrompt IS NULL",
+                 created.id) == 1
 
 
 def test_rows_read_in_bulk_are_full_model_instances(store, thread_id) -> None:
