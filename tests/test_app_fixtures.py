@@ -1,0 +1,170 @@
+"""Files the real orchestrator app made (tests/fixtures/app, see its README for how), each
+ending in `verify`: the app first, sessionorm 0.2.0 then the app (its rebuild deleting
+threads, its thread-id rewrites), and a copy of an app-used file.
+
+Each test works on a copy of the committed fixture.
+"""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from cli_support import invoke
+from test_postgres import pg_database
+
+from sessionorm import SessionStore, verify
+
+FIXTURES = Path(__file__).with_name("fixtures") / "app"
+COMMITS = ("3b7ef7d", "bcdd7f5", "f785b0c")
+APP_TABLES = ("iterations", "tool_calls", "merge_history", "batches", "batch_items",
+              "swebench_runs", "swebench_case_results", "stream_events")
+
+
+def fixture(name: str, tmp_path: Path) -> Path:
+    path = tmp_path / name
+    shutil.copyfile(FIXTURES / name, path)
+    return path
+
+
+def q(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    with sqlite3.connect(path) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def counts(path: Path) -> dict[str, int]:
+    tables = [r[0] for r in q(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
+                                    " AND name NOT LIKE 'sqlite_%'")]
+    return {t: q(path, f'SELECT count(*) FROM "{t}"')[0][0] for t in tables}
+
+
+def migrate(path: Path) -> str:
+    result = invoke("migrate", "--db-path", path)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return result.stdout
+
+
+def verified(path: Path):
+    result = invoke("verify", "--db-path", path)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return verify(path)
+
+
+@pytest.mark.parametrize("commit", COMMITS)
+def test_app_first_migrates_keeps_every_row_and_verifies(commit: str, tmp_path: Path) -> None:
+    path = fixture(f"app_first_{commit}.sqlite", tmp_path)
+    before = counts(path)
+    app_threads = q(path, "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
+                          " ON m.threadId = t.id GROUP BY t.id")
+    threaded = q(path, "SELECT count(*) FROM sessions WHERE threadId != ''")[0][0]
+    migrate(path)
+    after = counts(path)
+    made = {"threads": threaded, "thread_messages": threaded}  # migration 1: one thread + marker each
+    for table, n in before.items():
+        assert after[table] == n + made.get(table, 0), table  # no other row removed or added
+    expected = sorted((t if t.startswith("T-") else "T-" + t, n) for t, n in app_threads)
+    migrated = q(path, "SELECT id FROM threads WHERE name LIKE 'Migrated Thread for %'")
+    assert len(migrated) == threaded
+    assert sorted(q(path, "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
+                          " ON m.threadId = t.id WHERE t.name NOT LIKE 'Migrated Thread for %'"
+                          " GROUP BY t.id")) == expected
+    report = verified(path)
+    assert report.problems == []
+    assert not any("cannot be told" in n for n in report.notes)
+
+
+def test_the_newest_app_first_is_adopted_with_its_amp_mode_column(tmp_path: Path) -> None:
+    path = fixture("app_first_f785b0c.sqlite", tmp_path)
+    modes = q(path, "SELECT id, ampMode FROM threads ORDER BY id")
+    migrate(path)
+    assert q(path, "SELECT id, ampMode FROM threads WHERE name NOT LIKE 'Migrated Thread for %'"
+                   " ORDER BY id") == modes
+    with SessionStore(path) as store:
+        thread = store.get_thread(modes[0][0])
+        assert thread.amp_mode == modes[0][1]
+
+
+@pytest.mark.parametrize("commit", ("bcdd7f5", "f785b0c"))
+def test_after_the_apps_rebuild_deleted_the_migrated_threads_verify_says_it_cannot_tell(
+        commit: str, tmp_path: Path) -> None:
+    """0.2.0 migrated 8 threads; the app's rebuild of `sessions` deleted them all and made 7
+    empty `Thread <threadId>` rows. 0.2.0's verify said "1 missing"."""
+    path = fixture(f"so020_then_app_{commit}.sqlite", tmp_path)
+    assert q(path, "SELECT count(*) FROM thread_messages") == [(0,)]
+    migrate(path)
+    report = verified(path)
+    note = next(n for n in report.notes if "cannot be told" in n)
+    assert note.startswith("8 sessions had a threadId but no migrated thread")
+    assert "deleted" not in note
+    assert q(path, "SELECT count(*) FROM sessionorm_unmatched_sessions") == [(8,)]
+    before = counts(path)
+    assert invoke("backfill", "--db-path", path).exit_code == 0
+    assert counts(path) == before  # nothing is made for sessions whose fate cannot be told
+
+
+def test_when_iterations_blocked_the_rebuild_the_apps_duplicates_are_notes(tmp_path: Path) -> None:
+    path = fixture("so020_then_app_iterations_f785b0c.sqlite", tmp_path)
+    migrate(path)
+    report = verified(path)
+    assert report.problems == []
+    assert any(n.startswith("7 sessions have the orchestrator app's own `Thread <threadId>` thread")
+               for n in report.notes)
+    assert q(path, "SELECT count(*) FROM threads WHERE substr(id, 1, 2) != 'T-'") == [(0,)]
+
+
+def test_the_apps_thread_id_rewrites_are_no_loss(tmp_path: Path) -> None:
+    path = fixture("so020_rewrites_f785b0c.sqlite", tmp_path)
+    migrate(path)
+    report = verified(path)
+    assert report.problems == []
+    assert not any("are gone" in line for line in report.problems + report.notes)
+
+
+def test_a_file_0_2_0_refused_after_the_app_migrates_now(tmp_path: Path) -> None:
+    path = fixture("app_then_so020_f785b0c.sqlite", tmp_path)
+    migrate(path)
+    assert verified(path).problems == []
+
+
+def test_a_users_delete_thread_on_an_app_file_is_no_loss(tmp_path: Path) -> None:
+    path = fixture("so020_then_app_iterations_f785b0c.sqlite", tmp_path)
+    migrate(path)
+    migrated_thread = q(path, 'SELECT "threadId" FROM sessionorm_migrated_threads LIMIT 1')[0][0]
+    with SessionStore(path) as store:
+        store.delete_thread(migrated_thread)
+    assert verified(path).problems == []
+
+
+def app_used(tmp_path: Path) -> Path:
+    path = fixture("so020_then_app_iterations_f785b0c.sqlite", tmp_path)
+    migrate(path)
+    return path
+
+
+def test_copy_of_an_app_used_file_to_sqlite_carries_the_apps_tables_and_columns(
+        tmp_path: Path) -> None:
+    path = app_used(tmp_path)
+    target = tmp_path / "copy.sqlite"
+    result = invoke("copy", "--from", path, "--to", target)
+    assert result.exit_code == 0, result.stderr
+    assert counts(target) == counts(path)
+    for table in ("threads", "sessions", "iterations", "sessionorm_migrated_threads"):
+        assert sorted(q(target, f'SELECT * FROM "{table}"')) == sorted(q(path, f'SELECT * FROM "{table}"'))
+    assert verified(target).problems == []
+
+
+@pytest.mark.parametrize("via", ["postgresql", "pgbouncer"])
+def test_copy_of_an_app_used_file_to_postgresql_and_back(via: str, tmp_path: Path) -> None:
+    path = app_used(tmp_path)
+    with pg_database(via) as database:
+        there = invoke("copy", "--from", path, "--to", database.target)
+        assert there.exit_code == 0, there.stderr
+        assert invoke("verify", "--db-url", database.target).exit_code == 0
+        back = tmp_path / "back.sqlite"
+        result = invoke("copy", "--from", database.target, "--to", back)
+        assert result.exit_code == 0, result.stderr
+    assert counts(back) == counts(path)
+    for table in ("threads", "thread_messages", "sessionorm_migrated_threads", "iterations"):
+        assert sorted(q(back, f'SELECT * FROM "{table}"')) == sorted(q(path, f'SELECT * FROM "{table}"'))
+    assert verified(back).problems == []
