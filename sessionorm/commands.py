@@ -575,8 +575,14 @@ def makemigration(name: str, db: DB = None, models: str | None = None,
         A `NewMigration`: its `path` (None when already in sync), `todos`, `destructive`.
 
     Raises:
-        MigrationError: a bad name or models that cannot be loaded; DatabaseOpenError.
+        MigrationError: a bad name, models that cannot be loaded, or shipped migrations still
+        pending (the script would repeat what they do); DatabaseOpenError.
     """
     target = Target.of(db, busy_timeout, migrations_dir)
     with opened(target, readonly=True) as database:
+        shipped = [m.name for m in MigrationRunner(database).pending()]
+        if shipped:
+            raise MigrationError(f"refusing to write a migration: {target} has shipped migrations "
+                                 f"pending ({', '.join(shipped)}); run `sessionorm migrate` first, "
+                                 "so that yours starts where they end (nothing was written)")
         return make_migration(database, load_models(models), name, target.migrations_dir)

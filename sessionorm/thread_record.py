@@ -27,17 +27,18 @@ RECORD_SESSION_DELETED = (f'UPDATE {RECORD} SET "deletedAt" = {{p}} WHERE "sessi
                           ' AND "deletedAt" IS NULL')
 
 LIVE = 'r."deletedAt" IS NULL'
-THREAD_GONE = 'NOT EXISTS (SELECT 1 FROM threads t WHERE t.id = r."threadId")'
+THREAD_KEPT = 'EXISTS (SELECT 1 FROM threads t WHERE t.id = r."threadId")'
+THREAD_GONE = f"NOT {THREAD_KEPT}"  # written out, not NOT NOT: PostgreSQL joins both forms
 SESSION_KEPT = 'EXISTS (SELECT 1 FROM sessions s WHERE s.id = r."sessionId")'
 
 LOST = (f'SELECT r."threadId" FROM {RECORD} r WHERE {LIVE} AND {THREAD_GONE} AND {SESSION_KEPT}'
         ' ORDER BY r."threadId"')
 # Sessions with more than one recorded thread still present: the migration ran twice.
 TWICE = (f'SELECT count(*) FROM (SELECT r."sessionId" FROM {RECORD} r WHERE {LIVE}'
-         f' AND NOT {THREAD_GONE} GROUP BY r."sessionId" HAVING count(*) > 1) twice')
+         f' AND {THREAD_KEPT} GROUP BY r."sessionId" HAVING count(*) > 1) twice')
 # The app's own `Thread <threadId>` thread beside a migrated thread of the same session.
 APP_DUPLICATES = (
-    f'SELECT count(*) FROM {RECORD} r WHERE {LIVE} AND NOT {THREAD_GONE} AND EXISTS'
+    f'SELECT count(*) FROM {RECORD} r WHERE {LIVE} AND {THREAD_KEPT} AND EXISTS'
     ' (SELECT 1 FROM threads a WHERE a."sessionId" = r."sessionId" AND a.id != r."threadId"'
     f""" AND a.name = '{APP_THREAD_NAME}' || r."legacyThreadId")""")
 UNMATCHED_COUNT = (f"SELECT count(*), min(u.\"recordedAt\") FROM {UNMATCHED} u"

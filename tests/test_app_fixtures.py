@@ -168,3 +168,58 @@ def test_copy_of_an_app_used_file_to_postgresql_and_back(via: str, tmp_path: Pat
     for table in ("threads", "thread_messages", "sessionorm_migrated_threads", "iterations"):
         assert sorted(q(back, f'SELECT * FROM "{table}"')) == sorted(q(path, f'SELECT * FROM "{table}"'))
     assert verified(back).problems == []
+
+
+# -- sessionorm first, then the app ------------------------------------------------------------
+
+def import_fixture_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fixture_tool", FIXTURES / "fixture_tool.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def schema_objects(path: Path) -> list[tuple]:
+    return [(kind, name, (sql or "").replace('"', "")) for kind, name, sql in
+            q(path, "SELECT type, name, sql FROM sqlite_master ORDER BY 1, 2")]
+
+
+@pytest.mark.parametrize("commit", ("bcdd7f5", "f785b0c"))
+def test_the_app_changes_nothing_of_a_file_sessionorm_migrated(commit: str, tmp_path: Path) -> None:
+    """The fixture: the same legacy file (same seed) migrated by this sessionorm, then the app's
+    start-up, a thread, messages and thread-id rewrites of its own. Made again here and
+    migrated, it must have exactly the fixture's schema: the app added or rebuilt nothing."""
+    ours = tmp_path / "ours.sqlite"
+    import_fixture_tool().legacy(ours, "pre", set(), 1)
+    migrate(ours)
+    used = fixture(f"so030_then_app_{commit}.sqlite", tmp_path)
+    assert schema_objects(used) == schema_objects(ours)
+    columns = [r[1] for r in q(ours, "PRAGMA table_info(sessions)") if r[1] != "threadId"]
+    listed = ", ".join(f'"{c}"' for c in columns)
+    assert q(used, f"SELECT {listed} FROM sessions ORDER BY id") == \
+        q(ours, f"SELECT {listed} FROM sessions ORDER BY id")
+    report = verified(used)
+    assert report.problems == []
+    assert all(t.startswith("T-") for t, in q(used, "SELECT id FROM threads"))
+
+
+def test_the_oldest_app_still_deletes_threads_and_verify_names_them(tmp_path: Path) -> None:
+    """3b7ef7d rebuilds `sessions` on every start; without iterations rows nothing stops it."""
+    path = fixture("so030_then_app_3b7ef7d.sqlite", tmp_path)
+    result = invoke("verify", "--db-path", path)
+    assert result.exit_code == 1
+    assert "problem: 8 migrated threads are gone, with all their messages" in result.stdout
+    assert "restore-threads --from BACKUP" in result.stdout
+
+
+def test_iterations_protect_a_file_from_the_oldest_apps_rebuild(tmp_path: Path) -> None:
+    path = fixture("so030_iterations_then_app_3b7ef7d.sqlite", tmp_path)
+    report = verified(path)
+    assert report.problems == []
+
+
+@pytest.mark.parametrize("commit", ("bcdd7f5", "f785b0c"))
+def test_app_first_then_sessionorm_then_the_app_again(commit: str, tmp_path: Path) -> None:
+    path = fixture(f"app_first_then_so030_{commit}.sqlite", tmp_path)
+    assert verified(path).problems == []
