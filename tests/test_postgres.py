@@ -44,10 +44,19 @@ from sessionorm.errors import DatabaseBusyError, MigrationError
 PG_URL_VAR = "SESSIONORM_TEST_PG_URL"
 PGBOUNCER_URL_VAR = "SESSIONORM_TEST_PGBOUNCER_URL"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+T_UUID4 = re.compile(r"^T-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 MIGRATION = "0001_session_thread_relationship"
 INDEX_NAMES = "0002_orchestrator_index_names"
-SHIPPED = [(1, "session-thread-relationship"), (2, "orchestrator-index-names")]
-NEW_TABLES = {"threads", "thread_messages", "migrations", "migration_checksums"}
+LATER = ["0003_orchestrator_app_schema", "0004_migrated_thread_record", "0005_app_thread_ids"]
+ALL_MIGRATIONS = [MIGRATION, INDEX_NAMES, *LATER]
+SHIPPED = [(1, "session-thread-relationship"), (2, "orchestrator-index-names"),
+           (3, "orchestrator-app-schema"), (4, "migrated-thread-record"), (5, "app-thread-ids")]
+NEW_TABLES = {"threads", "thread_messages", "migrations", "migration_checksums",
+              "sessionorm_migrated_threads", "sessionorm_unmatched_sessions",
+              "sessionorm_renamed_threads"}
+# Migration 3 gives a SQLite file the orchestrator app's other tables (PostgreSQL: columns only).
+APP_TABLES = {"iterations", "tool_calls", "merge_history", "batches", "batch_items",
+              "swebench_runs", "swebench_case_results", "stream_events"}
 
 # The orchestrator's `pre` layout of sessions, and a child table that references it without
 # ON DELETE CASCADE: SQLite's DDL as the TypeScript tool wrote it, and PostgreSQL's with the
@@ -259,7 +268,7 @@ def invoke(*args: str | os.PathLike) -> Result:
 # -- schema ----------------------------------------------------------------------------------
 
 def test_a_new_database_gets_the_contract_tables(store, backend):
-    assert {"sessions", *NEW_TABLES} <= backend.tables()
+    assert backend.tables() == {"sessions", *NEW_TABLES} | (set() if backend.is_pg else APP_TABLES)
     assert backend.query("SELECT version, name FROM migrations ORDER BY version") == SHIPPED
 
 
@@ -267,7 +276,7 @@ def test_the_new_tables_have_camel_case_columns(store, backend):
     columns = {c.name for c in store.db.get_columns("thread_messages")}
     assert columns == {"id", "threadId", "role", "content", "createdAt", "idx"}
     assert {c.name for c in store.db.get_columns("threads")} == {
-        "id", "sessionId", "name", "createdAt", "updatedAt", "status"}
+        "id", "sessionId", "name", "createdAt", "updatedAt", "status", "ampMode"}
 
 
 def test_every_contract_index_exists(store):
@@ -381,13 +390,34 @@ def test_deleting_a_session_cascades_to_threads_and_messages(store, backend, ses
     assert backend.query("SELECT count(*) FROM thread_messages") == [(0,)]
 
 
-def test_deleting_a_session_still_referenced_by_legacy_rows_is_refused(legacy):
+def test_deleting_a_session_deletes_the_orchestrator_apps_legacy_rows_of_it(legacy):
+    """`iterations` is the app's: its rows of the session go first, in one transaction."""
+    sid, other = legacy_rows()[3][0], legacy_rows()[2][0]
+    with legacy.store(migrate=True) as store:
+        for iteration, session_id in (("it-1", sid), ("it-2", other)):
+            legacy.execute('INSERT INTO iterations (id, "sessionId", "startTime") VALUES (?, ?, ?)',
+                           (iteration, session_id, "2025-08-01T00:00:00.000Z"))
+        assert store.delete_session(sid) == {
+            "iterations": 1, "thread_messages": 1, "threads": 1, "sessions": 1}
+    assert legacy.query("SELECT id FROM iterations") == [("it-2",)]
+    assert legacy.query("SELECT count(*) FROM sessions WHERE id = ?", (sid,)) == [(0,)]
+    assert legacy.query('SELECT count(*) FROM threads WHERE "sessionId" = ?', (sid,)) == [(0,)]
+    assert commands.verify(legacy.target).problems == []  # a deleted session is no loss
+
+
+def test_deleting_a_session_still_referenced_by_another_programs_rows_is_refused(legacy):
+    """A table the app does not delete with a session: refused by name, nothing deleted."""
     with legacy.store(migrate=True) as store:
         sid = legacy_rows()[3][0]
+        legacy.execute('CREATE TABLE audit_log (id TEXT PRIMARY KEY,'
+                       ' "sessionId" TEXT NOT NULL REFERENCES sessions(id))')
+        legacy.execute('INSERT INTO audit_log (id, "sessionId") VALUES (?, ?)', ("a-1", sid))
         legacy.execute('INSERT INTO iterations (id, "sessionId", "startTime") VALUES (?, ?, ?)',
                        ("it-1", sid, "2025-08-01T00:00:00.000Z"))
         before = legacy.snapshot()
-        with pytest.raises(ValidationError, match="still referenced"):
+        with pytest.raises(ValidationError, match=re.escape(
+                f"session {sid} is still referenced by rows of tables the orchestrator app does "
+                "not delete with it: audit_log (1 rows); nothing was deleted")):
             store.delete_session(sid)
         assert legacy.snapshot() == before
         store.add_thread_message(store.get_session_threads(sid)[0].id, "user", "still usable")
@@ -417,13 +447,19 @@ def test_opening_a_legacy_database_with_data_needs_migration(legacy):
 
 
 def test_a_legacy_database_migrates_as_the_contract_says(legacy):
-    sessions_before = legacy.query("SELECT * FROM sessions ORDER BY id")
+    columns = ", ".join(f'"{c}"' for c in SESSION_COLUMNS)
+    sessions_before = legacy.query(f"SELECT {columns} FROM sessions ORDER BY id")
     report = commands.migrate(legacy.target)
-    assert (report.applied, report.migrated, report.skipped) == ([MIGRATION, INDEX_NAMES], 6, 0)
+    assert (report.applied, report.migrated, report.skipped) == (ALL_MIGRATIONS, 6, 0)
     assert migrated_rows(legacy) == expected_migration(legacy_rows())
-    assert legacy.query("SELECT * FROM sessions ORDER BY id") == sessions_before
-    ids = legacy.query("SELECT id FROM threads UNION ALL SELECT id FROM thread_messages")
-    assert len(ids) == 12 and all(UUID4.match(i) for (i,) in ids)
+    assert legacy.query(f"SELECT {columns} FROM sessions ORDER BY id") == sessions_before
+    # Migration 3 adds the app's columns with the app's defaults.
+    assert set(legacy.query('SELECT mode, "autoCommit", "ampMode" FROM sessions')) == {
+        ("async", True if legacy.is_pg else 1, "production")}
+    threads = legacy.query("SELECT id FROM threads")
+    messages = legacy.query("SELECT id FROM thread_messages")
+    assert len(threads) == 6 and all(T_UUID4.match(i) for (i,) in threads)  # migration 5
+    assert len(messages) == 6 and all(UUID4.match(i) for (i,) in messages)
     assert commands.verify(legacy.target).problems == []
 
 
@@ -456,7 +492,8 @@ def test_rollback_refuses_to_destroy_threads_the_migration_did_not_create(legacy
     commands.migrate(legacy.target)
     with legacy.store() as store:
         store.add_thread_message(store.create_thread(legacy_rows()[0][0], "mine"), "user", "hi")
-    assert commands.rollback(legacy.target).reverted == [INDEX_NAMES]  # the latest first
+    for latest in reversed([INDEX_NAMES, *LATER]):  # one at a time, the latest first
+        assert commands.rollback(legacy.target).reverted == [latest]
     before = legacy.snapshot()
     with pytest.raises(MigrationError, match="refusing to roll back: 1 threads and 1 messages"):
         commands.rollback(legacy.target)
@@ -471,7 +508,7 @@ def test_rollback_refuses_to_destroy_threads_the_migration_did_not_create(legacy
 def test_cli_status_lists_the_pending_migration_and_exits_1(legacy):
     result = invoke("status", *legacy.cli_args)
     assert result.exit_code == 1
-    assert result.stdout == f"pending  {MIGRATION}\npending  {INDEX_NAMES}\n"
+    assert result.stdout == "".join(f"pending  {m}\n" for m in ALL_MIGRATIONS)
 
 
 def test_cli_dry_run_prints_the_plan_and_changes_nothing(legacy):
@@ -600,7 +637,11 @@ def test_cli_rollback_backs_up_then_reverts(legacy):
     first = invoke("rollback", *legacy.cli_args)
     assert first.exit_code == 0, first.output
     assert re.search(rf"^backup: {backup_pattern(legacy)}$", first.stdout, re.M), first.stdout
-    assert f"reverted {INDEX_NAMES}\n" in first.stdout  # one migration at a time, latest first
+    assert f"reverted {LATER[-1]}\n" in first.stdout  # one migration at a time, latest first
+    for later in reversed([INDEX_NAMES, *LATER[:-1]]):
+        result = invoke("rollback", *legacy.cli_args)
+        assert result.exit_code == 0, result.output
+        assert f"reverted {later}\n" in result.stdout
     result = invoke("rollback", *legacy.cli_args)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("backup: "), result.stdout
@@ -615,7 +656,8 @@ def test_cli_rollback_refuses_to_destroy_user_threads_without_force(legacy):
     invoke("migrate", *legacy.cli_args)
     with legacy.store() as store:
         store.create_thread(legacy_rows()[0][0], "mine")
-    assert invoke("rollback", *legacy.cli_args).exit_code == 0  # 0002: index names only
+    for _ in range(4):  # 0005 (ids back), 0004 (the record), 0003 (nothing), 0002 (index names)
+        assert invoke("rollback", *legacy.cli_args).exit_code == 0
     result = invoke("rollback", *legacy.cli_args)
     assert result.exit_code == 2
     assert "refusing to roll back" in result.stderr

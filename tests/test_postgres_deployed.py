@@ -16,6 +16,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from cli_support import one_error_line, run_module, shipped_script
@@ -28,16 +29,25 @@ from test_postgres import (  # noqa: F401  (backend: the fixture, used by name)
     pg_database,
 )
 
-from sessionorm import DatabaseBusyError, SessionStore, ValidationError, commands, pg_backup
+from sessionorm import (
+    DatabaseBusyError,
+    SessionStore,
+    ValidationError,
+    commands,
+    pg_backup,
+    safe_migrator,
+    thread_record,
+)
 from sessionorm.database import open_url, redact
-from sessionorm.legacy_threads import HAS_THREAD_ID, MIGRATED_TWICE_PG, NOT_YET_MIGRATED_PG
+from sessionorm.legacy_threads import HAS_THREAD_ID, NOT_YET_MIGRATED_PG
 from sessionorm.postgres import linear_plans
 from sessionorm.sql_log import capturing
 from sessionorm.verification import orphans_sql
 
 MIGRATION = "0001_session_thread_relationship"
 BUSY = "database is busy"
-# What PostgreSQL named the constraints when migration 1 created the tables with them.
+# What PostgreSQL named the constraints when migration 1 created the tables with them, and
+# migration 3's CHECK on threads.ampMode.
 CONSTRAINTS = [
     ("thread_messages", "thread_messages_pkey", "PRIMARY KEY (id)"),
     ("thread_messages", "thread_messages_role_check",
@@ -45,6 +55,8 @@ CONSTRAINTS = [
     ("thread_messages", "thread_messages_threadId_fkey",
      'FOREIGN KEY ("threadId") REFERENCES threads(id) ON DELETE CASCADE'),
     ("thread_messages", "thread_messages_threadId_idx_key", 'UNIQUE ("threadId", idx)'),
+    ("threads", "threads_ampMode_check",
+     """CHECK (("ampMode" = ANY (ARRAY['production'::text, 'local-cli'::text])))"""),
     ("threads", "threads_pkey", "PRIMARY KEY (id)"),
     ("threads", "threads_sessionId_fkey",
      'FOREIGN KEY ("sessionId") REFERENCES sessions(id) ON DELETE CASCADE'),
@@ -474,8 +486,12 @@ def test_migrate_analyzes_the_tables_it_wrote(legacy):
     assert {"threads", "thread_messages", "migrations"} <= analyzed(legacy)
 
 
-def migrated_without_statistics(db: Backend, sessions: int) -> None:
-    """A legacy database migrated as the orchestrator did it: keys on, no ANALYZE, ever."""
+RECORD_TABLES = {"sessionorm_migrated_threads", "sessionorm_unmatched_sessions",
+                 "sessionorm_renamed_threads"}
+
+
+def migrated_by_the_orchestrator(db: Backend, sessions: int) -> None:
+    """A legacy database the orchestrator ran migration 1 on: keys on, no ANALYZE, ever."""
     module = shipped_script()
     rows = [(str(uuid.UUID(int=i + 1, version=4)), f"S{i}", "p", None, "/r", "main", f"b{i}",
              f"/w/{i}", "idle", None, None, f"T-{i}" if i % 2 else None,
@@ -494,8 +510,20 @@ def migrated_without_statistics(db: Backend, sessions: int) -> None:
         con.execute("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
                     " applied_at TEXT NOT NULL);"
                     "INSERT INTO migrations VALUES (1, 'session-thread-relationship', 'then')")
-    commands.migrate(db.target)  # sessionorm's own 0002 (index names): no rows of these tables
-    assert not {"sessions", "threads", "thread_messages"} & analyzed(db)
+
+
+def migrate_without_statistics(db: Backend) -> None:
+    """sessionorm's 0002-0005, with their ANALYZE left out: migrations 4 and 5 write the record
+    and rename every thread, and migrate would analyze what they wrote; here nothing has
+    statistics, as on a file whose tables were loaded and never analyzed."""
+    with mock.patch.object(safe_migrator, "analyze_written", lambda database: []):
+        commands.migrate(db.target)
+    assert not {"sessions", "threads", "thread_messages", *RECORD_TABLES} & analyzed(db)
+
+
+def migrated_without_statistics(db: Backend, sessions: int) -> None:
+    migrated_by_the_orchestrator(db, sessions)
+    migrate_without_statistics(db)
 
 
 def test_verify_data_checks_hash_their_joins_without_statistics(pg):
@@ -506,7 +534,10 @@ def test_verify_data_checks_hash_their_joins_without_statistics(pg):
         foreign_keys = [(t, fk) for t in ("threads", "thread_messages")
                         for fk in database.get_foreign_keys(t)]
         queries = [f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED_PG}",
-                   shipped_script().foreign_rows_sql(), MIGRATED_TWICE_PG]
+                   shipped_script().foreign_rows_sql(),
+                   # verify's data check, from the record of migrated threads
+                   thread_record.LOST, thread_record.TWICE, thread_record.APP_DUPLICATES,
+                   thread_record.UNMATCHED_COUNT, thread_record.LATE]
         queries += [orphans_sql(table, fk) for table, fk in foreign_keys]
         for sql in queries:
             with linear_plans(database):
@@ -522,14 +553,20 @@ def test_verify_data_checks_hash_their_joins_without_statistics(pg):
 
 def test_verify_finds_a_lost_migrated_thread_without_statistics(pg):
     migrated_without_statistics(pg, 200)
-    pg.execute("DELETE FROM threads WHERE id = (SELECT min(id) FROM threads)")
+    [(gone,)] = pg.query("SELECT min(id) FROM threads")
+    pg.execute("DELETE FROM threads WHERE id = %s", (gone,))
     assert commands.verify(pg.target).problems == [
-        "1 sessions with a legacy threadId have no migrated thread"]
+        f"1 migrated threads are gone, with all their messages (at least their 1 migration "
+        f"markers), while their sessions remain: {gone}; `sessionorm restore-threads --from "
+        "BACKUP` copies back what a backup holds of them and nothing else (see README, 'Living "
+        "with the orchestrator')"]
 
 
 def test_verify_counts_sessions_migrated_twice_without_statistics(pg):
-    """Another tool ran the data step again for two sessions: a note, counted per session."""
-    migrated_without_statistics(pg, 200)
+    """Another tool ran the data step again for two sessions: a note, counted per session.
+
+    Before migration 4, which records every marker: the record is what verify counts."""
+    migrated_by_the_orchestrator(pg, 200)
     pg.execute("""
         UPDATE migrations SET applied_at = '2030-01-01T00:00:00.000Z' WHERE version = 1;
         INSERT INTO threads SELECT 'again-' || t.id, t."sessionId", t.name, t."createdAt",
@@ -537,6 +574,7 @@ def test_verify_counts_sessions_migrated_twice_without_statistics(pg):
         INSERT INTO thread_messages SELECT 'again-m-' || m.id, 'again-' || m."threadId", 'system',
           m.content, m."createdAt", 0 FROM thread_messages m
           WHERE m."threadId" IN (SELECT substr(id, 7) FROM threads WHERE left(id, 6) = 'again-')""")
+    migrate_without_statistics(pg)
     report = commands.verify(pg.target)
     assert report.problems == []
     assert report.notes == ["2 sessions have more than one migrated thread (the migration ran "
@@ -556,12 +594,12 @@ def up(migrator, db):
 def test_a_driver_error_with_detail_lines_is_one_line_and_changes_nothing(migrated, tmp_path):
     scripts = tmp_path / "mine"
     scripts.mkdir()
-    (scripts / "0003_bad.py").write_text(BAD_MIGRATION)
+    (scripts / "0006_bad.py").write_text(BAD_MIGRATION)  # after the shipped 0001-0005
     before = migrated.snapshot()
     result = invoke("migrate", "--migrations-dir", scripts, *migrated.cli_args)
     assert result.exit_code == 2
     line = one_error_line(result.stderr)
-    assert line.startswith("error: migration 0003_bad (up) failed, nothing of it was kept: "
+    assert line.startswith("error: migration 0006_bad (up) failed, nothing of it was kept: "
                            "IntegrityError: null value in column"), line
     assert migrated.snapshot() == before
 
