@@ -1,8 +1,9 @@
-"""What migration 1's data step leaves behind, for `verify`'s data check.
+"""Migration 1's "still to migrate" condition, for `verify` on a file it has not run on yet.
 
 Migration 1 gives each session with a legacy `threadId` a thread whose first message is a
 system marker naming that threadId (or, in later orchestrator versions, a thread whose id is
-the threadId). The script carries its own copy of these conditions (shipped scripts are
+the threadId). Once it has run, `verify` judges from the record of migrated threads
+(`thread_record`). The script carries its own copy of these conditions (shipped scripts are
 self-contained); a test proves the two copies agree.
 """
 from __future__ import annotations
@@ -27,17 +28,3 @@ NOT_YET_MIGRATED_PG = (
     'NOT EXISTS (SELECT 1 FROM threads t JOIN thread_messages m ON m."threadId" = t.id'
     """ WHERE t."sessionId" = s.id AND m.idx = 0 AND m.role = 'system'"""
     f""" AND m.content = '{MESSAGE_PREFIX}' || s."threadId") AND NOT {HAS_LEGACY_THREAD}""")
-# Sessions with more than one migrated thread: another tool ran the migration again.
-MIGRATED_TWICE = (
-    f"""SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID} AND (SELECT count(*) FROM threads t"""
-    """ WHERE t."sessionId" = s.id AND EXISTS (SELECT 1 FROM thread_messages m"""
-    """ WHERE m."threadId" = t.id AND m.idx = 0 AND m.role = 'system'"""
-    f""" AND m.content = '{MESSAGE_PREFIX}' || s."threadId")) > 1""")
-# PostgreSQL: the same count as one grouped join (hash joins under `linear_plans`); the
-# correlated count above is a subplan per session, which walked all of `threads` each time
-# on tables without statistics (8.5 s for 20,000 sessions).
-MIGRATED_TWICE_PG = (
-    'SELECT count(*) FROM (SELECT s.id FROM sessions s JOIN threads t ON t."sessionId" = s.id'
-    ' JOIN thread_messages m ON m."threadId" = t.id'
-    f""" WHERE {HAS_THREAD_ID} AND m.idx = 0 AND m.role = 'system'"""
-    f""" AND m.content = '{MESSAGE_PREFIX}' || s."threadId" GROUP BY s.id HAVING count(*) > 1) twice""")

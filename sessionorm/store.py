@@ -352,11 +352,16 @@ class SessionStore:
         with nothing deleted.
         """
         session_id = check_id(session_id, "session_id", Session, nul_ok=self._nul_ok)
-        with self._write():
-            if not self._execute("session_exists", (session_id,)).fetchone():
-                raise NotFoundError(f"no session with id {quoted(session_id)}")
-            deleted = delete_session_rows(self.db, self.dialect.sql, session_id)
-            self._execute("forget_session_threads", (now_timestamp(), session_id))
+        try:
+            with self._write():
+                if not self._execute("session_exists", (session_id,)).fetchone():
+                    raise NotFoundError(f"no session with id {quoted(session_id)}")
+                deleted = delete_session_rows(self.db, self.dialect.sql, session_id)
+                self._execute("forget_session_threads", (now_timestamp(), session_id))
+        except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:  # rows of its rows' rows
+            raise ValidationError(f"session {session_id} is still referenced, through the rows "
+                                  f"deleted with it, by rows of other tables: {exc}; nothing was "
+                                  "deleted") from None
         return deleted
 
     # -- threads ---------------------------------------------------------------------------

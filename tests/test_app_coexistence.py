@@ -431,3 +431,17 @@ def test_on_postgresql_migrations_1_to_5_at_once_leave_what_they_leave_one_by_on
         finally:
             db.close()
         assert shape(at_once.direct) == shape(one_by_one.direct)
+
+
+def test_delete_session_refuses_rows_that_reference_its_rows_and_deletes_nothing(
+        legacy_db, dump) -> None:
+    path = migrated(legacy_db, iterations=1)
+    sid, iteration = rows(path, "SELECT sessionId, id FROM iterations LIMIT 1")[0]
+    with sqlite3.connect(path) as con:  # another program's table, under iterations
+        con.execute("CREATE TABLE audit (id TEXT PRIMARY KEY, iterationId TEXT NOT NULL"
+                    " REFERENCES iterations(id))")
+        con.execute("INSERT INTO audit VALUES ('a', ?)", (iteration,))
+    before = dump(path)
+    with SessionStore(path) as store, pytest.raises(ValidationError, match="nothing was deleted"):
+        store.delete_session(sid)
+    assert dump(path) == before

@@ -312,8 +312,9 @@ def test_dry_run_api_returns_the_plan(legacy):
 
 
 def test_dry_run_counts_sessions_that_already_have_their_thread_as_skipped(migrated):
-    with raw(migrated) as con:  # history lost, threads kept: the data step must not repeat
+    with raw(migrated) as con:  # history and record lost, threads kept: the data step must not repeat
         con.execute("DELETE FROM migrations")
+        con.execute("DELETE FROM sessionorm_migrated_threads")
         con.execute('DELETE FROM threads WHERE "sessionId" = (SELECT min("sessionId") FROM threads)')
     result = invoke("migrate", "--dry-run", "--db-path", migrated)
     assert f"would migrate 1 sessions, skip {THREADED - 1}" in result.stdout

@@ -87,7 +87,10 @@ def test_the_installed_package_creates_a_database_through_its_migrations(venv, e
     """, elsewhere)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [[1, "session-thread-relationship"],
-                                         [2, "orchestrator-index-names"]]
+                                         [2, "orchestrator-index-names"],
+                                         [3, "orchestrator-app-schema"],
+                                         [4, "migrated-thread-record"],
+                                         [5, "app-thread-ids"]]
 
 
 def test_the_console_script_is_installed_and_runs(venv, elsewhere):
