@@ -223,3 +223,16 @@ def test_iterations_protect_a_file_from_the_oldest_apps_rebuild(tmp_path: Path) 
 def test_app_first_then_sessionorm_then_the_app_again(commit: str, tmp_path: Path) -> None:
     path = fixture(f"app_first_then_so030_{commit}.sqlite", tmp_path)
     assert verified(path).problems == []
+
+
+@pytest.mark.parametrize("commit", COMMITS)
+def test_on_an_app_first_file_dry_run_and_store_migrate_work_too(commit: str, tmp_path: Path) -> None:
+    path = fixture(f"app_first_{commit}.sqlite", tmp_path)
+    before = path.read_bytes()
+    dry = invoke("migrate", "--dry-run", "--db-path", path)
+    assert dry.exit_code == 0, dry.stderr
+    assert "would migrate 2 sessions" in dry.stdout
+    assert path.read_bytes() == before
+    with SessionStore(path, migrate=True) as store:
+        assert store.migrate_session_thread_ids().migrated == 0  # backfill: nothing left to do
+    assert verified(path).problems == []
