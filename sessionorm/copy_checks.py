@@ -6,21 +6,15 @@ PostgreSQL, its twin `canon_function` in Python); a table's is their sum.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import sqlite3
-import struct
-import subprocess
-import sys
-import urllib.parse
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from types import TracebackType
 
-from .copy_tables import BATCH, INT_RANGES, Column, CopyError, Side, Table, q
-
-Progress = Callable[[str], None] | None  # receives one-line progress messages
+from .copy_tables import INT_RANGES, Column, CopyError, Side, Table, q
+from .progress import Progress
+from .row_checksums import BATCH, canon_text_function, first_part_checksum, hash_rows, ready, rowid_checksum
 
 
 @dataclass
@@ -81,35 +75,9 @@ def canon_sql(table: Table) -> str | None:
     return " || '|' || ".join(parts)
 
 
-CANON = {  # Python's twin of canon_sql, per kind, for the value `v`
-    "text": "f'{{len({v})}}:{{{v}}}'",
-    "integer": "str({v})",
-    "boolean": "('1' if {v} else '0')",
-    "blob": "bytes({v}).hex().upper()",
-    "real": "float({v}).hex()",
-}
-
-
 def canon_function(table: Table) -> Callable[[tuple], str]:
-    """A function giving a row's canonical text from its first values, in column order.
-
-    Generated per table (one expression, no loop over columns): it runs once per row of the
-    largest tables, and a loop over the columns took twice as long. Only column positions
-    and the fixed templates of CANON go into the code, never a name or a value.
-    """
-    parts = []
-    for i, column in enumerate(table.columns):
-        value = f"r[{i}]"
-        parts.append(f"('-' if {value} is None else {CANON[column.kind].format(v=value)})")
-    code = "lambda r: '|'.join((" + ", ".join(parts) + ",))"
-    return eval(code, {"__builtins__": {"len": len, "str": str, "bytes": bytes, "float": float}})
-
-
-FIRST_8_BYTES = struct.Struct(">q").unpack_from  # the digest's first 8 bytes, a signed 64-bit int
-
-
-def row_hash(text: str, md5: Callable = hashlib.md5) -> int:
-    return FIRST_8_BYTES(md5(text.encode()).digest())[0]
+    """A function giving a row's canonical text from its first values, in column order."""
+    return canon_text_function([c.kind for c in table.columns])
 
 
 def pg_hash_sql(canon: str) -> str:
@@ -123,13 +91,8 @@ def checksum(side: Side, table: Table) -> tuple[int, int]:
     if canon is not None:
         count, total = side.rows(f"SELECT count(*), coalesce(sum({pg_hash_sql(canon)}), 0) FROM {name}")[0]
         return count, int(total)
-    make = canon_function(table)
     cursor = side.db.execute_sql(f"SELECT {', '.join(map(q, table.names))} FROM {name}")
-    count = total = 0
-    while batch := cursor.fetchmany(BATCH):
-        count += len(batch)
-        total += sum(row_hash(make(r)) for r in batch)
-    return count, total
+    return hash_rows(cursor, canon_function(table))
 
 
 # -- values that cannot be carried -----------------------------------------------------------
@@ -238,87 +201,95 @@ def source_checksums(src: Side, tables: dict[str, Table], report: CopyReport) ->
                             f"{result.rows} on the first")
 
 
-def target_checksums(dst: Side, tables: dict[str, Table], report: CopyReport, progress: Progress) -> None:
+def target_checksums(dst: Side, tables: dict[str, Table], report: CopyReport, progress: Progress,
+                     helper: ChecksumHelper | None = None) -> None:
     """Each table's rows and checksum, read back from the target.
 
     A SQLite target's checksums are Python's work (PostgreSQL computes its own, on the
-    server): a helper process takes the first half (by rowid) of every large table, on the
-    other core, while this one takes the rest.
+    server): `helper`, another process, takes the first half (by rowid) of every large
+    table, on the other core, while this one takes the rest.
     """
-    helper = None if dst.is_pg else start_helper(dst, [tables[r.name] for r in report.tables])
-    halves = helper[1] if helper else {}
+    halves = helper.first_halves(dst, [tables[r.name] for r in report.tables]) if helper else {}
     for result in report.tables:
         if progress is not None:
             progress(f"copy: checking {result.name}")
         table = tables[result.name]
         if result.name in halves:
+            last, _ = halves[result.name]
             result.target_rows, result.target_checksum = rowid_checksum(
-                dst.db.connection(), table, halves[result.name] + 1, None)
+                dst.db.connection(), table.name, table.names, kinds(table), last + 1, None)
         else:
             result.target_rows, result.target_checksum = checksum(dst, table)
-    if helper:
-        process, halves = helper
-        out, err = process.communicate()
-        if process.returncode != 0:
-            raise CopyError(f"the checksum helper failed: {err.decode(errors='replace').strip()[-300:]}")
-        for result in report.tables:
-            if result.name in halves:
-                rows, total = json.loads(out)[result.name]
-                result.target_rows += rows
-                result.target_checksum += total
+    for result in report.tables:
+        if result.name in halves:
+            rows, total = ChecksumHelper.result(halves[result.name][1])
+            result.target_rows += rows
+            result.target_checksum += total
+
+
+def kinds(table: Table) -> list[str]:
+    return [c.kind for c in table.columns]
 
 
 HELPER_ROWS = 20_000  # a table smaller than this is checked whole, by this process
 
 
-def start_helper(dst: Side, tables: list[Table]) -> tuple[subprocess.Popen, dict[str, int]] | None:
-    """Start the checksum helper on the first half of each large table: (process, table -> last rowid)."""
-    halves = {}
-    con = dst.db.connection()
-    for table in tables:
-        low, high = con.execute(f"SELECT min(rowid), max(rowid) FROM {q(table.name)}").fetchone()
-        if low is not None and high - low >= HELPER_ROWS:
-            halves[table.name] = (low + high) // 2
-    if not halves:
-        return None
-    job = {"path": str(dst.target.path), "tables": [
-        {"name": t.name, "kinds": [c.kind for c in t.columns], "names": t.names,
-         "last": halves[t.name]} for t in tables if t.name in halves]}
-    # this very sessionorm, installed or not
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])))
-    process = subprocess.Popen([sys.executable, "-c", "from sessionorm.copy_checks import helper; helper()"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=env)
-    assert process.stdin is not None
-    process.stdin.write(json.dumps(job).encode())
-    process.stdin.close()
-    process.stdin = None  # communicate() must not flush a closed pipe
-    return process, halves
+def helper_context() -> multiprocessing.context.BaseContext:
+    """`fork` where there is one: `spawn` re-imports the caller's main module, which re-runs a
+    script that calls `sessionorm.copy()` without an `if __name__ == "__main__"` guard. The
+    forked child opens its own read-only connection, never touches an inherited one, and leaves
+    through `os._exit` (multiprocessing's way), so nothing inherited is closed."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def helper() -> None:
-    """The checksum helper process: a JSON job on stdin, {table: [rows, checksum]} on stdout."""
-    job = json.load(sys.stdin)
-    con = sqlite3.connect(f"file:{urllib.parse.quote(job['path'])}?mode=ro", uri=True)
-    results = {}
-    for spec in job["tables"]:
-        table = Table(spec["name"], [Column(n, "", k, False, None) for n, k in
-                                     zip(spec["names"], spec["kinds"], strict=True)], ())
-        results[spec["name"]] = rowid_checksum(con, table, None, spec["last"])
-    con.close()
-    json.dump(results, sys.stdout)
+class ChecksumHelper:
+    """Another process that checksums the first half (by rowid) of each large table of a
+    SQLite target, on the other core, while this one checksums the rest.
 
+    Started (`start`) as soon as a large table is loaded, so that it has imported what it
+    needs by the time the checks begin (see `helper_context`).
+    """
 
-def rowid_checksum(con: sqlite3.Connection, table: Table, first: int | None, last: int | None
-                   ) -> tuple[int, int]:
-    """(rows, checksum) of the rows of a SQLite table with `first <= rowid <= last`."""
-    make = canon_function(table)
-    where = " AND ".join(([f"rowid >= {int(first)}"] if first is not None else [])
-                         + ([f"rowid <= {int(last)}"] if last is not None else [])) or "1"
-    cursor = con.execute(f"SELECT {', '.join(map(q, table.names))} FROM {q(table.name)} WHERE {where}")
-    count = total = 0
-    while batch := cursor.fetchmany(BATCH):
-        count += len(batch)
-        total += sum(row_hash(make(r)) for r in batch)
-    return count, total
+    def __init__(self) -> None:
+        self.pool: ProcessPoolExecutor | None = None
+        self.unavailable = False  # no process can be started here: this process checks all
+
+    def __enter__(self) -> ChecksumHelper:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def start(self) -> ProcessPoolExecutor | None:
+        if self.pool is None and not self.unavailable:
+            try:
+                pool = ProcessPoolExecutor(max_workers=1, mp_context=helper_context())
+                pool.submit(ready)
+            except (OSError, ImportError, NotImplementedError):  # e.g. no POSIX semaphores
+                self.unavailable = True
+            else:
+                self.pool = pool
+        return self.pool
+
+    def first_halves(self, dst: Side, tables: list[Table]) -> dict[str, tuple[int, Future]]:
+        """Hand the helper the first half of each large table: table -> (last rowid, its result)."""
+        halves = {}
+        con = dst.db.connection()
+        for table in tables:
+            low, high = con.execute(f"SELECT min(rowid), max(rowid) FROM {q(table.name)}").fetchone()
+            if low is not None and high - low >= HELPER_ROWS and (pool := self.start()) is not None:
+                last = (low + high) // 2
+                halves[table.name] = last, pool.submit(
+                    first_part_checksum, str(dst.target.path), table.name, table.names, kinds(table), last)
+        return halves
+
+    @staticmethod
+    def result(future: Future) -> tuple[int, int]:
+        try:
+            rows, total = future.result()
+        except Exception as exc:  # the helper's own error, or BrokenProcessPool
+            raise CopyError(f"the checksum helper failed: {type(exc).__name__}: {str(exc)[-300:]}") from exc
+        return rows, total

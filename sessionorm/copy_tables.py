@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 
 import peewee
 
+from .declared_types import affinity, without_cast
 from .errors import MigrationError
 from .identifiers import q
 from .models import RECORD_TABLES
 from .target import Target
-
-BATCH = 5_000  # rows per fetch / executemany: a few MB, whatever the table's size
-
 
 SESSIONS = "sessions"
 # Created by the migrations on the target; the source's columns no model names (e.g. the
@@ -70,21 +68,17 @@ class Table:
         return [c.name for c in self.columns]
 
 
+KINDS = {"INTEGER": "integer", "TEXT": "text", "BLOB": "blob", "REAL": "real"}  # by affinity
+
+
 def sqlite_kind(declared: str) -> str | None:
     """How a SQLite column's values are carried, from its declared type (SQLite's affinity rules,
     plus BOOLEAN: 0/1 in SQLite, boolean in PostgreSQL)."""
-    t = declared.upper()
-    if "BOOL" in t:
+    if "BOOL" in declared.upper():
         return "boolean"
-    if "INT" in t:
-        return "integer"
-    if any(x in t for x in ("CHAR", "CLOB", "TEXT")):
-        return "text"
-    if "BLOB" in t:
-        return "blob"
-    if any(x in t for x in ("REAL", "FLOA", "DOUB")):
-        return "real"
-    return None  # NUMERIC affinity or none declared: a value's type is not the column's
+    if not declared:
+        return None  # no type declared: a value's type is not the column's
+    return KINDS.get(affinity(declared))  # NUMERIC affinity: neither
 
 
 PG_KINDS = {"text": "text", "varchar": "text", "bpchar": "text", "int2": "integer",
@@ -140,6 +134,14 @@ class Side:
 
     def sqlite_table(self, name: str) -> Table:
         sql = self.rows("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))[0][0]
+        table = self.sqlite_columns(name)
+        table.foreign_keys = self.sqlite_foreign_keys(name)
+        self.add_sqlite_indexes(table)
+        table.problems += sqlite_ddl_problems(name, sql or "")
+        return table
+
+    def sqlite_columns(self, name: str) -> Table:
+        """The table's columns and primary key; a generated or hidden column is a problem."""
         columns, pk, problems = [], [], []
         for _cid, col, declared, notnull, default, pk_pos, hidden in self.rows(
                 f"PRAGMA table_xinfo({q(name)})"):
@@ -150,25 +152,34 @@ class Side:
                                   default))
             if pk_pos:
                 pk.append((pk_pos, col))
-        table = Table(name, columns, tuple(c for _, c in sorted(pk)), problems=problems)
+        return Table(name, columns, tuple(c for _, c in sorted(pk)), problems=problems)
+
+    def sqlite_foreign_keys(self, name: str) -> list[ForeignKey]:
         fks: dict[int, list[tuple]] = {}
         for fid, _seq, parent, src, dst, on_update, on_delete, _match in self.rows(
                 f"PRAGMA foreign_key_list({q(name)})"):
             fks.setdefault(fid, []).append((parent, src, dst, on_update, on_delete))
+        found = []
         for parts in fks.values():
             parent = parts[0][0]
             dests = [p[2] for p in parts]
             if any(d is None for d in dests):  # REFERENCES parent: its primary key
-                dests = [r[1] for r in sorted((r for r in self.rows(f"PRAGMA table_info({q(parent)})")
-                                              if r[5]), key=lambda r: r[5])]
-            table.foreign_keys.append(ForeignKey(tuple(p[1] for p in parts), parent, tuple(dests),
-                                                 parts[0][4], parts[0][3]))
-        for _seq, index, unique, origin, partial in self.rows(f"PRAGMA index_list({q(name)})"):
+                dests = self.sqlite_primary_key(parent)
+            found.append(ForeignKey(tuple(p[1] for p in parts), parent, tuple(dests),
+                                    parts[0][4], parts[0][3]))
+        return found
+
+    def sqlite_primary_key(self, name: str) -> list[str]:
+        return [r[1] for r in sorted((r for r in self.rows(f"PRAGMA table_info({q(name)})") if r[5]),
+                                     key=lambda r: r[5])]
+
+    def add_sqlite_indexes(self, table: Table) -> None:
+        """The table's UNIQUE constraints and indexes; one copy cannot make again is a problem."""
+        for _seq, index, unique, origin, partial in self.rows(f"PRAGMA index_list({q(table.name)})"):
             if origin == "pk":
                 continue
-            info = self.rows(f"PRAGMA index_xinfo({q(index)})")
-            keys = [r for r in info if r[5]]
-            if partial or any(r[1] < 0 for r in keys) or any(r[3] or r[4] != "BINARY" for r in keys):
+            keys = [r for r in self.rows(f"PRAGMA index_xinfo({q(index)})") if r[5]]
+            if partial or not plain_sqlite_index(keys):
                 table.problems.append(f"index {index} is partial, on an expression, descending "
                                       "or with a collation")
                 continue
@@ -177,17 +188,17 @@ class Side:
                 table.uniques.append(cols)
             else:
                 table.indexes.append((index, cols, bool(unique)))
-        if re.search(r"\bCHECK\s*\(", sql or "", re.I) and name not in BY_MIGRATIONS:
-            table.problems.append("it has a CHECK constraint")
-        if re.match(r"\s*CREATE\s+VIRTUAL\b", sql or "", re.I):
-            table.problems.append("it is a virtual table")
-        if re.search(r"\)\s*(?:STRICT|WITHOUT\s+ROWID)\b", sql or "", re.I):
-            table.problems.append("it is STRICT or WITHOUT ROWID")
-        return table
 
     def pg_table(self, name: str) -> Table:
         oid = self.rows("SELECT oid FROM pg_catalog.pg_class WHERE relname = %s"
                         " AND relnamespace = current_schema()::regnamespace", (name,))[0][0]
+        table, by_num = self.pg_columns(name, oid)
+        self.add_pg_constraints(table, oid, by_num)
+        self.add_pg_indexes(table, oid, by_num)
+        return table
+
+    def pg_columns(self, name: str, oid: int) -> tuple[Table, dict[int, str]]:
+        """The table (its columns; an identity or generated one is a problem) and column number -> name."""
         columns, problems, by_num = [], [], {}
         for num, col, typname, declared, notnull, default, identity, generated in self.rows(
                 "SELECT a.attnum, a.attname, t.typname, format_type(a.atttypid, a.atttypmod),"
@@ -200,7 +211,11 @@ class Side:
             if identity or generated:
                 problems.append(f"column {col} is an identity or generated column")
             columns.append(Column(col, declared, PG_KINDS.get(typname, ""), notnull, default))
-        table = Table(name, columns, (), problems=problems)
+        return Table(name, columns, (), problems=problems), by_num
+
+    def add_pg_constraints(self, table: Table, oid: int, by_num: dict[int, str]) -> None:
+        """Primary key, UNIQUE and foreign keys; a CHECK (on a table of another program) or any
+        other kind of constraint is a problem."""
         for kind, conname, keys, parent, parent_keys, upd, dele in self.rows(
                 "SELECT c.contype, c.conname, c.conkey, p.relname, c.confkey, c.confupdtype,"
                 " c.confdeltype FROM pg_catalog.pg_constraint c LEFT JOIN pg_catalog.pg_class p"
@@ -211,16 +226,22 @@ class Side:
             elif kind == "u":
                 table.uniques.append(cols)
             elif kind == "f":
-                parent_cols = self.rows(
-                    "SELECT attname FROM pg_catalog.pg_attribute a JOIN unnest(%s::int2[])"
-                    " WITH ORDINALITY k(num, pos) ON a.attnum = k.num"
-                    " WHERE a.attrelid = %s::regclass ORDER BY k.pos", (parent_keys, q(parent)))
-                table.foreign_keys.append(ForeignKey(cols, parent, tuple(r[0] for r in parent_cols),
+                table.foreign_keys.append(ForeignKey(cols, parent, self.pg_key_names(parent, parent_keys),
                                                      FK_ACTIONS[dele], FK_ACTIONS[upd]))
-            elif kind == "c" and name not in BY_MIGRATIONS:
+            elif kind == "c" and table.name not in BY_MIGRATIONS:
                 table.problems.append(f"it has a CHECK constraint ({conname})")
             elif kind not in ("c", "n"):
                 table.problems.append(f"it has a constraint of kind {kind!r} ({conname})")
+
+    def pg_key_names(self, table: str, numbers: list[int]) -> tuple[str, ...]:
+        """The names of `table`'s columns numbered `numbers`, in that order."""
+        return tuple(r[0] for r in self.rows(
+            "SELECT attname FROM pg_catalog.pg_attribute a JOIN unnest(%s::int2[])"
+            " WITH ORDINALITY k(num, pos) ON a.attnum = k.num"
+            " WHERE a.attrelid = %s::regclass ORDER BY k.pos", (numbers, q(table))))
+
+    def add_pg_indexes(self, table: Table, oid: int, by_num: dict[int, str]) -> None:
+        """The indexes no constraint owns; a partial or expression index is a problem."""
         for index, unique, keys, expression, partial in self.rows(
                 "SELECT i.relname, x.indisunique, x.indkey::int2[], x.indexprs IS NOT NULL,"
                 " x.indpred IS NOT NULL FROM pg_catalog.pg_index x"
@@ -231,7 +252,24 @@ class Side:
                 table.problems.append(f"index {index} is partial or on an expression")
                 continue
             table.indexes.append((index, tuple(by_num[k] for k in keys), unique))
-        return table
+
+
+def plain_sqlite_index(keys: list[tuple]) -> bool:
+    """Whether an index's key columns (PRAGMA index_xinfo rows) are all plain: no expression,
+    ascending, binary collation."""
+    return not any(r[1] < 0 or r[3] or r[4] != "BINARY" for r in keys)
+
+
+def sqlite_ddl_problems(name: str, sql: str) -> list[str]:
+    """What a table's CREATE statement holds that copy does not carry."""
+    problems = []
+    if re.search(r"\bCHECK\s*\(", sql, re.I) and name not in BY_MIGRATIONS:
+        problems.append("it has a CHECK constraint")
+    if re.match(r"\s*CREATE\s+VIRTUAL\b", sql, re.I):
+        problems.append("it is a virtual table")
+    if re.search(r"\)\s*(?:STRICT|WITHOUT\s+ROWID)\b", sql, re.I):
+        problems.append("it is STRICT or WITHOUT ROWID")
+    return problems
 
 
 def carry_problems(table: Table, to_pg: bool, same: bool) -> list[str]:
@@ -251,7 +289,7 @@ def carry_problems(table: Table, to_pg: bool, same: bool) -> list[str]:
 
 def default_sql(column: Column, to_pg: bool) -> str | None:
     """The column's default in the target's dialect: constants only (None: not a constant)."""
-    text = re.sub(r"::[\w ]+$", "", column.default or "").strip()
+    text = without_cast(column.default or "").strip()
     while text.startswith("(") and text.endswith(")"):
         text = text[1:-1].strip()
     if not LITERAL.match(text):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import peewee
 from playhouse.schema_diff import IndexDiff, SchemaDiff, diff_models
 
+from .declared_types import affinity, without_cast
 from .indexes import IndexComparison, NamedIndex, compare_indexes
 from .models import MODELS, ROLES, Session, ThreadMessage
 
@@ -21,20 +22,6 @@ ORCHESTRATOR_TABLE = Session._meta.table_name  # legacy layouts carry extra colu
 # Columns of `sessions` that some orchestrator layouts never had: their absence is a note.
 OPTIONAL_SESSION_COLUMNS = ("followUpPrompts", "scriptCommand", "modelOverride", "lastRun",
                             "notes", "contextIncluded")
-
-
-def affinity(declared: str) -> str:
-    """SQLite's type affinity of a declared type (section 3.1 of the datatype docs)."""
-    t = declared.upper()
-    if "INT" in t:
-        return "INTEGER"
-    if any(k in t for k in ("CHAR", "CLOB", "TEXT")):
-        return "TEXT"
-    if not t or "BLOB" in t:
-        return "BLOB"
-    if any(k in t for k in ("REAL", "FLOA", "DOUB")):
-        return "REAL"
-    return "NUMERIC"
 
 
 def expected_affinities(field: peewee.Field) -> set[str]:
@@ -48,7 +35,7 @@ def expected_affinities(field: peewee.Field) -> set[str]:
 def normalise_default(value: str | None) -> str | None:
     if value is None:
         return None
-    return re.sub(r"::[\w ]+$", "", value.strip())  # PostgreSQL: 'active'::text
+    return without_cast(value.strip())
 
 
 def expected_default(field: peewee.Field) -> str | None:

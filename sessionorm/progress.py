@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 
 import peewee
 
+Progress = Callable[[str], None] | None  # receives one-line progress messages
+
 INSTRUCTIONS = 1_000_000  # between checks of the clock: negligible next to the work
 
 

@@ -23,14 +23,15 @@ import glob
 import os
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
 from .copy_checks import (
+    HELPER_ROWS,
+    ChecksumHelper,
     CopyReport,
-    Progress,
     TableCopy,
     bad_value_sql,
     canon_function,
@@ -39,12 +40,10 @@ from .copy_checks import (
     refuse_misfit,
     refuse_nul,
     refuse_value,
-    row_hash,
     source_checksums,
     target_checksums,
 )
 from .copy_tables import (
-    BATCH,
     BY_MIGRATIONS,
     HISTORY,
     SESSIONS,
@@ -70,7 +69,8 @@ from .errors import DatabaseOpenError
 from .migration_options import MigrationOptions
 from .models import MODELS
 from .opening import opened
-from .progress import reporting
+from .progress import Progress, reporting
+from .row_checksums import BATCH, row_hash
 from .runner import MigrationRunner
 from .safe_migrator import lock_database
 from .sqlite_backup import remove_stale_partials
@@ -177,9 +177,7 @@ def create_schema(dst: Side, tables: dict[str, Table], order: list[str], same: b
     and finds it empty; the history rows it writes make way for the source's.
     """
     if SESSIONS in tables:
-        dst.db.execute_sql(create_table_sql(tables[SESSIONS], dst.is_pg, same))
-        for index, cols, unique in tables[SESSIONS].indexes:
-            dst.db.execute_sql(index_sql(SESSIONS, index, cols, unique))
+        create_table(dst, tables[SESSIONS], same)
     # PostgreSQL: every migration runs inside the copy's one transaction, which already holds
     # the migration lock -- the dry run's mode -- so the copy commits whole or not at all.
     runner = MigrationRunner(dst.db, extra_dirs=extra_dirs,
@@ -189,26 +187,37 @@ def create_schema(dst: Side, tables: dict[str, Table], order: list[str], same: b
         dst.db.execute_sql(f"DELETE FROM {q(name)}")
     made = set(dst.table_names())
     for name in order:
-        table = tables[name]
         if name in BY_MIGRATIONS:
-            have = {c.name for c in dst.table(name).columns}
-            for column in table.columns:
-                if column.name not in have and not column.notnull:  # another program's column
-                    dst.db.execute_sql(f"ALTER TABLE {q(name)} ADD COLUMN "
-                                       f"{column_sql(column, dst.is_pg, same)}")
-                    have.add(column.name)
-            if have != set(table.names):
-                raise CopyError(f"refusing to copy: the source's {name} has the columns "
-                                f"{sorted(table.names)}, the migrations make {sorted(have)}")
-            live = {(cols, unique) for _, cols, unique in dst.table(name).indexes}
-            for index, cols, unique in table.indexes:
-                if (cols, unique) not in live:
-                    dst.db.execute_sql(index_sql(name, index, cols, unique))
+            complete_migrated_table(dst, tables[name], same)
         elif name not in made:
-            dst.db.execute_sql(create_table_sql(table, dst.is_pg, same))
-            for index, cols, unique in table.indexes:
-                dst.db.execute_sql(index_sql(name, index, cols, unique))
+            create_table(dst, tables[name], same)
     return runner
+
+
+def create_table(dst: Side, table: Table, same: bool) -> None:
+    """The source's table and its indexes, in the target's dialect."""
+    dst.db.execute_sql(create_table_sql(table, dst.is_pg, same))
+    for index, cols, unique in table.indexes:
+        dst.db.execute_sql(index_sql(table.name, index, cols, unique))
+
+
+def complete_migrated_table(dst: Side, table: Table, same: bool) -> None:
+    """A table the migrations made, given the source's extra (nullable) columns and indexes;
+    any other difference in columns refuses the copy."""
+    name = table.name
+    have = {c.name for c in dst.table(name).columns}
+    for column in table.columns:
+        if column.name not in have and not column.notnull:  # another program's column
+            dst.db.execute_sql(f"ALTER TABLE {q(name)} ADD COLUMN "
+                               f"{column_sql(column, dst.is_pg, same)}")
+            have.add(column.name)
+    if have != set(table.names):
+        raise CopyError(f"refusing to copy: the source's {name} has the columns "
+                        f"{sorted(table.names)}, the migrations make {sorted(have)}")
+    live = {(cols, unique) for _, cols, unique in dst.table(name).indexes}
+    for index, cols, unique in table.indexes:
+        if (cols, unique) not in live:
+            dst.db.execute_sql(index_sql(name, index, cols, unique))
 
 
 def check_target(dst: Side, runner: MigrationRunner, report: CopyReport) -> None:
@@ -247,36 +256,59 @@ def source_batches(src: Side, table: Table, target_types: dict[str, str], hashed
     Rows come without their checksum and check columns; a value the target cannot hold
     raises `CopyError` naming the table, the row's key and the column.
     """
-    names = table.names
-    cols = ", ".join(map(q, names))
-    order = ", ".join(map(q, table.primary_key))
+    n = len(table.names)
     canon = canon_sql(table) if src.is_pg else None  # PostgreSQL hashes each row as it sends it
     bad = bad_value_sql(table, src.is_pg, target_types)
-    n = len(names)
-    make = canon_function(table)
-    extra = ([pg_hash_sql(canon)] if canon else []) + ([bad] if bad else [])
-    select = f"SELECT {', '.join([cols, *extra])} FROM {q(table.name)} ORDER BY {order}"
-    checked = bad is not None
+    select = source_select(table, canon, bad)
     if src.is_pg:
-        rows = pg_copy_out(src, select, table, canon is not None, checked)
+        rows = pg_copy_out(src, select, table, canon is not None, bad is not None)
     else:
         rows = sqlite_rows(src, select)
+    batch_checksum = batch_checksum_function(table, src, canon is not None, hashed, target_types)
     for batch in rows:
-        if checked:
-            for row in batch:
-                if row[-1] is not None:
-                    refuse_value(table, row, row[-1], target_types)
-        if canon is not None:
-            total = sum(r[n] for r in batch)
-        elif not hashed:
-            total = 0
-        else:
-            texts = [make(r) for r in batch]
-            if target_types and not src.is_pg and any("\x00" in t for t in texts):
-                refuse_misfit(table, next(r for r, t in zip(batch, texts, strict=True) if "\x00" in t),
-                              target_types)
-            total = sum(row_hash(t) for t in texts)
+        if bad is not None:
+            refuse_flagged(table, batch, target_types)
+        total = batch_checksum(batch)
         yield ([r[:n] for r in batch] if len(batch[0]) != n else batch), total
+
+
+def source_select(table: Table, canon: str | None, bad: str | None) -> str:
+    """SELECT of the table's rows in key order, then each row's hash (`canon`: PostgreSQL
+    hashes it) and the name of its column holding a bad value (`bad`), if asked for."""
+    cols = ", ".join(map(q, table.names))
+    order = ", ".join(map(q, table.primary_key))
+    extra = ([pg_hash_sql(canon)] if canon else []) + ([bad] if bad else [])
+    return f"SELECT {', '.join([cols, *extra])} FROM {q(table.name)} ORDER BY {order}"
+
+
+def refuse_flagged(table: Table, batch: list[tuple], target_types: dict[str, str]) -> None:
+    """`CopyError` for the first row whose last value (from `bad_value_sql`) names a column."""
+    for row in batch:
+        if row[-1] is not None:
+            refuse_value(table, row, row[-1], target_types)
+
+
+def batch_checksum_function(table: Table, src: Side, server_hashed: bool, hashed: bool,
+                            target_types: dict[str, str]) -> Callable[[list[tuple]], int]:
+    """How a batch's checksum is had: the sum of the hashes the server sent with the rows, 0
+    (not `hashed`), or the rows made canonical and hashed here. A SQLite source's text going
+    to PostgreSQL is checked for NUL characters on the way (its canonical text holds them)."""
+    n = len(table.names)
+    if server_hashed:
+        return lambda batch: sum(r[n] for r in batch)
+    if not hashed:
+        return lambda batch: 0
+    make = canon_function(table)
+    find_nul = bool(target_types) and not src.is_pg
+
+    def python_checksum(batch: list[tuple]) -> int:
+        texts = [make(r) for r in batch]
+        if find_nul and any("\x00" in t for t in texts):
+            refuse_misfit(table, next(r for r, t in zip(batch, texts, strict=True) if "\x00" in t),
+                          target_types)
+        return sum(row_hash(t) for t in texts)
+
+    return python_checksum
 
 
 def sqlite_rows(src: Side, select: str) -> Iterator[list[tuple]]:
@@ -478,17 +510,20 @@ def copy_to_sqlite(src: Side, target: Target, tables: dict[str, Table], extra_di
                         "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
                         ).fetchall():
                     con.execute(f"DROP INDEX {q(name)}")
-                for name in order:
-                    load_sqlite(src, dst, tables[name], report, progress)
-                # No foreign_key_check: the rows are the source's, proved equal by the checksums
-                # (orphans a SQLite source may hold are copied as they are, and `verify` names them).
-                with reporting(db, None if progress is None else
-                               lambda s: progress(f"copy: building indexes: {s:.0f} s")):
-                    con.execute("BEGIN")
-                    for sql in indexes:
-                        con.execute(sql)
-                    con.execute("COMMIT")
-                target_checksums(dst, tables, report, progress)
+                with ChecksumHelper() as helper:
+                    for name in order:
+                        load_sqlite(src, dst, tables[name], report, progress)
+                        if report.tables[-1].rows >= HELPER_ROWS:
+                            helper.start()  # it starts up while the other tables load
+                    # No foreign_key_check: the rows are the source's, proved equal by the checksums
+                    # (orphans a SQLite source may hold are copied as they are, and `verify` names them).
+                    with reporting(db, None if progress is None else
+                                   lambda s: progress(f"copy: building indexes: {s:.0f} s")):
+                        con.execute("BEGIN")
+                        for sql in indexes:
+                            con.execute(sql)
+                        con.execute("COMMIT")
+                    target_checksums(dst, tables, report, progress, helper)
                 check_target(dst, runner, report)
                 con.execute("PRAGMA journal_mode = WAL")  # the contract's mode, as migrate leaves it
         finally:
