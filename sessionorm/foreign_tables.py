@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 import peewee
 
-from .drift import affinity, column_differences, constraint_differences, existing, expected_affinities
+from .declared_types import affinity
 from .errors import MigrationError
 from .models import Session
+from .table_shapes import column_differences, constraint_differences, existing, expected_affinities
 
 
 def required_fields(model: type[peewee.Model]) -> list[peewee.Field]:

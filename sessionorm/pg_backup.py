@@ -1,6 +1,6 @@
 """PostgreSQL backups: `pg_dump --format=custom`, checked with `pg_restore --list`, never overwriting.
 
-The SQLite twin is `backup.py`; both write under a temporary name and link the checked file
+The SQLite twin is `sqlite_backup.py`; both write under a temporary name and link the checked file
 to the first free name (`…-2`, `…-3`, …), so an interrupted backup never looks finished.
 """
 from __future__ import annotations
@@ -15,10 +15,12 @@ from pathlib import Path
 import peewee
 from playhouse.db_url import parse as parse_url
 
-from .database import DEFAULT_BUSY_TIMEOUT, busy_message, open_url, redact, scrub, translate_errors
+from .database import busy_message, redact, scrub
 from .errors import DatabaseBusyError, MigrationError
+from .opening import opened
 from .postgres import CONNECT_TIMEOUT
 from .sqlite_backup import link_without_overwrite
+from .target import Target
 
 SUFFIX = ".dump"
 # psycopg/peewee keywords that are not libpq connection keywords
@@ -102,26 +104,23 @@ def lock_conflict(db: peewee.Database) -> bool:
         " WHERE datname = current_database()))").fetchone()[0]
 
 
-def backup_postgres(url: str, dest: str | os.PathLike | None = None,
-                    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+def backup_postgres(target: Target, dest: str | os.PathLike | None = None,
                     locked: peewee.Database | None = None) -> Path:
-    """Dump the database at `url` with `pg_dump --format=custom`; return the checked file's path.
+    """Dump the server database `target` with `pg_dump --format=custom`; return the checked
+    file's path.
 
     `locked`: a connection whose open transaction already holds the migration lock (migrate,
     rollback); otherwise one is opened and takes ACCESS SHARE locks first. The check:
     `pg_restore --list` reads the archive and its table of contents holds the data of every
     table in the database's schema. pg_dump itself reads one snapshot.
     """
+    url = target.server_url
     pg_dump, pg_restore = find_tool("pg_dump"), find_tool("pg_restore")
     if locked is not None:
-        return dump(url, dest, busy_timeout, locked, pg_dump, pg_restore)
-    database = open_url(url, busy_timeout)  # fails early, with sessionorm's message
-    try:
-        with translate_errors(redact(url)), database.atomic():
-            lock_for_backup(database)
-            return dump(url, dest, busy_timeout, database, pg_dump, pg_restore)
-    finally:
-        database.close()
+        return dump(url, dest, target.busy_timeout, locked, pg_dump, pg_restore)
+    with opened(target) as database, database.atomic():  # fails early, with sessionorm's message
+        lock_for_backup(database)
+        return dump(url, dest, target.busy_timeout, database, pg_dump, pg_restore)
 
 
 def dump(url: str, dest: str | os.PathLike | None, busy_timeout: float, database: peewee.Database,

@@ -19,6 +19,7 @@ from .foreign_tables import refuse_foreign_shape, refuse_foreign_tables
 from .migration_options import BackfillResult, MigrationOptions, call_script
 from .models import MODELS, MigrationChecksum, MigrationRecord, Session
 from .safe_migrator import make_migrator
+from .target import Target
 from .values import now_timestamp, parse_timestamp
 
 BeforeFirst = Callable[[list[str]], None] | None  # called with the lock held, before any write
@@ -30,6 +31,22 @@ def migrations_dir() -> Path:
     if installed is not None and installed.origin:
         return Path(installed.origin).parent
     return Path(__file__).resolve().parent.parent / "migrations"  # a source checkout
+
+
+def own_dirs(target: Target | None) -> list[str]:
+    """The folder of a project's own migration scripts (`--migrations-dir`), if `target` names one."""
+    return [str(target.migrations_dir)] if target is not None and target.migrations_dir else []
+
+
+def runner_for(target: Target | None, db, options: MigrationOptions | None = None, *,
+               own_scripts: bool = True) -> MigrationRunner:
+    """The runner a command uses on `db`, the open database of `target`: the shipped scripts,
+    then the project's own folder that `target` carries (`--migrations-dir`).
+
+    The one place commands build a runner, so that no command forgets the project's scripts.
+    `own_scripts=False`: the shipped scripts alone (`makemigration` asks about those).
+    """
+    return MigrationRunner(db, extra_dirs=own_dirs(target) if own_scripts else (), options=options)
 
 
 def record_name(migration: Migration) -> str:
@@ -154,6 +171,22 @@ class MigrationRunner(Runner):
     def pending(self) -> list[Migration]:
         """Scripts not yet recorded as applied, in order."""
         return [m for m in self.status() if not m.applied and m.path is not None]
+
+    def adopter(self, table: str) -> Migration | None:
+        """The first script whose `ADOPTS` names `table` (the one that makes it), if any.
+
+        Commands ask this instead of knowing a migration by its number.
+        """
+        for migration in self.migrations():
+            if table in getattr(migration.load(), "ADOPTS", ()):
+                return migration
+        return None
+
+    def is_recorded(self, migration: Migration | None) -> bool:
+        """Whether `migration` has its row in the history table (None: no such script)."""
+        if migration is None or not self.History.table_exists():
+            return False
+        return bool(self.History.select().where(self.History.version == migration.idx).exists())
 
     def refuse_foreign_tables(self, modules: Iterable[Any]) -> None:
         """Refuse tables of another program that the scripts `modules` would adopt.

@@ -18,9 +18,10 @@ import peewee
 from playhouse.migrate import make_index_name
 from playhouse.migrations import template
 
-from .drift import ColumnChange, column_differences, constant_default_sql, structural_diff
+from .drift import structural_diff
 from .errors import MigrationError
 from .runner import MigrationRunner
+from .table_shapes import ColumnChange, column_differences, constant_default_sql
 
 
 @dataclass

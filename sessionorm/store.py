@@ -26,7 +26,7 @@ from .dialect import Dialect
 from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
 from .migration_options import BackfillResult
 from .models import JSONListField, Session, Thread, ThreadMessage, json_text
-from .runner import MigrationRunner
+from .runner import MigrationRunner, runner_for
 from .session_children import delete_session_rows
 from .target import Target
 from .thread_record import RECORD_DELETED, RECORD_SESSION_DELETED
@@ -129,6 +129,7 @@ class SessionStore:
             raise ValidationError("give a path or a url, not both")
         target = Target.of(Target.from_url(url) if url is not None else path, busy_timeout)
         self.location = str(target)
+        self._target: Target | None = target  # whose scripts the runner runs (`runner_for`)
         if target.is_server:
             self.db = open_url(target.server_url, target.busy_timeout)
         else:
@@ -143,13 +144,16 @@ class SessionStore:
             raise
 
     @classmethod
-    def on_database(cls, db: peewee.Database, location: str = "") -> SessionStore:
+    def on_database(cls, db: peewee.Database, location: str = "",
+                    target: Target | None = None) -> SessionStore:
         """A store on a database that is already open (no migrations run; the caller closes it).
 
         Writes made inside a transaction the caller holds become savepoints of it, so one
-        outer rollback undoes them all (`verify --exercise`).
+        outer rollback undoes them all (`verify --exercise`). `target`: the database's
+        `Target`, whose migrations folder the data step runs too (default: the shipped scripts).
         """
         store = cls.__new__(cls)
+        store._target = target
         store._attach(db, location or repr(db))
         return store
 
@@ -165,7 +169,7 @@ class SessionStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     def _pending(self, db: peewee.Database) -> tuple[MigrationRunner, list[str]]:
-        runner = MigrationRunner(db)
+        runner = runner_for(self._target, db)
         return runner, [m.name for m in runner.pending()]
 
     def _refuse_data(self, pending: list[str], db: peewee.Database) -> None:
@@ -496,7 +500,7 @@ class SessionStore:
     def migrate_session_thread_ids(self) -> BackfillResult:
         """Give every session with a legacy threadId its thread, once (migration 1's data step)."""
         with self._write():
-            return MigrationRunner(self.db).backfill()
+            return runner_for(self._target, self.db).backfill()
 
 
 def thread_from_row(row: tuple, store: SessionStore) -> Thread:

@@ -17,7 +17,7 @@ from .legacy_threads import HAS_THREAD_ID, NOT_YET_MIGRATED, NOT_YET_MIGRATED_PG
 from .models import MODELS
 from .postgres import linear_plans
 from .progress import reporting
-from .runner import MigrationRunner, record_name
+from .runner import MigrationRunner, record_name, runner_for
 from .thread_record import (
     APP_DUPLICATES,
     BARE_IDS,
@@ -137,16 +137,16 @@ def not_yet_migrated(db: peewee.Database) -> str:
 def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str], list[str]]:
     """(problems, notes) about migrated threads, from the record of them (`thread_record`).
 
-    Before migration 1 has run, the sessions it would give a thread are counted; before the
-    record exists (a migration is pending, which `migrations` names), nothing is judged.
+    Before the migration that makes the thread tables (the runner's `adopter("threads")`)
+    has run, the sessions it would give a thread are counted; before the record exists (a
+    migration is pending, which `migrations` names), nothing is judged.
     """
     tables = set(db.get_tables())
     if not {"sessions", "threads", "thread_messages"} <= tables:
         return [], []
     with linear_plans(db):  # PostgreSQL: hash anti-joins, statistics or not
         if RECORD not in tables:
-            if runner.History.table_exists() and runner.History.select().where(
-                    runner.History.version == 1).exists():
+            if runner.is_recorded(runner.adopter("threads")):
                 return [], []  # migrated, not yet recorded: `migrations` names what is pending
             missing = db.execute_sql(f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID}"
                                      f" AND {not_yet_migrated(db)}").fetchone()[0]
@@ -180,7 +180,7 @@ def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,
     (SQLITE_CORRUPT) becomes a problem, and the other checks, integrity_check's own list
     included, still run. `progress` hears each step as it starts, then its seconds.
     """
-    runner = runner or MigrationRunner(db)
+    runner = runner or runner_for(None, db)  # the shipped scripts alone
     report = VerifyReport()
 
     def schema() -> tuple[list[str], list[str]]:
