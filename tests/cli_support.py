@@ -51,14 +51,22 @@ def invoke(*args: str | os.PathLike) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
 
 
-def run_module(*args: str | os.PathLike, timeout: float = 60) -> subprocess.CompletedProcess:
-    """`python -m sessionorm ARGS` in a real process with stdin closed."""
+def run_module(*args: str | os.PathLike, timeout: float = 60,
+               cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """`python -m sessionorm ARGS` in a real process with stdin closed.
+
+    It runs in the repository (this checkout's sessionorm), or in `cwd` with the checkout
+    first on PYTHONPATH: a folder of the test's own where the command may write (PostgreSQL
+    backups land in the working folder), which parallel test workers never share.
+    """
     env = dict(os.environ)
     env.pop("AMPSM_DB_PATH", None)
     env.pop("SESSIONORM_DB_URL", None)
+    if cwd is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "sessionorm", *map(str, args)],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=REPO_ROOT)
+                          timeout=timeout, env=env, cwd=REPO_ROOT if cwd is None else cwd)
 
 
 def one_error_line(stderr: str) -> str:

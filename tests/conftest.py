@@ -1,4 +1,5 @@
-"""Shared fixtures: real SQLite files in tmp_path, never mocks."""
+"""Shared fixtures: real SQLite files in tmp_path, never mocks; `backend`, a fresh database on
+SQLite, PostgreSQL and PostgreSQL behind pgbouncer (helpers in pg_support.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from legacy import make_legacy_db
+from pg_support import Backend, fresh_backend
 
 from sessionorm import SessionStore
 
@@ -35,6 +37,14 @@ def session(store: SessionStore):
 def thread_id(store: SessionStore, session) -> str:
     """One empty thread of `session`."""
     return store.create_thread(session.id, "Feature Discussion")
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "pgbouncer"])
+def backend(request, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
+    """A fresh empty database per test, on each backend; backups land in tmp_path (the working
+    folder). The PostgreSQL cases skip without `$SESSIONORM_TEST_PG_URL` (see pg_support.py)."""
+    with fresh_backend(request.param, tmp_path, monkeypatch) as database:
+        yield database
 
 
 @pytest.fixture

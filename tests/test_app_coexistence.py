@@ -337,7 +337,7 @@ def test_a_thread_made_later_without_a_t_id_is_a_note_and_backfill_renames_it(le
 def test_on_postgresql_losses_come_from_the_record_and_come_back_from_a_backup(
         via: str, tmp_path: Path) -> None:
     import psycopg
-    from test_postgres import pg_database
+    from pg_support import pg_database
 
     with pg_database(via) as database:
         with SessionStore(database.target) as store:
@@ -402,7 +402,7 @@ def test_migrations_1_to_5_at_once_leave_what_they_leave_one_by_one(legacy_db, f
 @pytest.mark.parametrize("via", ["postgresql"])
 def test_on_postgresql_migrations_1_to_5_at_once_leave_what_they_leave_one_by_one(via) -> None:
     import psycopg
-    from test_postgres import legacy_rows, pg_database
+    from pg_support import legacy_rows, pg_database
 
     from sessionorm.database import open_url
 

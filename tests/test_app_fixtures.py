@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import invoke
-from test_postgres import pg_database
+from pg_support import pg_database
 
 from sessionorm import SessionStore, verify
 

@@ -1,7 +1,7 @@
 """`sessionorm copy` (issue 15): SQLite <-> PostgreSQL, streaming, verified, all or nothing.
 
 Real files, the real server (`$SESSIONORM_TEST_PG_URL`, and pgbouncer in transaction pooling
-where `$SESSIONORM_TEST_PGBOUNCER_URL` names one: test_postgres's `backend` fixture), the real
+where `$SESSIONORM_TEST_PGBOUNCER_URL` names one: conftest's `backend` fixture), the real
 CLI in subprocesses where it matters (SIGKILL). The databases are looked at through the plain
 drivers, never through sessionorm.
 """
@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 from cli_support import REPO_ROOT, invoke, one_error_line, run_module
 from legacy import make_legacy_db
-from test_postgres import Backend, legacy_rows, pg_database
-from test_postgres import backend as backend  # noqa: F401  (the fixture, used by name)
+from pg_support import Backend, legacy_rows, pg_database
 
 from sessionorm import MigrationError, commands, copy
 from sessionorm.copy_checks import checksum

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import peewee
 import pytest
-from cli_support import REPO_ROOT, one_error_line, run_module
-from test_postgres import Backend, pg_database
+from cli_support import one_error_line, run_module
+from pg_support import Backend, pg_database
 
 from sessionorm import DatabaseBusyError, DatabaseOpenError, SessionStore, commands
 from sessionorm.database import is_busy, open_sqlite, sqlite_code, translate_errors
@@ -117,17 +117,17 @@ def test_postgresql_errors_in_german_are_classified_by_sqlstate(german):
         assert unique.sqlstate == "23505" and not is_busy(unique)
 
 
-def test_the_cli_says_busy_in_one_line_when_the_server_speaks_german(german):
+def test_the_cli_says_busy_in_one_line_when_the_server_speaks_german(german, tmp_path):
     """End to end: `migrate` behind a held lock on a database whose messages are German."""
     import psycopg
 
     commands.migrate(german.target)
-    before, dumps = german.snapshot(), sorted(REPO_ROOT.glob("*.dump*"))
+    before = german.snapshot()
     with psycopg.connect(german.direct) as holder:
         holder.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
-        done = run_module("rollback", "--db-url", german.target, "--busy-timeout", "0.3")
+        done = run_module("rollback", "--db-url", german.target, "--busy-timeout", "0.3", cwd=tmp_path)
         holder.rollback()
     assert done.returncode == 2
     assert "database is busy" in one_error_line(done.stderr), done.stderr
     assert german.snapshot() == before  # nothing rolled back
-    assert sorted(REPO_ROOT.glob("*.dump*")) == dumps  # and no backup taken (run_module's cwd)
+    assert sorted(tmp_path.glob("*.dump*")) == []  # and no backup taken (in the command's working folder)

@@ -240,7 +240,7 @@ def down(migrator, db):
 
 def test_postgresql_runs_a_script_that_asks_for_no_transaction_outside_one(tmp_path, monkeypatch):
     """`atomic = False` is honoured: inside a transaction PostgreSQL refuses this statement."""
-    from test_postgres import pg_database
+    from pg_support import pg_database
 
     monkeypatch.chdir(tmp_path)  # rollback's backup lands here
     folder = tmp_path / "own"

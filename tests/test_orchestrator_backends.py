@@ -1,7 +1,7 @@
 """Issue 11 on both backends: migration 0002 up and down, the data step, adoption,
 `verify --exercise` and followUpPrompts, on SQLite and on PostgreSQL.
 
-Uses test_postgres's `Backend` (a fresh database per test; PostgreSQL from
+Uses pg_support's `Backend` (a fresh database per test; PostgreSQL from
 $SESSIONORM_TEST_PG_URL, skipped without it).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_postgres import Backend, fresh_backend, legacy_rows
+from pg_support import Backend, fresh_backend, legacy_rows
 
 from sessionorm import MigrationError, commands
 from sessionorm.database import open_sqlite, open_url

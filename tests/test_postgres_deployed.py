@@ -2,7 +2,7 @@
 
 The `pg` fixture hands each test a fresh database on the test server, reached directly and
 through the pgbouncer (transaction pooling, default settings) that `.ci/run` starts; see
-`test_postgres.py` for the variables. Some tests take `backend` instead, which adds SQLite,
+`pg_support.py` for the variables. Some tests take `backend` instead, which adds SQLite,
 where the rule is the same on both. Other sessions are plain psycopg connections to the
 server itself.
 """
@@ -19,15 +19,8 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from cli_support import one_error_line, run_module, shipped_script
-from test_postgres import (  # noqa: F401  (backend: the fixture, used by name)
-    Backend,
-    appenders_never_collide,
-    backend,
-    invoke,
-    legacy_rows,
-    pg_database,
-)
+from cli_support import invoke, one_error_line, run_module, shipped_script
+from pg_support import Backend, appenders_never_collide, legacy_rows, pg_database
 
 from sessionorm import (
     DatabaseBusyError,
@@ -348,7 +341,7 @@ NUL_CALLS = {
 
 
 @pytest.mark.parametrize("what", NUL_CALLS)
-def test_a_nul_character_is_a_validation_error_before_any_sql_on_postgres(backend, what):  # noqa: F811
+def test_a_nul_character_is_a_validation_error_before_any_sql_on_postgres(backend, what):
     with backend.store() as store:
         thread_id = thread_of(store)
         session_id = store.get_thread(thread_id).session_id
@@ -397,7 +390,7 @@ FOREIGN = {
 
 @pytest.mark.parametrize("kind", FOREIGN)
 @pytest.mark.parametrize("args", [["migrate", "--backup"], ["migrate", "--dry-run"], ["status"]])
-def test_another_programs_table_is_refused_before_any_backup(backend, kind, args, tmp_path):  # noqa: F811
+def test_another_programs_table_is_refused_before_any_backup(backend, kind, args, tmp_path):
     ddl, message = FOREIGN[kind]
     if kind != "web sessions" and not kind.startswith("legacy"):
         backend.load_legacy(legacy_rows())
@@ -604,7 +597,7 @@ def test_a_driver_error_with_detail_lines_is_one_line_and_changes_nothing(migrat
     assert migrated.snapshot() == before
 
 
-def test_migrating_a_database_of_another_program_says_so(backend):  # noqa: F811
+def test_migrating_a_database_of_another_program_says_so(backend):
     backend.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER)")
     backend.execute("INSERT INTO invoices VALUES (1, 100)")
     plan = invoke("migrate", "--dry-run", *backend.cli_args)
