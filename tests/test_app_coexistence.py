@@ -383,18 +383,22 @@ def schema_and_shape(path: Path) -> tuple[list, dict]:
     return objects, shape
 
 
-@pytest.mark.parametrize("flavor", ["pre", "final"])
-def test_migrations_1_to_5_at_once_leave_what_they_leave_one_by_one(legacy_db, flavor) -> None:
-    at_once = legacy_db(n=30, threaded=20, duplicates=3, iterations=1, flavor=flavor, name="a.db")
-    one_by_one = legacy_db(n=30, threaded=20, duplicates=3, iterations=1, flavor=flavor, name="b.db")
-    ok("migrate", "--db-path", at_once)
-    db = open_sqlite(one_by_one, 5.0)
+def migrate_one_by_one(db) -> None:
+    """Every migration in its own step (no script applies others with it), then close `db`."""
     try:
         runner = MigrationRunner(db)
         for migration in runner.migrations():
             runner.up(target=migration.name)
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("flavor", ["pre", "final"])
+def test_migrations_1_to_5_at_once_leave_what_they_leave_one_by_one(legacy_db, flavor) -> None:
+    at_once = legacy_db(n=30, threaded=20, duplicates=3, iterations=1, flavor=flavor, name="a.db")
+    one_by_one = legacy_db(n=30, threaded=20, duplicates=3, iterations=1, flavor=flavor, name="b.db")
+    ok("migrate", "--db-path", at_once)
+    migrate_one_by_one(open_sqlite(one_by_one, 5.0))
     assert schema_and_shape(at_once) == schema_and_shape(one_by_one)
     assert verify(at_once).ok and verify(one_by_one).ok
 
@@ -423,13 +427,7 @@ def test_on_postgresql_migrations_1_to_5_at_once_leave_what_they_leave_one_by_on
         for database in (at_once, one_by_one):
             database.load_legacy(legacy_rows())
         ok("migrate", "--db-url", at_once.target)
-        db = open_url(one_by_one.target, 5.0)
-        try:
-            runner = MigrationRunner(db)
-            for migration in runner.migrations():
-                runner.up(target=migration.name)
-        finally:
-            db.close()
+        migrate_one_by_one(open_url(one_by_one.target, 5.0))
         assert shape(at_once.direct) == shape(one_by_one.direct)
 
 
