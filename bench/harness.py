@@ -274,11 +274,11 @@ TEMP_STORES = {0: "default", 1: "file", 2: "memory"}
 
 def sessionorm_bulk_pragmas() -> tuple[int, str] | None:
     """(cache MB, temp_store) that `sessionorm migrate` sets for its bulk step, if it says
-    (sessionorm.commands.BULK_PRAGMAS)."""
+    (sessionorm.backends.sqlite.BULK_PRAGMAS)."""
     try:
-        from sessionorm.commands import BULK_PRAGMAS
+        from sessionorm.backends.sqlite import BULK_PRAGMAS
     except ImportError:
-        log("WARNING: sessionorm.commands.BULK_PRAGMAS not found; the floor cannot mirror"
+        log("WARNING: sessionorm.backends.sqlite.BULK_PRAGMAS not found; the floor cannot mirror"
             " sessionorm's bulk pragmas")
         return None
     pragmas = dict(BULK_PRAGMAS)

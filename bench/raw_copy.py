@@ -21,8 +21,8 @@ import sqlite3
 import sys
 
 BATCH = 5_000
-SORT_MEMORY = "256MB"  # sessionorm.transfer.PG_SORT_MEMORY
-SQLITE_CACHE = -16384  # sessionorm.transfer.SQLITE_CACHE
+SORT_MEMORY = "256MB"  # sessionorm.backends.pg_copy.PG_SORT_MEMORY
+SQLITE_CACHE = -16384  # sessionorm.backends.sqlite_copy.SQLITE_CACHE
 
 SESSION_COLUMNS = ("id", "name", "ampPrompt", "followUpPrompts", "repoRoot", "baseBranch",
                    "branchName", "worktreePath", "status", "scriptCommand", "modelOverride",

@@ -2,7 +2,7 @@
 
 Each function turns its arguments into a `Target` and calls the module that does the work
 (`planning` for migrating, rolling back and backing up; `verification`, `drift`, `transfer`,
-`thread_restore`, `scaffold`); every database is opened through `opening.opened`, and every
+`thread_restore`, `scaffold`); every database is opened through `backends.opened`, and every
 runner built by `runner.runner_for`, with the project's own scripts.
 """
 from __future__ import annotations
@@ -14,7 +14,9 @@ from playhouse.migrations import Migration, _resolve_models
 from playhouse.migrations import MigrationError as PeeweeMigrationError
 
 from . import planning
-from .copy_checks import CopyReport
+from .backends import backend_for, opened
+from .copy.checks import CopyReport
+from .copy.transfer import copy_database
 from .drift import Drift
 from .drift import drift as schema_drift_report
 from .errors import MigrationError
@@ -22,26 +24,19 @@ from .exercise import Step
 from .exercise import exercise as exercise_store
 from .migration_options import BackfillResult
 from .models import MODELS
-from .opening import opened
 from .planning import MigrateReport, RollbackReport
 from .progress import Progress
-from .runner import own_dirs, runner_for
+from .runner import runner_for
 from .scaffold import NewMigration, make_migration
 from .store import SessionStore
 from .target import Target
 from .thread_restore import RestoreReport
 from .thread_restore import restore_threads as restore_lost_threads
-from .transfer import copy_database
 from .verification import VerifyReport, verify_database
 
 Dir = str | os.PathLike | None
 DB = str | os.PathLike | Target | None  # a path, a URL, a parsed Target, or None: the default
-BULK_PRAGMAS = planning.BULK_PRAGMAS  # where bench/harness.py reads the bulk step's pragmas
 
-
-def extra_dirs(target: Target) -> list[str]:
-    """The folder of a project's own migration scripts, run after the shipped ones (if any)."""
-    return own_dirs(target)
 
 
 # -- status, verify, backup -------------------------------------------------------------------
@@ -183,7 +178,7 @@ def backup(db: DB = None, dest: str | os.PathLike | None = None,
 
 def backup_checked(target: Target) -> str:
     """How `backup` checked its copy of `target`, in words."""
-    return planning.backup_checked(target)
+    return backend_for(target).backup_checked
 
 
 # -- migrate ----------------------------------------------------------------------------------
@@ -265,7 +260,7 @@ def copy(source: DB, target: str | os.PathLike | Target, migrations_dir: Dir = N
     """
     src = Target.of(source, busy_timeout, migrations_dir)
     dst = Target.of(target, busy_timeout, migrations_dir)
-    return copy_database(src, dst, extra_dirs(src), progress)
+    return copy_database(src, dst, progress)
 
 
 # -- diff, makemigration ----------------------------------------------------------------------

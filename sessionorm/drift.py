@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import peewee
 from playhouse.schema_diff import IndexDiff, SchemaDiff, diff_models
 
+from .backends import backend_of
 from .indexes import IndexComparison, NamedIndex, compare_indexes
 from .models import MODELS
 from .table_shapes import ORCHESTRATOR_TABLE, column_differences, constraint_differences
@@ -54,7 +55,7 @@ def structural_diff(db: peewee.Database, models=MODELS) -> SchemaDiff:
     (see `notes`).
     """
     diff = diff_models(db, list(models))
-    add, drop = index_diffs(compare_indexes(db, models))
+    add, drop = index_diffs(compare_indexes(db, models, constraint_indexes(db)))
     add_columns = [f for f in diff.add_columns if not optional_session_column(f)]
     return SchemaDiff(diff.create_tables, add_columns, renamed_away(diff.drop_columns, add_columns),
                       add, drop)
@@ -86,7 +87,7 @@ def notes(db: peewee.Database, models=MODELS) -> list[str]:
     lines = [f"sessions has no column {f.column_name} (optional in the orchestrator's layouts)"
              for f in diff_models(db, list(models)).add_columns if optional_session_column(f)]
     lines += [f"duplicate index {dup.name} on {dup.shape}: the same index as {kept.name}"
-              for dup, kept in compare_indexes(db, models).duplicates]
+              for dup, kept in compare_indexes(db, models, constraint_indexes(db)).duplicates]
     lines += [f"{t} has a column {c} that sessionorm does not know (kept; another program's)"
               for t, c in unknown_columns(db, models)]
     return lines
@@ -111,3 +112,8 @@ def schema_drift(db: peewee.Database, models=MODELS) -> list[str]:
 def drift(db: peewee.Database, models=MODELS) -> Drift:
     """`schema_drift` as problems, plus the harmless differences as notes."""
     return Drift(schema_drift(db, models), notes(db, models))
+
+
+def constraint_indexes(db: peewee.Database) -> frozenset[str]:
+    """Indexes the catalog lists for UNIQUE and primary key constraints (not indexes of their own)."""
+    return backend_of(db).catalog.constraint_indexes()

@@ -15,6 +15,7 @@ from typing import Any
 
 import peewee
 
+from .backends import backend_of
 from .database import translate_errors
 from .errors import DatabaseBusyError, DatabaseOpenError, MigrationError
 from .runner import MigrationRunner, record_name
@@ -34,9 +35,7 @@ class StepFailed(Exception):
 
 
 def row_counts(db: peewee.Database) -> dict[str, int]:
-    tables = set(db.get_tables())
-    return {t: db.execute_sql(f'SELECT count(*) FROM "{t}"').fetchone()[0]
-            for t in COUNTED if t in tables}
+    return backend_of(db).catalog.count_rows(COUNTED)
 
 
 def exercise(store: Any, runner: MigrationRunner, location: str = "") -> list[Step]:
@@ -55,9 +54,8 @@ def exercise(store: Any, runner: MigrationRunner, location: str = "") -> list[St
         if missing:
             raise MigrationError(f"cannot exercise the store: no table {', '.join(sorted(missing))}"
                                  " (run `sessionorm migrate` first)")
-        lock = "IMMEDIATE" if isinstance(db, peewee.SqliteDatabase) else None
         try:
-            with db.atomic(*([lock] if lock else [])):
+            with backend_of(db).write():
                 run_steps(store, db, runner, steps)
                 raise _RollBack
         except _RollBack:

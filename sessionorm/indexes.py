@@ -81,25 +81,9 @@ def balanced(text: str) -> bool:
     return depth == 0
 
 
-def constraint_indexes(db: peewee.Database) -> frozenset[str]:
-    """Indexes that back a UNIQUE or primary key constraint (PostgreSQL lists them; SQLite's are hidden).
-
-    They are the constraint's, not indexes of their own: `drift` checks UNIQUE("threadId", idx).
-    """
-    if not isinstance(db, peewee.PostgresqlDatabase):
-        return frozenset()
-    rows = db.execute_sql(
-        "SELECT i.relname FROM pg_catalog.pg_constraint c"
-        " JOIN pg_catalog.pg_class i ON i.oid = c.conindid"
-        " WHERE c.contype IN ('u', 'p', 'x')"
-        " AND c.connamespace = current_schema()::regnamespace").fetchall()
-    return frozenset(r[0] for r in rows)
-
-
-def live_indexes(db: peewee.Database, table: str,
-                 skip: frozenset[str] | None = None) -> list[NamedIndex]:
-    """The indexes of `table` in the database, without those of its primary key and constraints."""
-    skip = constraint_indexes(db) if skip is None else skip
+def live_indexes(db: peewee.Database, table: str, skip: frozenset[str] = frozenset()) -> list[NamedIndex]:
+    """The indexes of `table` in the database, without those of its primary key and constraints
+    (`skip`: the indexes a catalog lists for constraints, `Catalog.constraint_indexes`)."""
     found = []
     for index in db.get_indexes(table):
         name = index.name
@@ -158,10 +142,14 @@ def keeper(group: list[NamedIndex], preferred: str | None) -> NamedIndex:
     return sorted(group, key=lambda i: i.name)[0]
 
 
-def compare_indexes(db: peewee.Database, models, tables: set[str] | None = None) -> IndexComparison:
-    """Pair the models' indexes with the database's by shape; tables missing are skipped."""
+def compare_indexes(db: peewee.Database, models, skip: frozenset[str],
+                    tables: set[str] | None = None) -> IndexComparison:
+    """Pair the models' indexes with the database's by shape; tables missing are skipped.
+
+    `skip`: indexes that back constraints (`Catalog.constraint_indexes`), not indexes of their
+    own: `drift` checks UNIQUE("threadId", idx) as a constraint.
+    """
     tables = set(db.get_tables()) if tables is None else tables
-    skip = constraint_indexes(db)
     result = IndexComparison()
     seen: set[str] = set()
     for model in models:

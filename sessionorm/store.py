@@ -15,14 +15,8 @@ from typing import Any
 
 import peewee
 
-from .database import (
-    first_line,
-    open_sqlite,
-    open_url,
-    read_transaction,
-    translate_errors,
-)
-from .dialect import Dialect
+from .backends import backend_for, backend_of, opened
+from .database import first_line, translate_errors
 from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
 from .migration_options import BackfillResult
 from .models import JSONListField, Session, Thread, ThreadMessage, json_text
@@ -58,7 +52,7 @@ THREAD_FIELDS = tuple(f.name for f in Thread._meta.sorted_fields)
 MESSAGE_COUNT = '(SELECT count(*) FROM thread_messages m WHERE m."threadId" = t.id)'
 THREAD_SELECT = f"SELECT {column_list(Thread, 't')}, {MESSAGE_COUNT} FROM threads t"
 
-# The store's fixed statements, `{p}` standing for the dialect's parameter marker.
+# The store's fixed statements, `{p}` standing for the backend's parameter marker.
 STATEMENTS = {
     "next_idx": 'SELECT (SELECT coalesce(max(idx), -1) + 1 FROM thread_messages'
                 ' WHERE "threadId" = {p}) FROM threads WHERE id = {p}',
@@ -130,12 +124,10 @@ class SessionStore:
         target = Target.of(Target.from_url(url) if url is not None else path, busy_timeout)
         self.location = str(target)
         self._target: Target | None = target  # whose scripts the runner runs (`runner_for`)
-        if target.is_server:
-            self.db = open_url(target.server_url, target.busy_timeout)
-        else:
-            if not migrate:
-                self._refuse_if_needs_migration(target)
-            self.db = open_sqlite(target.real_path, target.busy_timeout)
+        backend = backend_for(target)
+        if not migrate and backend.needs_read_only_check(target):
+            self._refuse_if_needs_migration(target)
+        self.db = backend.open(target, create=True)
         self._attach(self.db, self.location)
         try:
             self._apply_migrations(migrate)
@@ -158,11 +150,11 @@ class SessionStore:
         return store
 
     def _attach(self, db: peewee.Database, location: str) -> None:
-        """Use the open `db`: its dialect's SQL, no cached column list yet."""
+        """Use the open `db`: its backend's SQL, no cached column list yet."""
         self.db, self.location = db, location
-        self.dialect = Dialect.of(db)
-        self._sql = {key: self.dialect.sql(template) for key, template in STATEMENTS.items()}
-        self._nul_ok = self.dialect.nul_in_text
+        self.backend = backend_of(db)
+        self._sql = {key: self.backend.sql(template) for key, template in STATEMENTS.items()}
+        self._nul_ok = self.backend.nul_in_text
         self._session_columns: dict[str, Any] | None = None
         self._closed = False
 
@@ -175,28 +167,19 @@ class SessionStore:
     def _refuse_data(self, pending: list[str], db: peewee.Database) -> None:
         """`NeedsMigrationError` if `db` holds data: migrating it is a decision for its owner."""
         if holds_data(db):
-            option = Dialect.of(db).cli_option
+            option = backend_of(db).cli_option
             raise NeedsMigrationError(
                 f"{self.location} has pending migrations ({', '.join(pending)}); back it up and "
                 f"run `sessionorm migrate --backup {option} {self.location}` "
                 "(or open it with migrate=True)")
 
     def _refuse_if_needs_migration(self, target: Target) -> None:
-        """Check an existing file read-only first, so that a refused file keeps every byte.
-
-        The read-write open switches a rollback-journal file to WAL, rewriting its header.
-        """
-        path = target.real_path
-        if not path.is_file() or path.stat().st_size == 0:
-            return
-        db = open_sqlite(path, target.busy_timeout, readonly=True)
-        try:
-            with translate_errors(self.location), read_transaction(db, target.busy_timeout):
-                _, pending = self._pending(db)
-                if pending:
-                    self._refuse_data(pending, db)
-        finally:
-            db.close()
+        """Check the database read-only first, so that a refused one keeps every byte
+        (`Backend.needs_read_only_check`)."""
+        with opened(target, readonly=True) as db:
+            _, pending = self._pending(db)
+            if pending:
+                self._refuse_data(pending, db)
 
     def _apply_migrations(self, migrate: bool) -> None:
         with translate_errors(self.location):
@@ -228,7 +211,7 @@ class SessionStore:
 
     def _query(self, sql: str, params: tuple | list = ()) -> Any:
         self._refuse_closed()
-        return self.dialect.execute(sql, params)
+        return self.backend.execute(sql, params)
 
     def _refuse_closed(self) -> None:
         # peewee reconnects on demand (a feature for other threads); a closed store must not.
@@ -241,7 +224,7 @@ class SessionStore:
         inside a transaction the caller holds)."""
         with translate_errors(self.location):
             self._refuse_closed()
-            with self.dialect.write():
+            with self.backend.write():
                 yield
 
     def _read(self, key: str, params: tuple) -> list[tuple]:
@@ -285,7 +268,7 @@ class SessionStore:
                 check_text(value, key, nul_ok=self._nul_ok)
             elif value is not None and not isinstance(value, (str, int, float)):
                 raise ValidationError(f"{key} must be text, a number, a bool or a datetime")
-            row[column] = self.dialect.session_value(self._session_meta()[column].data_type, value)
+            row[column] = self.backend.session_value(self._session_meta()[column].data_type, value)
         session_id = row.setdefault("id", new_id())
         check_id(session_id, "id", nul_ok=self._nul_ok)
         now = dt.datetime.now(dt.UTC)
@@ -305,7 +288,7 @@ class SessionStore:
                 raise ValidationError(f"sessions.{column} is NOT NULL in this database and has no "
                                       f"default: pass {snake_case(column)}=…")
         names = ", ".join(f'"{c}"' for c in row)
-        marks = ", ".join([self.dialect.param] * len(row))
+        marks = ", ".join([self.backend.param] * len(row))
         try:
             with self._write():
                 if self._execute("session_exists", (session_id,)).fetchone():
@@ -327,11 +310,11 @@ class SessionStore:
         sql = "SELECT * FROM sessions"
         params: list[Any] = []
         if status is not None:
-            sql += f" WHERE status = {self.dialect.param}"
+            sql += f" WHERE status = {self.backend.param}"
             params.append(status)
         sql += ' ORDER BY "createdAt" DESC, id'
         if limit is not None:
-            sql += f" LIMIT {self.dialect.param}"
+            sql += f" LIMIT {self.backend.param}"
             params.append(limit)
         with translate_errors(self.location):
             cursor = self._query(sql, params)
@@ -360,7 +343,7 @@ class SessionStore:
             with self._write():
                 if not self._execute("session_exists", (session_id,)).fetchone():
                     raise NotFoundError(f"no session with id {quoted(session_id)}")
-                deleted = delete_session_rows(self.db, self.dialect.sql, session_id)
+                deleted = delete_session_rows(self.db, self.backend.sql, session_id)
                 self._execute("forget_session_threads", (now_timestamp(), session_id))
         except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:  # rows of its rows' rows
             raise ValidationError(f"session {session_id} is still referenced, through the rows "
@@ -422,7 +405,7 @@ class SessionStore:
     # -- messages --------------------------------------------------------------------------
 
     def _next_idx(self, thread_id: str) -> int:
-        if not self.dialect.lock_thread(thread_id):
+        if not self.backend.lock_thread(thread_id):
             raise NotFoundError(f"no thread with id {quoted(thread_id)}")
         row = self._execute("next_idx", (thread_id, thread_id)).fetchone()
         if row is None:
@@ -452,7 +435,7 @@ class SessionStore:
             first = self._next_idx(thread_id)
             rows = [(mid, thread_id, role, content, now, first + n)
                     for n, (mid, (role, content)) in enumerate(zip(ids, batch, strict=False))]
-            self.dialect.executemany(self._sql["insert_message"], rows)
+            self.backend.executemany(self._sql["insert_message"], rows)
             self._execute("touch_thread", (now, thread_id))
         return ids
 
@@ -465,7 +448,7 @@ class SessionStore:
                                   check_count(limit, "limit"), check_count(last, "last"))
         if limit is not None and last is not None:
             raise ValidationError("give limit or last, not both")
-        param = self.dialect.param
+        param = self.backend.param
         sql = self._sql["messages"]
         params: list[Any] = [thread_id]
         if after_idx is not None:

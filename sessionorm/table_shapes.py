@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import peewee
 
+from .backends import backend_of
 from .declared_types import affinity, without_cast
 from .models import MODELS, ROLES, Session, ThreadMessage
 
@@ -143,25 +144,8 @@ ROLE_CHECK = re.compile(
 
 def has_role_check(db: peewee.Database, table: str) -> bool:
     """Whether `table` keeps its CHECK that role is one of user, assistant, system."""
-    if isinstance(db, peewee.SqliteDatabase):
-        row = db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
-                             (table,)).fetchone()
-        texts = [row[0]] if row else []
-    else:
-        texts = [r[0] for r in db.execute_sql(
-            "SELECT pg_get_constraintdef(c.oid) FROM pg_catalog.pg_constraint c"
-            " WHERE c.contype = 'c' AND c.conrelid = to_regclass(%s)", (table,))]
-    return any(ROLE_CHECK.search(text or "") for text in texts)
+    return any(ROLE_CHECK.search(text or "") for text in backend_of(db).catalog.check_texts(table))
 
 
 def db_on_delete(db: peewee.Database, table: str, column: str) -> str | None:
-    if isinstance(db, peewee.SqliteDatabase):
-        for row in db.execute_sql(f'PRAGMA foreign_key_list("{table}")').fetchall():
-            if row[3] == column:
-                return row[6]
-        return None
-    row = db.execute_sql(
-        "SELECT rc.delete_rule FROM information_schema.referential_constraints rc"
-        " JOIN information_schema.key_column_usage k ON k.constraint_name = rc.constraint_name"
-        " WHERE k.table_name = %s AND k.column_name = %s", (table, column)).fetchone()
-    return row[0] if row else None
+    return backend_of(db).catalog.on_delete(table, column)

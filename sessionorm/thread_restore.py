@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import peewee
 
-from .dialect import Dialect
+from .backends import backend_of
 from .errors import MigrationError
 from .identifiers import q
 from .thread_record import MESSAGE_PREFIX, RECORD, RENAMES, UNMATCHED
@@ -65,7 +65,7 @@ def find_lost(backup: peewee.Database, db: peewee.Database) -> list[Lost]:
                              "database (nothing was changed)")
     tables = set(db.get_tables())
     renamed = RENAMES in tables
-    mark = Dialect.of(db).sql
+    mark = backend_of(db).sql
     deleted = {r[0] for r in db.execute_sql(
         f'SELECT "markerId" FROM {RECORD} WHERE "deletedAt" IS NOT NULL')} if RECORD in tables else set()
     keep_thread = [c for c in column_names(backup, "threads") if c in set(column_names(db, "threads"))]
@@ -80,7 +80,7 @@ def find_lost(backup: peewee.Database, db: peewee.Database) -> list[Lost]:
                                  (row["sessionId"],)).fetchone()
         if present or not session:
             continue
-        messages = rows(backup, Dialect.of(backup).sql(
+        messages = rows(backup, backend_of(backup).sql(
             f"SELECT {', '.join(q(c) for c in keep_message)} FROM thread_messages"
             ' WHERE "threadId" = {p} ORDER BY idx'), (row["id"],))
         marker = next((m for m in messages if m["idx"] == 0 and m["role"] == "system"
@@ -94,14 +94,14 @@ def find_lost(backup: peewee.Database, db: peewee.Database) -> list[Lost]:
 
 
 def insert(db: peewee.Database, table: str, row: dict) -> int:
-    mark = Dialect.of(db).param
+    mark = backend_of(db).param
     return db.execute_sql(f"INSERT INTO {q(table)} ({', '.join(q(c) for c in row)})"
                           f" VALUES ({', '.join([mark] * len(row))})", tuple(row.values())).rowcount
 
 
 def put_back(db: peewee.Database, lost: Lost) -> int:
     """Insert one lost thread and the messages `db` lacks; mend the record; return messages."""
-    mark = Dialect.of(db).sql
+    mark = backend_of(db).sql
     tables = set(db.get_tables())
     insert(db, "threads", {**lost.row, "id": lost.new_id})
     if lost.new_id != lost.row["id"] and RENAMES in tables:
@@ -131,7 +131,7 @@ def restore_threads(backup: peewee.Database, db: peewee.Database, report: Restor
         report.threads = [t.new_id for t in lost]
         report.messages = sum(len(t.messages) for t in lost)
         return
-    with Dialect.of(db).write():
+    with backend_of(db).write():
         for thread in find_lost(backup, db):
             report.messages += put_back(db, thread)
             report.threads.append(thread.new_id)

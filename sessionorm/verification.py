@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 
 import peewee
 
-from .database import first_line, sqlite_code
+from .backends import backend_of
+from .database import first_line, is_corrupt
 from .drift import drift
 from .legacy_threads import HAS_THREAD_ID, NOT_YET_MIGRATED, NOT_YET_MIGRATED_PG
 from .models import MODELS
-from .postgres import linear_plans
-from .progress import reporting
 from .runner import MigrationRunner, record_name, runner_for
 from .thread_record import (
     APP_DUPLICATES,
@@ -76,62 +75,9 @@ def migration_problems(runner: MigrationRunner) -> list[str]:
     return problems
 
 
-def integrity_problems(db: peewee.Database) -> list[str]:
-    if isinstance(db, peewee.PostgresqlDatabase):
-        return postgres_integrity_problems(db)
-    if not isinstance(db, peewee.SqliteDatabase):
-        return []
-    problems = [f"integrity_check: {r[0]}" for r in rows_until_damage(db, "PRAGMA integrity_check")
-                if r[0] != "ok"]
-    problems += [f"foreign_key_check: {r[0]} rowid {r[1]} references missing {r[2]}"
-                 if len(r) == 4 else f"foreign_key_check: {r[0]}"
-                 for r in rows_until_damage(db, "PRAGMA foreign_key_check")]
-    return problems
-
-
-def rows_until_damage(db: peewee.Database, sql: str) -> list[tuple]:
-    """The rows `sql` returns; on a damaged file, those it returned before it had to stop."""
-    rows: list[tuple] = []
-    try:
-        for row in db.execute_sql(sql):
-            rows.append(row)
-    except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
-        if not is_corrupt(exc):
-            raise
-        rows.append((f"stopped: {first_line(exc)}",))
-    return rows
-
-
-def postgres_integrity_problems(db: peewee.Database) -> list[str]:
-    """PostgreSQL's twin of foreign_key_check: unvalidated constraints and orphan rows.
-
-    Enforced constraints make orphans impossible; they appear only where a constraint was
-    added NOT VALID, or triggers were disabled during a bulk load.
-    """
-    problems = [f"constraint {name} on {table} is NOT VALID (never checked against old rows)"
-                for table, name in db.execute_sql(
-                    "SELECT conrelid::regclass::text, conname FROM pg_catalog.pg_constraint"
-                    " WHERE NOT convalidated AND connamespace = current_schema()::regnamespace"
-                    " ORDER BY 1, 2")]
-    foreign_keys = [(table, fk) for table in db.get_tables() for fk in db.get_foreign_keys(table)]
-    with linear_plans(db):  # one hash anti-join per foreign key, statistics or not
-        for table, fk in foreign_keys:
-            orphans = db.execute_sql(orphans_sql(table, fk)).fetchone()[0]
-            if orphans:
-                problems.append(f"foreign key check: {orphans} rows of {table} reference missing "
-                                f"{fk.dest_table} ({fk.column} -> {fk.dest_column})")
-    return problems
-
-
-def orphans_sql(table: str, fk: peewee.ForeignKeyMetadata) -> str:
-    """Rows of `table` whose foreign key `fk` finds no parent row (an anti-join)."""
-    return (f'SELECT count(*) FROM "{table}" c WHERE c."{fk.column}" IS NOT NULL AND NOT EXISTS'
-            f' (SELECT 1 FROM "{fk.dest_table}" p WHERE p."{fk.dest_column}" = c."{fk.column}")')
-
-
 def not_yet_migrated(db: peewee.Database) -> str:
-    """The data step's "still to migrate" condition in the shape each planner keeps linear."""
-    return NOT_YET_MIGRATED_PG if isinstance(db, peewee.PostgresqlDatabase) else NOT_YET_MIGRATED
+    """The data step's "still to migrate" condition in the shape the planner keeps linear."""
+    return NOT_YET_MIGRATED_PG if backend_of(db).hash_anti_joins else NOT_YET_MIGRATED
 
 
 def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str], list[str]]:
@@ -144,7 +90,7 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
     tables = set(db.get_tables())
     if not {"sessions", "threads", "thread_messages"} <= tables:
         return [], []
-    with linear_plans(db):  # PostgreSQL: hash anti-joins, statistics or not
+    with backend_of(db).linear_plans():  # PostgreSQL: hash anti-joins, statistics or not
         if RECORD not in tables:
             if runner.is_recorded(runner.adopter("threads")):
                 return [], []  # migrated, not yet recorded: `migrations` names what is pending
@@ -167,11 +113,6 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
     return ([lost_line(lost)] if lost else []), notes
 
 
-def is_corrupt(exc: BaseException) -> bool:
-    """SQLITE_CORRUPT (and its extended codes): the file itself is damaged."""
-    return (sqlite_code(exc) or "").startswith("SQLITE_CORRUPT")
-
-
 def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,
                     models=MODELS, progress: Callable[[str], None] | None = None) -> VerifyReport:
     """Run every check; nothing is written.
@@ -182,6 +123,7 @@ def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,
     """
     runner = runner or runner_for(None, db)  # the shipped scripts alone
     report = VerifyReport()
+    backend = backend_of(db)
 
     def schema() -> tuple[list[str], list[str]]:
         found = drift(db, models)
@@ -189,14 +131,14 @@ def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,
 
     for name, check in (("migrations", lambda: (migration_problems(runner), [])),
                         ("schema", schema),
-                        ("integrity", lambda: (integrity_problems(db), [])),
+                        ("integrity", lambda: (backend.integrity_problems(), [])),
                         ("data", lambda: data_check(db, runner))):
         report.checks.append(name)
         tell = None if progress is None else (lambda s, n=name: progress(f"verify: {n}: {s:.0f} s"))
         if tell:
             tell(0)
         try:
-            with reporting(db, tell):
+            with backend.reporting(tell):
                 problems, notes = check()
         except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
             if not is_corrupt(exc):

@@ -244,7 +244,7 @@ def migrate_to_version_1(path: str | os.PathLike) -> Path:
 
     Through the real runner, with a target, as `migrate` runs it.
     """
-    from sessionorm.database import open_sqlite
+    from sessionorm.backends.sqlite_files import open_sqlite
     from sessionorm.runner import MigrationRunner
 
     db = open_sqlite(path)

@@ -15,7 +15,7 @@ import pytest
 from cli_support import invoke
 
 from sessionorm import SessionStore, ValidationError, verify
-from sessionorm.database import open_sqlite
+from sessionorm.backends.sqlite_files import open_sqlite
 from sessionorm.runner import MigrationRunner
 
 BEFORE_0_3 = "0002_orchestrator_index_names"  # what sessionorm 0.2.0 shipped
@@ -408,7 +408,7 @@ def test_on_postgresql_migrations_1_to_5_at_once_leave_what_they_leave_one_by_on
     import psycopg
     from pg_support import legacy_rows, pg_database
 
-    from sessionorm.database import open_url
+    from sessionorm.backends.pg_connections import open_url
 
     def shape(url: str) -> tuple:
         with psycopg.connect(url) as con:

@@ -17,7 +17,7 @@ import workers
 from cli_support import BACKUP_SUFFIX, invoke, one_error_line, query, run_module, tables
 
 from sessionorm import MigrationError, commands
-from sessionorm.sqlite_backup import backup_name, check_copy, table_counts
+from sessionorm.backends.sqlite_backup import backup_name, check_copy, table_counts
 
 FLAVOURS = ["pre", "final"]
 

@@ -11,7 +11,7 @@ from cli_support import invoke, one_error_line, query, write_migration
 
 import sessionorm
 from sessionorm import commands
-from sessionorm.database import open_sqlite
+from sessionorm.backends.sqlite_files import open_sqlite
 from sessionorm.runner import runner_for
 from sessionorm.target import Target
 

@@ -24,9 +24,9 @@ from legacy import make_legacy_db
 from pg_support import Backend, legacy_rows, pg_database
 
 from sessionorm import MigrationError, commands, copy
-from sessionorm.copy_checks import checksum
-from sessionorm.copy_tables import Side
-from sessionorm.database import open_sqlite
+from sessionorm.backends.sqlite_files import open_sqlite
+from sessionorm.copy.checks import checksum
+from sessionorm.copy.tables import Side
 from sessionorm.target import Target
 
 OWN = ["sessions", "threads", "thread_messages", "migrations", "migration_checksums",
@@ -388,7 +388,7 @@ def test_copying_a_file_onto_itself_is_refused(tmp_path):
 def test_the_checksum_is_the_same_on_both_dialects_and_sees_one_changed_value(server, tmp_path):
     source = migrated_file(tmp_path / "source.db", n=6)
     copy(source, server.target)
-    from sessionorm.database import open_url
+    from sessionorm.backends.pg_connections import open_url
     pg = open_url(server.target)
     lite = open_sqlite(source, readonly=True)
     try:

@@ -16,7 +16,8 @@ from cli_support import one_error_line, run_module
 from pg_support import Backend, pg_database
 
 from sessionorm import DatabaseBusyError, DatabaseOpenError, SessionStore, commands
-from sessionorm.database import is_busy, open_sqlite, sqlite_code, translate_errors
+from sessionorm.backends.sqlite_files import open_sqlite
+from sessionorm.database import is_busy, sqlite_code, translate_errors
 
 GERMAN = "de_DE.UTF-8"
 

@@ -387,7 +387,7 @@ def end_state(path) -> dict:
 
 
 def test_migrations_1_and_2_together_leave_what_they_leave_one_by_one(legacy_db):
-    from sessionorm.database import open_sqlite
+    from sessionorm.backends.sqlite_files import open_sqlite
     from sessionorm.runner import MigrationRunner
 
     together = legacy_db(n=40, name="together.db")

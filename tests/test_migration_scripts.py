@@ -12,7 +12,7 @@ import pytest
 from cli_support import invoke, one_error_line, query, shipped_script, write_migration
 
 from sessionorm import MigrationError, commands, legacy_threads
-from sessionorm.database import open_sqlite
+from sessionorm.backends.sqlite_files import open_sqlite
 from sessionorm.runner import MigrationRunner, file_sha256, migrations_dir
 from sessionorm.verification import verify_database
 

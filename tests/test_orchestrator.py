@@ -488,7 +488,7 @@ def test_a_migration_run_again_by_another_tool_is_a_note(legacy):
 
     Added before migration 4, whose up records every marker: the record is what verify counts.
     """
-    from sessionorm.database import open_sqlite
+    from sessionorm.backends.sqlite_files import open_sqlite
     from sessionorm.runner import MigrationRunner
 
     db = open_sqlite(legacy, 5.0)
@@ -534,8 +534,8 @@ def test_the_data_step_and_verify_search_per_session_and_scan_only_sessions(migr
     """One pass over one table (sessions, or the record of migrated threads); per row only
     index searches (no quadratic plan), inside `linear_plans` as verify runs them."""
     from sessionorm import thread_record
-    from sessionorm.database import open_sqlite
-    from sessionorm.postgres import linear_plans
+    from sessionorm.backends.pg_connections import linear_plans
+    from sessionorm.backends.sqlite_files import open_sqlite
 
     step = shipped_script()
     db = open_sqlite(migrated, 5.0)

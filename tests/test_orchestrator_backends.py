@@ -14,7 +14,8 @@ import pytest
 from pg_support import Backend, fresh_backend, legacy_rows
 
 from sessionorm import MigrationError, commands
-from sessionorm.database import open_sqlite, open_url
+from sessionorm.backends.pg_connections import open_url
+from sessionorm.backends.sqlite_files import open_sqlite
 from sessionorm.runner import MigrationRunner
 
 VERSION_1_NAMES = sorted([

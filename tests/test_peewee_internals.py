@@ -15,9 +15,11 @@ from playhouse.migrate import CockroachDBMigrator, PostgresqlMigrator, SchemaMig
 from playhouse.migrations import Migration, Runner, _resolve_models
 
 from sessionorm import MigrationError
-from sessionorm.dialect import Dialect
+from sessionorm.backends import backend_of
+from sessionorm.backends.pg_migrator import PostgresSafety
+from sessionorm.backends.sqlite_migrator import SqliteSafety
 from sessionorm.models import Thread, ThreadMessage
-from sessionorm.safe_migrator import PostgresSafety, SqliteSafety, make_migrator
+from sessionorm.safe_migrator import make_migrator
 
 
 def test_resolve_models_is_the_loader_commands_load_models_calls():
@@ -89,7 +91,7 @@ def test_from_database_picks_the_class_the_safety_is_mixed_into():
 
 
 def test_the_transaction_stack_dialect_write_pushes_itself_on():
-    """dialect.SqliteDialect.write: peewee's transaction stack and its transaction objects."""
+    """backends.sqlite_files.write_transaction: peewee's transaction stack and transaction objects."""
     for name in ("transaction_depth", "push_transaction", "pop_transaction", "top_transaction",
                  "transaction", "savepoint"):
         assert callable(getattr(peewee.Database, name)), name
@@ -111,7 +113,7 @@ def test_write_inside_write_is_a_savepoint_and_failures_unwind_peewee_stack(tmp_
     """The behaviour the store and the migrator rely on, on a real file."""
     db = peewee.SqliteDatabase(str(tmp_path / "w.db"))
     db.execute_sql("CREATE TABLE t (a INTEGER)")
-    dialect = Dialect.of(db)
+    dialect = backend_of(db)
     with dialect.write():
         assert db.connection().in_transaction and db.transaction_depth() == 1
         db.execute_sql("INSERT INTO t VALUES (1)")

@@ -40,9 +40,8 @@ from sessionorm import (
     SessionStore,
     ValidationError,
     commands,
-    pg_backup,
-    sqlite_backup,
 )
+from sessionorm.backends import pg_backup, sqlite_backup
 from sessionorm.cli import cli
 from sessionorm.errors import DatabaseBusyError, MigrationError
 

@@ -27,15 +27,14 @@ from sessionorm import (
     SessionStore,
     ValidationError,
     commands,
-    pg_backup,
-    safe_migrator,
     thread_record,
 )
-from sessionorm.database import open_url, redact
+from sessionorm.backends import pg_backup, pg_migrator
+from sessionorm.backends.pg_connections import linear_plans, open_url
+from sessionorm.backends.postgresql import orphans_sql
+from sessionorm.database import redact
 from sessionorm.legacy_threads import HAS_THREAD_ID, NOT_YET_MIGRATED_PG
-from sessionorm.postgres import linear_plans
 from sessionorm.sql_log import capturing
-from sessionorm.verification import orphans_sql
 
 MIGRATION = "0001_session_thread_relationship"
 BUSY = "database is busy"
@@ -509,7 +508,7 @@ def migrate_without_statistics(db: Backend) -> None:
     """sessionorm's 0002-0005, with their ANALYZE left out: migrations 4 and 5 write the record
     and rename every thread, and migrate would analyze what they wrote; here nothing has
     statistics, as on a file whose tables were loaded and never analyzed."""
-    with mock.patch.object(safe_migrator, "analyze_written", lambda database: []):
+    with mock.patch.object(pg_migrator, "analyze_written", lambda database: []):
         commands.migrate(db.target)
     assert not {"sessions", "threads", "thread_messages", *RECORD_TABLES} & analyzed(db)
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import peewee
 
-from sessionorm.progress import reporting
+from sessionorm.backends import backend_of
 
 
 def test_a_long_statement_reports_its_elapsed_time_repeatedly(tmp_path: Path) -> None:
     db = peewee.SqliteDatabase(str(tmp_path / "p.db"))
     seen: list[float] = []
-    with reporting(db, seen.append, every=0.05):
+    with backend_of(db).reporting(seen.append, every=0.05):
         db.execute_sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)"
                        " SELECT count(*) FROM n").fetchone()
     assert len(seen) >= 2 and seen == sorted(seen)

@@ -27,7 +27,7 @@ from cli_support import (
 )
 
 from sessionorm import MigrationError, SessionStore, commands
-from sessionorm.database import open_sqlite
+from sessionorm.backends.sqlite_files import open_sqlite
 
 FLAVOURS = ["pre", "final"]
 THREADED = 5

@@ -21,7 +21,7 @@ from cli_support import (
 )
 
 from sessionorm import MigrationError
-from sessionorm.database import open_sqlite
+from sessionorm.backends.sqlite_files import open_sqlite
 from sessionorm.runner import MigrationRunner
 
 FLAVOURS = ["pre", "final"]

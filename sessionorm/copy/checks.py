@@ -12,9 +12,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from .copy_tables import INT_RANGES, Column, CopyError, Side, Table, q
-from .progress import Progress
-from .row_checksums import BATCH, canon_text_function, first_part_checksum, hash_rows, ready, rowid_checksum
+from ..backends import Backend
+from ..identifiers import q
+from ..progress import Progress
+from .checksums import BATCH, canon_text_function, first_part_checksum, hash_rows, ready, rowid_checksum
+from .tables import INT_RANGES, Column, CopyError, Side, Table
 
 
 @dataclass
@@ -57,39 +59,17 @@ class CopyReport:
 # exact text form in PostgreSQL's SQL, so there a table with one is read and made canonical
 # in Python too.
 
-def canon_sql(table: Table) -> str | None:
-    """PostgreSQL's expression of a row's canonical text (None: the table has a real column)."""
-    parts = []
-    for c in table.columns:
-        col = q(c.name)
-        if c.kind == "text":
-            parts.append(f"CASE WHEN {col} IS NULL THEN '-' ELSE length({col}) || ':' || {col} END")
-        elif c.kind == "integer":
-            parts.append(f"coalesce({col}::text, '-')")
-        elif c.kind == "boolean":
-            parts.append(f"CASE WHEN {col} IS NULL THEN '-' WHEN {col} THEN '1' ELSE '0' END")
-        elif c.kind == "blob":
-            parts.append(f"coalesce(upper(encode({col}, 'hex')), '-')")
-        else:
-            return None
-    return " || '|' || ".join(parts)
-
-
 def canon_function(table: Table) -> Callable[[tuple], str]:
     """A function giving a row's canonical text from its first values, in column order."""
     return canon_text_function([c.kind for c in table.columns])
 
 
-def pg_hash_sql(canon: str) -> str:
-    return f"('x' || left(md5({canon}), 16))::bit(64)::bigint"
-
-
 def checksum(side: Side, table: Table) -> tuple[int, int]:
     """(rows, checksum) of `table` as stored on `side`."""
     name = q(table.name)
-    canon = canon_sql(table) if side.is_pg else None
-    if canon is not None:
-        count, total = side.rows(f"SELECT count(*), coalesce(sum({pg_hash_sql(canon)}), 0) FROM {name}")[0]
+    hashed = side.backend.row_hash_sql(table)
+    if hashed is not None:  # the server hashes its rows
+        count, total = side.rows(f"SELECT count(*), coalesce(sum({hashed}), 0) FROM {name}")[0]
         return count, int(total)
     cursor = side.db.execute_sql(f"SELECT {', '.join(map(q, table.names))} FROM {name}")
     return hash_rows(cursor, canon_function(table))
@@ -97,38 +77,16 @@ def checksum(side: Side, table: Table) -> tuple[int, int]:
 
 # -- values that cannot be carried -----------------------------------------------------------
 
-def bad_value_sql(table: Table, source_pg: bool, target_types: dict[str, str]) -> str | None:
-    """SQL naming the first column of a row holding a value the target would change silently.
-
-    From SQLite: a BOOLEAN holding anything but 0/1 (PostgreSQL's boolean would take any true
-    value as true), an integer, real or blob column holding another type or a number out of
-    the target's range. From PostgreSQL: a NaN (SQLite stores NULL). Text columns, most of
-    the data, are not tested here: a TEXT column of SQLite can only hold text or a blob, and
-    a blob fails loudly where it is written and is named then (`misfit`); NUL characters
-    are found in the canonical text.
-    `target_types`: the target's PostgreSQL type names (empty for a SQLite target).
-    """
-    tests = []
-    for c in table.columns:
-        col = q(c.name)
-        if source_pg and not target_types and c.kind == "real":
-            tests.append((c.name, f"{col} = 'NaN'::float8"))
-        elif not source_pg and target_types and c.kind == "boolean":
-            tests.append((c.name, f"typeof({col}) NOT IN ('integer', 'null') OR {col} NOT IN (0, 1)"))
-        elif not source_pg and target_types and c.kind != "text":
-            # psycopg's binary int4 wraps a number that does not fit instead of failing
-            limit = INT_RANGES.get(target_types.get(c.name, ""), 2**63)
-            test = f"typeof({col}) NOT IN ('{SQLITE_STORAGE[c.kind]}', 'null')"
-            if c.kind == "integer" and limit < 2**63:
-                test += f" OR {col} NOT BETWEEN {-limit} AND {limit - 1}"
-            tests.append((c.name, test))
+def bad_value_sql(table: Table, source: Backend, target_types: dict[str, str]) -> str | None:
+    """SQL naming the first column of a row holding a value the target would change silently
+    (`Backend.unfit_value_tests` of the source); None: nothing to test."""
+    tests = source.unfit_value_tests(table, target_types)
     if not tests:
         return None
     whens = " ".join(f"WHEN {test} THEN '{name.replace(chr(39), chr(39) * 2)}'" for name, test in tests)
     return f"CASE {whens} END"
 
 
-SQLITE_STORAGE = {"integer": "integer", "boolean": "integer", "real": "real", "blob": "blob"}
 PYTHON_TYPES = {"text": str, "integer": int, "boolean": int, "real": float, "blob": bytes}
 
 

@@ -11,16 +11,18 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import peewee
 from playhouse.db_url import parse as parse_url
 
-from .database import busy_message, redact, scrub
-from .errors import DatabaseBusyError, MigrationError
-from .opening import opened
-from .postgres import CONNECT_TIMEOUT
+from ..database import busy_message, redact, scrub, translate_errors
+from ..errors import DatabaseBusyError, MigrationError
+from .pg_connections import CONNECT_TIMEOUT, open_url
 from .sqlite_backup import link_without_overwrite
-from .target import Target
+
+if TYPE_CHECKING:
+    from ..target import Target
 
 SUFFIX = ".dump"
 # psycopg/peewee keywords that are not libpq connection keywords
@@ -118,9 +120,13 @@ def backup_postgres(target: Target, dest: str | os.PathLike | None = None,
     pg_dump, pg_restore = find_tool("pg_dump"), find_tool("pg_restore")
     if locked is not None:
         return dump(url, dest, target.busy_timeout, locked, pg_dump, pg_restore)
-    with opened(target) as database, database.atomic():  # fails early, with sessionorm's message
-        lock_for_backup(database)
-        return dump(url, dest, target.busy_timeout, database, pg_dump, pg_restore)
+    database = open_url(url, target.busy_timeout)
+    try:
+        with translate_errors(str(target)), database.atomic():  # fails early, with sessionorm's message
+            lock_for_backup(database)
+            return dump(url, dest, target.busy_timeout, database, pg_dump, pg_restore)
+    finally:
+        database.close()
 
 
 def dump(url: str, dest: str | os.PathLike | None, busy_timeout: float, database: peewee.Database,

@@ -1,7 +1,7 @@
-"""Rows' canonical text and checksums, as Python computes them (see `copy_checks`).
+"""Rows' canonical text and checksums, as Python computes them (see `copy.checks`).
 
 Standard library only, and nothing of sessionorm's: the checksum helper process (see
-`copy_checks.target_checksums`) imports this module to do its half of a table.
+`copy.checks.target_checksums`) imports this module to do its half of a table.
 """
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import struct
 import urllib.parse
 from collections.abc import Callable, Sequence
 
-from .identifiers import q
+from ..backends.catalog import BATCH
+from ..identifiers import q
 
-BATCH = 5_000  # rows per fetch / executemany: a few MB, whatever the table's size
-
-CANON = {  # Python's twin of copy_checks.canon_sql, per kind, for the value `v`
+CANON = {  # Python's twin of backends.pg_bulk.canon_sql, per kind, for the value `v`
     "text": "f'{{len({v})}}:{{{v}}}'",
     "integer": "str({v})",
     "boolean": "('1' if {v} else '0')",

@@ -10,8 +10,10 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from .database import DEFAULT_BUSY_TIMEOUT, check_sqlite_file, read_snapshot, reader_uri, real_path
-from .errors import BackupError
+from ..database import DEFAULT_BUSY_TIMEOUT, real_path
+from ..errors import BackupError
+from .catalog import count_rows
+from .sqlite_files import check_sqlite_file, read_snapshot, reader_uri
 
 
 def backup_name(db_path: Path, when: dt.datetime | None = None) -> Path:
@@ -34,7 +36,7 @@ def candidates(first: Path, suffix: str = ""):
 def table_counts(con: sqlite3.Connection) -> dict[str, int]:
     tables = [r[0] for r in con.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-    return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+    return count_rows(con.execute, tables)
 
 
 def backup_sqlite(db_path: str | os.PathLike, dest: str | os.PathLike | None = None,

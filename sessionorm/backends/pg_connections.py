@@ -13,6 +13,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import peewee
+from playhouse.db_url import connect as connect_url
+
+from ..database import DEFAULT_BUSY_TIMEOUT, redact, scrub
+from ..errors import DatabaseOpenError
 
 if TYPE_CHECKING:  # the mixin's methods call the database class's own
     MixinBase = peewee.PostgresqlDatabase
@@ -141,3 +145,28 @@ def linear_plans(db: peewee.Database) -> Iterator[None]:
         saved = set_local(db, LINEAR_PLANS)
         yield
         set_local(db, saved)
+
+
+def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+             create: bool = True) -> peewee.Database:
+    """A connected server database from a `playhouse.db_url` URL (SQLite files: `open_sqlite`).
+
+    A server database is never created here: it must exist. On PostgreSQL, `busy_timeout`
+    becomes each transaction's `lock_timeout` (`TransactionTimeouts`), and connecting
+    gives up after `connect_timeout` seconds (10 unless the URL says otherwise).
+    """
+    try:  # percent-escapes in the user and password are decoded, as libpq does
+        db = connect_url(url, unquote_password=True, unquote_user=True)
+    except (RuntimeError, ValueError, ImportError) as exc:
+        raise DatabaseOpenError(scrub(f"bad database URL {redact(url)!r}: {exc}", url)) from None
+    if isinstance(db, peewee.PostgresqlDatabase):
+        db = open_postgres(db, busy_timeout)
+    try:
+        db.connect()
+    except peewee.ImproperlyConfigured:
+        raise DatabaseOpenError("PostgreSQL needs the psycopg driver: "
+                                "pip install 'sessionorm[postgres]'") from None
+    except (peewee.PeeweeException, ImportError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatabaseOpenError(scrub(f"cannot connect to {redact(url)}: {detail}", url)) from None
+    return db
