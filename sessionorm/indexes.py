@@ -7,6 +7,7 @@ index twice (a duplicate), and an index is missing only when no index has its sh
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import peewee
@@ -142,7 +143,7 @@ def keeper(group: list[NamedIndex], preferred: str | None) -> NamedIndex:
     return sorted(group, key=lambda i: i.name)[0]
 
 
-def compare_indexes(db: peewee.Database, models, skip: frozenset[str],
+def compare_indexes(db: peewee.Database, models: Iterable[type[peewee.Model]], skip: frozenset[str],
                     tables: set[str] | None = None) -> IndexComparison:
     """Pair the models' indexes with the database's by shape; tables missing are skipped.
 

@@ -8,6 +8,7 @@ migration runs; `drift` reports them for `verify` and `diff`, and `scaffold` wri
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import peewee
@@ -84,13 +85,13 @@ class ColumnChange:
         return f"change default {where}: database {self.have}, model {self.want}"
 
 
-def existing(db: peewee.Database, models) -> list[tuple[type[peewee.Model], str]]:
+def existing(db: peewee.Database, models: Iterable[type[peewee.Model]]) -> list[tuple[type[peewee.Model], str]]:
     """(model, table name) for each model whose table the database has."""
     tables = set(db.get_tables())
     return [(m, m._meta.table_name) for m in models if m._meta.table_name in tables]
 
 
-def column_differences(db: peewee.Database, models=MODELS) -> list[ColumnChange]:
+def column_differences(db: peewee.Database, models: Iterable[type[peewee.Model]] = MODELS) -> list[ColumnChange]:
     """Type, NOT NULL and default differences of columns present on both sides."""
     changes = []
     for model, table in existing(db, models):
@@ -112,7 +113,8 @@ def column_differences(db: peewee.Database, models=MODELS) -> list[ColumnChange]
     return changes
 
 
-def constraint_differences(db: peewee.Database, models=MODELS) -> list[str]:
+def constraint_differences(db: peewee.Database,
+                           models: Iterable[type[peewee.Model]] = MODELS) -> list[str]:
     """The UNIQUE and cascading foreign keys that diff_models does not look at."""
     lines = []
     for model, table in existing(db, models):

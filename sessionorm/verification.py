@@ -6,7 +6,7 @@ Problems (lost data, missing indexes, integrity, edited scripts) make it fail; n
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import peewee
@@ -114,7 +114,7 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
 
 
 def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,
-                    models=MODELS, progress: Callable[[str], None] | None = None) -> VerifyReport:
+                    models: Iterable[type[peewee.Model]] = MODELS, progress: Callable[[str], None] | None = None) -> VerifyReport:
     """Run every check; nothing is written.
 
     A damaged file is an answer, not a crash: a check that cannot read what it needs

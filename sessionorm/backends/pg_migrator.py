@@ -24,7 +24,7 @@ else:
 MIGRATION_LOCK = 0x5E55_1011
 
 
-def lock_database(db) -> None:
+def lock_database(db: peewee.Database) -> None:
     """PostgreSQL: the migration lock, inside the caller's transaction, until it ends.
 
     An advisory lock serialises migrators (even on a database without tables yet), and
@@ -39,7 +39,7 @@ def lock_database(db) -> None:
         db.execute_sql(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
 
 
-def analyze_written(db) -> list[str]:
+def analyze_written(db: peewee.Database) -> list[str]:
     """PostgreSQL: ANALYZE the tables this transaction wrote to; return them.
 
     Fresh tables have no statistics until autovacuum gets round to them, and until then the

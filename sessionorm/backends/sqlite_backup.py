@@ -7,7 +7,7 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..database import DEFAULT_BUSY_TIMEOUT, real_path
@@ -22,7 +22,7 @@ def backup_name(db_path: Path, when: dt.datetime | None = None) -> Path:
     return db_path.with_name(f"{db_path.name}.backup-{when:%Y-%m-%d-%H%M%S}")
 
 
-def candidates(first: Path, suffix: str = ""):
+def candidates(first: Path, suffix: str = "") -> Iterator[Path]:
     """`first`, then `first-2`, `first-3`, … (the number goes before `suffix`, e.g. `.dump`)."""
     yield first
     stem = first.name[:-len(suffix)] if suffix and first.name.endswith(suffix) else first.name

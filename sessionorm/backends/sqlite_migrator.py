@@ -27,10 +27,11 @@ WRITES = {sqlite3.SQLITE_INSERT: 0, sqlite3.SQLITE_UPDATE: 0, sqlite3.SQLITE_DEL
 
 
 @contextlib.contextmanager
-def recording_writes(db, written: set[str]) -> Iterator[None]:
+def recording_writes(db: peewee.Database, written: set[str]) -> Iterator[None]:
     """Collect the tables that statements write to (SQLite's authorizer runs once per prepare)."""
 
-    def authorize(action, arg1, arg2, _db_name, _trigger):
+    def authorize(action: int, arg1: str | None, arg2: str | None, _db_name: str | None,
+                  _trigger: str | None) -> int:
         if action in WRITES:
             table = (arg1, arg2)[WRITES[action]]
             if table and not table.startswith("sqlite_"):
@@ -45,7 +46,7 @@ def recording_writes(db, written: set[str]) -> Iterator[None]:
         conn.set_authorizer(None)
 
 
-def checks_before_commit(db, written: set[str] | None = None, atomic: bool = True) -> None:
+def checks_before_commit(db: peewee.Database, written: set[str] | None = None, atomic: bool = True) -> None:
     """Raise `MigrationError` unless foreign keys and page structure are intact.
 
     `atomic=False`: the migration ran outside a transaction, so the error says that its
@@ -122,7 +123,7 @@ class SqliteSafety(MixinBase):
         return super()._update_column(table, column_to_update, fn)
 
 
-def refuse_unsafe_rebuild(db, table: str) -> None:
+def refuse_unsafe_rebuild(db: peewee.Database, table: str) -> None:
     """Raise `MigrationError` naming whatever a regex table rebuild of `table` would lose."""
     rows = db.execute_sql(
         "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
