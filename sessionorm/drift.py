@@ -8,6 +8,7 @@ orchestrator itself keeps on `sessions` are not drift; what is harmless is a not
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import peewee
@@ -48,7 +49,7 @@ def index_diffs(comparison: IndexComparison) -> tuple[list[IndexDiff], list[Inde
             [index_diff(i) for i in comparison.extra if i.shape.table != ORCHESTRATOR_TABLE])
 
 
-def structural_diff(db: peewee.Database, models=MODELS) -> SchemaDiff:
+def structural_diff(db: peewee.Database, models: Iterable[type[peewee.Model]] = MODELS) -> SchemaDiff:
     """diff_models with indexes compared by shape, without the orchestrator's own extras.
 
     Duplicate indexes and the optional `sessions` columns a layout lacks are not in it
@@ -70,7 +71,7 @@ def renamed_away(drop_columns: list[tuple[str, str]], add_columns: list[peewee.F
     return [(t, c) for t, c in drop_columns if t in gaining and t != ORCHESTRATOR_TABLE]
 
 
-def unknown_columns(db: peewee.Database, models=MODELS) -> list[tuple[str, str]]:
+def unknown_columns(db: peewee.Database, models: Iterable[type[peewee.Model]] = MODELS) -> list[tuple[str, str]]:
     """Columns of the models' tables that no model names and that are not proposed for dropping."""
     diff = diff_models(db, list(models))
     dropped = set(renamed_away(diff.drop_columns, diff.add_columns))
@@ -82,7 +83,7 @@ def optional_session_column(field: peewee.Field) -> bool:
             and field.column_name in OPTIONAL_SESSION_COLUMNS)
 
 
-def notes(db: peewee.Database, models=MODELS) -> list[str]:
+def notes(db: peewee.Database, models: Iterable[type[peewee.Model]] = MODELS) -> list[str]:
     """Harmless differences: duplicate indexes, optional legacy columns a layout lacks."""
     lines = [f"sessions has no column {f.column_name} (optional in the orchestrator's layouts)"
              for f in diff_models(db, list(models)).add_columns if optional_session_column(f)]
@@ -103,13 +104,13 @@ def describe(diff: SchemaDiff) -> list[str]:
     return lines
 
 
-def schema_drift(db: peewee.Database, models=MODELS) -> list[str]:
+def schema_drift(db: peewee.Database, models: Iterable[type[peewee.Model]] = MODELS) -> list[str]:
     """Every difference between the models and the database that needs a change, one line each."""
     return (describe(structural_diff(db, models))
             + [str(c) for c in column_differences(db, models)] + constraint_differences(db, models))
 
 
-def drift(db: peewee.Database, models=MODELS) -> Drift:
+def drift(db: peewee.Database, models: Iterable[type[peewee.Model]] = MODELS) -> Drift:
     """`schema_drift` as problems, plus the harmless differences as notes."""
     return Drift(schema_drift(db, models), notes(db, models))
 

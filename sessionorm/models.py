@@ -20,6 +20,7 @@ from peewee import (
     IntegerField,
     Metadata,
     Model,
+    ModelBase,
     ModelIndex,
     TextField,
 )
@@ -33,7 +34,7 @@ ROLES = ("user", "assistant", "system")
 class TimestampAccessor(FieldAccessor):
     """Parses stored text on first read, so listing 10,000 rows parses none it does not show."""
 
-    def __get__(self, instance, instance_type=None):
+    def __get__(self, instance: Any, instance_type: type | None = None) -> Any:
         if instance is None:
             return self.field
         value = instance.__data__.get(self.name)
@@ -47,12 +48,12 @@ class TimestampField(TextField):
 
     accessor_class = TimestampAccessor
 
-    def db_value(self, value):
+    def db_value(self, value: Any) -> Any:
         if isinstance(value, dt.datetime):
             return format_timestamp(value)
         return value
 
-    def python_value(self, value):
+    def python_value(self, value: Any) -> Any:
         return parse_timestamp(value)
 
 
@@ -67,10 +68,10 @@ class JSONListField(TextField):
     Text that is not a JSON list comes back verbatim: legacy rows may hold anything.
     """
 
-    def db_value(self, value):
+    def db_value(self, value: Any) -> Any:
         return json_text(value) if isinstance(value, (list, tuple)) else value
 
-    def python_value(self, value):
+    def python_value(self, value: Any) -> Any:
         if not isinstance(value, str):
             return value
         try:
@@ -87,17 +88,21 @@ class ContractMetadata(Metadata):
     duplicate of every index not named its way.
     """
 
-    def fields_to_index(self):
-        named = []
-        for index in super().fields_to_index():
-            if isinstance(index, ModelIndex) and index._where is None:
-                columns = tuple(getattr(p, "column_name", None) for p in index._expressions)
-                name = CONTRACT_INDEXES.get((self.table_name, columns))
-                if name is not None and not index._unique:
-                    index = ModelIndex(self.model, index._expressions, unique=False,
-                                       safe=index._safe, using=index._using, name=name)
-            named.append(index)
-        return named
+    def fields_to_index(self) -> list[Any]:
+        return [self.contract_named(index) if isinstance(index, ModelIndex) else index
+                for index in super().fields_to_index()]
+
+    def contract_named(self, index: ModelIndex) -> ModelIndex:
+        """`index` under the orchestrator's name for its table and columns, if it has one."""
+        parts = vars(index)  # peewee keeps an index's parts private (tests/test_peewee_internals.py)
+        if parts["_where"] is not None or parts["_unique"]:
+            return index
+        columns = tuple(getattr(p, "column_name", None) for p in parts["_expressions"])
+        name = CONTRACT_INDEXES.get((self.table_name, columns))  # type: ignore[arg-type]
+        if name is None:
+            return index
+        return ModelIndex(self.model, parts["_expressions"], unique=False, safe=parts["_safe"],
+                          using=parts["_using"], name=name)
 
 
 class CreatedOnFirstUse:
@@ -110,11 +115,53 @@ class CreatedOnFirstUse:
     def __init__(self, name: str, factory: type) -> None:
         self.name, self.factory = name, factory
 
-    def __get__(self, instance, owner=None):
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
         value = instance.__dict__[self.name] = self.factory()
         return value
+
+class DataFromRow:
+    """`__data__` made on first use from the row tuple a store left in `_row`.
+
+    Listing 10,000 messages then builds no dict per row; rows made the usual way (peewee's
+    `__init__` sets `__data__` on the instance) never reach this descriptor.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        data = instance.__dict__["__data__"] = dict(zip(self.names, instance.__dict__["_row"],
+                                                         strict=True))
+        return data
+
+
+class LazyRowState:
+    """What peewee's `Model.__init__` gives every instance (`_dirty`, `__rel__`), made on first
+    use instead, for rows a store builds without `__init__`."""
+
+    _dirty = CreatedOnFirstUse("_dirty", set)
+    __rel__ = CreatedOnFirstUse("__rel__", dict)
+
+
+class RowModelBase(ModelBase):
+    """peewee's model metaclass, for models whose rows are built from driver rows.
+
+    A model that sets `data_from_row = True` gets `__data__` from the `_row` tuple on first
+    use (`DataFromRow`, in field order: the store's SELECT lists them so).
+    """
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any], **kwargs: Any) -> Any:
+        cls = super().__new__(mcs, name, bases, attrs, **kwargs)
+        del cls.__rel__  # peewee's class-level None would hide LazyRowState's
+        if "__repr__" not in attrs:
+            del cls.__repr__  # peewee's terse one would hide BaseModel's
+        if attrs.get("data_from_row"):
+            cls.__data__ = DataFromRow(tuple(f.name for f in cls._meta.sorted_fields))
+        return cls
 
 
 class StoreForeignKeyAccessor(ForeignKeyAccessor):
@@ -124,7 +171,7 @@ class StoreForeignKeyAccessor(ForeignKeyAccessor):
     lazy load has nowhere to go; a row a store built carries that store as `_store`.
     """
 
-    def get_rel_instance(self, instance):
+    def get_rel_instance(self, instance: Any) -> Any:
         store = instance.__dict__.get("_store")
         value = instance.__data__.get(self.name)
         if store is None or value is None:
@@ -137,7 +184,7 @@ class StoreForeignKeyAccessor(ForeignKeyAccessor):
 class StoreBackrefAccessor(BackrefAccessor):
     """`session.threads` (newest updated first), `thread.messages` (by idx), via the row's store."""
 
-    def __get__(self, instance, instance_type=None):
+    def __get__(self, instance: Any, instance_type: type | None = None) -> Any:
         store = instance.__dict__.get("_store") if instance is not None else None
         if store is None:
             return super().__get__(instance, instance_type)
@@ -151,7 +198,7 @@ class StoreForeignKeyField(ForeignKeyField):
     backref_accessor_class = StoreBackrefAccessor
 
 
-class BaseModel(Model):
+class BaseModel(LazyRowState, Model, metaclass=RowModelBase):
     """Readable repr for REPL use: the class and its identifying columns."""
 
     _repr_fields: tuple[str, ...] = ("id",)
@@ -228,6 +275,7 @@ class ThreadMessage(BaseModel):
     idx = IntegerField(index=True)
 
     _repr_fields = ("id", "thread_id", "idx", "role")
+    data_from_row = True  # the store's message rows: `__data__` from `_row` on first use
 
     class Meta:
         table_name = "thread_messages"
@@ -270,30 +318,3 @@ MODELS = (Session, Thread, ThreadMessage, MigrationRecord)
 RECORD_TABLES = ("sessionorm_migrated_threads", "sessionorm_unmatched_sessions",
                  "sessionorm_renamed_threads")
 OWN_TABLES = frozenset(m._meta.table_name for m in (*MODELS, MigrationChecksum)) | set(RECORD_TABLES)
-
-class DataFromRow:
-    """`__data__` made on first use from the row tuple a store left in `_row`.
-
-    Listing 10,000 messages then builds no dict per row; rows made the usual way (peewee's
-    `__init__` sets `__data__` on the instance) never reach this descriptor.
-    """
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.names = names
-
-    def __get__(self, instance, owner=None):
-        if instance is None:
-            return self
-        data = instance.__dict__["__data__"] = dict(zip(self.names, instance.__dict__["_row"],
-                                                         strict=True))
-        return data
-
-
-BaseModel._dirty = CreatedOnFirstUse("_dirty", set)  # type: ignore[attr-defined]
-BaseModel.__rel__ = CreatedOnFirstUse("__rel__", dict)
-# peewee's metaclass gives every model class a terse __repr__ and a class-level __rel__ = None
-for _model in (*MODELS, MigrationChecksum):
-    _model.__repr__ = BaseModel.__repr__  # type: ignore[method-assign]
-    del _model.__rel__
-# The store's message rows: its SELECT lists the columns in field order (store.column_list).
-ThreadMessage.__data__ = DataFromRow(tuple(f.name for f in ThreadMessage._meta.sorted_fields))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import peewee
 from playhouse.migrations import Migration, Runner
 from playhouse.migrations import MigrationError as PeeweeMigrationError
 
@@ -38,7 +39,7 @@ def own_dirs(target: Target | None) -> list[str]:
     return [str(target.migrations_dir)] if target is not None and target.migrations_dir else []
 
 
-def runner_for(target: Target | None, db, options: MigrationOptions | None = None, *,
+def runner_for(target: Target | None, db: peewee.Database, options: MigrationOptions | None = None, *,
                own_scripts: bool = True) -> MigrationRunner:
     """The runner a command uses on `db`, the open database of `target`: the shipped scripts,
     then the project's own folder that `target` carries (`--migrations-dir`).
@@ -108,7 +109,7 @@ class MigrationRunner(Runner):
     (digests of earlier copies with the same effect, accepted by `verify`).
     """
 
-    def __init__(self, database, directory: str | os.PathLike | None = None,
+    def __init__(self, database: peewee.Database, directory: str | os.PathLike | None = None,
                  extra_dirs: Iterable[str | os.PathLike] = (),
                  options: MigrationOptions | None = None):
         super().__init__(database, str(directory or migrations_dir()))
@@ -225,7 +226,7 @@ class MigrationRunner(Runner):
                 results.append(module.backfill(self.database))
         return BackfillResult.total(results) or BackfillResult(0, 0)
 
-    def up(self, target=None, fake=False, before: BeforeFirst = None) -> list[str]:
+    def up(self, target: str | None = None, fake: bool = False, before: BeforeFirst = None) -> list[str]:
         """Apply the pending migrations in one transaction; return their names.
 
         The write lock is taken first and only then is what is pending decided, so a second
@@ -234,7 +235,7 @@ class MigrationRunner(Runner):
         """
         return self._steps(lambda done: self._plan_up(target), "up", fake, before)
 
-    def down(self, target=None, before: BeforeFirst = None) -> list[str]:
+    def down(self, target: str | None = None, before: BeforeFirst = None) -> list[str]:
         """Revert the latest migration (or every one back through `target`), lock first."""
         def plan(done: list[str]) -> list[tuple[str, Any]]:
             if (target is None and done) or target in done:
@@ -252,37 +253,53 @@ class MigrationRunner(Runner):
         done: list[str] = []
         while True:
             with self.migrator.migration_context(True):  # the write lock, then the decision
-                try:
-                    steps = plan(done)
-                except PeeweeMigrationError as exc:
-                    raise MigrationError(str(exc)) from None
+                steps = self._decide(plan, done, direction, before)
                 if not steps:
                     return done
-                if direction == "up" and not done:
-                    self.refuse_foreign_tables([module for _, module in steps])
-                if before is not None and not done:
-                    before([n for n, _ in steps])
-                for n, (name, module) in enumerate(steps):
-                    if not getattr(module, "atomic", True):
-                        break
-                    if name in done:  # applied together with a step before it
-                        continue
-                    group = together(steps, n) if direction == "up" and not fake else []
-                    if group:
-                        self._together(group)
-                        done += [step for step, _ in group]
-                        continue
-                    self._body(name, module, direction, fake)
-                    done.append(name)
-                else:
+                alone = self._run_atomic(steps, done, direction, fake)
+                if alone is None:
                     return done
+            name, module = alone
             with self.migrator.migration_context(False):
                 self._body(name, module, direction, fake)
             done.append(name)
 
+    def _decide(self, plan: Callable[[list[str]], list[tuple[str, Any]]], done: list[str],
+                direction: str, before: BeforeFirst) -> list[tuple[str, Any]]:
+        """What is pending, asked under the lock; at the first decision, refuse another
+        program's tables and run `before`."""
+        try:
+            steps = plan(done)
+        except PeeweeMigrationError as exc:
+            raise MigrationError(str(exc)) from None
+        if steps and not done:
+            if direction == "up":
+                self.refuse_foreign_tables([module for _, module in steps])
+            if before is not None:
+                before([n for n, _ in steps])
+        return steps
+
+    def _run_atomic(self, steps: list[tuple[str, Any]], done: list[str], direction: str,
+                    fake: bool) -> tuple[str, Any] | None:
+        """Run `steps` in the open transaction up to the first that asks for `atomic = False`,
+        which is returned (None: all ran); what ran is added to `done`."""
+        for n, (name, module) in enumerate(steps):
+            if not getattr(module, "atomic", True):
+                return name, module
+            if name in done:  # applied together with a step before it
+                continue
+            group = together(steps, n) if direction == "up" and not fake else []
+            if group:
+                self._together(group)
+                done += [step for step, _ in group]
+                continue
+            self._body(name, module, direction, fake)
+            done.append(name)
+        return None
+
     # Planning copied from peewee 4.5.3's Runner.up/down, which plan inline and cannot be
     # called without also running: here each step is planned inside its own write lock.
-    def _plan_up(self, target):
+    def _plan_up(self, target: str | None) -> list[tuple[str, Any]]:
         rows = [m for m in self.status() if m.path is not None]
         if target is not None and target not in {m.name for m in rows}:
             raise PeeweeMigrationError(f'unknown migration "{target}".')
@@ -297,7 +314,7 @@ class MigrationRunner(Runner):
                 break
         return plan
 
-    def _plan_down(self, target):
+    def _plan_down(self, target: str | None) -> list[tuple[str, Any]]:
         rows = [m for m in self.status() if m.applied]
         if target is not None and target not in {m.name for m in rows}:
             raise PeeweeMigrationError(f'"{target}" is not an applied migration.')
@@ -313,7 +330,7 @@ class MigrationRunner(Runner):
                 break
         return plan
 
-    def _run(self, name, module, direction, fake=False):
+    def _run(self, name: str, module: Any, direction: str, fake: bool = False) -> Any:
         """peewee's entry point for one migration: its own transaction."""
         with self.migrator.migration_context(getattr(module, "atomic", True)):
             self._body(name, module, direction, fake)
@@ -338,7 +355,7 @@ class MigrationRunner(Runner):
         for name, step in group:
             self._body(name, step, "up", fake=True)
 
-    def _body(self, name, module, direction, fake=False):
+    def _body(self, name: str, module: Any, direction: str, fake: bool = False) -> Any:
         """One migration's work and its history rows, inside the caller's transaction."""
         migration = Migration(int(name.split("_", 1)[0]), name, None, None)
         if direction == "up":

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import peewee
 from playhouse.migrate import make_index_name
+from playhouse.schema_diff import SchemaDiff
 from playhouse.migrations import template
 
 from .drift import structural_diff
@@ -49,7 +51,7 @@ def column_change_code(change: ColumnChange) -> tuple[list[str], list[str], str 
                     "decide the cast, e.g. migrator.alter_column_type(...)")
 
 
-def likely_renames(diff) -> list[str]:
+def likely_renames(diff: SchemaDiff) -> list[str]:
     """A table that gains one column and loses one: probably a rename, not drop + add."""
     added = Counter(f.model._meta.table_name for f in diff.add_columns)
     dropped = Counter(t for t, _ in diff.drop_columns)
@@ -63,7 +65,7 @@ def likely_renames(diff) -> list[str]:
     return todos
 
 
-def drop_named_indexes(body: str, diff) -> str:
+def drop_named_indexes(body: str, diff: SchemaDiff) -> str:
     """Make down() drop each added index by the name up() gives it.
 
     playhouse's `template` creates an index under its declared name but drops
@@ -94,7 +96,7 @@ def insert_into(body: str, function: str, lines: list[str]) -> str:
     return body[:match.start(2)] + block + body[match.end(2):]
 
 
-def render(db: peewee.Database, models, name: str) -> tuple[str, NewMigration]:
+def render(db: peewee.Database, models: Iterable[type[peewee.Model]], name: str) -> tuple[str, NewMigration]:
     """The script body and what it flags, or an empty body when in sync."""
     diff = structural_diff(db, models)
     changes = column_differences(db, models)
@@ -124,7 +126,7 @@ def render(db: peewee.Database, models, name: str) -> tuple[str, NewMigration]:
     return text, report
 
 
-def with_sql_defaults(body: str, diff) -> str:
+def with_sql_defaults(body: str, diff: SchemaDiff) -> str:
     """Give added NOT NULL columns with a constant default that default in SQL too.
 
     peewee's template writes `IntegerField(default=0)`: the migrator fills existing rows
@@ -145,7 +147,7 @@ def with_sql_defaults(body: str, diff) -> str:
     return body
 
 
-def make_migration(db: peewee.Database, models, name: str,
+def make_migration(db: peewee.Database, models: Iterable[type[peewee.Model]], name: str,
                    directory: str | os.PathLike | None = None) -> NewMigration:
     """Write `NNNN_<name>.py` numbered after every known script; `path` None when in sync.
 

@@ -253,40 +253,12 @@ class SessionStore:
         if amp_prompt is not None:
             check_text(amp_prompt, "amp_prompt", nul_ok=self._nul_ok)
         check_text(repo_root, "repo_root", allow_empty=False, nul_ok=self._nul_ok)
-        columns = self.session_columns()
-        by_snake = {snake_case(c): c for c in columns}
-        row: dict[str, Any] = {}
-        for key, value in other_columns.items():
-            column = key if key in columns else by_snake.get(key)
-            if column is None:
-                raise ValidationError(f"sessions has no column {key!r}")
-            if isinstance(value, dt.datetime):
-                value = format_timestamp(value)
-            elif column in JSON_COLUMNS and isinstance(value, (list, tuple)):
-                value = json_list(value, key)
-            elif isinstance(value, str):
-                check_text(value, key, nul_ok=self._nul_ok)
-            elif value is not None and not isinstance(value, (str, int, float)):
-                raise ValidationError(f"{key} must be text, a number, a bool or a datetime")
-            row[column] = self.backend.session_value(self._session_meta()[column].data_type, value)
+        row = self._other_session_columns(other_columns)
         session_id = row.setdefault("id", new_id())
         check_id(session_id, "id", nul_ok=self._nul_ok)
-        now = dt.datetime.now(dt.UTC)
-        slug = re.sub(r"[^a-z0-9-]", "", name.lower().replace(" ", "-")) or "session"
         row.update(name=name, ampPrompt=amp_prompt, repoRoot=repo_root)
-        row.setdefault("baseBranch", "main")
-        row.setdefault("status", "idle")
-        row.setdefault("createdAt", format_timestamp(now))
-        row.setdefault("branchName", f"amp/{slug}/{now:%Y-%m-%dT%H-%M-%S}")
-        row.setdefault("worktreePath", f"{repo_root.rstrip('/')}/.worktrees/{session_id}")
-        meta = self._session_meta()
-        for column, value in row.items():
-            if value is None and not meta[column].null and meta[column].default is None:
-                raise ValidationError(f"{snake_case(column)} must not be None in this database")
-        for column, info in meta.items():  # e.g. NOT NULL columns of another layout
-            if column not in row and not info.null and info.default is None and not info.primary_key:
-                raise ValidationError(f"sessions.{column} is NOT NULL in this database and has no "
-                                      f"default: pass {snake_case(column)}=…")
+        session_defaults(row, name, repo_root, session_id)
+        self._check_not_null(row)
         names = ", ".join(f'"{c}"' for c in row)
         marks = ", ".join([self.backend.param] * len(row))
         try:
@@ -297,6 +269,44 @@ class SessionStore:
         except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:  # e.g. a CHECK of its own
             raise ValidationError(f"the database refused the session: {first_line(exc)}") from None
         return self.get_session(session_id)
+
+    def _other_session_columns(self, other_columns: dict[str, Any]) -> dict[str, Any]:
+        """`create_session`'s keyword columns (camelCase or snake_case) as this database's
+        `sessions` takes them; refused before any SQL when unknown or of a type it cannot hold."""
+        columns = self.session_columns()
+        by_snake = {snake_case(c): c for c in columns}
+        row: dict[str, Any] = {}
+        for key, value in other_columns.items():
+            column = key if key in columns else by_snake.get(key)
+            if column is None:
+                raise ValidationError(f"sessions has no column {key!r}")
+            value = self._session_column_value(key, column, value)
+            row[column] = self.backend.session_value(self._session_meta()[column].data_type, value)
+        return row
+
+    def _session_column_value(self, key: str, column: str, value: Any) -> Any:
+        """One keyword column's value, checked: datetimes and JSON lists as the app stores them."""
+        if isinstance(value, dt.datetime):
+            return format_timestamp(value)
+        if column in JSON_COLUMNS and isinstance(value, (list, tuple)):
+            return json_list(value, key)
+        if isinstance(value, str):
+            check_text(value, key, nul_ok=self._nul_ok)
+        elif value is not None and not isinstance(value, (str, int, float)):
+            raise ValidationError(f"{key} must be text, a number, a bool or a datetime")
+        return value
+
+    def _check_not_null(self, row: dict[str, Any]) -> None:
+        """`ValidationError` for a None, or a missing value, where this database's `sessions`
+        has a NOT NULL column without a default (e.g. of another layout)."""
+        meta = self._session_meta()
+        for column, value in row.items():
+            if value is None and not meta[column].null and meta[column].default is None:
+                raise ValidationError(f"{snake_case(column)} must not be None in this database")
+        for column, info in meta.items():
+            if column not in row and not info.null and info.default is None and not info.primary_key:
+                raise ValidationError(f"sessions.{column} is NOT NULL in this database and has no "
+                                      f"default: pass {snake_case(column)}=…")
 
     def list_sessions(self, status: str | None = None, limit: int | None = None) -> list[Session]:
         """Sessions, newest created first; only those with `status`, at most `limit`.
@@ -484,6 +494,17 @@ class SessionStore:
         """Give every session with a legacy threadId its thread, once (migration 1's data step)."""
         with self._write():
             return runner_for(self._target, self.db).backfill()
+
+
+def session_defaults(row: dict[str, Any], name: str, repo_root: str, session_id: str) -> None:
+    """The orchestrator's defaults for the columns `row` leaves unset."""
+    now = dt.datetime.now(dt.UTC)
+    slug = re.sub(r"[^a-z0-9-]", "", name.lower().replace(" ", "-")) or "session"
+    row.setdefault("baseBranch", "main")
+    row.setdefault("status", "idle")
+    row.setdefault("createdAt", format_timestamp(now))
+    row.setdefault("branchName", f"amp/{slug}/{now:%Y-%m-%dT%H-%M-%S}")
+    row.setdefault("worktreePath", f"{repo_root.rstrip('/')}/.worktrees/{session_id}")
 
 
 def thread_from_row(row: tuple, store: SessionStore) -> Thread:

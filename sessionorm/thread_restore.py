@@ -65,32 +65,51 @@ def find_lost(backup: peewee.Database, db: peewee.Database) -> list[Lost]:
                              "database (nothing was changed)")
     tables = set(db.get_tables())
     renamed = RENAMES in tables
-    mark = backend_of(db).sql
     deleted = {r[0] for r in db.execute_sql(
         f'SELECT "markerId" FROM {RECORD} WHERE "deletedAt" IS NOT NULL')} if RECORD in tables else set()
-    keep_thread = [c for c in column_names(backup, "threads") if c in set(column_names(db, "threads"))]
-    keep_message = [c for c in column_names(backup, "thread_messages")
-                    if c in set(column_names(db, "thread_messages"))]
+    keep_thread = shared_columns(backup, db, "threads")
+    keep_message = shared_columns(backup, db, "thread_messages")
     found = []
     for row in rows(backup, f"SELECT {', '.join(q(c) for c in keep_thread)} FROM threads ORDER BY id"):
         new_id = target_id(row["id"], renamed)
-        present = db.execute_sql(mark("SELECT 1 FROM threads WHERE id IN ({p}, {p})"),
-                                 (row["id"], new_id)).fetchone()
-        session = db.execute_sql(mark("SELECT 1 FROM sessions WHERE id = {p}"),
-                                 (row["sessionId"],)).fetchone()
-        if present or not session:
+        if not restorable(db, row, new_id):
             continue
-        messages = rows(backup, backend_of(backup).sql(
-            f"SELECT {', '.join(q(c) for c in keep_message)} FROM thread_messages"
-            ' WHERE "threadId" = {p} ORDER BY idx'), (row["id"],))
+        messages = backup_messages(backup, keep_message, row["id"])
         marker = next((m for m in messages if m["idx"] == 0 and m["role"] == "system"
                        and m["content"].startswith(MESSAGE_PREFIX)), None)
         if marker is not None and marker["id"] in deleted:
             continue  # deleted through sessionorm: not a loss
-        missing = [m for m in messages if not db.execute_sql(
-            mark("SELECT 1 FROM thread_messages WHERE id = {p}"), (m["id"],)).fetchone()]
-        found.append(Lost(new_id, row, missing, marker))
+        found.append(Lost(new_id, row, missing_messages(db, messages), marker))
     return found
+
+
+def shared_columns(backup: peewee.Database, db: peewee.Database, table: str) -> list[str]:
+    """The columns of the backup's `table` that `db`'s has too, in the backup's order."""
+    have = set(column_names(db, table))
+    return [c for c in column_names(backup, table) if c in have]
+
+
+def restorable(db: peewee.Database, thread: dict, new_id: str) -> bool:
+    """Whether `db` lacks the thread (by its old or new id) and has its session."""
+    mark = backend_of(db).sql
+    present = db.execute_sql(mark("SELECT 1 FROM threads WHERE id IN ({p}, {p})"),
+                             (thread["id"], new_id)).fetchone()
+    session = db.execute_sql(mark("SELECT 1 FROM sessions WHERE id = {p}"),
+                             (thread["sessionId"],)).fetchone()
+    return not present and bool(session)
+
+
+def backup_messages(backup: peewee.Database, columns: list[str], thread_id: str) -> list[dict]:
+    """The backup's messages of one thread, in order, with `columns`."""
+    return rows(backup, backend_of(backup).sql(
+        f"SELECT {', '.join(q(c) for c in columns)} FROM thread_messages"
+        ' WHERE "threadId" = {p} ORDER BY idx'), (thread_id,))
+
+
+def missing_messages(db: peewee.Database, messages: list[dict]) -> list[dict]:
+    """Those of `messages` that `db` does not hold (by id)."""
+    sql = backend_of(db).sql("SELECT 1 FROM thread_messages WHERE id = {p}")
+    return [m for m in messages if not db.execute_sql(sql, (m["id"],)).fetchone()]
 
 
 def insert(db: peewee.Database, table: str, row: dict) -> int:

@@ -143,3 +143,24 @@ def test_make_migrator_keeps_every_setting_of_cockroachdbs_migrator():
     sql, _ = operation.fn(migrator, *operation.args).query()
     assert sql.endswith("CASCADE")
     assert isinstance(make_migrator(peewee.SqliteDatabase(None)), SqliteSafety)
+
+
+def test_a_model_defined_later_gets_rows_built_from_tuples_too():
+    """The row mechanism is the models' metaclass (`RowModelBase`), not a list of classes
+    patched after import: a model of the caller's gets it by subclassing `BaseModel`."""
+    from sessionorm.models import BaseModel, RowModelBase
+
+    class Note(BaseModel):
+        id = peewee.TextField(primary_key=True)
+        text = peewee.TextField()
+        data_from_row = True
+
+    assert type(Note) is RowModelBase
+    note = Note.__new__(Note)
+    note._row = ("n1", "hello")
+    assert "__data__" not in vars(note)
+    assert (note.id, note.text) == ("n1", "hello") and note.__data__ == {"id": "n1", "text": "hello"}
+    assert note._dirty == set() and note.__rel__ == {}  # made on first use
+    assert repr(note) == "<Note id='n1'>"
+    made = Note(id="n2", text="t")  # peewee's own constructor still sets everything itself
+    assert vars(made)["__data__"] == {"id": "n2", "text": "t"} and made._dirty == {"id", "text"}
