@@ -20,6 +20,7 @@ the PostgreSQL source for to-sqlite is made once from it with `sessionorm copy` 
 the database `sessionorm_bench_copy_source_<N>` (`--drop` removes it). The server URL
 defaults to `$SESSIONORM_TEST_PG_URL`; its user must be allowed to CREATE DATABASE.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,6 +55,7 @@ def with_database(url: str, name: str) -> str:
 
 def admin(server: str):
     import psycopg
+
     return psycopg.connect(server, autocommit=True, prepare_threshold=None)
 
 
@@ -72,8 +74,9 @@ def drop_database(server: str, name: str) -> None:
 def run(cmd: list[str]) -> tuple[float, float]:
     """Run `cmd` to completion: (wall seconds, peak RSS in MB of that process)."""
     start = time.perf_counter()
-    process = subprocess.Popen(cmd, env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        cmd, env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
     err = process.stderr.read().decode(errors="replace") if process.stderr else ""
@@ -110,12 +113,17 @@ def migrated_input(args: argparse.Namespace) -> Path:
         return migrated
     if not args.legacy:
         log(f"generating a legacy file of {n:,} sessions …")
-        subprocess.run([sys.executable, str(BENCH_DIR / "legacy_gen.py"), str(legacy), str(n)],
-                       check=True, env=ENV)
+        subprocess.run(
+            [sys.executable, str(BENCH_DIR / "legacy_gen.py"), str(legacy), str(n)], check=True, env=ENV
+        )
     log(f"migrating a copy of {legacy} …")
     shutil.copyfile(legacy, migrated)  # the legacy file itself is never modified
-    subprocess.run([sys.executable, "-m", "sessionorm", "migrate", "--db-path", str(migrated)],
-                   check=True, env=ENV, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "sessionorm", "migrate", "--db-path", str(migrated)],
+        check=True,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+    )
     done.write_text("ok\n")
     return migrated
 
@@ -197,22 +205,34 @@ def bench_to_sqlite(args: argparse.Namespace, source: str, expected: dict[str, i
             (raws if side == "raw" else orms).append(seconds)
             if side == "sessionorm":
                 rss.append(peak)
-            log(f"  to-sqlite run {i + 1}: {side} {seconds:.2f} s, {size / 2**20:.0f} MiB file"
-                + (f", {peak:.0f} MB" if side != "raw" else ""))
+            log(
+                f"  to-sqlite run {i + 1}: {side} {seconds:.2f} s, {size / 2**20:.0f} MiB file"
+                + (f", {peak:.0f} MB" if side != "raw" else "")
+            )
     return summary("PostgreSQL → SQLite", raws, orms, rss)
 
 
 def summary(what: str, raws: list[float], orms: list[float], rss: list[float]) -> dict:
     ratio = median(orms) / median(raws)
-    return {"copy": what, "sessionorm_s": median(orms), "raw_s": median(raws), "ratio": ratio,
-            "ratio_pass": ratio <= RATIO, "peak_rss_mb": max(rss), "rss_pass": max(rss) <= RSS_MB,
-            "samples": {"raw": raws, "sessionorm": orms, "rss_mb": rss}}
+    return {
+        "copy": what,
+        "sessionorm_s": median(orms),
+        "raw_s": median(raws),
+        "ratio": ratio,
+        "ratio_pass": ratio <= RATIO,
+        "peak_rss_mb": max(rss),
+        "rss_pass": max(rss) <= RSS_MB,
+        "samples": {"raw": raws, "sessionorm": orms, "rss_mb": rss},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--server", default=os.environ.get("SESSIONORM_TEST_PG_URL"),
-                    help="a PostgreSQL URL whose user may CREATE DATABASE (default $SESSIONORM_TEST_PG_URL)")
+    ap.add_argument(
+        "--server",
+        default=os.environ.get("SESSIONORM_TEST_PG_URL"),
+        help="a PostgreSQL URL whose user may CREATE DATABASE (default $SESSIONORM_TEST_PG_URL)",
+    )
     ap.add_argument("--legacy", help="a legacy file to use (copied, never modified)")
     ap.add_argument("--sessions", type=int, default=1_000_000, help="without --legacy: generate this many")
     ap.add_argument("--workdir", default="bench-copy-data", help="where the migrated input is kept")
@@ -225,30 +245,38 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--server (or $SESSIONORM_TEST_PG_URL) is needed")
     if args.drop:
         with admin(args.server) as con:
-            for (name,) in con.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                                       (f"{PREFIX}%",)).fetchall():
+            for (name,) in con.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{PREFIX}%",)
+            ).fetchall():
                 con.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         return 0
     migrated = migrated_input(args)
     expected = sqlite_counts(migrated)
-    log(f"input: {migrated} ({migrated.stat().st_size / 2**20:.0f} MiB): "
-        + ", ".join(f"{t} {n:,}" for t, n in expected.items()))
+    log(
+        f"input: {migrated} ({migrated.stat().st_size / 2**20:.0f} MiB): "
+        + ", ".join(f"{t} {n:,}" for t, n in expected.items())
+    )
     results = []
     only = set(args.only.split(","))
     if "to-pg" in only:
         results.append(bench_to_pg(args, migrated, expected))
     if "to-sqlite" in only:
         results.append(bench_to_sqlite(args, pg_source(args, migrated, expected["sessions"]), expected))
-    print(f"| copy of {expected['sessions']:,} sessions | sessionorm | raw | ratio (≤ {RATIO}×) "
-          f"| peak RSS (≤ {RSS_MB} MB) |")
+    print(
+        f"| copy of {expected['sessions']:,} sessions | sessionorm | raw | ratio (≤ {RATIO}×) "
+        f"| peak RSS (≤ {RSS_MB} MB) |"
+    )
     print("|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['copy']} | {r['sessionorm_s']:.2f} s | {r['raw_s']:.2f} s | {r['ratio']:.2f}× "
-              f"{'PASS' if r['ratio_pass'] else 'FAIL'} | {r['peak_rss_mb']:.0f} MB "
-              f"{'PASS' if r['rss_pass'] else 'FAIL'} |")
+        print(
+            f"| {r['copy']} | {r['sessionorm_s']:.2f} s | {r['raw_s']:.2f} s | {r['ratio']:.2f}× "
+            f"{'PASS' if r['ratio_pass'] else 'FAIL'} | {r['peak_rss_mb']:.0f} MB "
+            f"{'PASS' if r['rss_pass'] else 'FAIL'} |"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"input": str(migrated), "counts": expected,
-                                               "results": results}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"input": str(migrated), "counts": expected, "results": results}, indent=2)
+        )
     return 0 if all(r["ratio_pass"] and r["rss_pass"] for r in results) else 1
 
 

@@ -10,6 +10,7 @@ floor is `raw_migrate.py` (the best raw SQL) on its own copy, in the same run.
     python bench/dry_run_memory.py --sessions 50000 --workdir /tmp/bench
     python bench/dry_run_memory.py --legacy other-legacy.db      # any legacy file, copied
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,7 @@ TARGET_MB = 150.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=200_000)
     ap.add_argument("--workdir", help="keep the generated legacy file here between runs")
     ap.add_argument("--legacy", type=Path, help="measure on a copy of this legacy file instead")
@@ -34,11 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         size_mb = legacy.stat().st_size / 2**20
         copy = workdir / "copy.db"
         sides = {
-            "raw sqlite3 migration (floor)": [sys.executable, str(BENCH_DIR / "raw_migrate.py"),
-                                              str(copy)],
+            "raw sqlite3 migration (floor)": [sys.executable, str(BENCH_DIR / "raw_migrate.py"), str(copy)],
             "sessionorm migrate": sessionorm_cli("migrate", "--db-path", str(copy)),
-            "sessionorm migrate --dry-run": sessionorm_cli("migrate", "--dry-run", "--db-path",
-                                                           str(copy)),
+            "sessionorm migrate --dry-run": sessionorm_cli("migrate", "--dry-run", "--db-path", str(copy)),
         }
         peaks = {}
         for name, cmd in sides.items():

@@ -3,6 +3,7 @@
 Used by run.py (and its cases/), pg_run.py and dry_run_memory.py. Stdlib only; the few
 sessionorm internals the benchmarks read are at the end of this file, and nowhere else.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,12 +44,18 @@ def iso_now() -> str:
 
 def sample_messages(n: int, start: int = 0) -> list[tuple[str, str]]:
     """(role, content) pairs of chat-like size."""
-    return [("user" if i % 2 == 0 else "assistant",
-             f"Message {i}: please look at src/module_{i % 50}.py and explain the failing test. "
-             * (1 + i % 3)) for i in range(start, start + n)]
+    return [
+        (
+            "user" if i % 2 == 0 else "assistant",
+            f"Message {i}: please look at src/module_{i % 50}.py and explain the failing test. "
+            * (1 + i % 3),
+        )
+        for i in range(start, start + n)
+    ]
 
 
 # -- results ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Row:
@@ -67,8 +74,14 @@ class Row:
     def cells(self) -> list[str]:
         ratio = "—" if self.ratio is None else f"{self.ratio:.2f}×"
         verdict = {True: "PASS", False: "FAIL", None: "info"}[self.passed]
-        return [self.operation, fmt(self.sessionorm, self.unit), fmt(self.raw, self.unit),
-                ratio, self.target, verdict]
+        return [
+            self.operation,
+            fmt(self.sessionorm, self.unit),
+            fmt(self.raw, self.unit),
+            ratio,
+            self.target,
+            verdict,
+        ]
 
 
 @dataclass
@@ -93,18 +106,27 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value}"
 
 
-def ratio_row(operation: str, raws: list[float], orms: list[float], unit: str,
-              limit: float, note: str = "") -> Row:
+def ratio_row(
+    operation: str, raws: list[float], orms: list[float], unit: str, limit: float, note: str = ""
+) -> Row:
     """A row whose target is sessionorm's median at most `limit` times raw's."""
     raw_m, orm_m = median(raws), median(orms)
     ratio = orm_m / raw_m
-    return Row(operation, orm_m, raw_m, unit, f"≤ {limit:g}×", ratio <= limit, ratio,
-               {"raw": raws, "sessionorm": orms}, note)
+    return Row(
+        operation,
+        orm_m,
+        raw_m,
+        unit,
+        f"≤ {limit:g}×",
+        ratio <= limit,
+        ratio,
+        {"raw": raws, "sessionorm": orms},
+        note,
+    )
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| operation | sessionorm | raw | ratio | target | pass/fail |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| operation | sessionorm | raw | ratio | target | pass/fail |", "|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -167,8 +189,9 @@ def interleave(setup: Setup, steps: int, runs: int, label: str) -> tuple[list[fl
         teardown()
         raws.append(raw_total / steps)
         orms.append(orm_total / steps)
-        log(f"  {label} run {n + 1}/{runs}: raw {raws[-1] * 1000:.3f} ms,"
-            f" sessionorm {orms[-1] * 1000:.3f} ms")
+        log(
+            f"  {label} run {n + 1}/{runs}: raw {raws[-1] * 1000:.3f} ms, sessionorm {orms[-1] * 1000:.3f} ms"
+        )
     return raws, orms
 
 
@@ -178,6 +201,7 @@ def reads(raw: Callable[[], object], orm: Callable[[], object]) -> Setup:
 
 
 # -- whole processes -------------------------------------------------------------------------
+
 
 @dataclass
 class ProcessRun:
@@ -211,14 +235,19 @@ def run_process(cmd: list[str], workdir: Path) -> ProcessRun:
     out_path, err_path = workdir / "proc.out", workdir / "proc.err"
     result_path = workdir / "proc.json"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        subprocess.run([sys.executable, "-S", "-c", LAUNCHER, str(result_path), *cmd],
-                       stdin=subprocess.DEVNULL, stdout=out, stderr=err, check=True)
+        subprocess.run(
+            [sys.executable, "-S", "-c", LAUNCHER, str(result_path), *cmd],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            check=True,
+        )
     result = json.loads(result_path.read_text())
     if result["status"] != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {result['status']}:\n"
-                           f"{err_path.read_text(errors='replace')[-3000:]}")
-    return ProcessRun(result["seconds"], result["maxrss_kb"] / 1024, result["user"],
-                      result["system"])
+        raise RuntimeError(
+            f"{' '.join(cmd)} exited {result['status']}:\n{err_path.read_text(errors='replace')[-3000:]}"
+        )
+    return ProcessRun(result["seconds"], result["maxrss_kb"] / 1024, result["user"], result["system"])
 
 
 def sessionorm_cli(*args: str, console_script: bool = False) -> list[str]:
@@ -246,12 +275,16 @@ def working_directory(path: str | None, prefix: str = "sessionorm-bench-") -> It
 
 # -- command line ----------------------------------------------------------------------------
 
+
 def argument_parser(doc: str | None, names: Sequence[str]) -> argparse.ArgumentParser:
     """A parser with the options every runner has: --only (repeatable) and --json."""
-    ap = argparse.ArgumentParser(description=doc,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", action="append", metavar="NAME",
-                    help=f"run only these (repeatable or comma-separated): {', '.join(names)}")
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help=f"run only these (repeatable or comma-separated): {', '.join(names)}",
+    )
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     return ap
 
@@ -278,8 +311,10 @@ def sessionorm_bulk_pragmas() -> tuple[int, str] | None:
     try:
         from sessionorm.backends.sqlite import BULK_PRAGMAS
     except ImportError:
-        log("WARNING: sessionorm.backends.sqlite.BULK_PRAGMAS not found; the floor cannot mirror"
-            " sessionorm's bulk pragmas")
+        log(
+            "WARNING: sessionorm.backends.sqlite.BULK_PRAGMAS not found; the floor cannot mirror"
+            " sessionorm's bulk pragmas"
+        )
         return None
     pragmas = dict(BULK_PRAGMAS)
     cache = int(pragmas.get("cache_size", 0))
@@ -298,6 +333,8 @@ def sessionorm_sqlite_uuid() -> str | None:
     path = migrations_dir() / "0001_session_thread_relationship.py"
     found = getattr(Migration(1, path.stem, str(path), None).load(), "SQLITE_UUID", None)
     if found is None:
-        log(f"WARNING: {path.name} has no SQLITE_UUID; cannot check that"
-            " bench/raw_migrate.py computes ids the same way")
+        log(
+            f"WARNING: {path.name} has no SQLITE_UUID; cannot check that"
+            " bench/raw_migrate.py computes ids the same way"
+        )
     return found

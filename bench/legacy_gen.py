@@ -9,6 +9,7 @@ is left in WAL mode, as the orchestrator leaves it.
 
     python bench/legacy_gen.py DB N [--fraction 0.5] [--seed 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,11 +62,25 @@ CREATE TABLE stream_events (
   data TEXT NOT NULL, FOREIGN KEY(sessionId) REFERENCES sessions(id));
 """
 
-COLUMNS = ("id", "name", "ampPrompt", "followUpPrompts", "repoRoot", "baseBranch",
-           "branchName", "worktreePath", "status", "scriptCommand", "modelOverride",
-           "threadId", "createdAt", "lastRun", "notes", "contextIncluded")
-INSERT = (f"INSERT INTO sessions ({', '.join(COLUMNS)})"
-          f" VALUES ({', '.join('?' * len(COLUMNS))})")
+COLUMNS = (
+    "id",
+    "name",
+    "ampPrompt",
+    "followUpPrompts",
+    "repoRoot",
+    "baseBranch",
+    "branchName",
+    "worktreePath",
+    "status",
+    "scriptCommand",
+    "modelOverride",
+    "threadId",
+    "createdAt",
+    "lastRun",
+    "notes",
+    "contextIncluded",
+)
+INSERT = f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 STATUSES = ("idle", "idle", "idle", "done", "error", "awaiting-input")
 BASE = dt.datetime(2025, 8, 1, tzinfo=dt.UTC)
 CHUNK = 50_000
@@ -91,11 +106,24 @@ def rows(n: int, fraction: float, seed: int):
             thread_id = "T-" + str(uuid.UUID(int=getrandbits(128), version=4))
         else:
             thread_id = None if i % 2 == 0 else ""
-        yield (sid, name, f"Do task number {i}", f'["follow-up {i}"]' if i % 5 == 0 else None,
-               repo, "main", f"amp/session-{i:05d}/{stamp[:19].replace(':', '-')}",
-               f"{repo}/.worktrees/{sid}", STATUSES[i % 6], "pnpm test" if i % 4 == 0 else None,
-               "gpt-5" if i % 10 == 0 else None, thread_id, stamp,
-               iso(created + dt.timedelta(minutes=3)) if i % 3 else None, None, i % 2)
+        yield (
+            sid,
+            name,
+            f"Do task number {i}",
+            f'["follow-up {i}"]' if i % 5 == 0 else None,
+            repo,
+            "main",
+            f"amp/session-{i:05d}/{stamp[:19].replace(':', '-')}",
+            f"{repo}/.worktrees/{sid}",
+            STATUSES[i % 6],
+            "pnpm test" if i % 4 == 0 else None,
+            "gpt-5" if i % 10 == 0 else None,
+            thread_id,
+            stamp,
+            iso(created + dt.timedelta(minutes=3)) if i % 3 else None,
+            None,
+            i % 2,
+        )
 
 
 def make_legacy_db(path: str, n: int, fraction: float = 0.5, seed: int = 1) -> None:
@@ -124,12 +152,10 @@ def make_legacy_db(path: str, n: int, fraction: float = 0.5, seed: int = 1) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("db")
     ap.add_argument("n", type=int)
-    ap.add_argument("--fraction", type=float, default=0.5,
-                    help="fraction of sessions with a threadId")
+    ap.add_argument("--fraction", type=float, default=0.5, help="fraction of sessions with a threadId")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     make_legacy_db(args.db, args.n, args.fraction, args.seed)

@@ -7,6 +7,7 @@ run starts from a byte-identical copy.
 
     python bench/pg_legacy.py SERVER_URL DBNAME N [--fraction 0.5] [--seed 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,7 @@ def make_legacy_pg(server: str, name: str, n: int, fraction: float = 0.5, seed: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("server", help="URL of a database on the server (its user may CREATE DATABASE)")
     ap.add_argument("name")
     ap.add_argument("n", type=int)

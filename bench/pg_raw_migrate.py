@@ -14,6 +14,7 @@ process (psycopg only, no sessionorm import) so that it compares with a whole
 
     python bench/pg_raw_migrate.py DATABASE_URL
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -41,13 +42,21 @@ TABLES = (
 )
 # The app's columns migration 3 adds where a table lacks them: (table, column, definition).
 APP_COLUMNS = (
-    ("sessions", "threadId", "TEXT"), ("batch_items", "threadId", "TEXT"),
-    ("sessions", "followUpPrompts", "TEXT"), ("sessions", "contextIncluded", "BOOLEAN"),
-    ("sessions", "mode", "TEXT DEFAULT 'async'"), ("sessions", "autoCommit", "BOOLEAN DEFAULT TRUE"),
+    ("sessions", "threadId", "TEXT"),
+    ("batch_items", "threadId", "TEXT"),
+    ("sessions", "followUpPrompts", "TEXT"),
+    ("sessions", "contextIncluded", "BOOLEAN"),
+    ("sessions", "mode", "TEXT DEFAULT 'async'"),
+    ("sessions", "autoCommit", "BOOLEAN DEFAULT TRUE"),
     ("sessions", "ampMode", "TEXT DEFAULT 'production'"),
 )
-MIGRATIONS = ("session-thread-relationship", "orchestrator-index-names", "orchestrator-app-schema",
-              "migrated-thread-record", "app-thread-ids")
+MIGRATIONS = (
+    "session-thread-relationship",
+    "orchestrator-index-names",
+    "orchestrator-app-schema",
+    "migrated-thread-record",
+    "app-thread-ids",
+)
 
 LOAD = (
     "WITH src AS MATERIALIZED (SELECT 'T-' || gen_random_uuid()::text AS id,"
@@ -59,7 +68,8 @@ LOAD = (
     ' markers AS (INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
     f" SELECT marker, id, 'system', '{PREFIX_MESSAGE}' || legacy, created_at, 0 FROM src)"
     ' INSERT INTO sessionorm_migrated_threads ("markerId", "threadId", "sessionId", "legacyThreadId",'
-    ' "recordedAt") SELECT marker, id, session_id, legacy, %s FROM src')
+    ' "recordedAt") SELECT marker, id, session_id, legacy, %s FROM src'
+)
 KEYS = (
     "ALTER TABLE threads ADD CONSTRAINT threads_pkey PRIMARY KEY (id)",
     "ALTER TABLE thread_messages ADD CONSTRAINT thread_messages_pkey PRIMARY KEY (id),"
@@ -100,8 +110,12 @@ def migrate(url: str) -> int:
     with psycopg.connect(url, prepare_threshold=None) as con:  # one transaction, committed on exit
         for sql in TABLES:
             con.execute(sql)
-        have = set(con.execute("SELECT table_name, column_name FROM information_schema.columns"
-                               " WHERE table_schema = current_schema()").fetchall())
+        have = set(
+            con.execute(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema()"
+            ).fetchall()
+        )
         tables = {table for table, _ in have}
         for table, column, definition in APP_COLUMNS:
             if table in tables and (table, column) not in have:
@@ -112,8 +126,10 @@ def migrate(url: str) -> int:
         for spec in INDEXES:
             con.execute(index_sql(*spec))
         with con.cursor() as cur:
-            cur.executemany("INSERT INTO migrations VALUES (%s, %s, %s)",
-                            [(n, name, stamp) for n, name in enumerate(MIGRATIONS, 1)])
+            cur.executemany(
+                "INSERT INTO migrations VALUES (%s, %s, %s)",
+                [(n, name, stamp) for n, name in enumerate(MIGRATIONS, 1)],
+            )
     return threads
 
 

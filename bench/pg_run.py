@@ -22,6 +22,7 @@ legacy database (bench/pg_legacy.py) is made once, as a template, and kept betwe
 - prepare: add_thread_message directly, with the default (never prepare) against
   `?prepare_threshold=5` (psycopg's own default): the figure behind the README's choice.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,6 +67,7 @@ PREFIX = "sessionorm_bench"
 
 def admin(server: str):
     import psycopg
+
     return psycopg.connect(server, autocommit=True, prepare_threshold=None)
 
 
@@ -103,15 +105,19 @@ def legacy_template(server: str, sessions: int) -> str:
 
 def migrated_counts(url: str) -> tuple[int, int, list]:
     import psycopg
+
     with psycopg.connect(url, prepare_threshold=None) as con:
         threads = con.execute("SELECT count(*) FROM threads").fetchone()[0]
         messages = con.execute("SELECT count(*) FROM thread_messages").fetchone()[0]
-        names = con.execute("SELECT conname FROM pg_constraint WHERE conrelid IN"
-                            " ('threads'::regclass, 'thread_messages'::regclass) ORDER BY 1").fetchall()
+        names = con.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid IN"
+            " ('threads'::regclass, 'thread_messages'::regclass) ORDER BY 1"
+        ).fetchall()
     return threads, messages, [n for (n,) in names]
 
 
 # -- migrate --------------------------------------------------------------------------------------
+
 
 def bench_migrate(args: argparse.Namespace, workdir: Path) -> list[Row]:
     server, big = args.server, args.sessions
@@ -132,8 +138,10 @@ def bench_migrate(args: argparse.Namespace, workdir: Path) -> list[Row]:
     for n in range(args.migrate_runs):
         raws.append(one("raw", raw))
         orms.append(one("sessionorm", orm))
-        log(f"  migrate run {n + 1}/{args.migrate_runs}: raw {raws[-1].seconds:.2f} s,"
-            f" sessionorm {orms[-1].seconds:.2f} s ({orms[-1].peak_rss_mb:.0f} MB)")
+        log(
+            f"  migrate run {n + 1}/{args.migrate_runs}: raw {raws[-1].seconds:.2f} s,"
+            f" sessionorm {orms[-1].seconds:.2f} s ({orms[-1].peak_rss_mb:.0f} MB)"
+        )
     if shapes["raw"] != shapes["sessionorm"]:
         log(f"WARNING: the two sides differ: {shapes}")
     small_template = legacy_template(server, args.rss_small)
@@ -144,16 +152,30 @@ def bench_migrate(args: argparse.Namespace, workdir: Path) -> list[Row]:
         drop(server, target)
     rss_big = max(r.peak_rss_mb for r in orms)
     rss_small = max(r.peak_rss_mb for r in small)
-    rows = [ratio_row(f"migrate {big:,} sessions, whole process (floor: bare load + keys, no ANALYZE)",
-                      [r.seconds for r in raws], [r.seconds for r in orms], "s", 1.3,
-                      note=f"threads/messages/constraints equal on both sides: "
-                           f"{shapes['raw'] == shapes['sessionorm']}"),
-            Row(f"migrate peak RSS growth {args.rss_small:,} → {big:,} sessions", rss_big, rss_small,
-                "MB", "≤ 1.25×", rss_big / rss_small <= 1.25, rss_big / rss_small)]
+    rows = [
+        ratio_row(
+            f"migrate {big:,} sessions, whole process (floor: bare load + keys, no ANALYZE)",
+            [r.seconds for r in raws],
+            [r.seconds for r in orms],
+            "s",
+            1.3,
+            note=f"threads/messages/constraints equal on both sides: {shapes['raw'] == shapes['sessionorm']}",
+        ),
+        Row(
+            f"migrate peak RSS growth {args.rss_small:,} → {big:,} sessions",
+            rss_big,
+            rss_small,
+            "MB",
+            "≤ 1.25×",
+            rss_big / rss_small <= 1.25,
+            rss_big / rss_small,
+        ),
+    ]
     return rows
 
 
 # -- verify without statistics --------------------------------------------------------------------
+
 
 def unanalyzed_template(server: str, sessions: int) -> str:
     """The legacy database migrated by the floor, never analyzed (autovacuum off on its tables)."""
@@ -161,6 +183,7 @@ def unanalyzed_template(server: str, sessions: int) -> str:
     if not database_exists(server, name):
         url = copy_of(server, legacy_template(server, sessions), name)
         import psycopg
+
         pg_raw_migrate.migrate(url)
         with psycopg.connect(url, autocommit=True, prepare_threshold=None) as con:
             for table_name in ("threads", "thread_messages", "migrations"):
@@ -172,13 +195,17 @@ def unanalyzed_template(server: str, sessions: int) -> str:
 
 def bench_verify(args: argparse.Namespace, workdir: Path) -> list[Row]:
     import psycopg
+
     url = with_database(args.server, unanalyzed_template(args.server, args.sessions))
     con = psycopg.connect(url, autocommit=True, prepare_threshold=None)
-    stats = con.execute("SELECT count(*) FROM pg_stats WHERE tablename IN"
-                        " ('threads', 'thread_messages')").fetchone()[0]
+    stats = con.execute(
+        "SELECT count(*) FROM pg_stats WHERE tablename IN ('threads', 'thread_messages')"
+    ).fetchone()[0]
     if stats:
-        log(f"WARNING: {stats} statistics rows exist for the new tables; the figure is not"
-            " 'without statistics'")
+        log(
+            f"WARNING: {stats} statistics rows exist for the new tables; the figure is not"
+            " 'without statistics'"
+        )
     count = lambda: con.execute("SELECT count(*) FROM thread_messages").fetchone()  # noqa: E731
     counts, verifies = [], []
     count()
@@ -192,32 +219,38 @@ def bench_verify(args: argparse.Namespace, workdir: Path) -> list[Row]:
         start = time.perf_counter()
         verify(url)
         verifies.append(time.perf_counter() - start)
-        log(f"  verify run {n + 1}/{args.verify_runs}: count(*) {counts[-1] * 1000:.0f} ms,"
-            f" verify {verifies[-1]:.2f} s")
+        log(
+            f"  verify run {n + 1}/{args.verify_runs}: count(*) {counts[-1] * 1000:.0f} ms,"
+            f" verify {verifies[-1]:.2f} s"
+        )
     whole = run_process(sessionorm_cli("verify", "--db-url", url), workdir).seconds
     con.close()
-    row = ratio_row(f"verify {args.sessions:,} sessions never analyzed (raw: SELECT count(*)"
-                    " FROM thread_messages)", counts, verifies, "s", 2,
-                    note=f"whole `sessionorm verify` process: {whole:.2f} s; pg_stats rows for"
-                         f" the new tables: {stats}")
+    row = ratio_row(
+        f"verify {args.sessions:,} sessions never analyzed (raw: SELECT count(*) FROM thread_messages)",
+        counts,
+        verifies,
+        "s",
+        2,
+        note=f"whole `sessionorm verify` process: {whole:.2f} s; pg_stats rows for the new tables: {stats}",
+    )
     return [row]
 
 
 # -- hot paths ------------------------------------------------------------------------------------
 
 RAW = {
-    "lock": 'SELECT id FROM threads WHERE id = %s FOR UPDATE',
+    "lock": "SELECT id FROM threads WHERE id = %s FOR UPDATE",
     "next": 'SELECT coalesce(max(idx), -1) + 1 FROM thread_messages WHERE "threadId" = %s',
     "insert": 'INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
-              " VALUES (%s, %s, %s, %s, %s, %s)",
+    " VALUES (%s, %s, %s, %s, %s, %s)",
     "touch": 'UPDATE threads SET "updatedAt" = %s WHERE id = %s',
     "messages": 'SELECT id, "threadId", role, content, "createdAt", idx FROM thread_messages'
-                ' WHERE "threadId" = %s ORDER BY idx',
+    ' WHERE "threadId" = %s ORDER BY idx',
     "last": 'SELECT id, "threadId", role, content, "createdAt", idx FROM thread_messages'
-            ' WHERE "threadId" = %s ORDER BY idx DESC LIMIT %s',
+    ' WHERE "threadId" = %s ORDER BY idx DESC LIMIT %s',
     "session_threads": 'SELECT t.id, t."sessionId", t.name, t."createdAt", t."updatedAt", t.status,'
-                       ' (SELECT count(*) FROM thread_messages m WHERE m."threadId" = t.id)'
-                       ' FROM threads t WHERE t."sessionId" = %s ORDER BY t."updatedAt" DESC',
+    ' (SELECT count(*) FROM thread_messages m WHERE m."threadId" = t.id)'
+    ' FROM threads t WHERE t."sessionId" = %s ORDER BY t."updatedAt" DESC',
 }
 
 
@@ -227,8 +260,10 @@ def raw_append(con, thread_id: str, batch: list[tuple[str, str]]) -> None:
     with con.transaction():
         con.execute(RAW["lock"], (thread_id,))
         first = con.execute(RAW["next"], (thread_id,)).fetchone()[0]
-        rows = [(str(uuid.uuid4()), thread_id, role, content, now, first + n)
-                for n, (role, content) in enumerate(batch)]
+        rows = [
+            (str(uuid.uuid4()), thread_id, role, content, now, first + n)
+            for n, (role, content) in enumerate(batch)
+        ]
         if len(rows) == 1:
             con.execute(RAW["insert"], rows[0])
         else:
@@ -238,6 +273,7 @@ def raw_append(con, thread_id: str, batch: list[tuple[str, str]]) -> None:
 
 def bench_hot(args: argparse.Namespace, workdir: Path) -> list[Row]:
     import psycopg
+
     name = f"{PREFIX}_hot"
     drop(args.server, name)
     with admin(args.server) as con:
@@ -253,38 +289,71 @@ def bench_hot(args: argparse.Namespace, workdir: Path) -> list[Row]:
         raw_thread, orm_thread = (store.create_thread(session, "raw"), store.create_thread(session, "orm"))
         singles = sample_messages(args.single_messages)
         raws, orms = interleave(
-            lambda: (lambda i: raw_append(con, raw_thread, [singles[i]]),
-                     lambda i: store.add_thread_message(orm_thread, *singles[i]), lambda: None),
-            len(singles), args.runs, "add_thread_message")
+            lambda: (
+                lambda i: raw_append(con, raw_thread, [singles[i]]),
+                lambda i: store.add_thread_message(orm_thread, *singles[i]),
+                lambda: None,
+            ),
+            len(singles),
+            args.runs,
+            "add_thread_message",
+        )
         rows.append(ratio_row(f"add_thread_message via {via} (per call)", raws, orms, "ms", 2))
         batch = sample_messages(1000)
         raws, orms = interleave(
-            lambda: (lambda i: raw_append(con, raw_thread, batch),
-                     lambda i: store.add_thread_messages(orm_thread, batch), lambda: None),
-            3, args.runs, "add_thread_messages")
+            lambda: (
+                lambda i: raw_append(con, raw_thread, batch),
+                lambda i: store.add_thread_messages(orm_thread, batch),
+                lambda: None,
+            ),
+            3,
+            args.runs,
+            "add_thread_messages",
+        )
         rows.append(ratio_row(f"add_thread_messages, 1,000 messages, via {via}", raws, orms, "ms", 1.5))
         reader = store.create_thread(session, "reader")
         for start in range(0, 10_000, 1000):
             store.add_thread_messages(reader, sample_messages(1000, start))
         raws, orms = interleave(
-            lambda: (lambda i: con.execute(RAW["messages"], (reader,)).fetchall(),
-                     lambda i: store.get_thread_messages(reader), lambda: None),
-            5, args.runs, "get_thread_messages 10,000")
+            lambda: (
+                lambda i: con.execute(RAW["messages"], (reader,)).fetchall(),
+                lambda i: store.get_thread_messages(reader),
+                lambda: None,
+            ),
+            5,
+            args.runs,
+            "get_thread_messages 10,000",
+        )
         rows.append(ratio_row(f"get_thread_messages, 10,000 messages, via {via}", raws, orms, "ms", 2))
         raws, orms = interleave(
-            lambda: (lambda i: con.execute(RAW["last"], (reader, 50)).fetchall(),
-                     lambda i: store.get_thread_messages(reader, last=50), lambda: None),
-            200, args.runs, "get_thread_messages last=50")
+            lambda: (
+                lambda i: con.execute(RAW["last"], (reader, 50)).fetchall(),
+                lambda i: store.get_thread_messages(reader, last=50),
+                lambda: None,
+            ),
+            200,
+            args.runs,
+            "get_thread_messages last=50",
+        )
         rows.append(ratio_row(f"get_thread_messages(last=50) via {via}", raws, orms, "ms", 2))
         many = store.create_session(name="many", amp_prompt="p", repo_root="/r").id
         for n in range(1000):
             store.add_thread_messages(store.create_thread(many, f"t{n}"), sample_messages(100))
         raws, orms = interleave(
-            lambda: (lambda i: con.execute(RAW["session_threads"], (many,)).fetchall(),
-                     lambda i: store.get_session_threads(many), lambda: None),
-            10, args.runs, "get_session_threads")
-        rows.append(ratio_row(f"get_session_threads, 1,000 threads / 100,000 messages, via {via}",
-                              raws, orms, "ms", 2))
+            lambda: (
+                lambda i: con.execute(RAW["session_threads"], (many,)).fetchall(),
+                lambda i: store.get_session_threads(many),
+                lambda: None,
+            ),
+            10,
+            args.runs,
+            "get_session_threads",
+        )
+        rows.append(
+            ratio_row(
+                f"get_session_threads, 1,000 threads / 100,000 messages, via {via}", raws, orms, "ms", 2
+            )
+        )
         con.close()
         store.close()
     finally:
@@ -306,19 +375,31 @@ def bench_prepare(args: argparse.Namespace, workdir: Path) -> list[Row]:
         a, b = never.create_thread(session, "a"), never.create_thread(session, "b")
         singles = sample_messages(args.single_messages)
         fives, nones = interleave(
-            lambda: (lambda i: prepared.add_thread_message(b, *singles[i]),
-                     lambda i: never.add_thread_message(a, *singles[i]), lambda: None),
-            len(singles), args.runs, "add_thread_message prepared vs not")
+            lambda: (
+                lambda i: prepared.add_thread_message(b, *singles[i]),
+                lambda i: never.add_thread_message(a, *singles[i]),
+                lambda: None,
+            ),
+            len(singles),
+            args.runs,
+            "add_thread_message prepared vs not",
+        )
         never.close()
         prepared.close()
     finally:
         drop(args.server, name)
-    row = ratio_row("add_thread_message direct: never prepare (sessionorm's default) vs"
-                    " prepare_threshold=5 (raw column)", fives, nones, "ms", 2)
+    row = ratio_row(
+        "add_thread_message direct: never prepare (sessionorm's default) vs prepare_threshold=5 (raw column)",
+        fives,
+        nones,
+        "ms",
+        2,
+    )
     return [row]
 
 
 # -- driver ---------------------------------------------------------------------------------------
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argument_parser(__doc__, BENCHMARKS)
@@ -330,8 +411,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--verify-runs", type=int, default=3)
     ap.add_argument("--runs", type=int, default=5, help="alternating runs of the hot paths")
     ap.add_argument("--single-messages", type=int, default=1000)
-    ap.add_argument("--drop-templates", action="store_true",
-                    help="drop the kept template databases and exit")
+    ap.add_argument("--drop-templates", action="store_true", help="drop the kept template databases and exit")
     args = ap.parse_args(argv)
     if not args.server:
         ap.error("give --server (or set $SESSIONORM_TEST_PG_URL)")
@@ -343,19 +423,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.drop_templates:
         with admin(args.server) as con:
-            names = [n for (n,) in con.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{PREFIX}_%",))]
+            names = [
+                n
+                for (n,) in con.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{PREFIX}_%",)
+                )
+            ]
         for name in names:
             drop(args.server, name)
         log(f"dropped {', '.join(names) or 'nothing'}")
         return 0
     with admin(args.server) as con:
         version = con.execute("SHOW server_version").fetchone()[0]
-    log(f"sessionorm PostgreSQL bench: server {version} at"
+    log(
+        f"sessionorm PostgreSQL bench: server {version} at"
         f" {urllib.parse.urlsplit(args.server).netloc.rsplit('@', 1)[-1]},"
-        f" pgbouncer: {bool(args.pgbouncer)}, {os.cpu_count()} CPUs")
-    functions = {"migrate": bench_migrate, "verify": bench_verify, "hot": bench_hot,
-                 "prepare": bench_prepare}
+        f" pgbouncer: {bool(args.pgbouncer)}, {os.cpu_count()} CPUs"
+    )
+    functions = {"migrate": bench_migrate, "verify": bench_verify, "hot": bench_hot, "prepare": bench_prepare}
     rows: list[Row] = []
     started = time.perf_counter()
     with working_directory(None, prefix="sessionorm-pgbench-") as workdir:
@@ -363,8 +448,11 @@ def main(argv: list[str] | None = None) -> int:
             if name in args.only:
                 log(f"== {name}")
                 rows.extend(functions[name](args, workdir))
-    print_report(f"sessionorm on PostgreSQL {version} — medians of alternating runs,"
-                 f" {time.perf_counter() - started:.0f} s", rows)
+    print_report(
+        f"sessionorm on PostgreSQL {version} — medians of alternating runs,"
+        f" {time.perf_counter() - started:.0f} s",
+        rows,
+    )
     if args.json:
         write_json(args.json, rows_json(rows))
     return 0

@@ -15,6 +15,7 @@ migrated database, with the same keys, foreign keys and indexes, built the faste
 
 Only sessionorm's five tables are carried (the benchmark's other legacy tables are empty).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -24,9 +25,24 @@ BATCH = 5_000
 SORT_MEMORY = "256MB"  # sessionorm.backends.pg_copy.PG_SORT_MEMORY
 SQLITE_CACHE = -16384  # sessionorm.backends.sqlite_copy.SQLITE_CACHE
 
-SESSION_COLUMNS = ("id", "name", "ampPrompt", "followUpPrompts", "repoRoot", "baseBranch",
-                   "branchName", "worktreePath", "status", "scriptCommand", "modelOverride",
-                   "threadId", "createdAt", "lastRun", "notes", "contextIncluded")
+SESSION_COLUMNS = (
+    "id",
+    "name",
+    "ampPrompt",
+    "followUpPrompts",
+    "repoRoot",
+    "baseBranch",
+    "branchName",
+    "worktreePath",
+    "status",
+    "scriptCommand",
+    "modelOverride",
+    "threadId",
+    "createdAt",
+    "lastRun",
+    "notes",
+    "contextIncluded",
+)
 TABLES = {  # name: (columns, primary key)
     "sessions": (SESSION_COLUMNS, "id"),
     "threads": (("id", "sessionId", "name", "createdAt", "updatedAt", "status"), "id"),
@@ -54,8 +70,10 @@ CREATE TABLE migrations (version INTEGER NOT NULL, name TEXT NOT NULL, applied_a
 CREATE TABLE migration_checksums (version INTEGER NOT NULL, sha256 TEXT NOT NULL);
 """
 INDEXES = [
-    ("idx_threads_session_id", "threads", "sessionId"), ("idx_threads_status", "threads", "status"),
-    ("idx_threads_created_at", "threads", "createdAt"), ("idx_threads_updated_at", "threads", "updatedAt"),
+    ("idx_threads_session_id", "threads", "sessionId"),
+    ("idx_threads_status", "threads", "status"),
+    ("idx_threads_created_at", "threads", "createdAt"),
+    ("idx_threads_updated_at", "threads", "updatedAt"),
     ("idx_thread_messages_thread_id", "thread_messages", "threadId"),
     ("idx_thread_messages_role", "thread_messages", "role"),
     ("idx_thread_messages_created_at", "thread_messages", "createdAt"),
@@ -135,8 +153,9 @@ def to_sqlite(url: str, dest: str) -> None:
         for table, (columns, key) in TABLES.items():
             insert = f"INSERT INTO {table} ({quoted(columns)}) VALUES ({', '.join('?' * len(columns))})"
             lite.execute("BEGIN")
-            with pg.cursor().copy(f"COPY (SELECT {quoted(columns)} FROM {table} ORDER BY {key})"
-                                  " TO STDOUT (FORMAT BINARY)") as copy:
+            with pg.cursor().copy(
+                f"COPY (SELECT {quoted(columns)} FROM {table} ORDER BY {key}) TO STDOUT (FORMAT BINARY)"
+            ) as copy:
                 copy.set_types([PG_TYPES.get(c, "text") for c in columns])
                 batch = []
                 for row in copy.rows():

@@ -13,6 +13,7 @@ only, no sessionorm import) so that it compares with a whole `sessionorm migrate
     python bench/raw_migrate.py DB [--cache-mb N] [--temp-store default|file|memory]
                                    [--no-foreign-keys]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,8 @@ import sys
 SQLITE_UUID = (
     "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2)"
     " || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2)"
-    " || '-' || hex(randomblob(6)))")
+    " || '-' || hex(randomblob(6)))"
+)
 
 TABLES = (
     """CREATE TABLE threads (
@@ -37,8 +39,7 @@ TABLES = (
   role TEXT NOT NULL CHECK(role IN ('user','assistant','system')),
   content TEXT NOT NULL, createdAt TEXT NOT NULL, idx INTEGER NOT NULL,
   FOREIGN KEY(threadId) REFERENCES threads(id) ON DELETE CASCADE, UNIQUE(threadId, idx))""",
-    "CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-    " applied_at TEXT NOT NULL)",
+    "CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
     """CREATE TABLE sessionorm_migrated_threads (
   markerId TEXT PRIMARY KEY, threadId TEXT NOT NULL, sessionId TEXT NOT NULL,
   legacyThreadId TEXT NOT NULL, recordedAt TEXT NOT NULL, deletedAt TEXT)""",
@@ -50,8 +51,13 @@ TABLES = (
     "ALTER TABLE sessions ADD COLUMN autoCommit BOOLEAN DEFAULT 1",
     "ALTER TABLE sessions ADD COLUMN ampMode TEXT DEFAULT 'production'",
 )
-MIGRATIONS = ("session-thread-relationship", "orchestrator-index-names", "orchestrator-app-schema",
-              "migrated-thread-record", "app-thread-ids")
+MIGRATIONS = (
+    "session-thread-relationship",
+    "orchestrator-index-names",
+    "orchestrator-app-schema",
+    "migrated-thread-record",
+    "app-thread-ids",
+)
 
 # The fastest plain SQL we know: stage the new thread ids once, then insert both tables in
 # thread-id order (random-UUID keys then grow at one end; 2.5x faster than joining the new
@@ -60,28 +66,38 @@ STAGE = (
     f"CREATE TEMP TABLE stage AS SELECT 'T-' || {SQLITE_UUID} AS id, {SQLITE_UUID} AS marker,"
     " s.id AS session_id, s.name AS name,"
     " s.createdAt AS created_at, s.threadId AS legacy"
-    " FROM sessions s WHERE s.threadId IS NOT NULL AND s.threadId != ''")
+    " FROM sessions s WHERE s.threadId IS NOT NULL AND s.threadId != ''"
+)
 
 INSERT_THREADS = (
     "INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, status)"
     " SELECT id, session_id, 'Migrated Thread for ' || name, created_at, created_at, 'active'"
-    " FROM stage ORDER BY id")
+    " FROM stage ORDER BY id"
+)
 
 INSERT_MESSAGES = (
     "INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)"
     " SELECT marker, id, 'system', 'Thread migrated from legacy threadId: ' || legacy,"
-    " created_at, 0 FROM stage ORDER BY id")
+    " created_at, 0 FROM stage ORDER BY id"
+)
 
 INSERT_RECORD = (
     "INSERT INTO sessionorm_migrated_threads (markerId, threadId, sessionId, legacyThreadId,"
-    " recordedAt) SELECT marker, id, session_id, legacy, ? FROM stage")
+    " recordedAt) SELECT marker, id, session_id, legacy, ? FROM stage"
+)
 
 INDEXES = (
-    ("threads", "sessionId"), ("threads", "status"), ("threads", "createdAt"),
-    ("threads", "updatedAt"), ("thread_messages", "threadId"), ("thread_messages", "role"),
-    ("thread_messages", "createdAt"), ("thread_messages", "idx"),
+    ("threads", "sessionId"),
+    ("threads", "status"),
+    ("threads", "createdAt"),
+    ("threads", "updatedAt"),
+    ("thread_messages", "threadId"),
+    ("thread_messages", "role"),
+    ("thread_messages", "createdAt"),
+    ("thread_messages", "idx"),
     ("threads", "sessionId", "updatedAt"),
-    ("sessionorm_migrated_threads", "sessionId"), ("sessionorm_migrated_threads", "threadId"),
+    ("sessionorm_migrated_threads", "sessionId"),
+    ("sessionorm_migrated_threads", "threadId"),
 )
 
 
@@ -94,14 +110,15 @@ def nullable_amp_prompt(con: sqlite3.Connection) -> None:
     sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'sessions'").fetchone()[0]
     version = con.execute("PRAGMA schema_version").fetchone()[0]
     con.execute("PRAGMA writable_schema = ON")
-    con.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'sessions'",
-                (sql.replace("ampPrompt TEXT NOT NULL", "ampPrompt TEXT"),))
+    con.execute(
+        "UPDATE sqlite_master SET sql = ? WHERE name = 'sessions'",
+        (sql.replace("ampPrompt TEXT NOT NULL", "ampPrompt TEXT"),),
+    )
     con.execute(f"PRAGMA schema_version = {version + 1}")
     con.execute("PRAGMA writable_schema = OFF")
 
 
-def migrate(path: str, cache_mb: int = 0, temp_store: str = "default",
-            foreign_keys: bool = True) -> int:
+def migrate(path: str, cache_mb: int = 0, temp_store: str = "default", foreign_keys: bool = True) -> int:
     """Run the floor migration on `path`; return the number of threads created."""
     con = sqlite3.connect(path, isolation_level=None)
     try:
@@ -128,8 +145,10 @@ def migrate(path: str, cache_mb: int = 0, temp_store: str = "default",
         con.execute("DROP TABLE stage")
         for spec in INDEXES:
             con.execute(index_sql(*spec))
-        con.executemany("INSERT INTO migrations VALUES (?, ?, ?)",
-                        [(n, name, stamp) for n, name in enumerate(MIGRATIONS, 1)])
+        con.executemany(
+            "INSERT INTO migrations VALUES (?, ?, ?)",
+            [(n, name, stamp) for n, name in enumerate(MIGRATIONS, 1)],
+        )
         con.execute("COMMIT")
     finally:
         con.close()
@@ -137,8 +156,7 @@ def migrate(path: str, cache_mb: int = 0, temp_store: str = "default",
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("db")
     ap.add_argument("--cache-mb", type=int, default=0, help="page cache size (0: default)")
     ap.add_argument("--temp-store", choices=("default", "file", "memory"), default="default")

@@ -22,6 +22,7 @@ Errors all derive from `SessionormError`: `NotFoundError` (unknown id), `Validat
 (bad argument, raised before any SQL), `NeedsMigrationError`, `MigrationError` (and its
 `BackupError`), `DatabaseBusyError`, `DatabaseOpenError`.
 """
+
 from .commands import (
     backfill,
     backup,
@@ -51,10 +52,29 @@ from .store import SessionStore
 MigrationResult = BackfillResult  # its name in 0.1.0, kept for scripts written against it
 
 __all__ = [
-    "BackfillResult", "BackupError", "DatabaseBusyError", "DatabaseOpenError", "MigrationError",
-    "MigrationOptions", "MigrationRecord", "NeedsMigrationError", "NotFoundError", "Session",
+    "BackfillResult",
+    "BackupError",
+    "DatabaseBusyError",
+    "DatabaseOpenError",
+    "MigrationError",
+    "MigrationOptions",
+    "MigrationRecord",
+    "NeedsMigrationError",
+    "NotFoundError",
+    "Session",
     "SessionStore",
-    "SessionormError", "Thread", "ThreadMessage", "ValidationError",
-    "backfill", "backup", "copy", "diff", "makemigration", "migrate", "restore_threads", "rollback",
-    "status", "verify",
+    "SessionormError",
+    "Thread",
+    "ThreadMessage",
+    "ValidationError",
+    "backfill",
+    "backup",
+    "copy",
+    "diff",
+    "makemigration",
+    "migrate",
+    "restore_threads",
+    "rollback",
+    "status",
+    "verify",
 ]

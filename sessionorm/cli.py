@@ -5,6 +5,7 @@ errors and operational failures, printed as one line on stderr (a traceback only
 --verbose). No command prompts, so scripts can run them with stdin closed; a closed stdout
 (`… | head -1`) is ignored quietly and the command keeps its exit code.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -80,23 +81,40 @@ def chosen_database(db_path: str | None, db_url: str | None) -> Target:
 def database_options(fn: Callable) -> Callable:
     """--db-path / --db-url / --busy-timeout / --migrations-dir / --verbose, on every command."""
 
-    @click.option("--db-path", type=click.Path(dir_okay=True),
-                  help="SQLite file. Default, in order: $SESSIONORM_DB_URL, $AMPSM_DB_PATH, "
-                       "~/.config/ampsm/sessions.sqlite.")
-    @click.option("--db-url",
-                  help="Database URL instead of a path (sqlite:///file.db, postgresql://…); "
-                       "wins over the environment like --db-path.")
-    @click.option("--busy-timeout", type=Seconds(), default=None,
-                  help=f"Seconds to wait for another writer's lock (default {DEFAULT_BUSY_TIMEOUT:g}, "
-                       "or a SQLite URL's ?timeout=).")
-    @click.option("--migrations-dir", type=click.Path(file_okay=False),
-                  envvar="SESSIONORM_MIGRATIONS_DIR",
-                  help="Your own migration scripts, run after the shipped ones "
-                       "(default: $SESSIONORM_MIGRATIONS_DIR).")
+    @click.option(
+        "--db-path",
+        type=click.Path(dir_okay=True),
+        help="SQLite file. Default, in order: $SESSIONORM_DB_URL, $AMPSM_DB_PATH, "
+        "~/.config/ampsm/sessions.sqlite.",
+    )
+    @click.option(
+        "--db-url",
+        help="Database URL instead of a path (sqlite:///file.db, postgresql://…); "
+        "wins over the environment like --db-path.",
+    )
+    @click.option(
+        "--busy-timeout",
+        type=Seconds(),
+        default=None,
+        help=f"Seconds to wait for another writer's lock (default {DEFAULT_BUSY_TIMEOUT:g}, "
+        "or a SQLite URL's ?timeout=).",
+    )
+    @click.option(
+        "--migrations-dir",
+        type=click.Path(file_okay=False),
+        envvar="SESSIONORM_MIGRATIONS_DIR",
+        help="Your own migration scripts, run after the shipped ones (default: $SESSIONORM_MIGRATIONS_DIR).",
+    )
     @click.option("-v", "--verbose", is_flag=True, help="Show SQL, timings and tracebacks.")
     @functools.wraps(fn)
-    def wrapper(db_path: str | None, db_url: str | None, busy_timeout: float | None, verbose: bool,
-                migrations_dir: str | None, **kwargs: Any) -> Any:
+    def wrapper(
+        db_path: str | None,
+        db_url: str | None,
+        busy_timeout: float | None,
+        verbose: bool,
+        migrations_dir: str | None,
+        **kwargs: Any,
+    ) -> Any:
         ctx = click.get_current_context()
         ctx.meta["verbose"] = verbose
         # makemigration writes there (creating it); for the others a missing folder is a typo
@@ -167,13 +185,20 @@ def cli() -> None:
 @database_options
 @click.option("--backup", "take_backup", is_flag=True, help="Back the database up first.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-def migrate(db: str, busy_timeout: float, migrations_dir: str | None, take_backup: bool,
-            dry_run: bool) -> None:
+def migrate(
+    db: str, busy_timeout: float, migrations_dir: str | None, take_backup: bool, dry_run: bool
+) -> None:
     """Apply pending migrations (creates the database if the path does not exist)."""
     progress = progress_printer()
     try:
-        report = commands.migrate(db, dry_run=dry_run, backup=take_backup, busy_timeout=busy_timeout,
-                                  progress=progress, migrations_dir=migrations_dir)
+        report = commands.migrate(
+            db,
+            dry_run=dry_run,
+            backup=take_backup,
+            busy_timeout=busy_timeout,
+            progress=progress,
+            migrations_dir=migrations_dir,
+        )
     finally:
         if progress:
             progress.done()
@@ -183,9 +208,11 @@ def migrate(db: str, busy_timeout: float, migrations_dir: str | None, take_backu
     if report.created:
         click.echo(f"created new database {db}")
     if report.other_tables:
-        click.echo(f"note: {db} had no sessions table; the orchestrator's tables were added "
-                   f"next to its {len(report.other_tables)} other table(s): "
-                   f"{', '.join(report.other_tables)}")
+        click.echo(
+            f"note: {db} had no sessions table; the orchestrator's tables were added "
+            f"next to its {len(report.other_tables)} other table(s): "
+            f"{', '.join(report.other_tables)}"
+        )
     if report.backup:
         click.echo(f"backup: {report.backup} (checked: {report.backup_checked})")
     if not report.pending:
@@ -194,8 +221,9 @@ def migrate(db: str, busy_timeout: float, migrations_dir: str | None, take_backu
     for name in report.applied:
         click.echo(f"applied {name}")
     if report.migrated is not None:
-        click.echo(f"threads created: {report.migrated}; sessions skipped (already migrated): "
-                   f"{report.skipped}")
+        click.echo(
+            f"threads created: {report.migrated}; sessions skipped (already migrated): {report.skipped}"
+        )
     click.echo(f"done: {len(report.applied)} migration(s) in {report.seconds:.2f} s")
 
 
@@ -209,8 +237,10 @@ def print_plan(report: commands.MigrateReport) -> None:
     for name in report.pending:
         click.echo(f"pending: {name}")
     if report.other_tables:
-        click.echo(f"note: no sessions table; the orchestrator's tables would be added next to "
-                   f"{len(report.other_tables)} other table(s): {', '.join(report.other_tables)}")
+        click.echo(
+            f"note: no sessions table; the orchestrator's tables would be added next to "
+            f"{len(report.other_tables)} other table(s): {', '.join(report.other_tables)}"
+        )
     if report.migrated is not None:
         click.echo(f"would migrate {report.migrated} sessions, skip {report.skipped}")
     click.echo("SQL:")
@@ -232,25 +262,32 @@ def status(db: str, busy_timeout: float, migrations_dir: str | None) -> None:
 
 
 MODELS_OPTION = click.option(
-    "--models", metavar="MODULE[:ATTR]",
-    help="Models to compare with (default: sessionorm's own), importable from this folder.")
+    "--models",
+    metavar="MODULE[:ATTR]",
+    help="Models to compare with (default: sessionorm's own), importable from this folder.",
+)
 
 
 @cli.command()
 @database_options
 @MODELS_OPTION
-@click.option("--exercise", is_flag=True,
-              help="Also run the store's thread functions in a transaction that is rolled back.")
-def verify(db: str, busy_timeout: float, migrations_dir: str | None, models: str | None,
-           exercise: bool) -> None:
+@click.option(
+    "--exercise",
+    is_flag=True,
+    help="Also run the store's thread functions in a transaction that is rolled back.",
+)
+def verify(
+    db: str, busy_timeout: float, migrations_dir: str | None, models: str | None, exercise: bool
+) -> None:
     """Check schema, indexes, migration rows, integrity and foreign keys; exit 1 on problems.
 
     Notes (duplicate indexes, optional columns a layout lacks, sessions waiting for
     `backfill`) are printed and do not fail.
     """
     with showing_progress() as progress:
-        report = commands.verify(db, migrations_dir, models, exercise=exercise,
-                                 busy_timeout=busy_timeout, progress=progress)
+        report = commands.verify(
+            db, migrations_dir, models, exercise=exercise, busy_timeout=busy_timeout, progress=progress
+        )
     if exercise:
         click.echo("exercise (rolled back afterwards):")
         for what, passed, detail in report.exercise:
@@ -270,17 +307,24 @@ def verify(db: str, busy_timeout: float, migrations_dir: str | None, models: str
 def backfill(db: str, busy_timeout: float, migrations_dir: str | None) -> None:
     """Give sessions created after the migration with a threadId their thread."""
     result = commands.backfill(db, busy_timeout=busy_timeout)
-    click.echo(f"threads created: {result.migrated}; sessions skipped (already have theirs): "
-               f"{result.skipped}")
+    click.echo(
+        f"threads created: {result.migrated}; sessions skipped (already have theirs): {result.skipped}"
+    )
 
 
 @cli.command("restore-threads")
 @database_options
-@click.option("--from", "source", required=True, metavar="BACKUP",
-              help="The backup to read: a SQLite file (e.g. from `sessionorm backup`) or a URL.")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    metavar="BACKUP",
+    help="The backup to read: a SQLite file (e.g. from `sessionorm backup`) or a URL.",
+)
 @click.option("--dry-run", is_flag=True, help="List what would come back; change nothing.")
-def restore_threads(db: str, busy_timeout: float, migrations_dir: str | None, source: str,
-                    dry_run: bool) -> None:
+def restore_threads(
+    db: str, busy_timeout: float, migrations_dir: str | None, source: str, dry_run: bool
+) -> None:
     """Copy back from a backup the threads this database lost, and nothing else.
 
     Threads the backup holds and the database lacks, whose session is still there, with the
@@ -291,19 +335,19 @@ def restore_threads(db: str, busy_timeout: float, migrations_dir: str | None, so
     verb = "would restore" if dry_run else "restored"
     for thread in report.threads:
         click.echo(f"{verb} thread {thread}")
-    click.echo(f"{verb} {len(report.threads)} threads with {report.messages} messages "
-               f"from {report.backup}" if report.threads else
-               f"nothing to restore: {report.database} has every thread of {report.backup}")
+    click.echo(
+        f"{verb} {len(report.threads)} threads with {report.messages} messages from {report.backup}"
+        if report.threads
+        else f"nothing to restore: {report.database} has every thread of {report.backup}"
+    )
 
 
 @cli.command()
 @database_options
-@click.option("--force", is_flag=True,
-              help="Also destroy threads and messages the migration did not create.")
+@click.option("--force", is_flag=True, help="Also destroy threads and messages the migration did not create.")
 def rollback(db: str, busy_timeout: float, migrations_dir: str | None, force: bool) -> None:
     """Back up, then revert the latest migration in one transaction."""
-    report = commands.rollback(db, force=force, busy_timeout=busy_timeout,
-                               migrations_dir=migrations_dir)
+    report = commands.rollback(db, force=force, busy_timeout=busy_timeout, migrations_dir=migrations_dir)
     click.echo(f"backup: {report.backup}")
     for name in report.reverted:
         click.echo(f"reverted {name}")
@@ -312,8 +356,12 @@ def rollback(db: str, busy_timeout: float, migrations_dir: str | None, force: bo
 
 @cli.command()
 @database_options
-@click.option("--output", "-o", type=click.Path(dir_okay=False),
-              help="Backup file (default: <db>.backup-YYYY-MM-DD-HHMMSS).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Backup file (default: <db>.backup-YYYY-MM-DD-HHMMSS).",
+)
 def backup(db: str, busy_timeout: float, migrations_dir: str | None, output: str | None) -> None:
     """Write a checked online backup of the database."""
     with showing_progress() as progress:
@@ -322,18 +370,36 @@ def backup(db: str, busy_timeout: float, migrations_dir: str | None, output: str
 
 
 @cli.command()
-@click.option("--from", "source", required=True, metavar="PATH|URL",
-              help="The migrated database to copy: a SQLite file or a URL (sqlite:///…, postgresql://…).")
-@click.option("--to", "target", required=True, metavar="PATH|URL",
-              help="Where to copy it: a new (or empty) SQLite file, or an empty PostgreSQL database.")
-@click.option("--busy-timeout", type=Seconds(), default=None,
-              help=f"Seconds to wait for another connection's lock (default {DEFAULT_BUSY_TIMEOUT:g}).")
-@click.option("--migrations-dir", type=click.Path(file_okay=False, exists=True),
-              envvar="SESSIONORM_MIGRATIONS_DIR",
-              help="Your own migration scripts, applied to the source (default: $SESSIONORM_MIGRATIONS_DIR).")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    metavar="PATH|URL",
+    help="The migrated database to copy: a SQLite file or a URL (sqlite:///…, postgresql://…).",
+)
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="PATH|URL",
+    help="Where to copy it: a new (or empty) SQLite file, or an empty PostgreSQL database.",
+)
+@click.option(
+    "--busy-timeout",
+    type=Seconds(),
+    default=None,
+    help=f"Seconds to wait for another connection's lock (default {DEFAULT_BUSY_TIMEOUT:g}).",
+)
+@click.option(
+    "--migrations-dir",
+    type=click.Path(file_okay=False, exists=True),
+    envvar="SESSIONORM_MIGRATIONS_DIR",
+    help="Your own migration scripts, applied to the source (default: $SESSIONORM_MIGRATIONS_DIR).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show SQL, timings and tracebacks.")
-def copy(source: str, target: str, busy_timeout: float | None, migrations_dir: str | None,
-         verbose: bool) -> None:
+def copy(
+    source: str, target: str, busy_timeout: float | None, migrations_dir: str | None, verbose: bool
+) -> None:
     """Copy a migrated database, every table, into a new one: SQLite and PostgreSQL either way.
 
     The copy appears complete or not at all, after row counts and checksums of every table
@@ -353,10 +419,13 @@ def copy(source: str, target: str, busy_timeout: float | None, migrations_dir: s
                 printer.flush()
     width = max(len(t.name) for t in report.tables)
     for t in report.tables:
-        click.echo(f"{t.name:<{width}}  {t.rows:>12,} rows  checksum {t.checksum & (2**64 - 1):016x}"
-                   f"  source = copy")
-    click.echo(f"copied {src} to {dst}: {len(report.tables)} tables, {report.rows:,} rows in "
-               f"{report.seconds:.1f} s; row counts and checksums match")
+        click.echo(
+            f"{t.name:<{width}}  {t.rows:>12,} rows  checksum {t.checksum & (2**64 - 1):016x}  source = copy"
+        )
+    click.echo(
+        f"copied {src} to {dst}: {len(report.tables)} tables, {report.rows:,} rows in "
+        f"{report.seconds:.1f} s; row counts and checksums match"
+    )
 
 
 @cli.command()
@@ -378,8 +447,9 @@ def diff(db: str, busy_timeout: float, migrations_dir: str | None, models: str |
 @click.argument("name")
 @database_options
 @MODELS_OPTION
-def makemigration(name: str, db: str, busy_timeout: float, migrations_dir: str | None,
-                  models: str | None) -> None:
+def makemigration(
+    name: str, db: str, busy_timeout: float, migrations_dir: str | None, models: str | None
+) -> None:
     """Write the next numbered migration script from the diff (review it before migrating)."""
     made = commands.makemigration(name, db, models, migrations_dir, busy_timeout=busy_timeout)
     if made.path is None:

@@ -5,6 +5,7 @@ Each function turns its arguments into a `Target` and calls the module that does
 `thread_restore`, `scaffold`); every database is opened through `backends.opened`, and every
 runner built by `runner.runner_for`, with the project's own scripts.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,11 +39,10 @@ Dir = str | os.PathLike | None
 DB = str | os.PathLike | Target | None  # a path, a URL, a parsed Target, or None: the default
 
 
-
 # -- status, verify, backup -------------------------------------------------------------------
 
-def status(db: DB = None, migrations_dir: Dir = None,
-           busy_timeout: float | None = None) -> list[Migration]:
+
+def status(db: DB = None, migrations_dir: Dir = None, busy_timeout: float | None = None) -> list[Migration]:
     """Every migration, applied (with its time) or pending; never creates a database.
 
     Args:
@@ -62,9 +62,14 @@ def status(db: DB = None, migrations_dir: Dir = None,
         return runner_for(target, database).status()
 
 
-def verify(db: DB = None, migrations_dir: Dir = None,
-           models: str | None = None, exercise: bool = False,
-           busy_timeout: float | None = None, progress: Progress = None) -> VerifyReport:
+def verify(
+    db: DB = None,
+    migrations_dir: Dir = None,
+    models: str | None = None,
+    exercise: bool = False,
+    busy_timeout: float | None = None,
+    progress: Progress = None,
+) -> VerifyReport:
     """Check tables, columns, indexes, migration rows, integrity and foreign keys.
 
     Args:
@@ -91,13 +96,15 @@ def verify(db: DB = None, migrations_dir: Dir = None,
             report.exercise = exercise_database(target)
         except MigrationError as exc:  # no thread tables yet
             report.exercise = [("find the store's tables", False, str(exc))]
-        report.problems += [f"verify --exercise: {what} failed: {detail}"
-                            for what, passed, detail in report.exercise if not passed]
+        report.problems += [
+            f"verify --exercise: {what} failed: {detail}"
+            for what, passed, detail in report.exercise
+            if not passed
+        ]
     return report
 
 
-def exercise_database(db: DB = None,
-                      busy_timeout: float | None = None) -> list[Step]:
+def exercise_database(db: DB = None, busy_timeout: float | None = None) -> list[Step]:
     """Create a thread, append and read 3 messages, delete it, check migration 1's row; roll back.
 
     SQLite files keep their journal mode (a rollback-journal file keeps every byte).
@@ -108,8 +115,7 @@ def exercise_database(db: DB = None,
         return exercise_store(store, runner_for(target, database), str(target))
 
 
-def backfill(db: DB = None,
-             busy_timeout: float | None = None, migrations_dir: Dir = None) -> BackfillResult:
+def backfill(db: DB = None, busy_timeout: float | None = None, migrations_dir: Dir = None) -> BackfillResult:
     """Give sessions with a legacy threadId and no thread theirs (the data step of migration 1).
 
     For sessions created after the migration; `SessionStore.migrate_session_thread_ids()`.
@@ -128,8 +134,9 @@ def backfill(db: DB = None,
     return planning.backfill(Target.of(db, busy_timeout, migrations_dir))
 
 
-def restore_threads(backup_db: DB, db: DB = None, dry_run: bool = False,
-                    busy_timeout: float | None = None) -> RestoreReport:
+def restore_threads(
+    backup_db: DB, db: DB = None, dry_run: bool = False, busy_timeout: float | None = None
+) -> RestoreReport:
     """Copy back from a backup the threads the database lacks, and nothing else.
 
     Only threads whose session the database still has, not deleted through sessionorm, with
@@ -149,14 +156,17 @@ def restore_threads(backup_db: DB, db: DB = None, dry_run: bool = False,
     source = Target.of(backup_db, busy_timeout)
     planning.refuse_pending(target)
     report = RestoreReport(str(target), str(source), dry_run=dry_run)
-    with opened(source, readonly=True) as backup_database, \
-            opened(target, readonly=dry_run) as database:
+    with opened(source, readonly=True) as backup_database, opened(target, readonly=dry_run) as database:
         restore_lost_threads(backup_database, database, report)
     return report
 
 
-def backup(db: DB = None, dest: str | os.PathLike | None = None,
-           busy_timeout: float | None = None, progress: Progress = None) -> Path:
+def backup(
+    db: DB = None,
+    dest: str | os.PathLike | None = None,
+    busy_timeout: float | None = None,
+    progress: Progress = None,
+) -> Path:
     """A checked online copy of the database (PostgreSQL: a pg_dump archive).
 
     Args:
@@ -183,9 +193,15 @@ def backup_checked(target: Target) -> str:
 
 # -- migrate ----------------------------------------------------------------------------------
 
-def migrate(db: DB = None, dry_run: bool = False, backup: bool = False,
-            busy_timeout: float | None = None, progress: Progress = None,
-            migrations_dir: Dir = None) -> MigrateReport:
+
+def migrate(
+    db: DB = None,
+    dry_run: bool = False,
+    backup: bool = False,
+    busy_timeout: float | None = None,
+    progress: Progress = None,
+    migrations_dir: Dir = None,
+) -> MigrateReport:
     """Apply the pending migrations in one transaction, deciding what is pending under its lock.
 
     Args:
@@ -212,8 +228,10 @@ def migrate(db: DB = None, dry_run: bool = False, backup: bool = False,
 
 # -- rollback ---------------------------------------------------------------------------------
 
-def rollback(db: DB = None, force: bool = False,
-             busy_timeout: float | None = None, migrations_dir: Dir = None) -> RollbackReport:
+
+def rollback(
+    db: DB = None, force: bool = False, busy_timeout: float | None = None, migrations_dir: Dir = None
+) -> RollbackReport:
     """Revert the latest migration; a backup is taken under its write lock, before any write.
 
     Args:
@@ -234,8 +252,14 @@ def rollback(db: DB = None, force: bool = False,
 
 # -- copy -------------------------------------------------------------------------------------
 
-def copy(source: DB, target: str | os.PathLike | Target, migrations_dir: Dir = None,
-         busy_timeout: float | None = None, progress: Progress = None) -> CopyReport:
+
+def copy(
+    source: DB,
+    target: str | os.PathLike | Target,
+    migrations_dir: Dir = None,
+    busy_timeout: float | None = None,
+    progress: Progress = None,
+) -> CopyReport:
     """Copy every table of a migrated database into a new or empty one (SQLite or PostgreSQL).
 
     Rows stream in primary-key order from one snapshot of the source; the target is created
@@ -265,6 +289,7 @@ def copy(source: DB, target: str | os.PathLike | Target, migrations_dir: Dir = N
 
 # -- diff, makemigration ----------------------------------------------------------------------
 
+
 def load_models(spec: str | None) -> list:
     """`module:ATTR` or `module` (its models) on the current folder's path; default: ours."""
     if not spec:
@@ -276,8 +301,7 @@ def load_models(spec: str | None) -> list:
     return models
 
 
-def diff(db: DB = None, models: str | None = None,
-         busy_timeout: float | None = None) -> list[str]:
+def diff(db: DB = None, models: str | None = None, busy_timeout: float | None = None) -> list[str]:
     """What differs between the models and the database, one line each.
 
     Args:
@@ -294,16 +318,19 @@ def diff(db: DB = None, models: str | None = None,
     return drift(db, models, busy_timeout).problems
 
 
-def drift(db: DB = None, models: str | None = None,
-          busy_timeout: float | None = None) -> Drift:
+def drift(db: DB = None, models: str | None = None, busy_timeout: float | None = None) -> Drift:
     """`diff` plus notes: harmless differences (duplicate indexes, optional legacy columns)."""
     with opened(Target.of(db, busy_timeout), readonly=True) as database:
         return schema_drift_report(database, load_models(models))
 
 
-def makemigration(name: str, db: DB = None, models: str | None = None,
-                  migrations_dir: Dir = None,
-                  busy_timeout: float | None = None) -> NewMigration:
+def makemigration(
+    name: str,
+    db: DB = None,
+    models: str | None = None,
+    migrations_dir: Dir = None,
+    busy_timeout: float | None = None,
+) -> NewMigration:
     """Write the next numbered migration script from the diff (review it before migrating).
 
     Args:
@@ -324,7 +351,9 @@ def makemigration(name: str, db: DB = None, models: str | None = None,
     with opened(target, readonly=True) as database:
         shipped = [m.name for m in runner_for(target, database, own_scripts=False).pending()]
         if shipped:
-            raise MigrationError(f"refusing to write a migration: {target} has shipped migrations "
-                                 f"pending ({', '.join(shipped)}); run `sessionorm migrate` first, "
-                                 "so that yours starts where they end (nothing was written)")
+            raise MigrationError(
+                f"refusing to write a migration: {target} has shipped migrations "
+                f"pending ({', '.join(shipped)}); run `sessionorm migrate` first, "
+                "so that yours starts where they end (nothing was written)"
+            )
         return make_migration(database, load_models(models), name, target.migrations_dir)

@@ -3,6 +3,7 @@ the one place that classifies driver errors (by code, never by text).
 
 Opening a database is its backend's (`backends/`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,8 +57,11 @@ def secrets(url: str) -> list[str]:
     except ValueError:
         return []
     found = [parts.password or ""]
-    found += [v for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-              if k.lower() in ("password", "sslpassword")]
+    found += [
+        v
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if k.lower() in ("password", "sslpassword")
+    ]
     found += [urllib.parse.unquote(v) for v in found]
     return sorted({v for v in found if v}, key=len, reverse=True)
 
@@ -74,7 +78,7 @@ def scrub(text: str, *urls: str | None) -> str:
 def first_line(exc: BaseException, limit: int = 80) -> str:
     """A driver error's first line, cut to about `limit` characters."""
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return text if len(text) <= limit else f"{text[:limit - 1]}…"
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def driver_error(exc: BaseException) -> BaseException:
@@ -103,8 +107,10 @@ def is_busy(exc: BaseException) -> bool:
 
 
 def busy_message(where: object) -> str:
-    return (f"{where}: database is busy (another process holds the write lock); "
-            "retry when it finishes or raise the busy timeout (--busy-timeout SECONDS)")
+    return (
+        f"{where}: database is busy (another process holds the write lock); "
+        "retry when it finishes or raise the busy timeout (--busy-timeout SECONDS)"
+    )
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
 """Declared column types and defaults, as SQLite and PostgreSQL spell them."""
+
 from __future__ import annotations
 
 import re

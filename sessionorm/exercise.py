@@ -8,6 +8,7 @@ file's journal mode (the store's own open switches it to WAL, rewriting the head
 The caller (an edge: `commands`) hands in the store on the open database, so that this check
 does not import the store; the migration whose row is checked is the runner's answer.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -22,8 +23,7 @@ from .runner import MigrationRunner, record_name
 
 Step = tuple[str, bool, str]  # (what, passed, detail)
 COUNTED = ("sessions", "threads", "thread_messages", "migrations")
-MESSAGES = [("user", "exercise: question"), ("assistant", "exercise: answer"),
-            ("system", "exercise: note")]
+MESSAGES = [("user", "exercise: question"), ("assistant", "exercise: answer"), ("system", "exercise: note")]
 
 
 class _RollBack(Exception):
@@ -52,8 +52,10 @@ def exercise(store: Any, runner: MigrationRunner, location: str = "") -> list[St
         before = row_counts(db)
         missing = {"sessions", "threads", "thread_messages", "migrations"} - set(before)
         if missing:
-            raise MigrationError(f"cannot exercise the store: no table {', '.join(sorted(missing))}"
-                                 " (run `sessionorm migrate` first)")
+            raise MigrationError(
+                f"cannot exercise the store: no table {', '.join(sorted(missing))}"
+                " (run `sessionorm migrate` first)"
+            )
         try:
             with backend_of(db).write():
                 run_steps(store, db, runner, steps)
@@ -62,8 +64,9 @@ def exercise(store: Any, runner: MigrationRunner, location: str = "") -> list[St
             pass
         after = row_counts(db)
     if after == before:
-        steps.append(("rolled back: row counts unchanged", True,
-                      ", ".join(f"{t} {n}" for t, n in before.items())))
+        steps.append(
+            ("rolled back: row counts unchanged", True, ", ".join(f"{t} {n}" for t, n in before.items()))
+        )
     else:
         steps.append(("rolled back: row counts unchanged", False, f"before {before}, after {after}"))
     return steps
@@ -85,8 +88,9 @@ def run_steps(store: Any, db: peewee.Database, runner: MigrationRunner, steps: l
     row = db.execute_sql("SELECT id FROM sessions ORDER BY id LIMIT 1").fetchone()
 
     def create_session() -> str:
-        state["session"] = store.create_session(name="sessionorm verify --exercise",
-                                                amp_prompt="exercise", repo_root="/exercise").id
+        state["session"] = store.create_session(
+            name="sessionorm verify --exercise", amp_prompt="exercise", repo_root="/exercise"
+        ).id
         return f"session {state['session']}, rolled back with the rest"
 
     if row is None:
@@ -110,15 +114,18 @@ def run_steps(store: Any, db: peewee.Database, runner: MigrationRunner, steps: l
 
     def read_back() -> str:
         got = [(m.id, m.idx, m.role, m.content) for m in store.get_thread_messages(state["thread"])]
-        want = [(i, n, role, text) for n, (i, (role, text))
-                in enumerate(zip(state["messages"], MESSAGES, strict=True))]
+        want = [
+            (i, n, role, text)
+            for n, (i, (role, text)) in enumerate(zip(state["messages"], MESSAGES, strict=True))
+        ]
         expect(got == want, f"read back {got}, expected {want}")
         return "idx 0, 1, 2 in order"
 
     def delete() -> str:
         store.delete_thread(state["thread"])
-        left = db.execute_sql(f'SELECT count(*) FROM thread_messages WHERE "threadId" = {db.param}',
-                              (state["thread"],)).fetchone()[0]
+        left = db.execute_sql(
+            f'SELECT count(*) FROM thread_messages WHERE "threadId" = {db.param}', (state["thread"],)
+        ).fetchone()[0]
         expect(left == 0, f"{left} messages of the deleted thread are left (no cascade)")
         return "its 3 messages went with it"
 
@@ -128,8 +135,9 @@ def run_steps(store: Any, db: peewee.Database, runner: MigrationRunner, steps: l
 
     def migration_row() -> str:
         expect(maker is not None, "no migration script makes the thread tables")
-        rows = db.execute_sql(f"SELECT name, applied_at FROM migrations WHERE version = {db.param}",
-                              (version,)).fetchall()
+        rows = db.execute_sql(
+            f"SELECT name, applied_at FROM migrations WHERE version = {db.param}", (version,)
+        ).fetchall()
         expect(len(rows) == 1 and rows[0][0] == name, f"migrations row {version} is {rows or 'missing'}")
         return f"{name}, applied {rows[0][1]}"
 

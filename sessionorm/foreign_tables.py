@@ -5,6 +5,7 @@ of its own: migration 1 creates its tables only if they are missing, and the run
 `migrations` as the orchestrator's history. One that does not fit is refused, naming the
 table and the column or constraint, before anything is written or backed up.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,8 +46,10 @@ def misfit(db: peewee.Database, model: type[peewee.Model]) -> str | None:
         if isinstance(field, peewee.ForeignKeyField):
             parent = field.rel_model._meta.table_name
             if (field.column_name, parent, field.rel_field.column_name) not in foreign:
-                return (f'it has no foreign key ("{field.column_name}") referencing '
-                        f'{parent} ("{field.rel_field.column_name}")')
+                return (
+                    f'it has no foreign key ("{field.column_name}") referencing '
+                    f'{parent} ("{field.rel_field.column_name}")'
+                )
     uniques = {tuple(i.columns) for i in db.get_indexes(table) if i.unique}
     for unique in unique_constraints(model):
         if unique not in uniques:
@@ -60,7 +63,7 @@ def unique_constraints(model: type[peewee.Model]) -> list[tuple[str, ...]]:
     for constraint in model._meta.constraints or ():
         text = getattr(constraint, "sql", "")
         if text.upper().startswith("UNIQUE"):
-            inside = text[text.index("(") + 1:text.rindex(")")]
+            inside = text[text.index("(") + 1 : text.rindex(")")]
             found.append(tuple(c.strip().strip('"') for c in inside.split(",")))
     return found
 
@@ -75,7 +78,8 @@ def refuse_foreign_tables(db: peewee.Database, models: Sequence[type[peewee.Mode
             if problem:
                 raise MigrationError(
                     f"refusing to migrate: the existing table {table} is not the orchestrator's: "
-                    f"{problem} (rename it or use another database; nothing was changed)")
+                    f"{problem} (rename it or use another database; nothing was changed)"
+                )
 
 
 def shape_differences(db: peewee.Database, models: Sequence[type[peewee.Model]]) -> list[str]:
@@ -107,4 +111,6 @@ def refuse_foreign_shape(db: peewee.Database, models: Sequence[type[peewee.Model
         tables = " and ".join(m._meta.table_name for m in models)
         raise MigrationError(
             f"refusing to adopt the existing {tables} tables: they differ from sessionorm's ("
-            + "; ".join(differences) + "); rename or fix them first")
+            + "; ".join(differences)
+            + "); rename or fix them first"
+        )

@@ -1,4 +1,5 @@
 """SQL identifiers, quoted the one way both engines read them."""
+
 from __future__ import annotations
 
 

@@ -4,6 +4,7 @@ The orchestrator creates the contract's indexes under its own names on every sta
 name says nothing about whether an index is there: two indexes of one shape are the same
 index twice (a duplicate), and an index is missing only when no index has its shape.
 """
+
 from __future__ import annotations
 
 import re
@@ -62,8 +63,10 @@ def normalise_predicate(sql: str | None) -> str | None:
     if not match:
         return None
     parts = LITERAL.split(match.group(1))
-    text = "".join(p if i % 2 else re.sub(r"\s+", " ", re.sub(r'::[\w ]+?(?=[\s)]|$)|"', "", p))
-                   .lower() for i, p in enumerate(parts)).strip()
+    text = "".join(
+        p if i % 2 else re.sub(r"\s+", " ", re.sub(r'::[\w ]+?(?=[\s)]|$)|"', "", p)).lower()
+        for i, p in enumerate(parts)
+    ).strip()
     while text.startswith("(") and text.endswith(")") and balanced(text[1:-1]):
         text = text[1:-1].strip()
     return text
@@ -88,8 +91,13 @@ def live_indexes(db: peewee.Database, table: str, skip: frozenset[str] = frozens
     found = []
     for index in db.get_indexes(table):
         name = index.name
-        if (name in skip or name == "PRIMARY" or name.endswith("_pkey")
-                or name.startswith("sqlite_autoindex_") or index.sql is None):
+        if (
+            name in skip
+            or name == "PRIMARY"
+            or name.endswith("_pkey")
+            or name.startswith("sqlite_autoindex_")
+            or index.sql is None
+        ):
             continue
         listed = tuple(index.columns)
         columns: tuple[str, ...] | None
@@ -98,8 +106,11 @@ def live_indexes(db: peewee.Database, table: str, skip: frozenset[str] = frozens
             columns, expression = None, name
         else:
             columns, expression = tuple(c.strip('"') for c in listed), None
-        found.append(NamedIndex(name, Shape(table, columns, bool(index.unique),
-                                            normalise_predicate(index.sql), expression)))
+        found.append(
+            NamedIndex(
+                name, Shape(table, columns, bool(index.unique), normalise_predicate(index.sql), expression)
+            )
+        )
     return found
 
 
@@ -121,8 +132,9 @@ def model_indexes(db: peewee.Database, model: type[peewee.Model]) -> list[NamedI
         if parts["_where"] is not None:
             sql, _ = db.get_sql_context().sql(peewee.ValueLiterals(index)).query()
             where = normalise_predicate(sql)
-        found.append(NamedIndex(parts["_name"], Shape(table, columns, bool(parts["_unique"]), where,
-                                                      expression)))
+        found.append(
+            NamedIndex(parts["_name"], Shape(table, columns, bool(parts["_unique"]), where, expression))
+        )
     return found
 
 
@@ -143,8 +155,12 @@ def keeper(group: list[NamedIndex], preferred: str | None) -> NamedIndex:
     return sorted(group, key=lambda i: i.name)[0]
 
 
-def compare_indexes(db: peewee.Database, models: Iterable[type[peewee.Model]], skip: frozenset[str],
-                    tables: set[str] | None = None) -> IndexComparison:
+def compare_indexes(
+    db: peewee.Database,
+    models: Iterable[type[peewee.Model]],
+    skip: frozenset[str],
+    tables: set[str] | None = None,
+) -> IndexComparison:
     """Pair the models' indexes with the database's by shape; tables missing are skipped.
 
     `skip`: indexes that back constraints (`Catalog.constraint_indexes`), not indexes of their

@@ -6,6 +6,7 @@ the threadId). Once it has run, `verify` judges from the record of migrated thre
 (`thread_record`). The script carries its own copy of these conditions (shipped scripts are
 self-contained); a test proves the two copies agree.
 """
+
 from __future__ import annotations
 
 MESSAGE_PREFIX = "Thread migrated from legacy threadId: "
@@ -18,13 +19,14 @@ HAS_THREAD_ID = """s."threadId" IS NOT NULL AND s."threadId" != ''"""
 HAS_MARKER_THREAD = (
     """EXISTS (SELECT 1 FROM threads t WHERE t."sessionId" = s.id AND EXISTS"""
     """ (SELECT 1 FROM thread_messages m WHERE m."threadId" = t.id AND m.idx = 0"""
-    f""" AND m.role = 'system' AND m.content = '{MESSAGE_PREFIX}' || s."threadId"))""")
+    f""" AND m.role = 'system' AND m.content = '{MESSAGE_PREFIX}' || s."threadId"))"""
+)
 # Later orchestrator versions give the legacy thread a row of its own: id = the threadId.
-HAS_LEGACY_THREAD = (
-    """EXISTS (SELECT 1 FROM threads o WHERE o.id = s."threadId" AND o."sessionId" = s.id)""")
+HAS_LEGACY_THREAD = """EXISTS (SELECT 1 FROM threads o WHERE o.id = s."threadId" AND o."sessionId" = s.id)"""
 NOT_YET_MIGRATED = f"NOT {HAS_MARKER_THREAD} AND NOT {HAS_LEGACY_THREAD}"
 # PostgreSQL: joins under NOT EXISTS, which become hash anti-joins under `linear_plans`.
 NOT_YET_MIGRATED_PG = (
     'NOT EXISTS (SELECT 1 FROM threads t JOIN thread_messages m ON m."threadId" = t.id'
     """ WHERE t."sessionId" = s.id AND m.idx = 0 AND m.role = 'system'"""
-    f""" AND m.content = '{MESSAGE_PREFIX}' || s."threadId") AND NOT {HAS_LEGACY_THREAD}""")
+    f""" AND m.content = '{MESSAGE_PREFIX}' || s."threadId") AND NOT {HAS_LEGACY_THREAD}"""
+)

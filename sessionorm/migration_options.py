@@ -1,4 +1,5 @@
 """What the runner tells a migration script, and what a script may offer the runner."""
+
 from __future__ import annotations
 
 import inspect
@@ -42,8 +43,12 @@ def call_script(function: Callable[..., Any], *args: Any, options: MigrationOpti
     peewee's template writes `up(migrator, database)`; sessionorm's scripts take
     `up(migrator, database, options)`. Both kinds run.
     """
-    parameters = [p for p in inspect.signature(function).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    parameters = [
+        p
+        for p in inspect.signature(function).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     takes_more = len(parameters) > len(args) or any(
-        p.kind is p.VAR_POSITIONAL for p in inspect.signature(function).parameters.values())
+        p.kind is p.VAR_POSITIONAL for p in inspect.signature(function).parameters.values()
+    )
     return function(*args, options) if takes_more else function(*args)

@@ -3,6 +3,7 @@
 Column names are camelCase in the database and snake_case in Python. The migration
 scripts hold frozen DDL of their own; `sessionorm diff` proves the two agree.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -89,8 +90,10 @@ class ContractMetadata(Metadata):
     """
 
     def fields_to_index(self) -> list[Any]:
-        return [self.contract_named(index) if isinstance(index, ModelIndex) else index
-                for index in super().fields_to_index()]
+        return [
+            self.contract_named(index) if isinstance(index, ModelIndex) else index
+            for index in super().fields_to_index()
+        ]
 
     def contract_named(self, index: ModelIndex) -> ModelIndex:
         """`index` under the orchestrator's name for its table and columns, if it has one."""
@@ -101,8 +104,14 @@ class ContractMetadata(Metadata):
         name = CONTRACT_INDEXES.get((self.table_name, columns))  # type: ignore[arg-type]
         if name is None:
             return index
-        return ModelIndex(self.model, parts["_expressions"], unique=False, safe=parts["_safe"],
-                          using=parts["_using"], name=name)
+        return ModelIndex(
+            self.model,
+            parts["_expressions"],
+            unique=False,
+            safe=parts["_safe"],
+            using=parts["_using"],
+            name=name,
+        )
 
 
 class CreatedOnFirstUse:
@@ -121,6 +130,7 @@ class CreatedOnFirstUse:
         value = instance.__dict__[self.name] = self.factory()
         return value
 
+
 class DataFromRow:
     """`__data__` made on first use from the row tuple a store left in `_row`.
 
@@ -134,8 +144,7 @@ class DataFromRow:
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        data = instance.__dict__["__data__"] = dict(zip(self.names, instance.__dict__["_row"],
-                                                         strict=True))
+        data = instance.__dict__["__data__"] = dict(zip(self.names, instance.__dict__["_row"], strict=True))
         return data
 
 
@@ -245,15 +254,22 @@ class Thread(BaseModel):
 
     message_count: int  # set on threads the store returns
     id = TextField(primary_key=True)
-    session = StoreForeignKeyField(Session, column_name="sessionId", field="id", object_id_name="session_id",
-                              on_delete="CASCADE", backref="threads")
+    session = StoreForeignKeyField(
+        Session,
+        column_name="sessionId",
+        field="id",
+        object_id_name="session_id",
+        on_delete="CASCADE",
+        backref="threads",
+    )
     name = TextField()
     created_at = TimestampField(column_name="createdAt", index=True)
     updated_at = TimestampField(column_name="updatedAt", index=True)
     status = TextField(default="active", constraints=[SQL("DEFAULT 'active'")], index=True)
     # The orchestrator app's column (its f785b0c start-up adds it), with the app's CHECK.
-    amp_mode = TextField(column_name="ampMode", null=True,
-                         constraints=[Check(""""ampMode" IN ('production', 'local-cli')""")])
+    amp_mode = TextField(
+        column_name="ampMode", null=True, constraints=[Check(""""ampMode" IN ('production', 'local-cli')""")]
+    )
 
     _repr_fields = ("id", "session_id", "name", "status", "updated_at")
 
@@ -267,8 +283,14 @@ class ThreadMessage(BaseModel):
     """One message of a thread; `idx` orders them from 0 without gaps."""
 
     id = TextField(primary_key=True)
-    thread = StoreForeignKeyField(Thread, column_name="threadId", field="id", object_id_name="thread_id",
-                             on_delete="CASCADE", backref="messages")
+    thread = StoreForeignKeyField(
+        Thread,
+        column_name="threadId",
+        field="id",
+        object_id_name="thread_id",
+        on_delete="CASCADE",
+        backref="messages",
+    )
     role = TextField(constraints=[Check("role IN ('user','assistant','system')")], index=True)
     content = TextField()
     created_at = TimestampField(column_name="createdAt", index=True)
@@ -315,6 +337,5 @@ class MigrationChecksum(BaseModel):
 MODELS = (Session, Thread, ThreadMessage, MigrationRecord)
 # Every table sessionorm's schema names (its migrations lock them; any other is another program's).
 # The record of migrated threads (migrations 4 and 5; see `thread_record`).
-RECORD_TABLES = ("sessionorm_migrated_threads", "sessionorm_unmatched_sessions",
-                 "sessionorm_renamed_threads")
+RECORD_TABLES = ("sessionorm_migrated_threads", "sessionorm_unmatched_sessions", "sessionorm_renamed_threads")
 OWN_TABLES = frozenset(m._meta.table_name for m in (*MODELS, MigrationChecksum)) | set(RECORD_TABLES)

@@ -6,6 +6,7 @@ only through the runner (`runner.runner_for`: the shipped scripts plus the proje
 folder), under the write lock, and every database is opened through `opening.opened`. The
 runner asks the scripts what they do; nothing here knows a migration by its number.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,6 +58,7 @@ class RollbackReport:
 
 # -- backups ----------------------------------------------------------------------------------
 
+
 def backup(target: Target, dest: str | os.PathLike | None = None, progress: Progress = None) -> Path:
     """A checked online copy of `target` (PostgreSQL: a pg_dump archive); see `commands.backup`."""
     return backend_for(target).backup(target, dest, progress)
@@ -69,6 +71,7 @@ def backup_under_lock(target: Target, database: peewee.Database, progress: Progr
 
 
 # -- migrate ----------------------------------------------------------------------------------
+
 
 def migrate(target: Target, dry_run: bool, take_backup: bool, progress: Progress) -> MigrateReport:
     """`commands.migrate` on a parsed `Target`: apply, or rehearse under `dry_run`."""
@@ -89,6 +92,7 @@ def apply(target: Target, report: MigrateReport, take_backup: bool, progress: Pr
         # read-only, before the read-write open rewrites a rollback-journal file's header
         refuse_unadoptable(target)
     with opened(target, create=True) as database:
+
         def take(names: list[str]) -> None:
             report.backup = backup_under_lock(target, database, progress)
             report.backup_checked = backend_for(target).backup_checked
@@ -108,9 +112,14 @@ def refuse_unadoptable(target: Target) -> None:
         runner.refuse_foreign_tables([m.load() for m in pending])  # another program's tables
 
 
-def run_pending(database: peewee.Database, report: MigrateReport, progress: Progress,
-                target: Target, before: Callable[[list[str]], None] | None = None,
-                options: MigrationOptions | None = None) -> None:
+def run_pending(
+    database: peewee.Database,
+    report: MigrateReport,
+    progress: Progress,
+    target: Target,
+    before: Callable[[list[str]], None] | None = None,
+    options: MigrationOptions | None = None,
+) -> None:
     """Apply what is pending; `before(names)` runs with the write lock held, nothing written yet."""
     runner = runner_for(target, database, options)
 
@@ -168,6 +177,7 @@ def rehearse(target: Target, report: MigrateReport, progress: Progress) -> None:
 
 # -- rollback ---------------------------------------------------------------------------------
 
+
 def roll_back(target: Target, force: bool) -> RollbackReport:
     """`commands.rollback` on a parsed `Target`: refuse early, then revert under the lock."""
     start = time.monotonic()
@@ -181,21 +191,22 @@ def roll_back(target: Target, force: bool) -> RollbackReport:
     saved: list[Path] = []
     with opened(target) as database:
         runner = runner_for(target, database, options)
-        reverted = runner.down(before=lambda names: saved.append(
-            backup_under_lock(target, database)))
-    return RollbackReport(str(target), reverted, saved[0] if saved else None,
-                          time.monotonic() - start)
+        reverted = runner.down(before=lambda names: saved.append(backup_under_lock(target, database)))
+    return RollbackReport(str(target), reverted, saved[0] if saved else None, time.monotonic() - start)
 
 
 # -- what needs a migrated database ------------------------------------------------------------
+
 
 def refuse_pending(target: Target) -> None:
     """`MigrationError` naming the pending migrations (the project's own included), if any."""
     with opened(target, readonly=True) as database:
         pending = runner_for(target, database).pending()
     if pending:
-        raise MigrationError(f"{target} has pending migrations "
-                             f"({', '.join(m.name for m in pending)}); run `sessionorm migrate` first")
+        raise MigrationError(
+            f"{target} has pending migrations "
+            f"({', '.join(m.name for m in pending)}); run `sessionorm migrate` first"
+        )
 
 
 def backfill(target: Target) -> BackfillResult:

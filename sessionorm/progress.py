@@ -1,5 +1,6 @@
 """Progress: what receives one-line progress messages (engines report through their backend's
 `reporting`)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,4 +1,5 @@
 """peewee's migration runner, recording history in the orchestrator's `migrations` table."""
+
 from __future__ import annotations
 
 import contextlib
@@ -39,8 +40,13 @@ def own_dirs(target: Target | None) -> list[str]:
     return [str(target.migrations_dir)] if target is not None and target.migrations_dir else []
 
 
-def runner_for(target: Target | None, db: peewee.Database, options: MigrationOptions | None = None, *,
-               own_scripts: bool = True) -> MigrationRunner:
+def runner_for(
+    target: Target | None,
+    db: peewee.Database,
+    options: MigrationOptions | None = None,
+    *,
+    own_scripts: bool = True,
+) -> MigrationRunner:
     """The runner a command uses on `db`, the open database of `target`: the shipped scripts,
     then the project's own folder that `target` carries (`--migrations-dir`).
 
@@ -83,11 +89,12 @@ def together(steps: list[tuple[str, Any]], n: int) -> list[tuple[str, Any]]:
     name = steps[n][0]
     for end in range(len(steps) - 1, n, -1):
         module = steps[end][1]
-        chain = steps[n:end + 1]
+        chain = steps[n : end + 1]
         if not all(getattr(m, "atomic", True) for _, m in chain):
             continue
-        if getattr(module, "TOGETHER_FROM", None) == name or \
-                (end == n + 1 and getattr(module, "FOLLOWS", None) == name):
+        if getattr(module, "TOGETHER_FROM", None) == name or (
+            end == n + 1 and getattr(module, "FOLLOWS", None) == name
+        ):
             return chain
     return []
 
@@ -109,9 +116,13 @@ class MigrationRunner(Runner):
     (digests of earlier copies with the same effect, accepted by `verify`).
     """
 
-    def __init__(self, database: peewee.Database, directory: str | os.PathLike | None = None,
-                 extra_dirs: Iterable[str | os.PathLike] = (),
-                 options: MigrationOptions | None = None):
+    def __init__(
+        self,
+        database: peewee.Database,
+        directory: str | os.PathLike | None = None,
+        extra_dirs: Iterable[str | os.PathLike] = (),
+        options: MigrationOptions | None = None,
+    ):
         super().__init__(database, str(directory or migrations_dir()))
         self.extra_dirs = [str(d) for d in extra_dirs if str(d) != self.directory]
         self.options = options or MigrationOptions()
@@ -140,8 +151,10 @@ class MigrationRunner(Runner):
         seen: dict[int, Migration] = {}
         for migration in found:
             if migration.idx in seen:
-                raise MigrationError(f"two migration scripts are numbered {migration.idx}: "
-                                     f"{seen[migration.idx].path} and {migration.path}")
+                raise MigrationError(
+                    f"two migration scripts are numbered {migration.idx}: "
+                    f"{seen[migration.idx].path} and {migration.path}"
+                )
             seen[migration.idx] = migration
         return sorted(found)
 
@@ -216,8 +229,7 @@ class MigrationRunner(Runner):
         transaction, after refusing tables of another shape."""
         modules = [m.load() for m in self.status() if m.applied and m.path is not None]
         superseded = {name for m in modules for name in getattr(m, "SUPERSEDES", ())}
-        modules = [m for m in modules if hasattr(m, "backfill")
-                   and Path(m.__file__).stem not in superseded]
+        modules = [m for m in modules if hasattr(m, "backfill") and Path(m.__file__).stem not in superseded]
         self.refuse_foreign_tables(modules)
         results = []
         for module in modules:
@@ -237,14 +249,21 @@ class MigrationRunner(Runner):
 
     def down(self, target: str | None = None, before: BeforeFirst = None) -> list[str]:
         """Revert the latest migration (or every one back through `target`), lock first."""
+
         def plan(done: list[str]) -> list[tuple[str, Any]]:
             if (target is None and done) or target in done:
                 return []
             return self._plan_down(target)
+
         return self._steps(plan, "down", False, before)
 
-    def _steps(self, plan: Callable[[list[str]], list[tuple[str, Any]]], direction: str,
-               fake: bool, before: BeforeFirst) -> list[str]:
+    def _steps(
+        self,
+        plan: Callable[[list[str]], list[tuple[str, Any]]],
+        direction: str,
+        fake: bool,
+        before: BeforeFirst,
+    ) -> list[str]:
         """Run the plan in one transaction, decided under its write lock: all or nothing.
 
         A script that asks for `atomic = False` runs on its own, outside any transaction
@@ -264,8 +283,13 @@ class MigrationRunner(Runner):
                 self._body(name, module, direction, fake)
             done.append(name)
 
-    def _decide(self, plan: Callable[[list[str]], list[tuple[str, Any]]], done: list[str],
-                direction: str, before: BeforeFirst) -> list[tuple[str, Any]]:
+    def _decide(
+        self,
+        plan: Callable[[list[str]], list[tuple[str, Any]]],
+        done: list[str],
+        direction: str,
+        before: BeforeFirst,
+    ) -> list[tuple[str, Any]]:
         """What is pending, asked under the lock; at the first decision, refuse another
         program's tables and run `before`."""
         try:
@@ -279,8 +303,9 @@ class MigrationRunner(Runner):
                 before([n for n, _ in steps])
         return steps
 
-    def _run_atomic(self, steps: list[tuple[str, Any]], done: list[str], direction: str,
-                    fake: bool) -> tuple[str, Any] | None:
+    def _run_atomic(
+        self, steps: list[tuple[str, Any]], done: list[str], direction: str, fake: bool
+    ) -> tuple[str, Any] | None:
         """Run `steps` in the open transaction up to the first that asks for `atomic = False`,
         which is returned (None: all ran); what ran is added to `done`."""
         for n, (name, module) in enumerate(steps):
@@ -346,11 +371,15 @@ class MigrationRunner(Runner):
         (first, module), (last, combined) = group[0], group[-1]
         with script_failures(f"migrations {first} to {last} (up) failed, nothing of them was kept"):
             if hasattr(combined, "up_together"):
-                results = call_script(combined.up_together, group, self.migrator, self.database,
-                                      options=self.options)
+                results = call_script(
+                    combined.up_together, group, self.migrator, self.database, options=self.options
+                )
             else:  # FOLLOWS + up_with(previous, …): a pair, the first script's result back
-                results = {first: call_script(combined.up_with, module, self.migrator,
-                                              self.database, options=self.options)}
+                results = {
+                    first: call_script(
+                        combined.up_with, module, self.migrator, self.database, options=self.options
+                    )
+                }
         self.results.update({name: r for name, r in (results or {}).items() if r is not None})
         for name, step in group:
             self._body(name, step, "up", fake=True)
@@ -363,18 +392,22 @@ class MigrationRunner(Runner):
             self.Checksum.create_table(safe=True)
         if not fake:
             with script_failures(f"migration {name} ({direction}) failed, nothing of it was kept"):
-                result = call_script(getattr(module, direction), self.migrator, self.database,
-                                     options=self.options)
+                result = call_script(
+                    getattr(module, direction), self.migrator, self.database, options=self.options
+                )
             if direction == "up" and result is not None:
                 self.results[name] = result
         if direction == "up":
-            self.History.create(version=migration.idx, name=record_name(migration),
-                                applied_at=now_timestamp())
+            self.History.create(
+                version=migration.idx, name=record_name(migration), applied_at=now_timestamp()
+            )
             digest = file_sha256(module.__file__)
             # an upsert, not REPLACE: PostgreSQL has no INSERT OR REPLACE
-            (self.Checksum.insert(version=migration.idx, sha256=digest)
-             .on_conflict(conflict_target=[self.Checksum.version],
-                          update={self.Checksum.sha256: digest}).execute())
+            (
+                self.Checksum.insert(version=migration.idx, sha256=digest)
+                .on_conflict(conflict_target=[self.Checksum.version], update={self.Checksum.sha256: digest})
+                .execute()
+            )
         else:
             self.History.delete().where(self.History.version == migration.idx).execute()
             if self.Checksum.table_exists():

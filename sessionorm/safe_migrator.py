@@ -1,5 +1,6 @@
 """Schema migrators made safe: peewee's own class for the database, with its backend's safety
 mixed in front (see docs/architecture.md, Safety rules)."""
+
 from __future__ import annotations
 
 import peewee

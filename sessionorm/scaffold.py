@@ -6,6 +6,7 @@ this adds what `diff_models` cannot see (NOT NULL and default changes, runnable;
 changes and likely renames, as TODOs) and flags destructive steps in the script and in
 the report.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import peewee
 from playhouse.migrate import make_index_name
-from playhouse.schema_diff import SchemaDiff
 from playhouse.migrations import template
+from playhouse.schema_diff import SchemaDiff
 
 from .drift import structural_diff
 from .errors import MigrationError
@@ -38,17 +39,25 @@ def column_change_code(change: ColumnChange) -> tuple[list[str], list[str], str 
     table, column = change.table, change.field.column_name
     if change.kind == "null":
         op, undo = ("drop_not_null", "add_not_null") if change.want else ("add_not_null", "drop_not_null")
-        return ([f"migrator.migrate(migrator.{op}({table!r}, {column!r}))"],
-                [f"migrator.migrate(migrator.{undo}({table!r}, {column!r}))"], None)
+        return (
+            [f"migrator.migrate(migrator.{op}({table!r}, {column!r}))"],
+            [f"migrator.migrate(migrator.{undo}({table!r}, {column!r}))"],
+            None,
+        )
     if change.kind == "default":
         if change.want is not None:
-            up = (f"migrator.migrate(migrator.add_column_default({table!r}, {column!r}, "
-                  f"SQL({change.want!r})))")
+            up = f"migrator.migrate(migrator.add_column_default({table!r}, {column!r}, SQL({change.want!r})))"
         else:
             up = f"migrator.migrate(migrator.drop_column_default({table!r}, {column!r}))"
         return [up], [], f"{table}.{column}: restore the old default ({change.have}) in down() by hand"
-    return [], [], (f"{table}.{column}: type differs (database {change.have}, model {change.want}); "
-                    "decide the cast, e.g. migrator.alter_column_type(...)")
+    return (
+        [],
+        [],
+        (
+            f"{table}.{column}: type differs (database {change.have}, model {change.want}); "
+            "decide the cast, e.g. migrator.alter_column_type(...)"
+        ),
+    )
 
 
 def likely_renames(diff: SchemaDiff) -> list[str]:
@@ -60,8 +69,10 @@ def likely_renames(diff: SchemaDiff) -> list[str]:
         if added[table] == dropped[table] == 1:
             new = next(f.column_name for f in diff.add_columns if f.model._meta.table_name == table)
             old = next(c for t, c in diff.drop_columns if t == table)
-            todos.append(f"{table}: {old} -> {new} looks like a rename; if so, replace the drop and "
-                         f"add with migrator.rename_column({table!r}, {old!r}, {new!r}) to keep the data")
+            todos.append(
+                f"{table}: {old} -> {new} looks like a rename; if so, replace the drop and "
+                f"add with migrator.rename_column({table!r}, {old!r}, {new!r}) to keep the data"
+            )
     return todos
 
 
@@ -76,8 +87,10 @@ def drop_named_indexes(body: str, diff: SchemaDiff) -> str:
             continue  # partial or expression: a TODO, no code
         default = make_index_name(idx.table, idx.columns)
         if idx.name and idx.name != default:
-            body = body.replace(f"migrator.drop_index({idx.table!r}, {default!r})",
-                                f"migrator.drop_index({idx.table!r}, {idx.name!r})")
+            body = body.replace(
+                f"migrator.drop_index({idx.table!r}, {default!r})",
+                f"migrator.drop_index({idx.table!r}, {idx.name!r})",
+            )
     return body
 
 
@@ -93,7 +106,7 @@ def insert_into(body: str, function: str, lines: list[str]) -> str:
     if block.strip() == "pass":
         block = ""
     block = block.rstrip("\n") + ("\n" if block.strip() else "") + "".join(f"    {x}\n" for x in lines)
-    return body[:match.start(2)] + block + body[match.end(2):]
+    return body[: match.start(2)] + block + body[match.end(2) :]
 
 
 def render(db: peewee.Database, models: Iterable[type[peewee.Model]], name: str) -> tuple[str, NewMigration]:
@@ -112,8 +125,9 @@ def render(db: peewee.Database, models: Iterable[type[peewee.Model]], name: str)
         if todo:
             report.todos.append(todo)
     report.todos += likely_renames(diff)
-    report.destructive = [f"drop column {t}.{c} (its data is lost; down() cannot restore it)"
-                          for t, c in diff.drop_columns]
+    report.destructive = [
+        f"drop column {t}.{c} (its data is lost; down() cannot restore it)" for t, c in diff.drop_columns
+    ]
     body = insert_into(insert_into(body, "up", up), "down", down)
     body = with_sql_defaults(body, diff)
     header = [f'"""{name}"""']
@@ -136,8 +150,9 @@ def with_sql_defaults(body: str, diff: SchemaDiff) -> str:
         sql = constant_default_sql(added)
         if sql is None:
             continue
-        start = f"migrator.migrate(migrator.add_column({added.model._meta.table_name!r}, " \
-                f"{added.column_name!r}, "
+        start = (
+            f"migrator.migrate(migrator.add_column({added.model._meta.table_name!r}, {added.column_name!r}, "
+        )
         lines = body.splitlines(keepends=True)
         for n, line in enumerate(lines):
             if line.lstrip().startswith(start) and line.rstrip().endswith(")))"):
@@ -147,8 +162,12 @@ def with_sql_defaults(body: str, diff: SchemaDiff) -> str:
     return body
 
 
-def make_migration(db: peewee.Database, models: Iterable[type[peewee.Model]], name: str,
-                   directory: str | os.PathLike | None = None) -> NewMigration:
+def make_migration(
+    db: peewee.Database,
+    models: Iterable[type[peewee.Model]],
+    name: str,
+    directory: str | os.PathLike | None = None,
+) -> NewMigration:
     """Write `NNNN_<name>.py` numbered after every known script; `path` None when in sync.
 
     Into `directory`, else `./migrations` (created if missing): never into the installed

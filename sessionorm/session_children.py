@@ -6,6 +6,7 @@ session's rows child first (its `deleteSession`): the metric tables by iteration
 session, whose threads and messages cascade. Rows of any other table that reference the
 session are refused by name, before anything is deleted.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,17 +16,26 @@ import peewee
 from .errors import ValidationError
 from .identifiers import q
 
-METRIC_CHILDREN = ("metric_tool_calls", "metric_llm_usage", "metric_git_operations",
-                   "metric_test_results", "metric_file_edits", "metric_user_messages")
+METRIC_CHILDREN = (
+    "metric_tool_calls",
+    "metric_llm_usage",
+    "metric_git_operations",
+    "metric_test_results",
+    "metric_file_edits",
+    "metric_user_messages",
+)
 # (table, column naming the session), in the app's order of deletion.
-APP_CHILDREN = (("tool_calls", "sessionId"), ("iterations", "sessionId"),
-                ("merge_history", "sessionId"), ("batch_items", "sessionId"),
-                ("stream_events", "sessionId"))
+APP_CHILDREN = (
+    ("tool_calls", "sessionId"),
+    ("iterations", "sessionId"),
+    ("merge_history", "sessionId"),
+    ("batch_items", "sessionId"),
+    ("stream_events", "sessionId"),
+)
 CASCADED = ("threads", "thread_messages")  # ON DELETE CASCADE from sessions
 
 
-def delete_session_rows(db: peewee.Database, sql: Callable[[str], str],
-                        session_id: str) -> dict[str, int]:
+def delete_session_rows(db: peewee.Database, sql: Callable[[str], str], session_id: str) -> dict[str, int]:
     """Delete the session and every row of it, inside the caller's transaction; return the
     rows deleted per table (tables with none left out). `sql` fills in `{p}` markers."""
     tables = set(db.get_tables())
@@ -36,7 +46,7 @@ def delete_session_rows(db: peewee.Database, sql: Callable[[str], str],
 
     deleted = {}
     if "metric_iterations" in tables:
-        of_session = 'SELECT id FROM metric_iterations WHERE session_id = {p}'
+        of_session = "SELECT id FROM metric_iterations WHERE session_id = {p}"
         for table in METRIC_CHILDREN:
             if table in tables:
                 deleted[table] = run(f"DELETE FROM {q(table)} WHERE iteration_id IN ({of_session})")
@@ -44,28 +54,37 @@ def delete_session_rows(db: peewee.Database, sql: Callable[[str], str],
     for table, column in APP_CHILDREN:
         if table in tables:
             deleted[table] = run(f"DELETE FROM {q(table)} WHERE {q(column)} = {{p}}")
-    deleted["thread_messages"] = db.execute_sql(sql(
-        'SELECT count(*) FROM thread_messages m JOIN threads t ON t.id = m."threadId"'
-        ' WHERE t."sessionId" = {p}'), (session_id,)).fetchone()[0]
-    deleted["threads"] = db.execute_sql(sql('SELECT count(*) FROM threads WHERE "sessionId" = {p}'),
-                                        (session_id,)).fetchone()[0]
+    deleted["thread_messages"] = db.execute_sql(
+        sql(
+            'SELECT count(*) FROM thread_messages m JOIN threads t ON t.id = m."threadId"'
+            ' WHERE t."sessionId" = {p}'
+        ),
+        (session_id,),
+    ).fetchone()[0]
+    deleted["threads"] = db.execute_sql(
+        sql('SELECT count(*) FROM threads WHERE "sessionId" = {p}'), (session_id,)
+    ).fetchone()[0]
     deleted["sessions"] = run("DELETE FROM sessions WHERE id = {p}")
     return {table: n for table, n in deleted.items() if n}
 
 
-def refuse_unknown_children(db: peewee.Database, sql: Callable[[str], str], tables: set[str],
-                            session_id: str) -> None:
+def refuse_unknown_children(
+    db: peewee.Database, sql: Callable[[str], str], tables: set[str], session_id: str
+) -> None:
     """`ValidationError` naming the other tables whose rows reference the session."""
     known = {t for t, _ in APP_CHILDREN} | set(CASCADED) | {"metric_iterations", "sessions"}
     found = []
     for table in sorted(tables - known):
         for fk in db.get_foreign_keys(table):
             if fk.dest_table == "sessions":
-                rows = db.execute_sql(sql(f"SELECT count(*) FROM {q(table)} WHERE {q(fk.column)} = {{p}}"),
-                                      (session_id,)).fetchone()[0]
+                rows = db.execute_sql(
+                    sql(f"SELECT count(*) FROM {q(table)} WHERE {q(fk.column)} = {{p}}"), (session_id,)
+                ).fetchone()[0]
                 if rows:
                     found.append(f"{table} ({rows} rows)")
     if found:
-        raise ValidationError(f"session {session_id} is still referenced by rows of tables the "
-                              f"orchestrator app does not delete with it: {', '.join(found)}; "
-                              "nothing was deleted")
+        raise ValidationError(
+            f"session {session_id} is still referenced by rows of tables the "
+            f"orchestrator app does not delete with it: {', '.join(found)}; "
+            "nothing was deleted"
+        )

@@ -1,4 +1,5 @@
 """Capture or show the SQL that peewee sends (dry-run plans, --verbose)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -3,6 +3,7 @@
 Hot paths send fixed SQL straight to the driver (no query building per call); rows come
 back as model instances with snake_case attributes and aware datetimes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,12 +55,12 @@ THREAD_SELECT = f"SELECT {column_list(Thread, 't')}, {MESSAGE_COUNT} FROM thread
 
 # The store's fixed statements, `{p}` standing for the backend's parameter marker.
 STATEMENTS = {
-    "next_idx": 'SELECT (SELECT coalesce(max(idx), -1) + 1 FROM thread_messages'
-                ' WHERE "threadId" = {p}) FROM threads WHERE id = {p}',
+    "next_idx": "SELECT (SELECT coalesce(max(idx), -1) + 1 FROM thread_messages"
+    ' WHERE "threadId" = {p}) FROM threads WHERE id = {p}',
     "insert_message": insert_template(ThreadMessage),
     "touch_thread": 'UPDATE threads SET "updatedAt" = {p} WHERE id = {p}',
     "insert_thread": f"INSERT INTO threads ({column_list(Thread)})"
-                     " SELECT {p}, id, {p}, {p}, {p}, 'active', {p} FROM sessions WHERE id = {p}",
+    " SELECT {p}, id, {p}, {p}, {p}, 'active', {p} FROM sessions WHERE id = {p}",
     "get_thread": THREAD_SELECT + " WHERE t.id = {p}",
     "session_threads": THREAD_SELECT + ' WHERE t."sessionId" = {p} ORDER BY t."updatedAt" DESC',
     "thread_exists": "SELECT 1 FROM threads WHERE id = {p}",
@@ -111,8 +112,14 @@ class SessionStore:
     data with migrations pending raises `NeedsMigrationError` unless `migrate=True`.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, url: str | None = None,
-                 busy_timeout: float | None = None, migrate: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        url: str | None = None,
+        busy_timeout: float | None = None,
+        migrate: bool = False,
+    ) -> None:
         """`path`: a SQLite file or a database URL (None: the default path); or `url`.
 
         `busy_timeout`: seconds to wait for another writer's lock (default 5, or the
@@ -136,8 +143,9 @@ class SessionStore:
             raise
 
     @classmethod
-    def on_database(cls, db: peewee.Database, location: str = "",
-                    target: Target | None = None) -> SessionStore:
+    def on_database(
+        cls, db: peewee.Database, location: str = "", target: Target | None = None
+    ) -> SessionStore:
         """A store on a database that is already open (no migrations run; the caller closes it).
 
         Writes made inside a transaction the caller holds become savepoints of it, so one
@@ -171,7 +179,8 @@ class SessionStore:
             raise NeedsMigrationError(
                 f"{self.location} has pending migrations ({', '.join(pending)}); back it up and "
                 f"run `sessionorm migrate --backup {option} {self.location}` "
-                "(or open it with migrate=True)")
+                "(or open it with migrate=True)"
+            )
 
     def _refuse_if_needs_migration(self, target: Target) -> None:
         """Check the database read-only first, so that a refused one keeps every byte
@@ -246,8 +255,9 @@ class SessionStore:
     def session_columns(self) -> list[str]:
         return list(self._session_meta())
 
-    def create_session(self, name: str, amp_prompt: str | None, repo_root: str,
-                       **other_columns: Any) -> Session:
+    def create_session(
+        self, name: str, amp_prompt: str | None, repo_root: str, **other_columns: Any
+    ) -> Session:
         """Insert a session; unset NOT NULL legacy columns get the orchestrator's defaults."""
         check_text(name, "name", allow_empty=False, nul_ok=self._nul_ok)
         if amp_prompt is not None:
@@ -305,8 +315,10 @@ class SessionStore:
                 raise ValidationError(f"{snake_case(column)} must not be None in this database")
         for column, info in meta.items():
             if column not in row and not info.null and info.default is None and not info.primary_key:
-                raise ValidationError(f"sessions.{column} is NOT NULL in this database and has no "
-                                      f"default: pass {snake_case(column)}=…")
+                raise ValidationError(
+                    f"sessions.{column} is NOT NULL in this database and has no "
+                    f"default: pass {snake_case(column)}=…"
+                )
 
     def list_sessions(self, status: str | None = None, limit: int | None = None) -> list[Session]:
         """Sessions, newest created first; only those with `status`, at most `limit`.
@@ -356,9 +368,11 @@ class SessionStore:
                 deleted = delete_session_rows(self.db, self.backend.sql, session_id)
                 self._execute("forget_session_threads", (now_timestamp(), session_id))
         except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:  # rows of its rows' rows
-            raise ValidationError(f"session {session_id} is still referenced, through the rows "
-                                  f"deleted with it, by rows of other tables: {exc}; nothing was "
-                                  "deleted") from None
+            raise ValidationError(
+                f"session {session_id} is still referenced, through the rows "
+                f"deleted with it, by rows of other tables: {exc}; nothing was "
+                "deleted"
+            ) from None
         return deleted
 
     # -- threads ---------------------------------------------------------------------------
@@ -371,8 +385,10 @@ class SessionStore:
         check_amp_mode(amp_mode)
         thread_id, now = new_thread_id(), now_timestamp()
         with self._write():
-            if self._execute("insert_thread",
-                             (thread_id, name, now, now, amp_mode, session_id)).rowcount == 0:
+            if (
+                self._execute("insert_thread", (thread_id, name, now, now, amp_mode, session_id)).rowcount
+                == 0
+            ):
                 raise NotFoundError(f"no session with id {quoted(session_id)}")
         return thread_id
 
@@ -434,8 +450,7 @@ class SessionStore:
             self._execute("touch_thread", (now, thread_id))
         return message_id
 
-    def add_thread_messages(self, thread_id: str,
-                            messages: Iterable[tuple[str, str]]) -> list[str]:
+    def add_thread_messages(self, thread_id: str, messages: Iterable[tuple[str, str]]) -> list[str]:
         """Append a batch in one transaction, all or nothing; return the ids in order."""
         thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self._nul_ok)
         batch = check_messages(messages, nul_ok=self._nul_ok)
@@ -443,19 +458,24 @@ class SessionStore:
         ids = [new_id() for _ in batch]
         with self._write():
             first = self._next_idx(thread_id)
-            rows = [(mid, thread_id, role, content, now, first + n)
-                    for n, (mid, (role, content)) in enumerate(zip(ids, batch, strict=False))]
+            rows = [
+                (mid, thread_id, role, content, now, first + n)
+                for n, (mid, (role, content)) in enumerate(zip(ids, batch, strict=False))
+            ]
             self.backend.executemany(self._sql["insert_message"], rows)
             self._execute("touch_thread", (now, thread_id))
         return ids
 
-    def get_thread_messages(self, thread_id: str, after_idx: int | None = None,
-                            limit: int | None = None, last: int | None = None
-                            ) -> list[ThreadMessage]:
+    def get_thread_messages(
+        self, thread_id: str, after_idx: int | None = None, limit: int | None = None, last: int | None = None
+    ) -> list[ThreadMessage]:
         """Messages ordered by idx: those after `after_idx`, the first `limit` or the latest `last`."""
         thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self._nul_ok)
-        after_idx, limit, last = (check_count(after_idx, "after_idx"),
-                                  check_count(limit, "limit"), check_count(last, "last"))
+        after_idx, limit, last = (
+            check_count(after_idx, "after_idx"),
+            check_count(limit, "limit"),
+            check_count(last, "last"),
+        )
         if limit is not None and last is not None:
             raise ValidationError("give limit or last, not both")
         param = self.backend.param

@@ -5,6 +5,7 @@ NULL, defaults, the UNIQUE(threadId, idx) constraint, the role CHECK and the ON 
 foreign keys. `foreign_tables` refuses a table to adopt on these differences, before any
 migration runs; `drift` reports them for `verify` and `diff`, and `scaffold` writes them.
 """
+
 from __future__ import annotations
 
 import re
@@ -80,18 +81,24 @@ class ColumnChange:
         if self.kind == "type":
             return f"change type {where}: database {self.have or 'none'}, model {self.want}"
         if self.kind == "null":
-            return (f"change {where}: database {'NULL' if self.have else 'NOT NULL'}, "
-                    f"model {'NULL' if self.want else 'NOT NULL'}")
+            return (
+                f"change {where}: database {'NULL' if self.have else 'NOT NULL'}, "
+                f"model {'NULL' if self.want else 'NOT NULL'}"
+            )
         return f"change default {where}: database {self.have}, model {self.want}"
 
 
-def existing(db: peewee.Database, models: Iterable[type[peewee.Model]]) -> list[tuple[type[peewee.Model], str]]:
+def existing(
+    db: peewee.Database, models: Iterable[type[peewee.Model]]
+) -> list[tuple[type[peewee.Model], str]]:
     """(model, table name) for each model whose table the database has."""
     tables = set(db.get_tables())
     return [(m, m._meta.table_name) for m in models if m._meta.table_name in tables]
 
 
-def column_differences(db: peewee.Database, models: Iterable[type[peewee.Model]] = MODELS) -> list[ColumnChange]:
+def column_differences(
+    db: peewee.Database, models: Iterable[type[peewee.Model]] = MODELS
+) -> list[ColumnChange]:
     """Type, NOT NULL and default differences of columns present on both sides."""
     changes = []
     for model, table in existing(db, models):
@@ -113,8 +120,7 @@ def column_differences(db: peewee.Database, models: Iterable[type[peewee.Model]]
     return changes
 
 
-def constraint_differences(db: peewee.Database,
-                           models: Iterable[type[peewee.Model]] = MODELS) -> list[str]:
+def constraint_differences(db: peewee.Database, models: Iterable[type[peewee.Model]] = MODELS) -> list[str]:
     """The UNIQUE and cascading foreign keys that diff_models does not look at."""
     lines = []
     for model, table in existing(db, models):
@@ -141,7 +147,9 @@ def constraint_differences(db: peewee.Database,
 ROLE_CHECK = re.compile(
     r"""CHECK\s*\(\s*\(?\s*"?role"?\s*(?:IN\s*\(|=\s*ANY\s*\(\s*\(?\s*ARRAY\s*\[)\s*"""
     + r"\s*,\s*".join(rf"'{role}'(?:::\w+(?:\s+\w+)?)?" for role in ROLES)
-    + r"\s*[\])]", re.I)
+    + r"\s*[\])]",
+    re.I,
+)
 
 
 def has_role_check(db: peewee.Database, table: str) -> bool:

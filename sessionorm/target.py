@@ -5,6 +5,7 @@ URLs are read by `playhouse.db_url` and its scheme registry: any SQLite-family s
 (`sqlite`, `sqlite+pool`, …) names a file, whose query string holds connection options and
 is never part of the file name; PostgreSQL-family schemes name a server database.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,29 +53,38 @@ class Target:
         parsed = urllib.parse.urlparse(url)
         database_class = db_url.schemes.get(parsed.scheme) if parsed.scheme else None
         if database_class is None or not issubclass(
-                database_class, (peewee.SqliteDatabase, peewee.PostgresqlDatabase)):
+            database_class, (peewee.SqliteDatabase, peewee.PostgresqlDatabase)
+        ):
             what = f"scheme {parsed.scheme!r}" if parsed.scheme else "no scheme"
-            raise DatabaseOpenError(f"unsupported database URL {quoted(redact(url))} ({what}): "
-                                    f"use {SUPPORTED}")
+            raise DatabaseOpenError(
+                f"unsupported database URL {quoted(redact(url))} ({what}): use {SUPPORTED}"
+            )
         if issubclass(database_class, peewee.PostgresqlDatabase):
             return cls(url=url)
         options = db_url.parse(url)
         name = options.pop("database")
         if not name or name == ":memory:":
-            raise DatabaseOpenError(f"{quoted(url)} names no file: use sqlite:///relative.db "
-                                    "or sqlite:////absolute/path.db")
+            raise DatabaseOpenError(
+                f"{quoted(url)} names no file: use sqlite:///relative.db or sqlite:////absolute/path.db"
+            )
         unknown = sorted(set(options) - SQLITE_OPTIONS)
         if unknown:
-            raise DatabaseOpenError(f"{quoted(url)}: sessionorm does not take the option(s) "
-                                    f"{', '.join(unknown)} for a SQLite file (it takes: timeout)")
+            raise DatabaseOpenError(
+                f"{quoted(url)}: sessionorm does not take the option(s) "
+                f"{', '.join(unknown)} for a SQLite file (it takes: timeout)"
+            )
         target = cls(path=Path(urllib.parse.unquote(name)).expanduser())
         if "timeout" in options:
             target = replace(target, busy_timeout=url_seconds(options["timeout"], url))
         return target
 
     @classmethod
-    def of(cls, db: str | os.PathLike | Target | None = None, busy_timeout: float | None = None,
-           migrations_dir: str | os.PathLike | None = None) -> Target:
+    def of(
+        cls,
+        db: str | os.PathLike | Target | None = None,
+        busy_timeout: float | None = None,
+        migrations_dir: str | os.PathLike | None = None,
+    ) -> Target:
         """`db` as a Target: a Target, a URL (it has `://`), a path, or None for the default.
 
         `busy_timeout` and `migrations_dir`, when given, replace what `db` carries.
@@ -118,5 +128,6 @@ def url_seconds(value: object, url: str) -> float:
     try:
         return check_busy_timeout(seconds)
     except ValidationError:
-        raise DatabaseOpenError(f"{quoted(url)}: timeout must be a finite number of seconds >= 0, "
-                                f"not {quoted(value)}") from None
+        raise DatabaseOpenError(
+            f"{quoted(url)}: timeout must be a finite number of seconds >= 0, not {quoted(value)}"
+        ) from None

@@ -8,6 +8,7 @@ migrated threads) does not. A bare-UUID id from before migration 5 comes back as
 kept among the renames so that a rollback puts the old id back. The record is mended: the
 thread is recorded again, and its session is no longer "unmatched".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -61,12 +62,16 @@ def column_names(db: peewee.Database, table: str) -> list[str]:
 def find_lost(backup: peewee.Database, db: peewee.Database) -> list[Lost]:
     """The backup's threads that `db` lacks, whose session `db` has, not deleted on purpose."""
     if not {"threads", "thread_messages"} <= set(backup.get_tables()):
-        raise MigrationError("the backup has no threads table: it is not a backup of a migrated "
-                             "database (nothing was changed)")
+        raise MigrationError(
+            "the backup has no threads table: it is not a backup of a migrated database (nothing was changed)"
+        )
     tables = set(db.get_tables())
     renamed = RENAMES in tables
-    deleted = {r[0] for r in db.execute_sql(
-        f'SELECT "markerId" FROM {RECORD} WHERE "deletedAt" IS NOT NULL')} if RECORD in tables else set()
+    deleted = (
+        {r[0] for r in db.execute_sql(f'SELECT "markerId" FROM {RECORD} WHERE "deletedAt" IS NOT NULL')}
+        if RECORD in tables
+        else set()
+    )
     keep_thread = shared_columns(backup, db, "threads")
     keep_message = shared_columns(backup, db, "thread_messages")
     found = []
@@ -75,8 +80,14 @@ def find_lost(backup: peewee.Database, db: peewee.Database) -> list[Lost]:
         if not restorable(db, row, new_id):
             continue
         messages = backup_messages(backup, keep_message, row["id"])
-        marker = next((m for m in messages if m["idx"] == 0 and m["role"] == "system"
-                       and m["content"].startswith(MESSAGE_PREFIX)), None)
+        marker = next(
+            (
+                m
+                for m in messages
+                if m["idx"] == 0 and m["role"] == "system" and m["content"].startswith(MESSAGE_PREFIX)
+            ),
+            None,
+        )
         if marker is not None and marker["id"] in deleted:
             continue  # deleted through sessionorm: not a loss
         found.append(Lost(new_id, row, missing_messages(db, messages), marker))
@@ -92,18 +103,23 @@ def shared_columns(backup: peewee.Database, db: peewee.Database, table: str) -> 
 def restorable(db: peewee.Database, thread: dict, new_id: str) -> bool:
     """Whether `db` lacks the thread (by its old or new id) and has its session."""
     mark = backend_of(db).sql
-    present = db.execute_sql(mark("SELECT 1 FROM threads WHERE id IN ({p}, {p})"),
-                             (thread["id"], new_id)).fetchone()
-    session = db.execute_sql(mark("SELECT 1 FROM sessions WHERE id = {p}"),
-                             (thread["sessionId"],)).fetchone()
+    present = db.execute_sql(
+        mark("SELECT 1 FROM threads WHERE id IN ({p}, {p})"), (thread["id"], new_id)
+    ).fetchone()
+    session = db.execute_sql(mark("SELECT 1 FROM sessions WHERE id = {p}"), (thread["sessionId"],)).fetchone()
     return not present and bool(session)
 
 
 def backup_messages(backup: peewee.Database, columns: list[str], thread_id: str) -> list[dict]:
     """The backup's messages of one thread, in order, with `columns`."""
-    return rows(backup, backend_of(backup).sql(
-        f"SELECT {', '.join(q(c) for c in columns)} FROM thread_messages"
-        ' WHERE "threadId" = {p} ORDER BY idx'), (thread_id,))
+    return rows(
+        backup,
+        backend_of(backup).sql(
+            f"SELECT {', '.join(q(c) for c in columns)} FROM thread_messages"
+            ' WHERE "threadId" = {p} ORDER BY idx'
+        ),
+        (thread_id,),
+    )
 
 
 def missing_messages(db: peewee.Database, messages: list[dict]) -> list[dict]:
@@ -114,8 +130,10 @@ def missing_messages(db: peewee.Database, messages: list[dict]) -> list[dict]:
 
 def insert(db: peewee.Database, table: str, row: dict) -> int:
     mark = backend_of(db).param
-    return db.execute_sql(f"INSERT INTO {q(table)} ({', '.join(q(c) for c in row)})"
-                          f" VALUES ({', '.join([mark] * len(row))})", tuple(row.values())).rowcount
+    return db.execute_sql(
+        f"INSERT INTO {q(table)} ({', '.join(q(c) for c in row)}) VALUES ({', '.join([mark] * len(row))})",
+        tuple(row.values()),
+    ).rowcount
 
 
 def put_back(db: peewee.Database, lost: Lost) -> int:
@@ -124,21 +142,39 @@ def put_back(db: peewee.Database, lost: Lost) -> int:
     tables = set(db.get_tables())
     insert(db, "threads", {**lost.row, "id": lost.new_id})
     if lost.new_id != lost.row["id"] and RENAMES in tables:
-        db.execute_sql(mark(f'DELETE FROM {RENAMES} WHERE "oldId" = {{p}} OR "newId" = {{p}}'),
-                       (lost.row["id"], lost.new_id))
+        db.execute_sql(
+            mark(f'DELETE FROM {RENAMES} WHERE "oldId" = {{p}} OR "newId" = {{p}}'),
+            (lost.row["id"], lost.new_id),
+        )
         insert(db, RENAMES, {"newId": lost.new_id, "oldId": lost.row["id"], "renamedAt": now_timestamp()})
-    copied = sum(insert(db, "thread_messages", {**message, "threadId": lost.new_id})
-                 for message in lost.messages)
+    copied = sum(
+        insert(db, "thread_messages", {**message, "threadId": lost.new_id}) for message in lost.messages
+    )
     if lost.marker is not None and RECORD in tables:
-        legacy = lost.marker["content"][len(MESSAGE_PREFIX):]
-        if db.execute_sql(mark(f'UPDATE {RECORD} SET "threadId" = {{p}} WHERE "markerId" = {{p}}'),
-                          (lost.new_id, lost.marker["id"])).rowcount == 0:
-            insert(db, RECORD, {"markerId": lost.marker["id"], "threadId": lost.new_id,
-                                "sessionId": lost.row["sessionId"], "legacyThreadId": legacy,
-                                "recordedAt": now_timestamp(), "deletedAt": None})
+        legacy = lost.marker["content"][len(MESSAGE_PREFIX) :]
+        if (
+            db.execute_sql(
+                mark(f'UPDATE {RECORD} SET "threadId" = {{p}} WHERE "markerId" = {{p}}'),
+                (lost.new_id, lost.marker["id"]),
+            ).rowcount
+            == 0
+        ):
+            insert(
+                db,
+                RECORD,
+                {
+                    "markerId": lost.marker["id"],
+                    "threadId": lost.new_id,
+                    "sessionId": lost.row["sessionId"],
+                    "legacyThreadId": legacy,
+                    "recordedAt": now_timestamp(),
+                    "deletedAt": None,
+                },
+            )
         if UNMATCHED in tables:
-            db.execute_sql(mark(f'DELETE FROM {UNMATCHED} WHERE "sessionId" = {{p}}'),
-                           (lost.row["sessionId"],))
+            db.execute_sql(
+                mark(f'DELETE FROM {UNMATCHED} WHERE "sessionId" = {{p}}'), (lost.row["sessionId"],)
+            )
     return copied
 
 

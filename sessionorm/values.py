@@ -1,4 +1,5 @@
 """Ids and timestamps in the form the orchestrator stores them."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -3,6 +3,7 @@
 Problems (lost data, missing indexes, integrity, edited scripts) make it fail; notes
 (harmless differences, work a command can do) are printed and pass.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -61,17 +62,18 @@ def migration_problems(runner: MigrationRunner) -> list[str]:
         elif not migration.applied:
             problems.append(f"migration {migration.name} is not applied")
     if runner.History.table_exists():
-        for version, name in runner.History.select(runner.History.version,
-                                                   runner.History.name).tuples():
+        for version, name in runner.History.select(runner.History.version, runner.History.name).tuples():
             script = scripts.get(version)
             if script is not None and name != record_name(script):
-                problems.append(f"migrations row {version} is named {name!r}, "
-                                f"expected {record_name(script)!r}")
+                problems.append(
+                    f"migrations row {version} is named {name!r}, expected {record_name(script)!r}"
+                )
     for version, recorded in runner.checksums().items():
         script = scripts.get(version)
         if script is not None and recorded not in runner.accepted_sha256(script):
-            problems.append(f"migration script {script.path} was edited after it was applied "
-                            "(sha256 differs)")
+            problems.append(
+                f"migration script {script.path} was edited after it was applied (sha256 differs)"
+            )
     return problems
 
 
@@ -94,18 +96,23 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
         if RECORD not in tables:
             if runner.is_recorded(runner.adopter("threads")):
                 return [], []  # migrated, not yet recorded: `migrations` names what is pending
-            missing = db.execute_sql(f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID}"
-                                     f" AND {not_yet_migrated(db)}").fetchone()[0]
-            return ([f"{missing} sessions with a legacy threadId have no migrated thread"]
-                    if missing else []), []
+            missing = db.execute_sql(
+                f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID} AND {not_yet_migrated(db)}"
+            ).fetchone()[0]
+            return (
+                [f"{missing} sessions with a legacy threadId have no migrated thread"] if missing else []
+            ), []
 
         def count(sql: str) -> int:
             return db.execute_sql(sql).fetchone()[0]
 
         lost = [row[0] for row in db.execute_sql(LOST)]
         unmatched, since = db.execute_sql(UNMATCHED_COUNT).fetchone()
-        found = [(late_line, count(LATE)), (twice_line, count(TWICE)),
-                 (app_duplicates_line, count(APP_DUPLICATES))]
+        found = [
+            (late_line, count(LATE)),
+            (twice_line, count(TWICE)),
+            (app_duplicates_line, count(APP_DUPLICATES)),
+        ]
         if RENAMES in tables:
             found.append((bare_ids_line, count(BARE_IDS)))
     notes = [unmatched_line(unmatched, since)] if unmatched else []
@@ -113,8 +120,12 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
     return ([lost_line(lost)] if lost else []), notes
 
 
-def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,
-                    models: Iterable[type[peewee.Model]] = MODELS, progress: Callable[[str], None] | None = None) -> VerifyReport:
+def verify_database(
+    db: peewee.Database,
+    runner: MigrationRunner | None = None,
+    models: Iterable[type[peewee.Model]] = MODELS,
+    progress: Callable[[str], None] | None = None,
+) -> VerifyReport:
     """Run every check; nothing is written.
 
     A damaged file is an answer, not a crash: a check that cannot read what it needs
@@ -129,10 +140,12 @@ def verify_database(db: peewee.Database, runner: MigrationRunner | None = None,
         found = drift(db, models)
         return found.problems, found.notes
 
-    for name, check in (("migrations", lambda: (migration_problems(runner), [])),
-                        ("schema", schema),
-                        ("integrity", lambda: (backend.integrity_problems(), [])),
-                        ("data", lambda: data_check(db, runner))):
+    for name, check in (
+        ("migrations", lambda: (migration_problems(runner), [])),
+        ("schema", schema),
+        ("integrity", lambda: (backend.integrity_problems(), [])),
+        ("data", lambda: data_check(db, runner)),
+    ):
         report.checks.append(name)
         tell = None if progress is None else (lambda s, n=name: progress(f"verify: {n}: {s:.0f} s"))
         if tell:

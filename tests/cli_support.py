@@ -3,6 +3,7 @@
 Everything works on real SQLite files; raw `sqlite3` is used to look at them so that the
 checks do not depend on the code under test.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,15 +23,26 @@ from sessionorm.cli import cli
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Tables sessionorm adds: the contract's three plus its own checksum bookkeeping and its
 # record of migrated and renamed threads (migrations 4 and 5).
-NEW_TABLES = ("threads", "thread_messages", "migrations", "migration_checksums",
-              "sessionorm_migrated_threads", "sessionorm_unmatched_sessions",
-              "sessionorm_renamed_threads")
+NEW_TABLES = (
+    "threads",
+    "thread_messages",
+    "migrations",
+    "migration_checksums",
+    "sessionorm_migrated_threads",
+    "sessionorm_unmatched_sessions",
+    "sessionorm_renamed_threads",
+)
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 BACKUP_SUFFIX = r"\.backup-\d{4}-\d{2}-\d{2}-\d{6}"
 CONTRACT_INDEXES = [
-    ("threads", "sessionId"), ("threads", "status"), ("threads", "createdAt"),
-    ("threads", "updatedAt"), ("thread_messages", "threadId"), ("thread_messages", "role"),
-    ("thread_messages", "createdAt"), ("thread_messages", "idx"),
+    ("threads", "sessionId"),
+    ("threads", "status"),
+    ("threads", "createdAt"),
+    ("threads", "updatedAt"),
+    ("thread_messages", "threadId"),
+    ("thread_messages", "role"),
+    ("thread_messages", "createdAt"),
+    ("thread_messages", "idx"),
 ]
 THREAD_NAME = "Migrated Thread for {}"
 MESSAGE = "Thread migrated from legacy threadId: {}"
@@ -38,11 +50,13 @@ MESSAGE = "Thread migrated from legacy threadId: {}"
 
 # -- running the CLI -------------------------------------------------------------------------
 
+
 def shipped_script(name: str = "0001_session_thread_relationship") -> types.ModuleType:
     """A shipped migration script, loaded from its file as the runner loads it."""
     from playhouse.migrations import Migration
 
     from sessionorm.runner import migrations_dir
+
     return Migration(0, name, str(migrations_dir() / f"{name}.py"), None).load()
 
 
@@ -51,8 +65,9 @@ def invoke(*args: str | os.PathLike) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
 
 
-def run_module(*args: str | os.PathLike, timeout: float = 60,
-               cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+def run_module(
+    *args: str | os.PathLike, timeout: float = 60, cwd: str | os.PathLike | None = None
+) -> subprocess.CompletedProcess:
     """`python -m sessionorm ARGS` in a real process with stdin closed.
 
     It runs in the repository (this checkout's sessionorm), or in `cwd` with the checkout
@@ -64,9 +79,15 @@ def run_module(*args: str | os.PathLike, timeout: float = 60,
     env.pop("SESSIONORM_DB_URL", None)
     if cwd is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "sessionorm", *map(str, args)],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=REPO_ROOT if cwd is None else cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "sessionorm", *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO_ROOT if cwd is None else cwd,
+    )
 
 
 def one_error_line(stderr: str) -> str:
@@ -79,6 +100,7 @@ def one_error_line(stderr: str) -> str:
 
 
 # -- looking at files ------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def raw(path: str | os.PathLike) -> Iterator[sqlite3.Connection]:
@@ -119,11 +141,13 @@ def legacy_snapshot(path: str | os.PathLike) -> dict[str, object]:
     with reader(path) as con:
         schema = con.execute(
             "SELECT type, name, tbl_name, sql FROM sqlite_master"
-            f" WHERE tbl_name NOT IN {NEW_TABLES!r} ORDER BY type, name").fetchall()
+            f" WHERE tbl_name NOT IN {NEW_TABLES!r} ORDER BY type, name"
+        ).fetchall()
         snapshot: dict[str, object] = {"schema": schema}
         for (table,) in con.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-                f" AND name NOT IN {NEW_TABLES!r} AND name NOT LIKE 'sqlite_%' ORDER BY name"):
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            f" AND name NOT IN {NEW_TABLES!r} AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        ):
             snapshot[table] = con.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall()
     return snapshot
 
@@ -132,10 +156,14 @@ def legacy_snapshot(path: str | os.PathLike) -> dict[str, object]:
 # lacks, appended by ALTER TABLE with the app's definitions, and the value each existing row
 # then reads. `rollback` keeps them (0003's down changes nothing, on purpose).
 APP_COLUMNS = {
-    "pre": {"sessions": [('"mode" TEXT DEFAULT \'async\'', "async"),
-                         ('"autoCommit" BOOLEAN DEFAULT 1', 1),
-                         ('"ampMode" TEXT DEFAULT \'production\'', "production")],
-            "batch_items": [('"threadId" TEXT', None)]},
+    "pre": {
+        "sessions": [
+            ("\"mode\" TEXT DEFAULT 'async'", "async"),
+            ('"autoCommit" BOOLEAN DEFAULT 1', 1),
+            ("\"ampMode\" TEXT DEFAULT 'production'", "production"),
+        ],
+        "batch_items": [('"threadId" TEXT', None)],
+    },
     "final": {},
 }
 
@@ -156,9 +184,12 @@ def with_app_schema(snapshot: dict[str, object], flavor: str) -> dict[str, objec
         assert sql.endswith(")"), sql
         return f"{sql[:-1]}, {columns})"
 
-    expected: dict[str, object] = {"schema": [
-        (kind, name, table, ddl(table, sql) if kind == "table" else sql)
-        for kind, name, table, sql in snapshot["schema"]]}
+    expected: dict[str, object] = {
+        "schema": [
+            (kind, name, table, ddl(table, sql) if kind == "table" else sql)
+            for kind, name, table, sql in snapshot["schema"]
+        ]
+    }
     for table, rows in snapshot.items():
         if table != "schema":
             values = tuple(value for _, value in added.get(table, []))
@@ -184,15 +215,21 @@ def sidecars(path: str | os.PathLike) -> dict[str, bool]:
 
 def threaded_sessions(path: str | os.PathLike) -> list[tuple[str, str, str, str]]:
     """(id, name, threadId, createdAt) of the sessions the migration must give a thread."""
-    return query(path, 'SELECT id, name, "threadId", "createdAt" FROM sessions'
-                       " WHERE \"threadId\" IS NOT NULL AND \"threadId\" != '' ORDER BY id")
+    return query(
+        path,
+        'SELECT id, name, "threadId", "createdAt" FROM sessions'
+        ' WHERE "threadId" IS NOT NULL AND "threadId" != \'\' ORDER BY id',
+    )
 
 
 def migrated_rows(path: str | os.PathLike) -> list[tuple]:
     """(sessionId, thread name, thread createdAt, status, role, idx, content, message createdAt)."""
-    return query(path, 'SELECT t."sessionId", t.name, t."createdAt", t.status, m.role, m.idx,'
-                       ' m.content, m."createdAt" FROM threads t'
-                       ' JOIN thread_messages m ON m."threadId" = t.id ORDER BY t."sessionId"')
+    return query(
+        path,
+        'SELECT t."sessionId", t.name, t."createdAt", t.status, m.role, m.idx,'
+        ' m.content, m."createdAt" FROM threads t'
+        ' JOIN thread_messages m ON m."threadId" = t.id ORDER BY t."sessionId"',
+    )
 
 
 # -- building databases ----------------------------------------------------------------------
@@ -265,5 +302,7 @@ def write_migration(directory: Path, filename: str, body: str) -> Path:
 
 def copy_real_migration(directory: Path) -> list[Path]:
     """The shipped scripts (0001-0005), so a scratch directory's history matches a migrated file."""
-    return [write_migration(directory, source.name, source.read_text())
-            for source in sorted((REPO_ROOT / "migrations").glob("[0-9]*.py"))]
+    return [
+        write_migration(directory, source.name, source.read_text())
+        for source in sorted((REPO_ROOT / "migrations").glob("[0-9]*.py"))
+    ]

@@ -1,5 +1,6 @@
 """Shared fixtures: real SQLite files in tmp_path, never mocks; `backend`, a fresh database on
 SQLite, PostgreSQL and PostgreSQL behind pgbouncer (helpers in pg_support.py)."""
+
 from __future__ import annotations
 
 import hashlib

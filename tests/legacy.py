@@ -8,6 +8,7 @@ alternate NULL (even i) and '' (odd i), which both mean "no thread".
 
 Tests import it as `from legacy import make_legacy_db` (pytest puts tests/ on sys.path).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,8 +30,9 @@ STATUSES = ("idle", "idle", "done", "error", "awaiting-input")
 
 def legacy_ddl(flavor: str = "pre") -> str:
     """The DDL script of one legacy layout, `pre` or `final`."""
-    sections = dict(re.findall(r"^-- section: (\S+)\n(.*?)(?=^-- section: |\Z)",
-                               SCHEMA_FILE.read_text(), re.S | re.M))
+    sections = dict(
+        re.findall(r"^-- section: (\S+)\n(.*?)(?=^-- section: |\Z)", SCHEMA_FILE.read_text(), re.S | re.M)
+    )
     return "\n".join(sections[name] for name in FLAVOURS[flavor])
 
 
@@ -39,9 +41,17 @@ def iso(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def make_legacy_db(path: str | Path, n: int = 10, *, flavor: str = "pre",
-                   threaded: int | None = None, duplicates: int = 0, iterations: int = 0,
-                   wal: bool = True, seed: int = 1) -> Path:
+def make_legacy_db(
+    path: str | Path,
+    n: int = 10,
+    *,
+    flavor: str = "pre",
+    threaded: int | None = None,
+    duplicates: int = 0,
+    iterations: int = 0,
+    wal: bool = True,
+    seed: int = 1,
+) -> Path:
     """Write a legacy database of `n` sessions at `path` and return the path.
 
     threaded:   how many sessions carry a threadId (default: half of them, rounded down);
@@ -79,31 +89,45 @@ def make_legacy_db(path: str | Path, n: int = 10, *, flavor: str = "pre",
                 thread_id = None if i % 2 == 0 else ""
             repo = f"/tmp/repos/repo-{i % 3}"
             row = {
-                "id": sid, "name": f"Session {i:03d}", "ampPrompt": f"Do task number {i}",
+                "id": sid,
+                "name": f"Session {i:03d}",
+                "ampPrompt": f"Do task number {i}",
                 "followUpPrompts": json.dumps([f"follow-up {i}"]) if i % 5 == 0 else None,
-                "repoRoot": repo, "baseBranch": "main",
+                "repoRoot": repo,
+                "baseBranch": "main",
                 "branchName": f"amp/session-{i:03d}/{created:%Y-%m-%dT%H-%M-%S}",
-                "worktreePath": f"{repo}/.worktrees/{sid}", "status": STATUSES[i % len(STATUSES)],
+                "worktreePath": f"{repo}/.worktrees/{sid}",
+                "status": STATUSES[i % len(STATUSES)],
                 "scriptCommand": "pnpm test" if i % 4 == 0 else None,
-                "modelOverride": None, "threadId": thread_id, "createdAt": iso(created),
+                "modelOverride": None,
+                "threadId": thread_id,
+                "createdAt": iso(created),
                 "lastRun": iso(created + dt.timedelta(minutes=3)) if i % 3 else None,
-                "notes": None, "contextIncluded": i % 2,
+                "notes": None,
+                "contextIncluded": i % 2,
             }
             if flavor == "final":
-                row.update(mode="interactive" if i % 6 == 0 else "async",
-                           autoCommit=None if i % 4 else 0, ampMode="production")
-            con.execute(f"INSERT INTO sessions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                        list(row.values()))
+                row.update(
+                    mode="interactive" if i % 6 == 0 else "async",
+                    autoCommit=None if i % 4 else 0,
+                    ampMode="production",
+                )
+            con.execute(
+                f"INSERT INTO sessions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
             for k in range(iterations):
                 iteration_id, start = uid(), created + dt.timedelta(minutes=1 + k)
                 con.execute(
                     "INSERT INTO iterations (id, sessionId, startTime, endTime, changedFiles, testResult)"
                     " VALUES (?, ?, ?, ?, ?, 'pass')",
-                    (iteration_id, sid, iso(start), iso(start + dt.timedelta(seconds=40)), k + 1))
+                    (iteration_id, sid, iso(start), iso(start + dt.timedelta(seconds=40)), k + 1),
+                )
                 con.execute(
                     "INSERT INTO tool_calls (id, sessionId, iterationId, timestamp, toolName, argsJson,"
                     " success) VALUES (?, ?, ?, ?, 'edit_file', '{}', 1)",
-                    (uid(), sid, iteration_id, iso(start + dt.timedelta(seconds=5))))
+                    (uid(), sid, iteration_id, iso(start + dt.timedelta(seconds=5))),
+                )
         con.execute("COMMIT")
     finally:
         con.close()

@@ -7,6 +7,7 @@ conftest.py).
 the test skips, saying why; with `$CI` set as well, a server that does not answer fails it.
 Every database gets a random name, so parallel workers (pytest-xdist) never share one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,9 +54,24 @@ CREATE TABLE iterations (
   FOREIGN KEY("sessionId") REFERENCES sessions(id));
 """,
 }
-SESSION_COLUMNS = ("id", "name", "ampPrompt", "followUpPrompts", "repoRoot", "baseBranch",
-                   "branchName", "worktreePath", "status", "scriptCommand", "modelOverride",
-                   "threadId", "createdAt", "lastRun", "notes", "contextIncluded")
+SESSION_COLUMNS = (
+    "id",
+    "name",
+    "ampPrompt",
+    "followUpPrompts",
+    "repoRoot",
+    "baseBranch",
+    "branchName",
+    "worktreePath",
+    "status",
+    "scriptCommand",
+    "modelOverride",
+    "threadId",
+    "createdAt",
+    "lastRun",
+    "notes",
+    "contextIncluded",
+)
 
 
 def legacy_rows(n: int = 12) -> list[tuple]:
@@ -67,14 +83,31 @@ def legacy_rows(n: int = 12) -> list[tuple]:
         if i == 6:
             thread_id = "T-002"
         created = f"2025-08-01T00:{i:02d}:00.{i:03d}Z"
-        rows.append((str(uuid.UUID(int=i + 1, version=4)), f"Session {i:03d}", f"Do task {i}",
-                     None, f"/src/repo-{i % 3}", "main", f"amp/session-{i:03d}",
-                     f"/src/repo-{i % 3}/.worktrees/{i}", "idle", None, None, thread_id,
-                     created, None, None, bool(i % 2)))
+        rows.append(
+            (
+                str(uuid.UUID(int=i + 1, version=4)),
+                f"Session {i:03d}",
+                f"Do task {i}",
+                None,
+                f"/src/repo-{i % 3}",
+                "main",
+                f"amp/session-{i:03d}",
+                f"/src/repo-{i % 3}/.worktrees/{i}",
+                "idle",
+                None,
+                None,
+                thread_id,
+                created,
+                None,
+                None,
+                bool(i % 2),
+            )
+        )
     return rows
 
 
 # -- fresh databases -------------------------------------------------------------------------
+
 
 @dataclass
 class Backend:
@@ -102,6 +135,7 @@ class Backend:
         """A plain autocommit driver connection (sqlite3 or psycopg)."""
         if self.is_pg:
             import psycopg
+
             con = psycopg.connect(self.direct, autocommit=True)
         else:
             con = sqlite3.connect(self.target, isolation_level=None)
@@ -124,10 +158,16 @@ class Backend:
 
     def tables(self) -> set[str]:
         if self.is_pg:
-            return {r[0] for r in self.query(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
-        return {r[0] for r in self.query(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+            return {
+                r[0]
+                for r in self.query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            }
+        return {
+            r[0]
+            for r in self.query(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
 
     def load_legacy(self, rows: list[tuple]) -> None:
         """The `pre` legacy layout holding `rows` (see `legacy_rows`)."""
@@ -150,10 +190,13 @@ def pg_server_url(var: str = PG_URL_VAR) -> str:
     """The server URL in `$var`, or skip (fail under CI) when it is missing or does not answer."""
     url = os.environ.get(var)
     if not url:
-        pytest.skip(f"PostgreSQL tests need ${var} (a server URL whose user may CREATE "
-                    "DATABASE, or the pgbouncer in front of it); .ci/run starts both and sets them")
+        pytest.skip(
+            f"PostgreSQL tests need ${var} (a server URL whose user may CREATE "
+            "DATABASE, or the pgbouncer in front of it); .ci/run starts both and sets them"
+        )
     try:
         import psycopg
+
         with psycopg.connect(url, autocommit=True, connect_timeout=5, prepare_threshold=None) as con:
             con.execute("SELECT 1")
     except Exception as exc:  # no driver, no server, bad credentials: all mean "cannot test"
@@ -173,6 +216,7 @@ def with_database(url: str, name: str) -> str:
 def pg_database(via: str) -> Iterator[Backend]:
     """A fresh database on the test server, reached `via` "postgresql" or "pgbouncer"; dropped after."""
     import psycopg
+
     server = pg_server_url()
     front = pg_server_url(PGBOUNCER_URL_VAR) if via == "pgbouncer" else server
     name = f"sessionorm_test_{uuid.uuid4().hex[:16]}"
@@ -201,14 +245,16 @@ def fresh_backend(name: str, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
 
 # -- many writers at once -------------------------------------------------------------------
 
+
 def appenders_never_collide(db: Backend, thread_id: str, append, writers: int, each: int) -> None:
     """`writers` spawned processes run `append(db, thread_id, writer, barrier, errors)` at once,
     each appending `each` messages "<writer>:<n>": none fails, idx runs 0.. without a gap or a
     duplicate, and each process's messages keep its order."""
     context = multiprocessing.get_context("spawn")
     barrier, errors = context.Barrier(writers), context.Queue()
-    workers = [context.Process(target=append, args=(db, thread_id, w, barrier, errors))
-               for w in range(writers)]
+    workers = [
+        context.Process(target=append, args=(db, thread_id, w, barrier, errors)) for w in range(writers)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -218,8 +264,9 @@ def appenders_never_collide(db: Backend, thread_id: str, append, writers: int, e
         problems.append(errors.get())
     assert problems == []
     assert [w.exitcode for w in workers] == [0] * writers
-    rows = db.query('SELECT idx, content FROM thread_messages WHERE "threadId" = ? ORDER BY idx',
-                    (thread_id,))
+    rows = db.query(
+        'SELECT idx, content FROM thread_messages WHERE "threadId" = ? ORDER BY idx', (thread_id,)
+    )
     assert [idx for idx, _ in rows] == list(range(writers * each))
     for writer in range(writers):
         mine = [int(c.split(":")[1]) for _, c in rows if c.startswith(f"{writer}:")]

@@ -5,6 +5,7 @@ The app's own writes are made here with raw SQL, exactly as its code runs them (
 `updateSessionThreadId`, its `Thread <threadId>` rows, its rebuild of `sessions`); files made
 by the real app are in `test_app_fixtures.py`.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -33,11 +34,16 @@ def migrated_as_0_2(path: Path, bare_threads: int = 0) -> Path:
         sessions = [r[0] for r in con.execute("SELECT id FROM sessions ORDER BY id")]
         for n in range(bare_threads):
             tid = str(uuid.uuid4())
-            con.execute("INSERT INTO threads VALUES (?, ?, 'mine', '2025-09-01T00:00:00.000Z',"
-                        " '2025-09-01T00:00:00.000Z', 'active')", (tid, sessions[n]))
+            con.execute(
+                "INSERT INTO threads VALUES (?, ?, 'mine', '2025-09-01T00:00:00.000Z',"
+                " '2025-09-01T00:00:00.000Z', 'active')",
+                (tid, sessions[n]),
+            )
             for idx in range(2):
-                con.execute("INSERT INTO thread_messages VALUES (?, ?, 'user', 'hi', "
-                            "'2025-09-01T00:00:00.000Z', ?)", (str(uuid.uuid4()), tid, idx))
+                con.execute(
+                    "INSERT INTO thread_messages VALUES (?, ?, 'user', 'hi', '2025-09-01T00:00:00.000Z', ?)",
+                    (str(uuid.uuid4()), tid, idx),
+                )
     return path
 
 
@@ -58,6 +64,7 @@ def ok(*args) -> str:
 
 # -- the app's schema ----------------------------------------------------------------------------
 
+
 def test_a_new_file_carries_the_apps_newest_schema(db_path: Path) -> None:
     SessionStore(db_path).close()
     threads = {r[1]: r for r in rows(db_path, "PRAGMA table_info(threads)")}
@@ -66,24 +73,37 @@ def test_a_new_file_carries_the_apps_newest_schema(db_path: Path) -> None:
     assert {"mode", "autoCommit", "ampMode"} <= set(sessions)
     assert sessions["ampPrompt"][3] == 0  # nullable: the app's rebuild never runs
     tables = {r[0] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"iterations", "tool_calls", "merge_history", "batches", "batch_items", "swebench_runs",
-            "swebench_case_results", "stream_events"} <= tables
+    assert {
+        "iterations",
+        "tool_calls",
+        "merge_history",
+        "batches",
+        "batch_items",
+        "swebench_runs",
+        "swebench_case_results",
+        "stream_events",
+    } <= tables
     assert "threadId" in {r[1] for r in rows(db_path, "PRAGMA table_info(batch_items)")}
     with pytest.raises(sqlite3.IntegrityError):  # the app's CHECK
         with sqlite3.connect(db_path) as con:
             con.execute("UPDATE threads SET ampMode = 'nonsense'")
-            con.execute("INSERT INTO sessions (id, name, ampPrompt, repoRoot, baseBranch, branchName,"
-                        " worktreePath, status, createdAt) VALUES ('s', 'n', NULL, '/r', 'main', 'b',"
-                        " '/w', 'idle', '2025-01-01T00:00:00.000Z')")
-            con.execute("INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, ampMode)"
-                        " VALUES ('T-x', 's', 'n', 'c', 'u', 'nonsense')")
+            con.execute(
+                "INSERT INTO sessions (id, name, ampPrompt, repoRoot, baseBranch, branchName,"
+                " worktreePath, status, createdAt) VALUES ('s', 'n', NULL, '/r', 'main', 'b',"
+                " '/w', 'idle', '2025-01-01T00:00:00.000Z')"
+            )
+            con.execute(
+                "INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, ampMode)"
+                " VALUES ('T-x', 's', 'n', 'c', 'u', 'nonsense')"
+            )
 
 
-def test_migrating_a_pre_layout_file_makes_ampprompt_nullable_without_losing_a_row(
-        legacy_db, dump) -> None:
+def test_migrating_a_pre_layout_file_makes_ampprompt_nullable_without_losing_a_row(legacy_db, dump) -> None:
     path = migrated_as_0_2(legacy_db(n=12, threaded=8, iterations=1))
-    before = {t: one(path, f"SELECT count(*) FROM {t}") for t in
-              ("sessions", "threads", "thread_messages", "iterations", "tool_calls")}
+    before = {
+        t: one(path, f"SELECT count(*) FROM {t}")
+        for t in ("sessions", "threads", "thread_messages", "iterations", "tool_calls")
+    }
     ok("migrate", "--db-path", path)
     after = {t: one(path, f"SELECT count(*) FROM {t}") for t in before}
     assert after == before
@@ -105,6 +125,7 @@ def test_a_column_nobody_knows_is_a_note_not_drift(db_path: Path) -> None:
 
 # -- T- ids --------------------------------------------------------------------------------------
 
+
 def test_create_thread_makes_t_ids(store: SessionStore, session) -> None:
     thread = store.create_thread(session.id, "Feature Discussion", amp_mode="local-cli")
     assert thread.startswith("T-") and uuid.UUID(thread[2:]).version == 4
@@ -117,29 +138,39 @@ def test_create_thread_refuses_an_amp_mode_the_app_refuses(store: SessionStore, 
     assert store.get_session_threads(session.id) == []
 
 
-def test_migrate_renames_bare_thread_ids_messages_following_and_rollback_puts_them_back(
-        legacy_db) -> None:
+def test_migrate_renames_bare_thread_ids_messages_following_and_rollback_puts_them_back(legacy_db) -> None:
     path = migrated_as_0_2(legacy_db(n=10, threaded=6), bare_threads=3)
-    before = rows(path, "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
-                        ' ON m.threadId = t.id GROUP BY t.id ORDER BY t.id')
+    before = rows(
+        path,
+        "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
+        " ON m.threadId = t.id GROUP BY t.id ORDER BY t.id",
+    )
     assert not any(tid.startswith("T-") for tid, _ in before)
     ok("migrate", "--db-path", path)
-    after = rows(path, "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
-                       ' ON m.threadId = t.id GROUP BY t.id ORDER BY t.id')
+    after = rows(
+        path,
+        "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
+        " ON m.threadId = t.id GROUP BY t.id ORDER BY t.id",
+    )
     assert sorted(after) == sorted(("T-" + tid, n) for tid, n in before)
     recorded = {r[0] for r in rows(path, 'SELECT "threadId" FROM sessionorm_migrated_threads')}
     assert len(recorded) == 6 and all(t.startswith("T-") for t in recorded)
     assert verify(path).ok
     ok("rollback", "--db-path", path)  # 0005: the old ids back
-    back = rows(path, "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
-                      ' ON m.threadId = t.id GROUP BY t.id ORDER BY t.id')
+    back = rows(
+        path,
+        "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
+        " ON m.threadId = t.id GROUP BY t.id ORDER BY t.id",
+    )
     assert back == before
-    assert not any(r[0].startswith("T-") for r in
-                   rows(path, 'SELECT "threadId" FROM sessionorm_migrated_threads'))
+    assert not any(
+        r[0].startswith("T-") for r in rows(path, 'SELECT "threadId" FROM sessionorm_migrated_threads')
+    )
     assert rows(path, "PRAGMA foreign_key_check") == []
 
 
 # -- what verify counts --------------------------------------------------------------------------
+
 
 def migrated(legacy_db, **options) -> Path:
     path = legacy_db(**{"n": 12, "threaded": 8, **options})
@@ -150,12 +181,15 @@ def migrated(legacy_db, **options) -> Path:
 def test_the_app_rewriting_thread_ids_is_no_loss(legacy_db) -> None:
     path = migrated(legacy_db)
     with sqlite3.connect(path) as con:  # updateSessionThreadId, then its ensureThreadRecord
-        for sid, in con.execute("SELECT id FROM sessions WHERE threadId != '' LIMIT 3").fetchall():
+        for (sid,) in con.execute("SELECT id FROM sessions WHERE threadId != '' LIMIT 3").fetchall():
             new = f"T-{uuid.uuid4()}"
             con.execute("UPDATE sessions SET threadId = ? WHERE id = ?", (new, sid))
-            con.execute("INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, status)"
-                        " VALUES (?, ?, ?, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z',"
-                        " 'active')", (new, sid, f"Thread {new}"))
+            con.execute(
+                "INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, status)"
+                " VALUES (?, ?, ?, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z',"
+                " 'active')",
+                (new, sid, f"Thread {new}"),
+            )
         # syncAllSessionThreadIds: sessions without a threadId get the current one
         con.execute("UPDATE sessions SET threadId = 'T-current' WHERE threadId IS NULL OR threadId = ''")
     report = verify(path)
@@ -163,7 +197,8 @@ def test_the_app_rewriting_thread_ids_is_no_loss(legacy_db) -> None:
     assert [n for n in report.notes if "backfill" in n] == [
         "4 sessions carry a threadId and have no thread for it yet (created, or given their "
         "threadId, after the migration): `sessionorm backfill` (or "
-        "SessionStore.migrate_session_thread_ids()) creates them"]
+        "SessionStore.migrate_session_thread_ids()) creates them"
+    ]
     assert not any("gone" in n or "cannot be told" in n for n in report.notes)
     before = one(path, "SELECT count(*) FROM threads")
     assert invoke("backfill", "--db-path", path).exit_code == 0
@@ -182,7 +217,8 @@ def test_a_users_delete_thread_is_no_loss_and_backfill_does_not_bring_it_back(le
 
 
 def test_threads_deleted_behind_sessionorms_back_are_named_and_restored_from_a_backup(
-        legacy_db, tmp_path: Path) -> None:
+    legacy_db, tmp_path: Path
+) -> None:
     path = migrated(legacy_db)
     backup = tmp_path / "before.sqlite"
     ok("backup", "--db-path", path, "-o", backup)
@@ -190,8 +226,10 @@ def test_threads_deleted_behind_sessionorms_back_are_named_and_restored_from_a_b
         sid = one(path, "SELECT id FROM sessions LIMIT 1")
         newer = store.create_thread(sid, "newer")
         store.add_thread_message(newer, "user", "written after the backup")
-    lost = [r[0] for r in rows(path, 'SELECT "threadId" FROM sessionorm_migrated_threads'
-                                     ' ORDER BY "threadId" LIMIT 3')]
+    lost = [
+        r[0]
+        for r in rows(path, 'SELECT "threadId" FROM sessionorm_migrated_threads ORDER BY "threadId" LIMIT 3')
+    ]
     with sqlite3.connect(path) as con:  # as the app's rebuild does: threads gone, sessions kept
         con.execute("PRAGMA foreign_keys = ON")
         con.executemany("DELETE FROM threads WHERE id = ?", [(t,) for t in lost])
@@ -213,7 +251,8 @@ def test_threads_deleted_behind_sessionorms_back_are_named_and_restored_from_a_b
 
 
 def test_restore_threads_does_not_bring_back_a_thread_deleted_through_sessionorm(
-        legacy_db, tmp_path: Path) -> None:
+    legacy_db, tmp_path: Path
+) -> None:
     path = migrated(legacy_db)
     backup = tmp_path / "before.sqlite"
     ok("backup", "--db-path", path, "-o", backup)
@@ -223,8 +262,7 @@ def test_restore_threads_does_not_bring_back_a_thread_deleted_through_sessionorm
     assert ok("restore-threads", "--db-path", path, "--from", backup).startswith("nothing to restore")
 
 
-def test_restore_threads_refuses_a_backup_without_threads_and_changes_nothing(
-        legacy_db, file_digest) -> None:
+def test_restore_threads_refuses_a_backup_without_threads_and_changes_nothing(legacy_db, file_digest) -> None:
     path = migrated(legacy_db)
     not_migrated = legacy_db(name="plain.db")
     before = file_digest(path)
@@ -234,19 +272,22 @@ def test_restore_threads_refuses_a_backup_without_threads_and_changes_nothing(
     assert file_digest(path) == before
 
 
-def test_files_migrated_before_the_record_get_it_once_and_unmatched_sessions_are_counted(
-        legacy_db) -> None:
+def test_files_migrated_before_the_record_get_it_once_and_unmatched_sessions_are_counted(legacy_db) -> None:
     path = migrated_as_0_2(legacy_db(n=12, threaded=8))
     # the app's rebuild: every migrated thread gone with its messages, then its start-up
     # makes `Thread <threadId>` rows for some sessions
     with sqlite3.connect(path) as con:
         con.execute("DELETE FROM thread_messages")
         con.execute("DELETE FROM threads")
-        for sid, tid in con.execute("SELECT id, threadId FROM sessions WHERE threadId != ''"
-                                    " LIMIT 5").fetchall():
-            con.execute("INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, status)"
-                        " VALUES (?, ?, ?, '2099-01-01T00:00:00.000Z', '2099-01-01T00:00:00.000Z',"
-                        " 'active')", (tid, sid, f"Thread {tid}"))
+        for sid, tid in con.execute(
+            "SELECT id, threadId FROM sessions WHERE threadId != '' LIMIT 5"
+        ).fetchall():
+            con.execute(
+                "INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, status)"
+                " VALUES (?, ?, ?, '2099-01-01T00:00:00.000Z', '2099-01-01T00:00:00.000Z',"
+                " 'active')",
+                (tid, sid, f"Thread {tid}"),
+            )
     ok("migrate", "--db-path", path)
     report = verify(path)
     assert report.ok, report.problems  # it cannot be told: a note, never "deleted"
@@ -261,14 +302,20 @@ def test_files_migrated_before_the_record_get_it_once_and_unmatched_sessions_are
 def test_the_apps_duplicate_thread_beside_a_migrated_one_is_a_note(legacy_db) -> None:
     path = migrated(legacy_db)
     with sqlite3.connect(path) as con:
-        sid, legacy = con.execute('SELECT "sessionId", "legacyThreadId"'
-                                  " FROM sessionorm_migrated_threads LIMIT 1").fetchone()
-        con.execute("INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, status)"
-                    " VALUES (?, ?, ?, 'c', 'u', 'active')", (legacy, sid, f"Thread {legacy}"))
+        sid, legacy = con.execute(
+            'SELECT "sessionId", "legacyThreadId" FROM sessionorm_migrated_threads LIMIT 1'
+        ).fetchone()
+        con.execute(
+            "INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, status)"
+            " VALUES (?, ?, ?, 'c', 'u', 'active')",
+            (legacy, sid, f"Thread {legacy}"),
+        )
     report = verify(path)
     assert report.ok
-    assert any(n.startswith("1 sessions have the orchestrator app's own `Thread <threadId>` thread")
-               for n in report.notes)
+    assert any(
+        n.startswith("1 sessions have the orchestrator app's own `Thread <threadId>` thread")
+        for n in report.notes
+    )
 
 
 def test_deleting_the_session_of_a_migrated_thread_is_no_loss(legacy_db) -> None:
@@ -282,17 +329,27 @@ def test_deleting_the_session_of_a_migrated_thread_is_no_loss(legacy_db) -> None
 
 # -- delete_session ------------------------------------------------------------------------------
 
+
 def test_delete_session_deletes_the_apps_rows_in_its_order_and_says_what(legacy_db) -> None:
     path = migrated(legacy_db, iterations=2)
     sid = one(path, 'SELECT "sessionId" FROM sessionorm_migrated_threads LIMIT 1')
     with sqlite3.connect(path) as con:
-        con.execute("INSERT INTO merge_history VALUES ('m1', ?, 's', NULL, 'main', 'squash', 'ok',"
-                    " NULL, NULL)", (sid,))
+        con.execute(
+            "INSERT INTO merge_history VALUES ('m1', ?, 's', NULL, 'main', 'squash', 'ok', NULL, NULL)",
+            (sid,),
+        )
         con.execute("INSERT INTO stream_events VALUES ('e1', ?, 't', 'ts', '{}')", (sid,))
     with SessionStore(path) as store:
         deleted = store.delete_session(sid)
-    assert deleted == {"tool_calls": 2, "iterations": 2, "merge_history": 1, "stream_events": 1,
-                       "thread_messages": 1, "threads": 1, "sessions": 1}
+    assert deleted == {
+        "tool_calls": 2,
+        "iterations": 2,
+        "merge_history": 1,
+        "stream_events": 1,
+        "thread_messages": 1,
+        "threads": 1,
+        "sessions": 1,
+    }
     for table in ("iterations", "tool_calls", "merge_history", "stream_events", "threads"):
         column = "sessionId"
         assert one(path, f'SELECT count(*) FROM {table} WHERE "{column}" = ?', (sid,)) == 0
@@ -300,17 +357,20 @@ def test_delete_session_deletes_the_apps_rows_in_its_order_and_says_what(legacy_
     assert verify(path).ok
 
 
-def test_delete_session_refuses_rows_of_a_table_it_does_not_know_and_deletes_nothing(
-        legacy_db, dump) -> None:
+def test_delete_session_refuses_rows_of_a_table_it_does_not_know_and_deletes_nothing(legacy_db, dump) -> None:
     path = migrated(legacy_db, iterations=1)
     sid = one(path, "SELECT id FROM sessions LIMIT 1")
     with sqlite3.connect(path) as con:
         con.execute("INSERT INTO swebench_runs (id, name, casesDir, createdAt) VALUES ('r', 'n', 'd', 'c')")
-        con.execute("INSERT INTO swebench_case_results (runId, caseId, sessionId, status)"
-                    " VALUES ('r', 'c', ?, 'ok')", (sid,))
+        con.execute(
+            "INSERT INTO swebench_case_results (runId, caseId, sessionId, status) VALUES ('r', 'c', ?, 'ok')",
+            (sid,),
+        )
     before = dump(path)
-    with SessionStore(path) as store, pytest.raises(ValidationError,
-                                                    match=r"swebench_case_results \(1 rows\)"):
+    with (
+        SessionStore(path) as store,
+        pytest.raises(ValidationError, match=r"swebench_case_results \(1 rows\)"),
+    ):
         store.delete_session(sid)
     assert dump(path) == before
 
@@ -320,14 +380,20 @@ def test_a_thread_made_later_without_a_t_id_is_a_note_and_backfill_renames_it(le
     sid = one(path, "SELECT id FROM sessions LIMIT 1")
     with sqlite3.connect(path) as con:  # the app at 3b7ef7d: createThread makes a bare UUID
         bare = str(uuid.uuid4())
-        con.execute("INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, status)"
-                    " VALUES (?, ?, 'app thread', 'c', 'u', 'active')", (bare, sid))
-        con.execute("INSERT INTO thread_messages VALUES (?, ?, 'user', 'hi', 'c', 0)",
-                    (str(uuid.uuid4()), bare))
+        con.execute(
+            "INSERT INTO threads (id, sessionId, name, createdAt, updatedAt, status)"
+            " VALUES (?, ?, 'app thread', 'c', 'u', 'active')",
+            (bare, sid),
+        )
+        con.execute(
+            "INSERT INTO thread_messages VALUES (?, ?, 'user', 'hi', 'c', 0)", (str(uuid.uuid4()), bare)
+        )
     report = verify(path)
     assert report.ok
-    assert "1 threads have an id without `T-`, which the orchestrator app does not list: " \
-           "`sessionorm backfill` renames them to `T-<id>`" in report.notes
+    assert (
+        "1 threads have an id without `T-`, which the orchestrator app does not list: "
+        "`sessionorm backfill` renames them to `T-<id>`" in report.notes
+    )
     ok("backfill", "--db-path", path)
     assert one(path, "SELECT count(*) FROM thread_messages WHERE threadId = ?", ("T-" + bare,)) == 1
     assert not any("without `T-`" in n for n in verify(path).notes)
@@ -335,14 +401,17 @@ def test_a_thread_made_later_without_a_t_id_is_a_note_and_backfill_renames_it(le
 
 @pytest.mark.parametrize("via", ["postgresql", "pgbouncer"])
 def test_on_postgresql_losses_come_from_the_record_and_come_back_from_a_backup(
-        via: str, tmp_path: Path) -> None:
+    via: str, tmp_path: Path
+) -> None:
     import psycopg
     from pg_support import pg_database
 
     with pg_database(via) as database:
         with SessionStore(database.target) as store:
-            sessions = [store.create_session(name=f"s{n}", amp_prompt="p", repo_root="/r",
-                                             thread_id=f"T-legacy-{n}") for n in range(4)]
+            sessions = [
+                store.create_session(name=f"s{n}", amp_prompt="p", repo_root="/r", thread_id=f"T-legacy-{n}")
+                for n in range(4)
+            ]
             made = store.migrate_session_thread_ids()
             assert made.migrated == 4
             recorded = [t for s in sessions for t in store.get_session_threads(s.id)]
@@ -352,34 +421,54 @@ def test_on_postgresql_losses_come_from_the_record_and_come_back_from_a_backup(
         ok("copy", "--from", database.target, "--to", backup)
         with psycopg.connect(database.direct, autocommit=True) as con:  # behind sessionorm's back
             con.execute("DELETE FROM threads WHERE id = %s", (recorded[1].id,))
-            con.execute('UPDATE sessions SET "threadId" = %s WHERE id = %s',
-                        ("T-rewritten", sessions[2].id))  # the app's rewrite: no loss
+            con.execute(
+                'UPDATE sessions SET "threadId" = %s WHERE id = %s', ("T-rewritten", sessions[2].id)
+            )  # the app's rewrite: no loss
         report = verify(database.target)
-        assert report.problems == [next(p for p in report.problems if p.startswith(
-            f"1 migrated threads are gone, with all their messages (at least their 1 migration "
-            f"markers), while their sessions remain: {recorded[1].id};"))]
+        assert report.problems == [
+            next(
+                p
+                for p in report.problems
+                if p.startswith(
+                    f"1 migrated threads are gone, with all their messages (at least their 1 migration "
+                    f"markers), while their sessions remain: {recorded[1].id};"
+                )
+            )
+        ]
         out = ok("restore-threads", "--db-url", database.target, "--from", backup)
         assert out.endswith(f"restored 1 threads with 1 messages from {backup}\n")
         assert verify(database.target).ok
         with SessionStore(database.target) as store:
             assert [m.content for m in store.get_thread_messages(recorded[1].id)] == [
-                "Thread migrated from legacy threadId: T-legacy-1"]
+                "Thread migrated from legacy threadId: T-legacy-1"
+            ]
 
 
 def schema_and_shape(path: Path) -> tuple[list, dict]:
     """Every schema object (quotes aside), and per table its row count, with the `T-` threads
     and the recorded threads whose marker is theirs. Renames are left out: made at once, the
     threads never had another id, so there is nothing for a rollback of 0005 to put back."""
-    objects = [(kind, name, table, (sql or "").replace('"', "")) for kind, name, table, sql in rows(
-        path, "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY 1, 2")]
-    tables = [r[1] for r in objects if r[0] == "table" and not r[1].startswith("sqlite_")
-              and r[1] != "sessionorm_renamed_threads"]
+    objects = [
+        (kind, name, table, (sql or "").replace('"', ""))
+        for kind, name, table, sql in rows(
+            path, "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY 1, 2"
+        )
+    ]
+    tables = [
+        r[1]
+        for r in objects
+        if r[0] == "table" and not r[1].startswith("sqlite_") and r[1] != "sessionorm_renamed_threads"
+    ]
     shape = {t: (one(path, f'SELECT count(*) FROM "{t}"'),) for t in tables}
     shape["threads"] += (one(path, "SELECT count(*) FROM threads WHERE id LIKE 'T-%'"),)
-    shape["sessionorm_migrated_threads"] += (one(
-        path, "SELECT count(*) FROM sessionorm_migrated_threads r JOIN threads t"
-              ' ON t.id = r."threadId" JOIN thread_messages m ON m.id = r."markerId"'
-              ' AND m."threadId" = t.id'),)
+    shape["sessionorm_migrated_threads"] += (
+        one(
+            path,
+            "SELECT count(*) FROM sessionorm_migrated_threads r JOIN threads t"
+            ' ON t.id = r."threadId" JOIN thread_messages m ON m.id = r."markerId"'
+            ' AND m."threadId" = t.id',
+        ),
+    )
     return objects, shape
 
 
@@ -414,13 +503,16 @@ def test_on_postgresql_migrations_1_to_5_at_once_leave_what_they_leave_one_by_on
         with psycopg.connect(url) as con:
             constraints = con.execute(
                 "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
-                " FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2").fetchall()
-            index_defs = con.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'"
-                                     " ORDER BY 1").fetchall()
+                " FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2"
+            ).fetchall()
+            index_defs = con.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+            ).fetchall()
             counts = con.execute(
                 "SELECT (SELECT count(*) FROM threads), (SELECT count(*) FROM threads WHERE id LIKE 'T-%'),"
                 " (SELECT count(*) FROM thread_messages), (SELECT count(*) FROM sessionorm_migrated_threads r"
-                ' JOIN thread_messages m ON m.id = r."markerId" AND m."threadId" = r."threadId")').fetchone()
+                ' JOIN thread_messages m ON m.id = r."markerId" AND m."threadId" = r."threadId")'
+            ).fetchone()
         return constraints, index_defs, counts
 
     with pg_database(via) as at_once, pg_database(via) as one_by_one:
@@ -431,13 +523,13 @@ def test_on_postgresql_migrations_1_to_5_at_once_leave_what_they_leave_one_by_on
         assert shape(at_once.direct) == shape(one_by_one.direct)
 
 
-def test_delete_session_refuses_rows_that_reference_its_rows_and_deletes_nothing(
-        legacy_db, dump) -> None:
+def test_delete_session_refuses_rows_that_reference_its_rows_and_deletes_nothing(legacy_db, dump) -> None:
     path = migrated(legacy_db, iterations=1)
     sid, iteration = rows(path, "SELECT sessionId, id FROM iterations LIMIT 1")[0]
     with sqlite3.connect(path) as con:  # another program's table, under iterations
-        con.execute("CREATE TABLE audit (id TEXT PRIMARY KEY, iterationId TEXT NOT NULL"
-                    " REFERENCES iterations(id))")
+        con.execute(
+            "CREATE TABLE audit (id TEXT PRIMARY KEY, iterationId TEXT NOT NULL REFERENCES iterations(id))"
+        )
         con.execute("INSERT INTO audit VALUES ('a', ?)", (iteration,))
     before = dump(path)
     with SessionStore(path) as store, pytest.raises(ValidationError, match="nothing was deleted"):

@@ -4,6 +4,7 @@ threads, its thread-id rewrites), and a copy of an app-used file.
 
 Each test works on a copy of the committed fixture.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -18,8 +19,16 @@ from sessionorm import SessionStore, verify
 
 FIXTURES = Path(__file__).with_name("fixtures") / "app"
 COMMITS = ("3b7ef7d", "bcdd7f5", "f785b0c")
-APP_TABLES = ("iterations", "tool_calls", "merge_history", "batches", "batch_items",
-              "swebench_runs", "swebench_case_results", "stream_events")
+APP_TABLES = (
+    "iterations",
+    "tool_calls",
+    "merge_history",
+    "batches",
+    "batch_items",
+    "swebench_runs",
+    "swebench_case_results",
+    "stream_events",
+)
 
 
 def fixture(name: str, tmp_path: Path) -> Path:
@@ -34,8 +43,10 @@ def q(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
 
 
 def counts(path: Path) -> dict[str, int]:
-    tables = [r[0] for r in q(path, "SELECT name FROM sqlite_master WHERE type = 'table'"
-                                    " AND name NOT LIKE 'sqlite_%'")]
+    tables = [
+        r[0]
+        for r in q(path, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    ]
     return {t: q(path, f'SELECT count(*) FROM "{t}"')[0][0] for t in tables}
 
 
@@ -55,8 +66,11 @@ def verified(path: Path):
 def test_app_first_migrates_keeps_every_row_and_verifies(commit: str, tmp_path: Path) -> None:
     path = fixture(f"app_first_{commit}.sqlite", tmp_path)
     before = counts(path)
-    app_threads = q(path, "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
-                          " ON m.threadId = t.id GROUP BY t.id")
+    app_threads = q(
+        path,
+        "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
+        " ON m.threadId = t.id GROUP BY t.id",
+    )
     threaded = q(path, "SELECT count(*) FROM sessions WHERE threadId != ''")[0][0]
     migrate(path)
     after = counts(path)
@@ -66,9 +80,17 @@ def test_app_first_migrates_keeps_every_row_and_verifies(commit: str, tmp_path: 
     expected = sorted((t if t.startswith("T-") else "T-" + t, n) for t, n in app_threads)
     migrated = q(path, "SELECT id FROM threads WHERE name LIKE 'Migrated Thread for %'")
     assert len(migrated) == threaded
-    assert sorted(q(path, "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
-                          " ON m.threadId = t.id WHERE t.name NOT LIKE 'Migrated Thread for %'"
-                          " GROUP BY t.id")) == expected
+    assert (
+        sorted(
+            q(
+                path,
+                "SELECT t.id, count(m.id) FROM threads t LEFT JOIN thread_messages m"
+                " ON m.threadId = t.id WHERE t.name NOT LIKE 'Migrated Thread for %'"
+                " GROUP BY t.id",
+            )
+        )
+        == expected
+    )
     report = verified(path)
     assert report.problems == []
     assert not any("cannot be told" in n for n in report.notes)
@@ -78,8 +100,10 @@ def test_the_newest_app_first_is_adopted_with_its_amp_mode_column(tmp_path: Path
     path = fixture("app_first_f785b0c.sqlite", tmp_path)
     modes = q(path, "SELECT id, ampMode FROM threads ORDER BY id")
     migrate(path)
-    assert q(path, "SELECT id, ampMode FROM threads WHERE name NOT LIKE 'Migrated Thread for %'"
-                   " ORDER BY id") == modes
+    assert (
+        q(path, "SELECT id, ampMode FROM threads WHERE name NOT LIKE 'Migrated Thread for %' ORDER BY id")
+        == modes
+    )
     with SessionStore(path) as store:
         thread = store.get_thread(modes[0][0])
         assert thread.amp_mode == modes[0][1]
@@ -87,7 +111,8 @@ def test_the_newest_app_first_is_adopted_with_its_amp_mode_column(tmp_path: Path
 
 @pytest.mark.parametrize("commit", ("bcdd7f5", "f785b0c"))
 def test_after_the_apps_rebuild_deleted_the_migrated_threads_verify_says_it_cannot_tell(
-        commit: str, tmp_path: Path) -> None:
+    commit: str, tmp_path: Path
+) -> None:
     """0.2.0 migrated 8 threads; the app's rebuild of `sessions` deleted them all and made 7
     empty `Thread <threadId>` rows. 0.2.0's verify said "1 missing"."""
     path = fixture(f"so020_then_app_{commit}.sqlite", tmp_path)
@@ -108,8 +133,10 @@ def test_when_iterations_blocked_the_rebuild_the_apps_duplicates_are_notes(tmp_p
     migrate(path)
     report = verified(path)
     assert report.problems == []
-    assert any(n.startswith("7 sessions have the orchestrator app's own `Thread <threadId>` thread")
-               for n in report.notes)
+    assert any(
+        n.startswith("7 sessions have the orchestrator app's own `Thread <threadId>` thread")
+        for n in report.notes
+    )
     assert q(path, "SELECT count(*) FROM threads WHERE substr(id, 1, 2) != 'T-'") == [(0,)]
 
 
@@ -142,8 +169,7 @@ def app_used(tmp_path: Path) -> Path:
     return path
 
 
-def test_copy_of_an_app_used_file_to_sqlite_carries_the_apps_tables_and_columns(
-        tmp_path: Path) -> None:
+def test_copy_of_an_app_used_file_to_sqlite_carries_the_apps_tables_and_columns(tmp_path: Path) -> None:
     path = app_used(tmp_path)
     target = tmp_path / "copy.sqlite"
     result = invoke("copy", "--from", path, "--to", target)
@@ -172,8 +198,10 @@ def test_copy_of_an_app_used_file_to_postgresql_and_back(via: str, tmp_path: Pat
 
 # -- sessionorm first, then the app ------------------------------------------------------------
 
+
 def import_fixture_tool():
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("fixture_tool", FIXTURES / "fixture_tool.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -181,8 +209,10 @@ def import_fixture_tool():
 
 
 def schema_objects(path: Path) -> list[tuple]:
-    return [(kind, name, (sql or "").replace('"', "")) for kind, name, sql in
-            q(path, "SELECT type, name, sql FROM sqlite_master ORDER BY 1, 2")]
+    return [
+        (kind, name, (sql or "").replace('"', ""))
+        for kind, name, sql in q(path, "SELECT type, name, sql FROM sqlite_master ORDER BY 1, 2")
+    ]
 
 
 @pytest.mark.parametrize("commit", ("bcdd7f5", "f785b0c"))
@@ -197,11 +227,12 @@ def test_the_app_changes_nothing_of_a_file_sessionorm_migrated(commit: str, tmp_
     assert schema_objects(used) == schema_objects(ours)
     columns = [r[1] for r in q(ours, "PRAGMA table_info(sessions)") if r[1] != "threadId"]
     listed = ", ".join(f'"{c}"' for c in columns)
-    assert q(used, f"SELECT {listed} FROM sessions ORDER BY id") == \
-        q(ours, f"SELECT {listed} FROM sessions ORDER BY id")
+    assert q(used, f"SELECT {listed} FROM sessions ORDER BY id") == q(
+        ours, f"SELECT {listed} FROM sessions ORDER BY id"
+    )
     report = verified(used)
     assert report.problems == []
-    assert all(t.startswith("T-") for t, in q(used, "SELECT id FROM threads"))
+    assert all(t.startswith("T-") for (t,) in q(used, "SELECT id FROM threads"))
 
 
 def test_the_oldest_app_still_deletes_threads_and_verify_names_them(tmp_path: Path) -> None:

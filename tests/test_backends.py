@@ -1,5 +1,6 @@
 """One backend per engine: outside `backends/` and the URL parsing in `target.py`, no module of
 the package asks which engine it runs on, and each backend answers every question for it."""
+
 from __future__ import annotations
 
 import re
@@ -22,17 +23,24 @@ ENGINE_QUESTIONS = re.compile(
     r"|\bSqliteBackend\b|\bPostgresBackend\b|\bSqliteMigrator\b|\bPostgresqlMigrator\b"
     r"|\bimport psycopg\b|\bfrom psycopg\b"
     r"|\bbackend\w*\.name\b|[!=]=\s*[\"'](?:SQLite|PostgreSQL)[\"']"
-    r"|\bsqlite_master\b|\bpg_catalog\b")
+    r"|\bsqlite_master\b|\bpg_catalog\b"
+)
 
 
 def engine_questions(path: Path) -> list[str]:
-    return [f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
-            for n, line in enumerate(path.read_text().splitlines(), 1) if ENGINE_QUESTIONS.search(line)]
+    return [
+        f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if ENGINE_QUESTIONS.search(line)
+    ]
 
 
 def test_no_module_outside_backends_asks_which_engine_it_runs_on():
-    outside = [p for p in sorted(PACKAGE.rglob("*.py"))
-               if "backends" not in p.relative_to(PACKAGE).parts and p not in ALLOWED]
+    outside = [
+        p
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if "backends" not in p.relative_to(PACKAGE).parts and p not in ALLOWED
+    ]
     assert len(outside) > 30
     found = [hit for path in outside for hit in engine_questions(path)]
     assert found == []
@@ -40,9 +48,15 @@ def test_no_module_outside_backends_asks_which_engine_it_runs_on():
 
 def test_the_grep_finds_what_it_looks_for(tmp_path: Path):
     """The pattern is not blind: each old way of asking is caught."""
-    for line in ("if target.is_server:", "if side.is_pg:", "isinstance(db, peewee.PostgresqlDatabase)",
-                 "isinstance(db, SqliteDatabase)", "if backend.name == 'SQLite':",
-                 "import psycopg", "SELECT name FROM sqlite_master"):
+    for line in (
+        "if target.is_server:",
+        "if side.is_pg:",
+        "isinstance(db, peewee.PostgresqlDatabase)",
+        "isinstance(db, SqliteDatabase)",
+        "if backend.name == 'SQLite':",
+        "import psycopg",
+        "SELECT name FROM sqlite_master",
+    ):
         assert ENGINE_QUESTIONS.search(line), line
     assert engine_questions(PACKAGE / "backends" / "choice.py")  # where the question is asked
 
@@ -59,8 +73,11 @@ def test_a_backend_is_chosen_once_from_the_target_or_the_database(tmp_path: Path
 
 
 def test_each_backend_answers_every_question_of_the_base():
-    asked = {name for name, value in vars(Backend).items()
-             if callable(value) or isinstance(value, (classmethod, staticmethod))} - {"__init__"}
+    asked = {
+        name
+        for name, value in vars(Backend).items()
+        if callable(value) or isinstance(value, (classmethod, staticmethod))
+    } - {"__init__"}
     for backend in (SqliteBackend, PostgresBackend):
         for name in asked:
             assert getattr(backend, name) is not None, (backend, name)

@@ -2,6 +2,7 @@
 
 the contract, CLI and Known gaps; issue 3.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,9 +44,11 @@ def wal_only_row(legacy):
     """A connection that committed a session which is only in the -wal file; kept open."""
     con = sqlite3.connect(legacy, isolation_level=None)
     con.execute("PRAGMA wal_autocheckpoint = 0")
-    con.execute("INSERT INTO sessions (id, name, ampPrompt, repoRoot, baseBranch, branchName,"
-                " worktreePath, status, createdAt) VALUES ('wal-only', 'only in the WAL', 'p',"
-                " '/r', 'main', 'b', '/w', 'idle', '2025-08-01T00:00:00.000Z')")
+    con.execute(
+        "INSERT INTO sessions (id, name, ampPrompt, repoRoot, baseBranch, branchName,"
+        " worktreePath, status, createdAt) VALUES ('wal-only', 'only in the WAL', 'p',"
+        " '/r', 'main', 'b', '/w', 'idle', '2025-08-01T00:00:00.000Z')"
+    )
     assert Path(f"{legacy}-wal").stat().st_size > 0
     copy = legacy.with_name("plain-copy.db")
     shutil.copy(legacy, copy)  # the known gap: a file copy misses the committed row
@@ -174,8 +177,9 @@ def test_backup_removes_temp_files_left_by_a_killed_backup_but_not_a_running_one
     import subprocess
     import sys
 
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     dead_pid = int(finished.stdout)  # that process has exited
     stale = legacy.with_name(f".{legacy.name}.backup-2025-01-01-000000.partial-{dead_pid}")
     running = legacy.with_name(f".{legacy.name}.backup-2025-01-01-000000.partial-{os.getpid()}")
@@ -206,7 +210,8 @@ def test_a_backup_failing_its_integrity_check_is_one_line_naming_the_first_probl
     assert done.returncode != 0
     assert one_error_line(done.stderr) == (
         "error: backup failed its integrity check: row 2 missing from index i "
-        "(and 48 more; --verbose lists them)")
+        "(and 48 more; --verbose lists them)"
+    )
     _, leftovers = workers.backups_of(damaged)
     assert leftovers == [] and workers.backups_of(damaged)[0] == []
 
@@ -214,6 +219,9 @@ def test_a_backup_failing_its_integrity_check_is_one_line_naming_the_first_probl
 def test_verbose_lists_every_integrity_problem_of_a_failed_backup(damaged):
     done = run_module("backup", "--verbose", "--db-path", damaged)
     assert done.returncode != 0
-    listed = [line for line in done.stderr.splitlines()
-              if re.fullmatch(r"  (row \d+ missing from index i|wrong # of entries in index i)", line)]
+    listed = [
+        line
+        for line in done.stderr.splitlines()
+        if re.fullmatch(r"  (row \d+ missing from index i|wrong # of entries in index i)", line)
+    ]
     assert len(listed) == 49 and listed[0] == "  row 2 missing from index i"

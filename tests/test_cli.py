@@ -3,6 +3,7 @@
 Through click's CliRunner and through `python -m sessionorm` in a real process with stdin
 closed, as scripts run it.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -29,6 +30,7 @@ def migrated(legacy) -> Path:
 
 
 # -- entry points and usage ----------------------------------------------------------------
+
 
 def test_python_dash_m_help_lists_every_command():
     done = run_module("--help")
@@ -73,6 +75,7 @@ def test_db_path_defaults_to_ampsm_db_path(legacy):
 
 # -- status --------------------------------------------------------------------------------
 
+
 def test_status_lists_pending_and_exits_1_before_migrate(legacy):
     result = invoke("status", "--db-path", legacy)
     assert result.exit_code == 1
@@ -99,6 +102,7 @@ def test_status_writes_nothing(legacy, file_digest):
 
 
 # -- verify --------------------------------------------------------------------------------
+
 
 def test_verify_passes_after_migrate(migrated):
     result = invoke("verify", "--db-path", migrated)
@@ -127,17 +131,28 @@ def test_verify_names_a_deleted_migrations_row(migrated):
     result = invoke("verify", "--db-path", migrated)
     assert result.exit_code == 1
     problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
-    assert problems == [f"problem: migration {name} is not applied" for name in (
-        "0001_session_thread_relationship", "0002_orchestrator_index_names",
-        "0003_orchestrator_app_schema", "0004_migrated_thread_record", "0005_app_thread_ids")]
+    assert problems == [
+        f"problem: migration {name} is not applied"
+        for name in (
+            "0001_session_thread_relationship",
+            "0002_orchestrator_index_names",
+            "0003_orchestrator_app_schema",
+            "0004_migrated_thread_record",
+            "0005_app_thread_ids",
+        )
+    ]
 
 
 def test_verify_names_a_foreign_key_violation(migrated):
     with raw(migrated) as con:
         con.execute("PRAGMA foreign_keys = OFF")
         # migration 5 re-inserted every thread under its T- id: rowid 1 is gone, take the first
-        assert con.execute("UPDATE threads SET \"sessionId\" = 'gone'"
-                           " WHERE rowid = (SELECT min(rowid) FROM threads)").rowcount == 1
+        assert (
+            con.execute(
+                "UPDATE threads SET \"sessionId\" = 'gone' WHERE rowid = (SELECT min(rowid) FROM threads)"
+            ).rowcount
+            == 1
+        )
     result = invoke("verify", "--db-path", migrated)
     assert result.exit_code == 1
     assert "foreign_key_check" in result.stdout and "threads" in result.stdout
@@ -149,10 +164,12 @@ def test_verify_names_sessions_left_without_their_thread(migrated):
         assert con.execute("DELETE FROM threads WHERE id = ?", (gone,)).rowcount == 1
     result = invoke("verify", "--db-path", migrated)
     assert result.exit_code == 1
-    assert (f"problem: 1 migrated threads are gone, with all their messages (at least their 1 "
-            f"migration markers), while their sessions remain: {gone}; `sessionorm restore-threads "
-            "--from BACKUP` copies back what a backup holds of them and nothing else (see README, "
-            "'Living with the orchestrator')\n") in result.stdout
+    assert (
+        f"problem: 1 migrated threads are gone, with all their messages (at least their 1 "
+        f"migration markers), while their sessions remain: {gone}; `sessionorm restore-threads "
+        "--from BACKUP` copies back what a backup holds of them and nothing else (see README, "
+        "'Living with the orchestrator')\n"
+    ) in result.stdout
 
 
 def test_verify_in_a_real_process(migrated):
@@ -170,6 +187,7 @@ def test_verify_writes_nothing(migrated, file_digest):
 
 
 # -- errors: one line on stderr, non-zero exit, no traceback, file unchanged ---------------
+
 
 @pytest.mark.parametrize("command", ["status", "verify", "rollback", "backup"])
 def test_missing_database_is_one_line_and_creates_nothing(tmp_path, command):
@@ -237,8 +255,10 @@ def test_database_locked_by_another_writer_is_busy_then_migrates(legacy_db, wal,
     holder = sqlite3.connect(path, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        holder.execute("INSERT INTO iterations (id, sessionId, startTime)"
-                       " SELECT 'busy-writer', id, 'now' FROM sessions LIMIT 1")
+        holder.execute(
+            "INSERT INTO iterations (id, sessionId, startTime)"
+            " SELECT 'busy-writer', id, 'now' FROM sessions LIMIT 1"
+        )
         done = run_module("migrate", "--db-path", path, "--busy-timeout", "0.2", timeout=30)
         holder.execute("ROLLBACK")
     finally:

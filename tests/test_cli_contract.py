@@ -1,5 +1,6 @@
 """The command line's contract with scripts: exit codes, where the database is, option checks,
 a closed stdout. In the CLI's own terms: exit codes and exact messages, through real processes."""
+
 from __future__ import annotations
 
 import os
@@ -16,14 +17,24 @@ from sessionorm import SessionStore
 PYTHON = sys.executable
 
 
-def sessionorm(*args: str | os.PathLike, env: dict[str, str] | None = None,
-               cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+def sessionorm(
+    *args: str | os.PathLike, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT
+) -> subprocess.CompletedProcess:
     """`python -m sessionorm ARGS` with exactly the environment variables given in `env`."""
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("AMPSM_DB_PATH", "SESSIONORM_DB_URL", "SESSIONORM_MIGRATIONS_DIR")}
-    return subprocess.run([PYTHON, "-m", "sessionorm", *map(str, args)], capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=120, cwd=cwd,
-                          env={**clean, **(env or {}), "PYTHONPATH": str(REPO_ROOT)})
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AMPSM_DB_PATH", "SESSIONORM_DB_URL", "SESSIONORM_MIGRATIONS_DIR")
+    }
+    return subprocess.run(
+        [PYTHON, "-m", "sessionorm", *map(str, args)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        cwd=cwd,
+        env={**clean, **(env or {}), "PYTHONPATH": str(REPO_ROOT)},
+    )
 
 
 @pytest.fixture
@@ -34,6 +45,7 @@ def migrated(tmp_path: Path) -> Path:
 
 
 # -- exit codes: 0 clean, 1 an answer that is not clean, 2 failures ---------------------------------
+
 
 @pytest.mark.parametrize("command", ["status", "verify", "diff", "backup", "rollback"])
 def test_a_missing_database_is_a_failure_exit_2_not_an_answer(tmp_path, command):
@@ -64,10 +76,13 @@ def test_pending_is_exit_1_and_clean_is_exit_0(tmp_path, migrated):
 
 # -- where the database is ------------------------------------------------------------------------
 
+
 def test_explicit_options_beat_environment_defaults(tmp_path, migrated):
     other = tmp_path / "other.sqlite"
-    env = {"AMPSM_DB_PATH": str(tmp_path / "env-path.sqlite"),
-           "SESSIONORM_DB_URL": f"sqlite:///{tmp_path / 'env-url.sqlite'}"}
+    env = {
+        "AMPSM_DB_PATH": str(tmp_path / "env-path.sqlite"),
+        "SESSIONORM_DB_URL": f"sqlite:///{tmp_path / 'env-url.sqlite'}",
+    }
     done = sessionorm("migrate", "--db-path", other, env=env)
     assert done.returncode == 0, done.stderr
     assert other.exists()
@@ -77,16 +92,19 @@ def test_explicit_options_beat_environment_defaults(tmp_path, migrated):
 
 
 def test_sessionorm_db_url_beats_ampsm_db_path(tmp_path):
-    env = {"AMPSM_DB_PATH": str(tmp_path / "by-path.sqlite"),
-           "SESSIONORM_DB_URL": f"sqlite:///{tmp_path / 'by-url.sqlite'}"}
+    env = {
+        "AMPSM_DB_PATH": str(tmp_path / "by-path.sqlite"),
+        "SESSIONORM_DB_URL": f"sqlite:///{tmp_path / 'by-url.sqlite'}",
+    }
     done = sessionorm("migrate", env=env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "by-url.sqlite").exists() and not (tmp_path / "by-path.sqlite").exists()
 
 
 def test_ampsm_db_path_beats_the_default(tmp_path):
-    done = sessionorm("migrate", env={"AMPSM_DB_PATH": str(tmp_path / "by-path.sqlite"),
-                                      "HOME": str(tmp_path / "home")})
+    done = sessionorm(
+        "migrate", env={"AMPSM_DB_PATH": str(tmp_path / "by-path.sqlite"), "HOME": str(tmp_path / "home")}
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "by-path.sqlite").exists() and not (tmp_path / "home").exists()
 
@@ -100,14 +118,17 @@ def test_both_explicit_options_are_a_usage_error(tmp_path):
 def test_help_names_the_environment_variables_and_their_order():
     done = sessionorm("--help")
     text = " ".join(done.stdout.split())
-    assert ("The database, in order: --db-path / --db-url; $SESSIONORM_DB_URL; $AMPSM_DB_PATH; "
-            "~/.config/ampsm/sessions.sqlite.") in text
+    assert (
+        "The database, in order: --db-path / --db-url; $SESSIONORM_DB_URL; $AMPSM_DB_PATH; "
+        "~/.config/ampsm/sessions.sqlite."
+    ) in text
     assert "$SESSIONORM_MIGRATIONS_DIR" in text
     option_help = " ".join(sessionorm("status", "--help").stdout.split())
     assert "$SESSIONORM_DB_URL" in option_help and "$SESSIONORM_MIGRATIONS_DIR" in option_help
 
 
 # -- option checks --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "-1", "soon"])
 def test_busy_timeout_must_be_a_finite_number_of_seconds(migrated, bad):
@@ -129,12 +150,17 @@ def test_an_unknown_migrations_dir_is_an_error(tmp_path, migrated):
 
 # -- a closed stdout --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("command", "code"), [("status", 0), ("verify", 0), ("diff", 0),
-                                             ("migrate", 0)])
+
+@pytest.mark.parametrize(("command", "code"), [("status", 0), ("verify", 0), ("diff", 0), ("migrate", 0)])
 def test_a_closed_stdout_ends_quietly_keeping_the_exit_code(migrated, command, code):
-    proc = subprocess.Popen([PYTHON, "-m", "sessionorm", command, "--db-path", str(migrated)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "sessionorm", command, "--db-path", str(migrated)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     proc.stdout.close()  # `| head -0`: the reader is gone before the first line
     stderr = proc.stderr.read().decode()
     assert proc.wait(60) == code
@@ -143,15 +169,21 @@ def test_a_closed_stdout_ends_quietly_keeping_the_exit_code(migrated, command, c
 
 def test_a_closed_stdout_keeps_a_pending_status_at_exit_1(tmp_path):
     legacy = make_legacy_db(tmp_path / "legacy.sqlite", 3)
-    proc = subprocess.Popen([PYTHON, "-m", "sessionorm", "status", "--db-path", str(legacy)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "sessionorm", "status", "--db-path", str(legacy)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     proc.stdout.close()
     assert proc.stderr.read().decode() == ""
     assert proc.wait(60) == 1
 
 
 # -- verify answers, even on a damaged file ---------------------------------------------------------
+
 
 def damage_a_data_page(path: Path) -> None:
     """Overwrite the middle of the file (table pages, not the schema on page 1) with garbage."""
@@ -202,8 +234,9 @@ def test_verify_requires_the_role_check_in_either_spelling(tmp_path):
             assert done.returncode == 0, done.stdout
         else:
             assert done.returncode == 1
-            assert ("problem: missing CHECK (role IN ('user','assistant','system')) on "
-                    "thread_messages") in done.stdout
+            assert (
+                "problem: missing CHECK (role IN ('user','assistant','system')) on thread_messages"
+            ) in done.stdout
     con.close()
 
 
@@ -211,12 +244,13 @@ def test_a_failing_migration_script_is_named_and_nothing_of_it_is_kept(tmp_path,
     scripts = tmp_path / "mine"
     scripts.mkdir()
     (scripts / "0006_explode.py").write_text(
-        "def up(migrator, db):\n    db.execute_sql('CREATE TABLE half (x)')\n"
-        "    raise RuntimeError('boom')\n")
+        "def up(migrator, db):\n    db.execute_sql('CREATE TABLE half (x)')\n    raise RuntimeError('boom')\n"
+    )
     done = sessionorm("migrate", "--db-path", migrated, "--migrations-dir", scripts)
     assert done.returncode == 2
-    assert one_error_line(done.stderr) == ("error: migration 0006_explode (up) failed, nothing of it "
-                                           "was kept: RuntimeError: boom")
+    assert one_error_line(done.stderr) == (
+        "error: migration 0006_explode (up) failed, nothing of it was kept: RuntimeError: boom"
+    )
     import sqlite3
 
     con = sqlite3.connect(migrated)
@@ -237,6 +271,7 @@ def test_verbose_shows_each_statement_with_its_own_time_commit_included(tmp_path
 
 
 # -- database URLs, read by playhouse.db_url ------------------------------------------------------
+
 
 def test_a_sqlite_url_query_holds_options_never_part_of_the_file_name(tmp_path):
     done = sessionorm("migrate", "--db-url", f"sqlite:///{tmp_path / 'u.db'}?timeout=3", cwd=tmp_path)
@@ -272,8 +307,9 @@ def test_an_unsupported_url_is_one_line_naming_what_is_supported_and_creates_not
     assert done.returncode == 2
     line = one_error_line(done.stderr)
     assert line.startswith("error: unsupported database URL ")
-    assert line.endswith("use sqlite:///file.db (any SQLite scheme, e.g. sqlite+pool) or "
-                         "postgresql://host/database")
+    assert line.endswith(
+        "use sqlite:///file.db (any SQLite scheme, e.g. sqlite+pool) or postgresql://host/database"
+    )
     assert "secret" not in line
     assert list(tmp_path.iterdir()) == []
 
@@ -303,7 +339,8 @@ def test_the_command_functions_take_one_parsed_target(tmp_path):
     scripts = tmp_path / "mine"
     scripts.mkdir()
     (scripts / "0006_note.py").write_text(
-        "def up(migrator, db):\n    db.execute_sql('CREATE TABLE note (x)')\n")
+        "def up(migrator, db):\n    db.execute_sql('CREATE TABLE note (x)')\n"
+    )
     target = Target.of(tmp_path / "t.sqlite", busy_timeout=2, migrations_dir=scripts)
     assert "0006_note" in migrate(target).applied
     assert [m.name for m in status(target)][-1] == "0006_note"

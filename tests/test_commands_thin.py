@@ -1,6 +1,7 @@
 """The command layer is thin: arguments become a `Target`, every runner comes from
 `runner_for` (with the project's own scripts), every database from `opening.opened`.
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,7 +18,7 @@ from sessionorm.target import Target
 
 PACKAGE = Path(sessionorm.__file__).parent
 
-OWN_BACKFILL = '''
+OWN_BACKFILL = """
 def up(migrator, db):
     db.execute_sql("CREATE TABLE own_backfills (id INTEGER PRIMARY KEY, note TEXT)")
 
@@ -29,7 +30,7 @@ def down(migrator, db):
 def backfill(db):
     db.execute_sql("INSERT INTO own_backfills (note) VALUES ('ran')")
     return {"migrated": 1, "skipped": 0}
-'''
+"""
 
 
 @pytest.fixture
@@ -67,7 +68,8 @@ def test_runner_for_adds_the_targets_own_folder_unless_told_not_to(tmp_path, own
         target = Target.of(tmp_path / "new.db", migrations_dir=own_dir)
         assert [m.name for m in runner_for(target, db).migrations()][-1] == "0006_own_backfill"
         assert "0006_own_backfill" not in [
-            m.name for m in runner_for(target, db, own_scripts=False).migrations()]
+            m.name for m in runner_for(target, db, own_scripts=False).migrations()
+        ]
         assert runner_for(None, db).extra_dirs == []
     finally:
         db.close()
@@ -128,8 +130,9 @@ def test_commands_only_turn_arguments_into_calls():
     """No driver, no SQL, no runner of its own: the work is in the modules it calls."""
     tree = ast.parse((PACKAGE / "commands.py").read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                 for alias in node.names}
+    imported |= {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
     assert not imported & {"peewee", "sqlite3", ".database", "database", "runner.MigrationRunner"}
     assert "execute_sql" not in calls(PACKAGE / "commands.py")
     assert "is_server" not in (PACKAGE / "commands.py").read_text()

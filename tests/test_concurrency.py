@@ -3,6 +3,7 @@
 Each worker is a fresh interpreter (multiprocessing "spawn") with its own SessionStore, as
 separate programs sharing one file would be; a barrier makes them start together.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -26,8 +27,10 @@ def test_eight_processes_appending_to_one_thread_get_contiguous_idx_and_no_error
         thread_id = store.create_thread(session.id, "shared")
     results, start = workers.SPAWN.Queue(), workers.SPAWN.Barrier(APPENDERS)
     began = time.monotonic()
-    procs = workers.start_processes(workers.append_messages, [
-        (str(db_path), thread_id, MESSAGES_EACH, n, start, results) for n in range(APPENDERS)])
+    procs = workers.start_processes(
+        workers.append_messages,
+        [(str(db_path), thread_id, MESSAGES_EACH, n, start, results) for n in range(APPENDERS)],
+    )
     reports = workers.collect(results, APPENDERS, procs)
     seconds = time.monotonic() - began
 
@@ -36,8 +39,12 @@ def test_eight_processes_appending_to_one_thread_get_contiguous_idx_and_no_error
     assert [p.exitcode for p in procs] == [0] * APPENDERS
     con = sqlite3.connect(db_path)
     try:
-        idx = [r[0] for r in con.execute(
-            'SELECT idx FROM thread_messages WHERE "threadId" = ? ORDER BY idx', (thread_id,))]
+        idx = [
+            r[0]
+            for r in con.execute(
+                'SELECT idx FROM thread_messages WHERE "threadId" = ? ORDER BY idx', (thread_id,)
+            )
+        ]
     finally:
         con.close()
     assert len(idx) == APPENDERS * MESSAGES_EACH
@@ -53,8 +60,10 @@ def test_eight_processes_appending_to_one_thread_get_contiguous_idx_and_no_error
     for n in range(APPENDERS):
         mine = [m.content for m in messages if m.content.startswith(f"worker {n} ")]
         assert mine == [f"worker {n} message {i}" for i in range(MESSAGES_EACH)]
-    print(f"\n{APPENDERS} appenders x {MESSAGES_EACH}: {seconds:.1f} s, "
-          f"slowest worker {max(d for _, _, d in reports):.1f} s, {switches} writer switches")
+    print(
+        f"\n{APPENDERS} appenders x {MESSAGES_EACH}: {seconds:.1f} s, "
+        f"slowest worker {max(d for _, _, d in reports):.1f} s, {switches} writer switches"
+    )
 
 
 WRITERS = 8
@@ -64,14 +73,18 @@ ROUNDS = 250
 
 def test_listing_while_eight_processes_write_never_errors_and_never_goes_backwards(db_path: Path):
     with SessionStore(db_path) as store:
-        session_ids = [store.create_session(name=f"s{i}", amp_prompt="p", repo_root="/r").id
-                       for i in range(SESSIONS)]
+        session_ids = [
+            store.create_session(name=f"s{i}", amp_prompt="p", repo_root="/r").id for i in range(SESSIONS)
+        ]
     results, start, stop = workers.SPAWN.Queue(), workers.SPAWN.Barrier(WRITERS + 1), workers.SPAWN.Event()
     began = time.monotonic()
-    lister = workers.start_processes(workers.list_until_stopped,
-                                     [(str(db_path), session_ids, start, stop, results)])
-    writers = workers.start_processes(workers.write_threads_and_messages, [
-        (str(db_path), session_ids, ROUNDS, n, start, results) for n in range(WRITERS)])
+    lister = workers.start_processes(
+        workers.list_until_stopped, [(str(db_path), session_ids, start, stop, results)]
+    )
+    writers = workers.start_processes(
+        workers.write_threads_and_messages,
+        [(str(db_path), session_ids, ROUNDS, n, start, results) for n in range(WRITERS)],
+    )
     reports = workers.collect(results, WRITERS, writers)
     stop.set()
     reports += workers.collect(results, 1, lister)
@@ -98,8 +111,10 @@ def test_listing_while_eight_processes_write_never_errors_and_never_goes_backwar
         assert gaps == []
     finally:
         con.close()
-    print(f"\n{WRITERS} writers + 1 lister over {SESSIONS} sessions: {created} threads, "
-          f"{written} messages, {listing['passes']} listing passes, {seconds:.1f} s")
+    print(
+        f"\n{WRITERS} writers + 1 lister over {SESSIONS} sessions: {created} threads, "
+        f"{written} messages, {listing['passes']} listing passes, {seconds:.1f} s"
+    )
 
 
 def test_backup_under_load_holds_every_message_committed_before_it_started(db_path: Path):
@@ -109,8 +124,9 @@ def test_backup_under_load_holds_every_message_committed_before_it_started(db_pa
         # a few MB, so that a backup takes long enough to overlap many appends
         store.add_thread_messages(thread_id, [("user", "seed " + "y" * 1000)] * 5000)
     results, started, stop = workers.SPAWN.Queue(), workers.SPAWN.Event(), workers.SPAWN.Event()
-    procs = workers.start_processes(workers.keep_appending,
-                                    [(str(db_path), thread_id, started, stop, results)])
+    procs = workers.start_processes(
+        workers.keep_appending, [(str(db_path), thread_id, started, stop, results)]
+    )
     checked = []
     try:
         assert started.wait(60)
@@ -127,7 +143,8 @@ def test_backup_under_load_holds_every_message_committed_before_it_started(db_pa
             bcon = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
             try:
                 count, low, high = bcon.execute(
-                    "SELECT count(*), min(idx), max(idx) FROM thread_messages").fetchone()
+                    "SELECT count(*), min(idx), max(idx) FROM thread_messages"
+                ).fetchone()
             finally:
                 bcon.close()
             assert count >= committed

@@ -5,6 +5,7 @@ where `$SESSIONORM_TEST_PGBOUNCER_URL` names one: conftest's `backend` fixture),
 CLI in subprocesses where it matters (SIGKILL). The databases are looked at through the plain
 drivers, never through sessionorm.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,17 +30,34 @@ from sessionorm.copy.checks import checksum
 from sessionorm.copy.tables import Side
 from sessionorm.target import Target
 
-OWN = ["sessions", "threads", "thread_messages", "migrations", "migration_checksums",
-       # the record of migrated threads (migration 4) and of renamed ones (migration 5)
-       "sessionorm_migrated_threads", "sessionorm_unmatched_sessions", "sessionorm_renamed_threads"]
+OWN = [
+    "sessions",
+    "threads",
+    "thread_messages",
+    "migrations",
+    "migration_checksums",
+    # the record of migrated threads (migration 4) and of renamed ones (migration 5)
+    "sessionorm_migrated_threads",
+    "sessionorm_unmatched_sessions",
+    "sessionorm_renamed_threads",
+]
 # The legacy layouts' other tables (migration 3 makes them in a SQLite file), in the order
 # copy loads them: every parent before its children.
-OTHERS = ["batches", "iterations", "merge_history", "stream_events", "swebench_runs", "batch_items",
-          "swebench_case_results", "tool_calls"]
+OTHERS = [
+    "batches",
+    "iterations",
+    "merge_history",
+    "stream_events",
+    "swebench_runs",
+    "batch_items",
+    "swebench_case_results",
+    "tool_calls",
+]
 MB_TEXT = "ü" * 400_000 + "🧵" * 100_000 + "x" * 100_000  # 1.3 MB in UTF-8, 600,000 characters
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
 
 def migrated_file(path: Path, n: int = 30, flavor: str = "pre", iterations: int = 2) -> Path:
     """A legacy file of either layout, with iterations and tool_calls, migrated by sessionorm."""
@@ -52,8 +70,12 @@ def sqlite_dump(path: Path) -> dict[str, list[tuple]]:
     """Every table's rows, in primary-key (rowid) order, as sqlite3 returns them."""
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        names = [r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        names = [
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
         return {t: sorted(con.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in names}
     finally:
         con.close()
@@ -65,17 +87,22 @@ def dump(backend: Backend) -> dict[str, list[tuple]]:
         return sqlite_dump(Path(backend.target))
     out = {}
     for table in backend.tables():
-        rows = [tuple(int(v) if isinstance(v, bool) else v for v in row)
-                for row in backend.query(f'SELECT * FROM "{table}"')]
+        rows = [
+            tuple(int(v) if isinstance(v, bool) else v for v in row)
+            for row in backend.query(f'SELECT * FROM "{table}"')
+        ]
         out[table] = sorted(rows, key=repr)
     return out
 
 
 def columns(backend: Backend, table: str) -> list[tuple[str, str]]:
     if backend.is_pg:
-        return backend.query("SELECT column_name, data_type FROM information_schema.columns"
-                             " WHERE table_schema = current_schema() AND table_name = ?"
-                             " ORDER BY ordinal_position", (table,))
+        return backend.query(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ?"
+            " ORDER BY ordinal_position",
+            (table,),
+        )
     return [(r[1], r[2]) for r in backend.query(f'PRAGMA table_info("{table}")')]
 
 
@@ -108,6 +135,7 @@ def other(backend: Backend, tmp_path: Path) -> Iterator[Backend]:
 
 # -- round trips -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("flavor", ["pre", "final"])
 def test_a_round_trip_through_the_backend_is_equal_row_for_row(backend, tmp_path, flavor):
     """SQLite -> (SQLite | PostgreSQL | PostgreSQL via pgbouncer) -> SQLite, both legacy layouts."""
@@ -118,8 +146,9 @@ def test_a_round_trip_through_the_backend_is_equal_row_for_row(backend, tmp_path
     assert sqlite_dump(back) == sqlite_dump(source)
     assert dump(backend) == sqlite_dump(source)
     assert [t.name for t in first.tables] == [*OWN, *OTHERS]  # foreign-key order
-    assert [(t.name, t.rows, t.checksum) for t in first.tables] == \
-        [(t.name, t.rows, t.checksum) for t in second.tables]
+    assert [(t.name, t.rows, t.checksum) for t in first.tables] == [
+        (t.name, t.rows, t.checksum) for t in second.tables
+    ]
     assert all(t.ok for t in first.tables + second.tables)
     assert commands.verify(backend.target).problems == []
     assert commands.verify(back).problems == []
@@ -135,8 +164,11 @@ def test_postgres_to_postgres_and_the_migrations_history_is_the_sources(backend,
     copy(source, backend.target)
     copy(backend.target, other.target)
     assert dump(other) == dump(backend) == sqlite_dump(source)
-    history = sqlite3.connect(source).execute(
-        "SELECT version, name, applied_at FROM migrations ORDER BY version").fetchall()
+    history = (
+        sqlite3.connect(source)
+        .execute("SELECT version, name, applied_at FROM migrations ORDER BY version")
+        .fetchall()
+    )
     assert other.query("SELECT version, name, applied_at FROM migrations ORDER BY version") == history
     assert commands.verify(other.target).problems == []
 
@@ -161,16 +193,25 @@ def test_the_schema_is_what_migrate_makes(server, tmp_path):
     assert ("changedFiles", "bigint") in columns(server, "iterations")
     assert ("idx", "integer") in columns(server, "thread_messages")
     assert commands.diff(server.target) == []
-    constraints = server.query("SELECT conname FROM pg_constraint WHERE conrelid IN"
-                               " ('threads'::regclass, 'thread_messages'::regclass) ORDER BY 1")
+    constraints = server.query(
+        "SELECT conname FROM pg_constraint WHERE conrelid IN"
+        " ('threads'::regclass, 'thread_messages'::regclass) ORDER BY 1"
+    )
     assert [c for (c,) in constraints] == [
-        "thread_messages_pkey", "thread_messages_role_check", "thread_messages_threadId_fkey",
-        "thread_messages_threadId_idx_key", "threads_ampMode_check",  # migration 3's CHECK
-        "threads_pkey", "threads_sessionId_fkey"]
+        "thread_messages_pkey",
+        "thread_messages_role_check",
+        "thread_messages_threadId_fkey",
+        "thread_messages_threadId_idx_key",
+        "threads_ampMode_check",  # migration 3's CHECK
+        "threads_pkey",
+        "threads_sessionId_fkey",
+    ]
     # foreign keys of the other tables are carried (a child without its parent is refused)
     with pytest.raises(Exception, match="(?i)foreign key"):
-        server.execute('INSERT INTO tool_calls (id, "sessionId", "iterationId", timestamp, "toolName",'
-                       ' "argsJson", success) VALUES (\'t\', \'nope\', \'nope\', \'x\', \'x\', \'{}\', true)')
+        server.execute(
+            'INSERT INTO tool_calls (id, "sessionId", "iterationId", timestamp, "toolName",'
+            " \"argsJson\", success) VALUES ('t', 'nope', 'nope', 'x', 'x', '{}', true)"
+        )
 
 
 # -- hostile values --------------------------------------------------------------------------
@@ -178,7 +219,7 @@ def test_the_schema_is_what_migrate_makes(server, tmp_path):
 HOSTILE = [
     ("emoji", "🧵 thread 👩‍💻 ✓"),
     ("rtl", "مرحبا بالعالم שלום"),
-    ("quotes", "it's \"quoted\" \\ back\\slash\ttab\nnewline\r\n"),
+    ("quotes", 'it\'s "quoted" \\ back\\slash\ttab\nnewline\r\n'),
     ("copy-markers", "\\N\\.\n\\."),
     ("empty", ""),
     ("pipe-colon", "3:abc|-|'"),
@@ -197,22 +238,39 @@ def hostile_file(path: Path) -> Path:
                 'INSERT INTO sessions (id, name, "ampPrompt", "repoRoot", "baseBranch", "branchName",'
                 ' "worktreePath", status, "threadId", "createdAt", notes, "contextIncluded")'
                 " VALUES (?, ?, ?, '/r', 'main', 'b', '/w', 'idle', ?, ?, ?, ?)",
-                (f"hostile-{name}", text, text, "" if i % 2 else None, "2025-08-24T12:34:56.789Z",
-                 None if i % 2 else "", (0, 1, None)[i % 3]))
+                (
+                    f"hostile-{name}",
+                    text,
+                    text,
+                    "" if i % 2 else None,
+                    "2025-08-24T12:34:56.789Z",
+                    None if i % 2 else "",
+                    (0, 1, None)[i % 3],
+                ),
+            )
         thread = con.execute("SELECT id FROM threads LIMIT 1").fetchone()[0]
         for i, (_, text) in enumerate(HOSTILE):
-            con.execute('INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
-                        " VALUES (?, ?, 'user', ?, '2025-08-24T12:34:56.789Z', ?)",
-                        (f"m-{i}", thread, text, i + 1))
+            con.execute(
+                'INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
+                " VALUES (?, ?, 'user', ?, '2025-08-24T12:34:56.789Z', ?)",
+                (f"m-{i}", thread, text, i + 1),
+            )
         session = con.execute("SELECT id FROM sessions LIMIT 1").fetchone()[0]
-        con.execute('INSERT INTO iterations (id, "sessionId", "startTime", "changedFiles", "tokenUsage")'
-                    " VALUES ('big-ints', ?, '2025-08-24T12:34:56.000Z', ?, ?)",
-                    (session, 2**31 + 7, -(2**62)))
-        con.execute("INSERT INTO swebench_runs (id, name, \"casesDir\", \"createdAt\") VALUES"
-                    " ('r1', 'run', '/c', '2025-08-24T12:34:56.789Z')")
-        con.execute('INSERT INTO swebench_case_results ("runId", "caseId", "sessionId", status,'
-                    ' "wallTimeSec") VALUES (\'r1\', \'c1\', ?, \'ok\', 0.1), (\'r1\', \'c2\', ?,'
-                    " 'ok', 1e-300)", (session, session))
+        con.execute(
+            'INSERT INTO iterations (id, "sessionId", "startTime", "changedFiles", "tokenUsage")'
+            " VALUES ('big-ints', ?, '2025-08-24T12:34:56.000Z', ?, ?)",
+            (session, 2**31 + 7, -(2**62)),
+        )
+        con.execute(
+            'INSERT INTO swebench_runs (id, name, "casesDir", "createdAt") VALUES'
+            " ('r1', 'run', '/c', '2025-08-24T12:34:56.789Z')"
+        )
+        con.execute(
+            'INSERT INTO swebench_case_results ("runId", "caseId", "sessionId", status,'
+            " \"wallTimeSec\") VALUES ('r1', 'c1', ?, 'ok', 0.1), ('r1', 'c2', ?,"
+            " 'ok', 1e-300)",
+            (session, session),
+        )
     finally:
         con.close()
     return path
@@ -224,29 +282,36 @@ def test_hostile_values_survive_exactly(backend, tmp_path):
     copy(source, backend.target)
     copy(backend.target, back)
     assert sqlite_dump(back) == sqlite_dump(source)
-    rows = dict(backend.query('SELECT id, name FROM sessions WHERE id LIKE \'hostile-%%\''))
+    rows = dict(backend.query("SELECT id, name FROM sessions WHERE id LIKE 'hostile-%%'"))
     assert rows == {f"hostile-{name}": text for name, text in HOSTILE}
     # NULL stays NULL and '' stays '', booleans stay booleans, big integers stay whole
-    assert backend.query('SELECT "threadId", notes, "contextIncluded" FROM sessions'
-                         " WHERE id = 'hostile-rtl'") == [("", None, 1)]
-    assert backend.query('SELECT "threadId", notes FROM sessions WHERE id = \'hostile-emoji\'') \
-        == [(None, "")]
-    flags = backend.query('SELECT "contextIncluded" FROM sessions WHERE id LIKE \'hostile-%%\' ORDER BY id')
+    assert backend.query(
+        'SELECT "threadId", notes, "contextIncluded" FROM sessions WHERE id = \'hostile-rtl\''
+    ) == [("", None, 1)]
+    assert backend.query("SELECT \"threadId\", notes FROM sessions WHERE id = 'hostile-emoji'") == [
+        (None, "")
+    ]
+    flags = backend.query("SELECT \"contextIncluded\" FROM sessions WHERE id LIKE 'hostile-%%' ORDER BY id")
     assert [type(f) for (f,) in flags if f is not None] == [bool if backend.is_pg else int] * 5
-    assert backend.query('SELECT "changedFiles", "tokenUsage" FROM iterations WHERE id = \'big-ints\'') \
-        == [(2**31 + 7, -(2**62))]
-    assert backend.query('SELECT "wallTimeSec" FROM swebench_case_results ORDER BY "caseId"') \
-        == [(0.1,), (1e-300,)]
-    assert backend.query('SELECT "createdAt" FROM thread_messages WHERE id = \'m-0\'') \
-        == [("2025-08-24T12:34:56.789Z",)]
+    assert backend.query('SELECT "changedFiles", "tokenUsage" FROM iterations WHERE id = \'big-ints\'') == [
+        (2**31 + 7, -(2**62))
+    ]
+    assert backend.query('SELECT "wallTimeSec" FROM swebench_case_results ORDER BY "caseId"') == [
+        (0.1,),
+        (1e-300,),
+    ]
+    assert backend.query("SELECT \"createdAt\" FROM thread_messages WHERE id = 'm-0'") == [
+        ("2025-08-24T12:34:56.789Z",)
+    ]
     assert commands.verify(backend.target).problems == []
 
 
 def test_a_nul_byte_is_refused_for_postgres_naming_table_row_and_column(server, tmp_path):
     source = migrated_file(tmp_path / "source.db", n=4)
     with sqlite3.connect(source) as con:
-        con.execute("UPDATE sessions SET notes = ? WHERE id = (SELECT max(id) FROM sessions)",
-                    ("before\x00after",))
+        con.execute(
+            "UPDATE sessions SET notes = ? WHERE id = (SELECT max(id) FROM sessions)", ("before\x00after",)
+        )
         last = con.execute("SELECT max(id) FROM sessions").fetchone()[0]
     result = run_module("copy", "--from", source, "--to", server.target)
     assert result.returncode == 2
@@ -266,16 +331,23 @@ def test_a_nul_byte_survives_sqlite_to_sqlite(tmp_path):
     assert set(notes) == {("before\x00after",)}
 
 
-@pytest.mark.parametrize(("sql", "column", "why"), [
-    ('UPDATE sessions SET "contextIncluded" = 2', "contextIncluded", "int 2 where the column is BOOLEAN"),
-    ('UPDATE sessions SET "contextIncluded" = \'yes\'', "contextIncluded", "str 'yes'"),
-    ("UPDATE thread_messages SET idx = 3000000000", "idx", "3000000000 does not fit the target's int4"),
-    ('UPDATE iterations SET "changedFiles" = \'many\'', "changedFiles",
-     "str 'many' where the column is INTEGER"),
-    ("UPDATE sessions SET notes = X'00FF'", "notes", "bytes b'\\x00\\xff' where the column is TEXT"),
-])
-def test_a_value_postgres_cannot_hold_as_it_is_is_refused_and_nothing_is_written(server, tmp_path, sql,
-                                                                                  column, why):
+@pytest.mark.parametrize(
+    ("sql", "column", "why"),
+    [
+        ('UPDATE sessions SET "contextIncluded" = 2', "contextIncluded", "int 2 where the column is BOOLEAN"),
+        ("UPDATE sessions SET \"contextIncluded\" = 'yes'", "contextIncluded", "str 'yes'"),
+        ("UPDATE thread_messages SET idx = 3000000000", "idx", "3000000000 does not fit the target's int4"),
+        (
+            "UPDATE iterations SET \"changedFiles\" = 'many'",
+            "changedFiles",
+            "str 'many' where the column is INTEGER",
+        ),
+        ("UPDATE sessions SET notes = X'00FF'", "notes", "bytes b'\\x00\\xff' where the column is TEXT"),
+    ],
+)
+def test_a_value_postgres_cannot_hold_as_it_is_is_refused_and_nothing_is_written(
+    server, tmp_path, sql, column, why
+):
     source = migrated_file(tmp_path / "source.db", n=4, iterations=1)
     with sqlite3.connect(source) as con:
         con.execute(sql)
@@ -286,6 +358,7 @@ def test_a_value_postgres_cannot_hold_as_it_is_is_refused_and_nothing_is_written
 
 
 # -- refusals: nothing is written --------------------------------------------------------------
+
 
 def test_a_non_empty_sqlite_target_is_refused_and_left_as_it_was(tmp_path):
     source = migrated_file(tmp_path / "source.db", n=4)
@@ -356,14 +429,22 @@ def test_a_table_that_cannot_be_carried_is_refused_by_name(backend, tmp_path):
         assert not Path(backend.target).exists()
 
 
-@pytest.mark.parametrize(("ddl", "named"), [
-    ("CREATE VIEW idle_sessions AS SELECT * FROM sessions WHERE status = 'idle'", "view idle_sessions"),
-    ("CREATE TRIGGER touch AFTER UPDATE ON sessions BEGIN SELECT 1; END", "trigger touch"),
-    ("CREATE TABLE scores (id TEXT PRIMARY KEY, n INTEGER CHECK (n > 0))",
-     "scores (it has a CHECK constraint)"),
-    ("CREATE TABLE a (id TEXT PRIMARY KEY, b TEXT REFERENCES b(id));"
-     " CREATE TABLE b (id TEXT PRIMARY KEY, a TEXT REFERENCES a(id))", "a, b form a cycle"),
-])
+@pytest.mark.parametrize(
+    ("ddl", "named"),
+    [
+        ("CREATE VIEW idle_sessions AS SELECT * FROM sessions WHERE status = 'idle'", "view idle_sessions"),
+        ("CREATE TRIGGER touch AFTER UPDATE ON sessions BEGIN SELECT 1; END", "trigger touch"),
+        (
+            "CREATE TABLE scores (id TEXT PRIMARY KEY, n INTEGER CHECK (n > 0))",
+            "scores (it has a CHECK constraint)",
+        ),
+        (
+            "CREATE TABLE a (id TEXT PRIMARY KEY, b TEXT REFERENCES b(id));"
+            " CREATE TABLE b (id TEXT PRIMARY KEY, a TEXT REFERENCES a(id))",
+            "a, b form a cycle",
+        ),
+    ],
+)
 def test_what_copy_does_not_carry_is_refused_by_name(tmp_path, ddl, named):
     source = migrated_file(tmp_path / "source.db", n=4)
     with sqlite3.connect(source) as con:
@@ -385,10 +466,12 @@ def test_copying_a_file_onto_itself_is_refused(tmp_path):
 
 # -- the checksum ----------------------------------------------------------------------------
 
+
 def test_the_checksum_is_the_same_on_both_dialects_and_sees_one_changed_value(server, tmp_path):
     source = migrated_file(tmp_path / "source.db", n=6)
     copy(source, server.target)
     from sessionorm.backends.pg_connections import open_url
+
     pg = open_url(server.target)
     lite = open_sqlite(source, readonly=True)
     try:
@@ -397,8 +480,9 @@ def test_the_checksum_is_the_same_on_both_dialects_and_sees_one_changed_value(se
             assert checksum(pg_side, lite_side.table(table)) == checksum(lite_side, lite_side.table(table))
         sessions = lite_side.table("sessions")
         before = checksum(pg_side, sessions)
-        server.execute("UPDATE sessions SET notes = '' WHERE id = (SELECT min(id) FROM sessions)"
-                       " AND notes IS NULL")
+        server.execute(
+            "UPDATE sessions SET notes = '' WHERE id = (SELECT min(id) FROM sessions) AND notes IS NULL"
+        )
         assert checksum(pg_side, sessions)[0] == before[0]
         assert checksum(pg_side, sessions)[1] != before[1]  # NULL -> '' is seen
     finally:
@@ -407,6 +491,7 @@ def test_the_checksum_is_the_same_on_both_dialects_and_sees_one_changed_value(se
 
 
 # -- the CLI ---------------------------------------------------------------------------------
+
 
 def test_the_cli_prints_each_table_with_its_checksum_and_exits_0(backend, tmp_path):
     source = migrated_file(tmp_path / "source.db", n=6)
@@ -454,6 +539,7 @@ def test_a_password_in_a_url_is_never_printed(server, tmp_path):
 
 # -- SIGKILL: the target is absent/empty or complete, never partial ----------------------------
 
+
 @pytest.fixture(scope="module")
 def big_source(tmp_path_factory) -> Path:
     """A migrated file large enough that a copy takes a few seconds (40,000 sessions)."""
@@ -463,9 +549,14 @@ def big_source(tmp_path_factory) -> Path:
 
 def start_copy(source: Path, target: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("AMPSM_DB_PATH", "SESSIONORM_DB_URL")}
-    return subprocess.Popen([sys.executable, "-m", "sessionorm", "copy", "--from", str(source),
-                             "--to", target], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sessionorm", "copy", "--from", str(source), "--to", target],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def kill_when(process: subprocess.Popen, underway, timeout: float = 60) -> None:
@@ -482,8 +573,7 @@ def kill_when(process: subprocess.Popen, underway, timeout: float = 60) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [0, 4_000_000])
-def test_sigkill_during_a_copy_to_sqlite_leaves_no_target_and_a_retry_succeeds(big_source, tmp_path,
-                                                                               size):
+def test_sigkill_during_a_copy_to_sqlite_leaves_no_target_and_a_retry_succeeds(big_source, tmp_path, size):
     """Killed as the temporary file appears (the migrations), and once rows are in it."""
     target = tmp_path / "copy.db"
     process = start_copy(big_source, str(target))
@@ -502,22 +592,26 @@ def test_sigkill_during_a_copy_to_sqlite_leaves_no_target_and_a_retry_succeeds(b
 
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", [0.0, 0.3])
-def test_sigkill_during_a_copy_to_postgres_leaves_it_empty_and_a_retry_succeeds(big_source, server,
-                                                                                moment):
+def test_sigkill_during_a_copy_to_postgres_leaves_it_empty_and_a_retry_succeeds(big_source, server, moment):
     process = start_copy(big_source, server.target)
     name = server.direct.rsplit("/", 1)[1]
     started = []
 
     def underway() -> bool:  # a COPY into the target database is running
-        if server.query("SELECT count(*) FROM pg_stat_activity WHERE datname = ?"
-                        " AND query LIKE 'COPY %% FROM STDIN%%'", (name,))[0][0]:
+        if server.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = ? AND query LIKE 'COPY %% FROM STDIN%%'",
+            (name,),
+        )[0][0]:
             started.append(time.monotonic())
         return bool(started) and time.monotonic() - started[0] >= moment
 
     kill_when(process, underway)
     deadline = time.monotonic() + 10  # the server ends the dead client's transaction
-    while server.query("SELECT count(*) FROM pg_stat_activity WHERE datname = ? AND pid <>"
-                       " pg_backend_pid() AND state <> 'idle'", (name,))[0][0]:
+    while server.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = ? AND pid <>"
+        " pg_backend_pid() AND state <> 'idle'",
+        (name,),
+    )[0][0]:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert server.tables() == set()
@@ -529,12 +623,25 @@ def test_sigkill_during_a_copy_to_postgres_leaves_it_empty_and_a_retry_succeeds(
 
 def test_neither_urls_password_reaches_the_terminal(tmp_path):
     """Both ends of a copy may carry a password; an error line names neither."""
-    done = run_module("copy", "--from", "postgresql://me:first-secret@127.0.0.1:1/a",
-                      "--to", "postgresql://me:second-secret@127.0.0.1:1/b", "--busy-timeout", "1")
+    done = run_module(
+        "copy",
+        "--from",
+        "postgresql://me:first-secret@127.0.0.1:1/a",
+        "--to",
+        "postgresql://me:second-secret@127.0.0.1:1/b",
+        "--busy-timeout",
+        "1",
+    )
     assert done.returncode == 2
     assert one_error_line(done.stderr).startswith("error: ")
     assert "first-secret" not in done.stderr and "second-secret" not in done.stderr
-    verbose = run_module("copy", "-v", "--from", "postgresql://me:first-secret@127.0.0.1:1/a",
-                         "--to", "postgresql://me:second-secret@127.0.0.1:1/b")
+    verbose = run_module(
+        "copy",
+        "-v",
+        "--from",
+        "postgresql://me:first-secret@127.0.0.1:1/a",
+        "--to",
+        "postgresql://me:second-secret@127.0.0.1:1/b",
+    )
     assert verbose.returncode == 2 and "Traceback" in verbose.stderr
     assert "first-secret" not in verbose.stderr and "second-secret" not in verbose.stderr

@@ -8,6 +8,7 @@ transaction of its own) exactly the state after migration 1 with 0002 pending --
 fingerprints: counts and digests of rows, independent of random ids; the next run completes
 and `verify` passes. Backups: nothing that looks like a finished backup is left unless it is one.
 """
+
 from __future__ import annotations
 
 import collections
@@ -89,10 +90,14 @@ def summary(label: str, seconds: float, outcomes: collections.Counter, extra: st
 
 @HALVES
 def test_killing_migrate_leaves_the_database_untouched_or_fully_migrated(
-        folder, legacy_file, version_1_file, migrated_file, half):
+    folder, legacy_file, version_1_file, migrated_file, half
+):
     work = folder / f"migrate-kill-{half}.db"
-    states = {"untouched": workers.fingerprint(legacy_file), "migrated": workers.fingerprint(migrated_file),
-              "at version 1": workers.fingerprint(version_1_file)}
+    states = {
+        "untouched": workers.fingerprint(legacy_file),
+        "migrated": workers.fingerprint(migrated_file),
+        "at version 1": workers.fingerprint(version_1_file),
+    }
     workers.copy_database(legacy_file, work)
     seconds = workers.timed_run("migrate", "--db-path", str(work))
     assert classify(work, states) == "migrated"
@@ -116,7 +121,9 @@ def test_killing_migrate_leaves_the_database_untouched_or_fully_migrated(
 
 
 @HALVES
-def test_killing_rollback_leaves_the_database_fully_migrated_or_fully_rolled_back(folder, version_1_file, half):
+def test_killing_rollback_leaves_the_database_fully_migrated_or_fully_rolled_back(
+    folder, version_1_file, half
+):
     """Rolling back migration 1 (the one that drops tables), 0002 not applied."""
     migrated_file = version_1_file
     work = folder / f"rollback-kill-{half}.db"
@@ -133,8 +140,11 @@ def test_killing_rollback_leaves_the_database_fully_migrated_or_fully_rolled_bac
         exit_code = workers.run_and_kill(("rollback", "--db-path", str(work)), delay)
         wal_frames = workers.file_size(Path(f"{work}-wal")) > 0
         state = classify(work, states)
-        outcomes["finished before the kill" if exit_code is not None
-                 else f"killed, {state}" + (" (-wal had frames)" if wal_frames else "")] += 1
+        outcomes[
+            "finished before the kill"
+            if exit_code is not None
+            else f"killed, {state}" + (" (-wal had frames)" if wal_frames else "")
+        ] += 1
         finished, other = workers.backups_of(work)
         check_leftovers(finished, other, states["migrated"]["counts"])
         partials += len(other)
@@ -181,8 +191,12 @@ def test_killing_backup_leaves_no_file_that_looks_like_a_finished_backup(folder,
         partials += [p.stat().st_size for p in other]
         clean_backups(work)
     assert workers.integrity(work) == "ok" and workers.table_counts(work) == counts
-    summary(f"backup, {SESSIONS} sessions", seconds, outcomes,
-            f"; hidden .partial files left: {len(partials)} (sizes {sorted(partials)})")
+    summary(
+        f"backup, {SESSIONS} sessions",
+        seconds,
+        outcomes,
+        f"; hidden .partial files left: {len(partials)} (sizes {sorted(partials)})",
+    )
     assert sum(n for k, n in outcomes.items() if k.startswith("killed")) >= KILLS // 2
 
 
@@ -194,8 +208,11 @@ def test_killing_migrate_with_backup_leaves_either_state_and_only_finished_backu
     version_1 = folder / "version-1-10k.db"
     workers.copy_database(legacy, version_1)
     migrate_to_version_1(version_1)
-    states = {"untouched": workers.fingerprint(legacy), "migrated": workers.fingerprint(migrated),
-              "at version 1": workers.fingerprint(version_1)}
+    states = {
+        "untouched": workers.fingerprint(legacy),
+        "migrated": workers.fingerprint(migrated),
+        "at version 1": workers.fingerprint(version_1),
+    }
     legacy_counts = workers.table_counts(legacy)
     work = folder / "migrate-backup-kill.db"
     workers.copy_database(legacy, work)
@@ -209,8 +226,11 @@ def test_killing_migrate_with_backup_leaves_either_state_and_only_finished_backu
         state = classify(work, states)
         finished, other = workers.backups_of(work)
         check_leftovers(finished, other, legacy_counts)  # a backup of the file before the migration
-        outcomes["finished before the kill" if exit_code is not None
-                 else f"killed, {state}, {len(finished)} finished backup(s)"] += 1
+        outcomes[
+            "finished before the kill"
+            if exit_code is not None
+            else f"killed, {state}, {len(finished)} finished backup(s)"
+        ] += 1
         clean_backups(work)
         invoke("migrate", "--backup", "--db-path", str(work))
         invoke("verify", "--db-path", str(work))
@@ -220,11 +240,19 @@ def test_killing_migrate_with_backup_leaves_either_state_and_only_finished_backu
 
 # -- backup file permissions ------------------------------------------------------------------
 
-@pytest.mark.parametrize(("command", "mode"), [
-    ("backup", 0o600), ("backup", 0o640), ("backup", 0o400),
-    ("migrate --backup", 0o600), ("migrate --backup", 0o640),
-    ("rollback", 0o600), ("rollback", 0o640),
-])
+
+@pytest.mark.parametrize(
+    ("command", "mode"),
+    [
+        ("backup", 0o600),
+        ("backup", 0o640),
+        ("backup", 0o400),
+        ("migrate --backup", 0o600),
+        ("migrate --backup", 0o640),
+        ("rollback", 0o600),
+        ("rollback", 0o640),
+    ],
+)
 def test_backups_get_the_permission_bits_of_the_database_never_wider(tmp_path, command, mode):
     path = make_legacy_db(tmp_path / "perm.db", 20)
     if command == "rollback":

@@ -4,6 +4,7 @@ Every error here is a real one from a real driver. On PostgreSQL the database is
 report its messages in German (`lc_messages`), when the server machine has that locale
 (`.ci/run` generates it): a classifier reading English text would miss every one.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -31,6 +32,7 @@ def raised(call) -> BaseException:
 
 
 # -- SQLite ------------------------------------------------------------------------------------
+
 
 def test_sqlite_busy_is_classified_by_its_code(tmp_path: Path):
     path = tmp_path / "busy.db"
@@ -62,12 +64,14 @@ def test_sqlite_not_a_database_and_constraint_errors_by_code(tmp_path: Path):
         commands.status(junk)
     with SessionStore(tmp_path / "ok.db") as store:
         session = store.create_session(name="n", amp_prompt="p", repo_root="/r")
-        error = raised(lambda: store.db.execute_sql(
-            "INSERT INTO sessions (id, name) VALUES (?, 'x')", (session.id,)))
+        error = raised(
+            lambda: store.db.execute_sql("INSERT INTO sessions (id, name) VALUES (?, 'x')", (session.id,))
+        )
         assert sqlite_code(error).startswith("SQLITE_CONSTRAINT") and not is_busy(error)
 
 
 # -- PostgreSQL, in German ---------------------------------------------------------------------
+
 
 @pytest.fixture
 def german() -> Iterator[Backend]:
@@ -102,8 +106,9 @@ def test_postgresql_errors_in_german_are_classified_by_sqlstate(german):
     with psycopg.connect(german.direct) as holder:
         holder.execute("SELECT id FROM threads WHERE id = %s FOR UPDATE", (thread,))
         with german.store(busy_timeout=0.2) as store:
-            error = raised(lambda: store.db.execute_sql(
-                "SELECT id FROM threads WHERE id = %s FOR UPDATE", (thread,)))
+            error = raised(
+                lambda: store.db.execute_sql("SELECT id FROM threads WHERE id = %s FOR UPDATE", (thread,))
+            )
             assert error.orig.sqlstate == "55P03" and is_busy(error)
             assert "lock timeout" not in str(error)  # German text, same code
             with pytest.raises(DatabaseBusyError, match="database is busy"):

@@ -1,5 +1,6 @@
 """Hostile input: text round-trips verbatim, wrong types are refused before any SQL, and bad
 database files give one clear error while staying exactly as they were."""
+
 from __future__ import annotations
 
 import os
@@ -70,8 +71,10 @@ def test_hostile_legacy_thread_ids_survive_the_migration_verbatim(legacy_db, dum
     try:
         for sid, value in zip(ids, HOSTILE.values(), strict=False):
             rows = con.execute(
-                'SELECT m.content, m.role, m.idx FROM thread_messages m JOIN threads t'
-                ' ON t.id = m."threadId" WHERE t."sessionId" = ?', (sid,)).fetchall()
+                "SELECT m.content, m.role, m.idx FROM thread_messages m JOIN threads t"
+                ' ON t.id = m."threadId" WHERE t."sessionId" = ?',
+                (sid,),
+            ).fetchall()
             assert rows == [(f"Thread migrated from legacy threadId: {value}", "system", 0)]
             assert con.execute('SELECT "threadId" FROM sessions WHERE id = ?', (sid,)).fetchone()[0] == value
     finally:
@@ -79,7 +82,8 @@ def test_hostile_legacy_thread_ids_survive_the_migration_verbatim(legacy_db, dum
     # every row as it was, plus the values of the app's columns migration 3 appended
     # (mode, autoCommit, ampMode: this `pre` layout lacked them)
     assert [line for line in dump(path) if line.startswith('INSERT INTO "sessions"')] == [
-        line.removesuffix(");") + ",'async',1,'production');" for line in sessions_before]
+        line.removesuffix(");") + ",'async',1,'production');" for line in sessions_before
+    ]
     # re-running recognises every one of them as migrated, NULs and all
     with SessionStore(path) as store:
         result = store.migrate_session_thread_ids()
@@ -134,8 +138,11 @@ def test_unknown_roles_are_refused_before_any_sql(store, thread_id, sql_log, unc
     assert statements == []
 
 
-@pytest.mark.parametrize("batch", [[], "us", [("user",)], [("user", "a", "b")], [None], 5, [["user", 5]]],
-                         ids=["empty", "string", "1-tuple", "3-tuple", "none-item", "int", "int-content"])
+@pytest.mark.parametrize(
+    "batch",
+    [[], "us", [("user",)], [("user", "a", "b")], [None], 5, [["user", 5]]],
+    ids=["empty", "string", "1-tuple", "3-tuple", "none-item", "int", "int-content"],
+)
 def test_malformed_batches_are_refused_before_any_sql(store, thread_id, sql_log, unchanged, batch):
     statements = sql_log(store)
     with pytest.raises(ValidationError):
@@ -144,17 +151,20 @@ def test_malformed_batches_are_refused_before_any_sql(store, thread_id, sql_log,
 
 
 def test_unknown_ids_write_nothing(store, session, thread_id, unchanged):
-    for call in (lambda: store.add_thread_message("no-such-thread", "user", "x"),
-                 lambda: store.add_thread_messages("no-such-thread", [("user", "x")]),
-                 lambda: store.create_thread("no-such-session", "x"),
-                 lambda: store.delete_thread("'); DROP TABLE threads;--"),
-                 lambda: store.delete_session("' OR 1=1 --"),
-                 lambda: store.update_thread_timestamp("' OR 1=1 --")):
+    for call in (
+        lambda: store.add_thread_message("no-such-thread", "user", "x"),
+        lambda: store.add_thread_messages("no-such-thread", [("user", "x")]),
+        lambda: store.create_thread("no-such-session", "x"),
+        lambda: store.delete_thread("'); DROP TABLE threads;--"),
+        lambda: store.delete_session("' OR 1=1 --"),
+        lambda: store.update_thread_timestamp("' OR 1=1 --"),
+    ):
         with pytest.raises(NotFoundError):
             call()
 
 
 # -- bad database files ---------------------------------------------------------------------
+
 
 def bad_database(kind: str, tmp_path: Path, legacy_db) -> Path:
     if kind == "directory":
@@ -184,8 +194,11 @@ def state(path: Path) -> object:
     """The file's bytes and mode, and which of its -wal/-shm/-journal files exist."""
     if path.is_dir():
         return sorted((p.name, p.read_bytes()) for p in path.iterdir())
-    return (path.read_bytes(), path.stat().st_mode,
-            [suffix for suffix in ("-wal", "-shm", "-journal") if Path(f"{path}{suffix}").exists()])
+    return (
+        path.read_bytes(),
+        path.stat().st_mode,
+        [suffix for suffix in ("-wal", "-shm", "-journal") if Path(f"{path}{suffix}").exists()],
+    )
 
 
 BAD_FILES = ["directory", "not-sqlite", "truncated", "read-only-legacy", "read-only-migrated"]
@@ -202,8 +215,7 @@ def test_a_bad_database_path_gives_a_clear_error_and_stays_as_it_was(kind, tmp_p
     assert state(path) == before
 
 
-@pytest.mark.parametrize("command", ["migrate", "migrate --backup", "rollback", "verify", "status",
-                                     "backup"])
+@pytest.mark.parametrize("command", ["migrate", "migrate --backup", "rollback", "verify", "status", "backup"])
 @pytest.mark.parametrize("kind", BAD_FILES[:3])
 def test_cli_on_a_path_that_is_no_database_exits_with_one_line(kind, command, tmp_path, legacy_db):
     path = bad_database(kind, tmp_path, legacy_db)
@@ -236,16 +248,19 @@ def test_cli_refuses_to_write_a_read_only_file_in_one_line(kind, command, tmp_pa
 
 # -- full disk --------------------------------------------------------------------------------
 
+
 def test_a_full_database_gives_a_clear_error_and_writes_nothing(store, session, thread_id, dump, db_path):
     store.add_thread_message(thread_id, "user", "existing")
     before = dump(db_path)
     pages = store.db.execute_sql("PRAGMA page_count").fetchone()[0]
     store.db.execute_sql(f"PRAGMA max_page_count = {pages + 2}")  # this connection: 2 pages left
     big = "x" * (1024 * 1024)
-    for call in (lambda: store.add_thread_message(thread_id, "user", big),
-                 lambda: store.add_thread_messages(thread_id, [("user", "small"), ("user", big)]),
-                 lambda: store.create_session(name="n", amp_prompt=big, repo_root="/r"),
-                 lambda: store.create_thread(session.id, big)):
+    for call in (
+        lambda: store.add_thread_message(thread_id, "user", big),
+        lambda: store.add_thread_messages(thread_id, [("user", "small"), ("user", big)]),
+        lambda: store.create_session(name="n", amp_prompt=big, repo_root="/r"),
+        lambda: store.create_thread(session.id, big),
+    ):
         with pytest.raises(DatabaseOpenError, match="full"):
             call()
         assert not store.db.connection().in_transaction
@@ -262,8 +277,9 @@ def tiny_filesystem(tmp_path: Path):
     mount.mkdir()
     if shutil.which("mount") is None or os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root and mount(8)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
@@ -289,13 +305,17 @@ def test_migrate_on_a_full_disk_exits_with_one_line_and_leaves_the_file(tiny_fil
 
 
 def dry_run_with_tmpdir(path: Path, tmpdir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(workers.cli_command("migrate", "--dry-run", "--db-path", str(path)),
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
-                          env=dict(os.environ, TMPDIR=str(tmpdir)))
+    return subprocess.run(
+        workers.cli_command("migrate", "--dry-run", "--db-path", str(path)),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        env=dict(os.environ, TMPDIR=str(tmpdir)),
+    )
 
 
-def test_dry_run_without_room_for_its_copy_says_so_in_one_line_before_starting(
-        tiny_filesystem, legacy_db):
+def test_dry_run_without_room_for_its_copy_says_so_in_one_line_before_starting(tiny_filesystem, legacy_db):
     path = legacy_db(n=3000)  # ~1.1 MB: a copy plus room to migrate it needs more than 1.2 MB
     before = state(path)
     done = dry_run_with_tmpdir(path, tiny_filesystem)

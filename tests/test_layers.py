@@ -6,6 +6,7 @@ migrations, where, small) and places every module of the package (those of `back
 it; every `from . import …`, `from .x import …`, `from ..x import …` and `import sessionorm.x`
 counts, inside functions too.
 """
+
 from __future__ import annotations
 
 import ast
@@ -20,9 +21,11 @@ LAYERS = ["edges", "copies", "checks", "migrations", "where", "small"]  # the to
 
 # Imports against the layers that are known, each with its reason: (importer, imported) -> why.
 KNOWN: dict[tuple[str, str], str] = {
-    ("backends.sqlite", "backends.sqlite_copy"):
-        "a backend hands `copy` to its own bulk loader, which stands on the copy's modules; "
-        "imported when a copy runs",
+    (
+        "backends.sqlite",
+        "backends.sqlite_copy",
+    ): "a backend hands `copy` to its own bulk loader, which stands on the copy's modules; "
+    "imported when a copy runs",
     ("backends.postgresql", "backends.pg_copy"): "the same, for PostgreSQL",
 }
 
@@ -38,7 +41,7 @@ def module_name(path: str) -> str:
 def documented_layers() -> dict[str, str]:
     """module -> layer, from the table in docs/architecture.md (a blank layer cell: the row above's)."""
     text = ARCHITECTURE.read_text()
-    table = text[text.index("## The modules"):text.index("## A migration, step by step")]
+    table = text[text.index("## The modules") : text.index("## A migration, step by step")]
     placed: dict[str, str] = {}
     layer = ""
     for row in table.splitlines():
@@ -54,8 +57,7 @@ def documented_layers() -> dict[str, str]:
 
 
 def modules() -> list[str]:
-    return sorted(module_name(str(p.relative_to(PACKAGE).with_suffix("")))
-                  for p in PACKAGE.rglob("*.py"))
+    return sorted(module_name(str(p.relative_to(PACKAGE).with_suffix(""))) for p in PACKAGE.rglob("*.py"))
 
 
 def path_of(module: str) -> Path:
@@ -80,7 +82,7 @@ def imports(module: str) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".") if package else []
-                base = base[:len(base) - (node.level - 1)]
+                base = base[: len(base) - (node.level - 1)]
                 start = ".".join([*base, *(node.module.split(".") if node.module else [])])
             elif node.module and node.module.split(".")[0] == "sessionorm":
                 start = ".".join(node.module.split(".")[1:])
@@ -90,8 +92,9 @@ def imports(module: str) -> set[str]:
                 candidate = f"{start}.{alias.name}" if start else alias.name
                 found.add(resolve(candidate) or resolve(start))
         elif isinstance(node, ast.Import):
-            found |= {resolve(a.name.split(".", 1)[1]) for a in node.names
-                      if a.name.startswith("sessionorm.")}
+            found |= {
+                resolve(a.name.split(".", 1)[1]) for a in node.names if a.name.startswith("sessionorm.")
+            }
     return found - {"migrations", "", module}  # the shipped scripts' folder, loaded by path
 
 
@@ -109,8 +112,9 @@ def violations() -> dict[tuple[str, str], str]:
     for module in modules():
         for imported in imports(module):
             if rank[placed[imported]] > rank[placed[module]]:
-                found[(module, imported)] = f"{module} ({placed[module]}) imports " \
-                                            f"{imported} ({placed[imported]})"
+                found[(module, imported)] = (
+                    f"{module} ({placed[module]}) imports {imported} ({placed[imported]})"
+                )
     return found
 
 

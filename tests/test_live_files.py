@@ -4,6 +4,7 @@ Each case has another real process doing what the orchestrator does to the file:
 committed rows in the -wal, committing in a loop in rollback-journal mode, dying mid-write
 (a hot journal), or opening a brand-new file at the same moment.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -82,8 +83,12 @@ def hold_wal_rows() -> Iterator:
     started: list[subprocess.Popen] = []
 
     def start(path: Path, n: int) -> subprocess.Popen:
-        proc = subprocess.Popen([PYTHON, "-c", HOLD_WAL, str(path), str(n)], text=True,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [PYTHON, "-c", HOLD_WAL, str(path), str(n)],
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         started.append(proc)
         assert proc.stdout.readline().strip() == "ready"
         return proc
@@ -122,6 +127,7 @@ def printed_backup(stdout: str) -> Path:
 
 
 # -- a symlinked path, another process holding committed rows in the -wal -------------------------
+
 
 @pytest.fixture
 def linked(tmp_path: Path) -> tuple[Path, Path]:
@@ -197,10 +203,12 @@ def test_store_through_a_symlink_refuses_a_legacy_file_whose_rows_are_in_the_wal
 
 # -- a writer committing in a loop, in rollback-journal mode ---------------------------------------
 
+
 def test_backups_under_a_looping_rollback_journal_writer_are_never_torn(tmp_path):
     db = make_legacy_db(tmp_path / "busy.sqlite", 200, wal=False)
-    writer = subprocess.Popen([PYTHON, "-c", LOOPING_WRITER, str(db)], text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer = subprocess.Popen(
+        [PYTHON, "-c", LOOPING_WRITER, str(db)], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         assert writer.stdout.readline().strip() == "ready", writer.stderr.read()
         seen = []
@@ -221,6 +229,7 @@ def test_backups_under_a_looping_rollback_journal_writer_are_never_torn(tmp_path
 
 
 # -- a writer SIGKILLed mid-transaction: a hot journal ---------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def crashed(tmp_path_factory) -> dict[str, Path]:
@@ -268,18 +277,22 @@ def assert_recovered(path: Path) -> None:
     assert not journal.exists() or not journal.read_bytes().startswith(JOURNAL_MAGIC)
 
 
-@pytest.mark.parametrize(("kind", "args", "exit_code", "expect"), [
-    ("migrated", ("status",), 0, "applied"),
-    ("migrated", ("verify",), 0, ": ok ("),
-    ("migrated", ("backup",), 0, "backup: "),
-    ("migrated", ("migrate", "--dry-run"), 0, "up to date"),
-    ("legacy", ("status",), 1, "pending"),
-    ("legacy", ("migrate", "--dry-run"), 0, "would migrate 200 sessions"),
-    ("legacy", ("backup",), 0, "backup: "),
-    ("legacy", ("migrate", "--backup"), 0, "threads created: 200"),
-])
+@pytest.mark.parametrize(
+    ("kind", "args", "exit_code", "expect"),
+    [
+        ("migrated", ("status",), 0, "applied"),
+        ("migrated", ("verify",), 0, ": ok ("),
+        ("migrated", ("backup",), 0, "backup: "),
+        ("migrated", ("migrate", "--dry-run"), 0, "up to date"),
+        ("legacy", ("status",), 1, "pending"),
+        ("legacy", ("migrate", "--dry-run"), 0, "would migrate 200 sessions"),
+        ("legacy", ("backup",), 0, "backup: "),
+        ("legacy", ("migrate", "--backup"), 0, "threads created: 200"),
+    ],
+)
 def test_every_command_recovers_a_hot_journal_instead_of_calling_the_file_read_only(
-        hot, kind, args, exit_code, expect):
+    hot, kind, args, exit_code, expect
+):
     path = hot(kind)
     done = cli(*args, "--db-path", path)
     assert "read-only" not in done.stderr and "readonly" not in done.stderr, done.stderr
@@ -317,9 +330,11 @@ def test_a_really_read_only_file_with_a_hot_journal_gets_one_line_and_stays_as_i
         assert done.returncode != 0, args
         line = done.stderr.strip()
         assert "\n" not in line and "Traceback" not in line, done.stderr
-        assert line == (f"error: {path} is read-only and has a hot journal left by a crashed "
-                        "writer; make the file writable so SQLite can roll that transaction "
-                        "back before anything reads it"), args
+        assert line == (
+            f"error: {path} is read-only and has a hot journal left by a crashed "
+            "writer; make the file writable so SQLite can roll that transaction "
+            "back before anything reads it"
+        ), args
     assert sha256(path) == before and sha256(Path(f"{path}-journal")) == journal
 
 
@@ -340,8 +355,15 @@ OPEN_NEW_STORE = textwrap.dedent("""
 def test_four_processes_opening_a_new_file_at_once_all_succeed(tmp_path, attempt):
     db = tmp_path / "new.sqlite"
     go = time.time() + 2.0
-    procs = [subprocess.Popen([PYTHON, "-c", OPEN_NEW_STORE, str(db), repr(go)], text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [PYTHON, "-c", OPEN_NEW_STORE, str(db), repr(go)],
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
     outcomes = [(p.wait(60), *p.communicate()) for p in procs]
     assert [o[0] for o in outcomes] == [0, 0, 0, 0], "\n".join(o[2][-2000:] for o in outcomes)
     assert workers.table_counts(db)["sessions"] == 4
@@ -350,9 +372,13 @@ def test_four_processes_opening_a_new_file_at_once_all_succeed(tmp_path, attempt
 
 
 def start_migrate(db: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(workers.cli_command("migrate", *extra, "--db-path", str(db)),
-                            text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        workers.cli_command("migrate", *extra, "--db-path", str(db)),
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +389,8 @@ def legacy_20k(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("attempt", range(3))
 @pytest.mark.parametrize("with_backup", [False, True], ids=["plain", "backup"])
 def test_two_concurrent_migrations_one_applies_the_other_finds_it_done(
-        legacy_20k, tmp_path, with_backup, attempt):
+    legacy_20k, tmp_path, with_backup, attempt
+):
     # With --backup this once failed half the time: reading the file's header with open() and
     # close() dropped the POSIX write lock the migration held (now only SQLite opens the file).
     db = tmp_path / "sessions.sqlite"
@@ -393,13 +420,22 @@ def test_two_concurrent_migrations_one_applies_the_other_finds_it_done(
 def test_migrate_backup_facing_a_held_write_lock_fails_busy_and_takes_no_backup(legacy_db):
     db = legacy_db(n=50)
     holder = subprocess.Popen(
-        [PYTHON, "-c", textwrap.dedent("""
+        [
+            PYTHON,
+            "-c",
+            textwrap.dedent("""
             import sqlite3, sys
             con = sqlite3.connect(sys.argv[1], isolation_level=None)
             con.execute("BEGIN IMMEDIATE")
             print("locked", flush=True)
             sys.stdin.read()
-        """), str(db)], text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        """),
+            str(db),
+        ],
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         done = cli("migrate", "--backup", "--busy-timeout", "0.3", "--db-path", db)

@@ -3,6 +3,7 @@
 Writes give up with `DatabaseBusyError` (the CLI: one line, non-zero exit), write nothing,
 and succeed as soon as the lock is released.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,9 @@ BUSY = 0.3
 def lock_held(path: Path, sql: str, params: tuple = ()) -> Iterator[None]:
     """Another process holds `BEGIN IMMEDIATE` plus one uncommitted write until the block ends."""
     results, locked, release = workers.SPAWN.Queue(), workers.SPAWN.Event(), workers.SPAWN.Event()
-    procs = workers.start_processes(workers.hold_write_lock,
-                                    [(str(path), sql, params, locked, release, results)])
+    procs = workers.start_processes(
+        workers.hold_write_lock, [(str(path), sql, params, locked, release, results)]
+    )
     try:
         deadline = time.monotonic() + 60
         while not locked.wait(0.1):
@@ -45,8 +47,10 @@ def test_store_writes_raise_busy_error_while_another_process_holds_the_lock(db_p
     before = dump(db_path)
     store = SessionStore(db_path, busy_timeout=BUSY)
     try:
-        insert = ('INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
-                  " VALUES ('00000000-0000-4000-8000-000000000000', ?, 'user', 'held', 'x', 1)")
+        insert = (
+            'INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
+            " VALUES ('00000000-0000-4000-8000-000000000000', ?, 'user', 'held', 'x', 1)"
+        )
         attempts = {
             "add_thread_message": lambda: store.add_thread_message(thread_id, "user", "blocked"),
             "add_thread_messages": lambda: store.add_thread_messages(thread_id, [("user", "blocked")]),
@@ -78,9 +82,11 @@ def test_store_writes_raise_busy_error_while_another_process_holds_the_lock(db_p
 def test_migrate_on_a_locked_database_exits_with_one_line_and_changes_nothing(legacy_db, dump, wal):
     path = legacy_db(n=200, wal=wal)
     before = dump(path)
-    insert = ("INSERT INTO sessions (id, name, ampPrompt, repoRoot, baseBranch, branchName,"
-              " worktreePath, status, createdAt) VALUES ('held', 'held', 'p', '/r', 'main', 'b',"
-              " '/w', 'idle', '2025-01-01T00:00:00.000Z')")
+    insert = (
+        "INSERT INTO sessions (id, name, ampPrompt, repoRoot, baseBranch, branchName,"
+        " worktreePath, status, createdAt) VALUES ('held', 'held', 'p', '/r', 'main', 'b',"
+        " '/w', 'idle', '2025-01-01T00:00:00.000Z')"
+    )
     with lock_held(path, insert):
         began = time.monotonic()
         done = workers.run_cli("migrate", "--db-path", str(path), "--busy-timeout", str(BUSY))

@@ -2,6 +2,7 @@
 
 the contract, "The data migration (version 1)"; issue 3.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,10 +31,20 @@ from cli_support import (
 from sessionorm import NeedsMigrationError, SessionStore, commands
 
 FLAVOURS = ["pre", "final"]
-MIGRATIONS = ["0001_session_thread_relationship", "0002_orchestrator_index_names",
-              "0003_orchestrator_app_schema", "0004_migrated_thread_record", "0005_app_thread_ids"]
-HISTORY = [(1, "session-thread-relationship"), (2, "orchestrator-index-names"),
-           (3, "orchestrator-app-schema"), (4, "migrated-thread-record"), (5, "app-thread-ids")]
+MIGRATIONS = [
+    "0001_session_thread_relationship",
+    "0002_orchestrator_index_names",
+    "0003_orchestrator_app_schema",
+    "0004_migrated_thread_record",
+    "0005_app_thread_ids",
+]
+HISTORY = [
+    (1, "session-thread-relationship"),
+    (2, "orchestrator-index-names"),
+    (3, "orchestrator-app-schema"),
+    (4, "migrated-thread-record"),
+    (5, "app-thread-ids"),
+]
 THREAD_ID = re.compile(r"^T-" + UUID4.pattern[1:])  # the app's thread ids: T-<uuid4>
 N, THREADED, DUPLICATES = 12, 7, 3  # sessions 4..6 share session 0's threadId
 
@@ -73,33 +84,48 @@ def test_one_thread_per_session_with_a_threadid(migrated):
 
 
 def test_sessions_sharing_a_threadid_each_get_their_own_thread(migrated):
-    shared = query(migrated, 'SELECT "threadId" FROM sessions GROUP BY "threadId"'
-                             ' HAVING count(*) > 1 AND "threadId" != \'\'')
+    shared = query(
+        migrated,
+        'SELECT "threadId" FROM sessions GROUP BY "threadId" HAVING count(*) > 1 AND "threadId" != \'\'',
+    )
     assert len(shared) == 1
-    owners = query(migrated, 'SELECT count(DISTINCT t.id), count(DISTINCT t."sessionId") FROM threads t'
-                             ' JOIN sessions s ON s.id = t."sessionId" WHERE s."threadId" = ?', shared[0])
+    owners = query(
+        migrated,
+        'SELECT count(DISTINCT t.id), count(DISTINCT t."sessionId") FROM threads t'
+        ' JOIN sessions s ON s.id = t."sessionId" WHERE s."threadId" = ?',
+        shared[0],
+    )
     assert owners == [(DUPLICATES + 1, DUPLICATES + 1)]
 
 
 def test_null_and_empty_threadid_get_no_thread(migrated):
-    without = query(migrated, 'SELECT "threadId", count(*) FROM sessions s WHERE "threadId" IS NULL'
-                              " OR \"threadId\" = '' GROUP BY \"threadId\" ORDER BY 1")
+    without = query(
+        migrated,
+        'SELECT "threadId", count(*) FROM sessions s WHERE "threadId" IS NULL'
+        ' OR "threadId" = \'\' GROUP BY "threadId" ORDER BY 1',
+    )
     assert [value for value, _ in without] == [None, ""]  # both kinds are in the file
-    orphans = query(migrated, 'SELECT count(*) FROM threads t JOIN sessions s ON s.id = t."sessionId"'
-                              " WHERE s.\"threadId\" IS NULL OR s.\"threadId\" = ''")
+    orphans = query(
+        migrated,
+        'SELECT count(*) FROM threads t JOIN sessions s ON s.id = t."sessionId"'
+        ' WHERE s."threadId" IS NULL OR s."threadId" = \'\'',
+    )
     assert orphans == [(0,)]
 
 
 def test_thread_and_message_are_worded_as_the_contract_says(migrated):
     expected = sorted(
         (sid, THREAD_NAME.format(name), created, "active", "system", 0, MESSAGE.format(tid), created)
-        for sid, name, tid, created in threaded_sessions(migrated))
+        for sid, name, tid, created in threaded_sessions(migrated)
+    )
     assert migrated_rows(migrated) == expected
 
 
 def test_each_migrated_thread_has_exactly_one_message(migrated):
-    counts = query(migrated, 'SELECT count(m.id) FROM threads t LEFT JOIN thread_messages m'
-                             ' ON m."threadId" = t.id GROUP BY t.id')
+    counts = query(
+        migrated,
+        'SELECT count(m.id) FROM threads t LEFT JOIN thread_messages m ON m."threadId" = t.id GROUP BY t.id',
+    )
     assert counts and all(c == (1,) for c in counts)
 
 
@@ -181,6 +207,7 @@ def test_migrate_on_a_missing_path_creates_a_new_database_and_says_so(tmp_path):
 
 # -- idempotence ---------------------------------------------------------------------------
 
+
 def test_second_migrate_changes_nothing(migrated, dump):
     before = dump(migrated)
     result = invoke("migrate", "--db-path", migrated)
@@ -217,9 +244,11 @@ def test_typescript_migrated_database_is_not_migrated_twice(typescript_db):
     assert report.migrated is None  # no data step ran
     # the same threads (ampMode NULL, added by 0003), each renamed to T-<old id>
     assert query(typescript_db, "SELECT * FROM threads ORDER BY id") == sorted(
-        ("T-" + tid, *rest, None) for tid, *rest in threads)
+        ("T-" + tid, *rest, None) for tid, *rest in threads
+    )
     assert query(typescript_db, "SELECT * FROM thread_messages ORDER BY id") == [
-        (mid, "T-" + tid, *rest) for mid, tid, *rest in messages]
+        (mid, "T-" + tid, *rest) for mid, tid, *rest in messages
+    ]
     assert query(typescript_db, "SELECT version, name FROM migrations ORDER BY version") == HISTORY
 
 
@@ -243,16 +272,20 @@ def test_store_data_step_makes_a_thread_only_for_a_session_not_in_the_record(mig
     with raw(migrated) as con:
         con.execute('DELETE FROM threads WHERE "sessionId" = (SELECT min("sessionId") FROM threads)')
         late = con.execute('SELECT min(id) FROM sessions WHERE "threadId" IS NULL').fetchone()[0]
-        con.execute('UPDATE sessions SET "threadId" = \'T-given-later\' WHERE id = ?', (late,))
+        con.execute("UPDATE sessions SET \"threadId\" = 'T-given-later' WHERE id = ?", (late,))
     with SessionStore(migrated) as store:
         result = store.migrate_session_thread_ids()
     assert (result.migrated, result.skipped) == (1, THREADED)
-    assert query(migrated, "SELECT count(*), count(DISTINCT \"sessionId\") FROM threads") == [
-        (THREADED, THREADED)]
+    assert query(migrated, 'SELECT count(*), count(DISTINCT "sessionId") FROM threads') == [
+        (THREADED, THREADED)
+    ]
     made = query(migrated, 'SELECT id FROM threads WHERE "sessionId" = ?', (late,))
     assert len(made) == 1 and THREAD_ID.match(made[0][0]), made
-    assert query(migrated, 'SELECT "threadId", "legacyThreadId" FROM sessionorm_migrated_threads'
-                           ' WHERE "sessionId" = ?', (late,)) == [(made[0][0], "T-given-later")]
+    assert query(
+        migrated,
+        'SELECT "threadId", "legacyThreadId" FROM sessionorm_migrated_threads WHERE "sessionId" = ?',
+        (late,),
+    ) == [(made[0][0], "T-given-later")]
 
 
 def test_store_data_step_skips_typescript_migrated_sessions(typescript_db):
@@ -270,7 +303,7 @@ def test_a_thread_the_user_made_does_not_count_as_migrated(migrated):
     """
     with raw(migrated) as con:
         sid = con.execute('SELECT min(id) FROM sessions WHERE "threadId" IS NULL').fetchone()[0]
-        con.execute('UPDATE sessions SET "threadId" = \'T-given-later\' WHERE id = ?', (sid,))
+        con.execute("UPDATE sessions SET \"threadId\" = 'T-given-later' WHERE id = ?", (sid,))
     with SessionStore(migrated) as store:
         store.create_thread(sid, "my own thread")
         result = store.migrate_session_thread_ids()
@@ -281,11 +314,13 @@ def test_a_thread_the_user_made_does_not_count_as_migrated(migrated):
 
 # -- dry run -------------------------------------------------------------------------------
 
+
 @pytest.fixture(params=[True, False], ids=["wal", "rollback-journal"])
 def journal_legacy(request, legacy_db, flavor):
     """A legacy file left in WAL mode, or in rollback-journal mode."""
-    path = legacy_db(N, flavor=flavor, threaded=THREADED, duplicates=DUPLICATES, iterations=2,
-                     wal=request.param)
+    path = legacy_db(
+        N, flavor=flavor, threaded=THREADED, duplicates=DUPLICATES, iterations=2, wal=request.param
+    )
     assert path.read_bytes()[18] == (2 if request.param else 1)  # header: 2 = WAL, 1 = legacy
     return path
 
@@ -372,16 +407,24 @@ def end_state(path) -> dict:
             for _, name, unique, origin, partial in con.execute(f'PRAGMA index_list("{table}")'):
                 columns = [r[2] for r in con.execute(f'PRAGMA index_info("{name}")')]
                 indexes[name] = (table, columns, unique, origin, partial)
-        tables = sorted(r for r in con.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+        tables = sorted(r for r in con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
         threads = sorted(con.execute('SELECT "sessionId", name, status FROM threads'))
-        messages = sorted(con.execute(
-            'SELECT t."sessionId", m.role, m.content, m.idx FROM thread_messages m'
-            ' JOIN threads t ON t.id = m."threadId"'))
+        messages = sorted(
+            con.execute(
+                'SELECT t."sessionId", m.role, m.content, m.idx FROM thread_messages m'
+                ' JOIN threads t ON t.id = m."threadId"'
+            )
+        )
         history = sorted(con.execute("SELECT version, name FROM migrations"))
         checksums = sorted(con.execute("SELECT version, sha256 FROM migration_checksums"))
-        return {"indexes": indexes, "tables": tables, "threads": threads, "messages": messages,
-                "history": history, "checksums": checksums}
+        return {
+            "indexes": indexes,
+            "tables": tables,
+            "threads": threads,
+            "messages": messages,
+            "history": history,
+            "checksums": checksums,
+        }
     finally:
         con.close()
 

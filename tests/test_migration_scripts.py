@@ -1,6 +1,7 @@
 """Migration scripts as the runner sees them: self-contained, told their options, answering
 through the runner, owning their rollback check; migrators made safe by a mixin.
 """
+
 from __future__ import annotations
 
 import ast
@@ -36,8 +37,14 @@ def test_shipped_scripts_import_nothing_from_the_package_but_its_exception_class
 def test_verifys_conditions_are_the_ones_the_data_step_writes():
     """`legacy_threads` (verify's copy) and migration 1's own conditions must not drift apart."""
     script = shipped_script()
-    for name in ("MESSAGE_PREFIX", "HAS_THREAD_ID", "HAS_MARKER_THREAD", "HAS_LEGACY_THREAD",
-                 "NOT_YET_MIGRATED", "NOT_YET_MIGRATED_PG"):
+    for name in (
+        "MESSAGE_PREFIX",
+        "HAS_THREAD_ID",
+        "HAS_MARKER_THREAD",
+        "HAS_LEGACY_THREAD",
+        "NOT_YET_MIGRATED",
+        "NOT_YET_MIGRATED_PG",
+    ):
         assert getattr(legacy_threads, name) == getattr(script, name), name
 
 
@@ -73,8 +80,9 @@ def test_editing_the_data_step_is_caught_by_verify(migrated, tmp_path):
     assert verify_with_scripts(migrated, None) == []
     folder = edited_copy(tmp_path, DATA_STEP_LINE, 'THREAD_NAME_PREFIX = "Thread for "')
     problems = verify_with_scripts(migrated, folder)
-    assert problems == [f"migration script {folder / SHIPPED[0].name} was edited after it was "
-                        "applied (sha256 differs)"]
+    assert problems == [
+        f"migration script {folder / SHIPPED[0].name} was edited after it was applied (sha256 differs)"
+    ]
 
 
 def test_an_unchanged_copy_of_the_scripts_verifies(migrated, tmp_path):
@@ -82,10 +90,13 @@ def test_an_unchanged_copy_of_the_scripts_verifies(migrated, tmp_path):
     assert verify_with_scripts(migrated, folder) == []
 
 
-@pytest.mark.parametrize("recorded, clean", [
-    ("7cea90db81064e3876c7b4f482f09c65f06a6417d46fd860dd07c33f4e68e7dd", True),  # 0.1.0's 0001
-    ("0" * 64, False),
-])
+@pytest.mark.parametrize(
+    "recorded, clean",
+    [
+        ("7cea90db81064e3876c7b4f482f09c65f06a6417d46fd860dd07c33f4e68e7dd", True),  # 0.1.0's 0001
+        ("0" * 64, False),
+    ],
+)
 def test_the_digest_of_an_earlier_copy_with_the_same_effect_is_accepted(migrated, recorded, clean):
     """Files migrated by 0.1.0 recorded the sha256 of the script that imported its data step."""
     with sqlite3.connect(migrated) as con:
@@ -99,21 +110,22 @@ def test_the_digest_of_an_earlier_copy_with_the_same_effect_is_accepted(migrated
 def test_the_recorded_digest_is_the_script_file_itself(migrated):
     assert [p.name[:4] for p in SHIPPED] == ["0001", "0002", "0003", "0004", "0005"]
     assert query(migrated, "SELECT version, sha256 FROM migration_checksums ORDER BY 1") == [
-        (n, file_sha256(script)) for n, script in enumerate(SHIPPED, 1)]
+        (n, file_sha256(script)) for n, script in enumerate(SHIPPED, 1)
+    ]
 
 
 # -- options in, results out -------------------------------------------------------------------
 
-PEEWEE_TEMPLATE = '''
+PEEWEE_TEMPLATE = """
 def up(migrator, database):
     database.execute_sql("CREATE TABLE plain_template (id INTEGER PRIMARY KEY)")
 
 
 def down(migrator, database):
     database.execute_sql("DROP TABLE plain_template")
-'''
+"""
 
-WITH_OPTIONS = '''
+WITH_OPTIONS = """
 from sessionorm.errors import MigrationError
 
 
@@ -132,7 +144,7 @@ def check_down(db, options):
 def down(migrator, db, options):
     check_down(db, options)
     db.execute_sql("DROP TABLE own_notes")
-'''
+"""
 
 
 @pytest.fixture
@@ -157,8 +169,7 @@ def test_scripts_with_and_without_options_both_run_and_results_come_back(tmp_pat
     assert query(path, "SELECT body FROM own_notes") == [("kept",)]
 
 
-def test_a_dry_run_tells_scripts_it_is_a_rehearsal_on_postgresql_only_through_options(
-        tmp_path, own_scripts):
+def test_a_dry_run_tells_scripts_it_is_a_rehearsal_on_postgresql_only_through_options(tmp_path, own_scripts):
     """On SQLite the dry run is a real run on a copy: the script is told nothing else."""
     report = commands.migrate(tmp_path / "new.db", dry_run=True, migrations_dir=own_scripts)
     assert "0007_own_notes" in report.pending and not (tmp_path / "new.db").exists()
@@ -180,27 +191,35 @@ def test_a_scripts_own_rollback_check_refuses_before_the_backup(tmp_path, own_sc
 
 def test_backfill_runs_the_data_step_the_applied_script_offers(migrated):
     with sqlite3.connect(migrated) as con:
-        columns = ("id, name, ampPrompt, followUpPrompts, repoRoot, baseBranch, branchName,"
-                   " worktreePath, status, scriptCommand, modelOverride, threadId, createdAt,"
-                   " lastRun, notes, contextIncluded")
-        con.execute(f"INSERT INTO sessions ({columns}) SELECT 'late-' || id, name, ampPrompt,"
-                    " followUpPrompts, repoRoot, baseBranch, branchName, worktreePath, status,"
-                    " scriptCommand, modelOverride, 'late-thread', '2999-01-01T00:00:00.000Z',"
-                    " lastRun, notes, contextIncluded FROM sessions LIMIT 2")
+        columns = (
+            "id, name, ampPrompt, followUpPrompts, repoRoot, baseBranch, branchName,"
+            " worktreePath, status, scriptCommand, modelOverride, threadId, createdAt,"
+            " lastRun, notes, contextIncluded"
+        )
+        con.execute(
+            f"INSERT INTO sessions ({columns}) SELECT 'late-' || id, name, ampPrompt,"
+            " followUpPrompts, repoRoot, baseBranch, branchName, worktreePath, status,"
+            " scriptCommand, modelOverride, 'late-thread', '2999-01-01T00:00:00.000Z',"
+            " lastRun, notes, contextIncluded FROM sessions LIMIT 2"
+        )
     con.close()
     result = commands.backfill(migrated)
     assert (result.migrated, result.skipped) == (2, 6)
-    made = query(migrated, 'SELECT t.id, r."legacyThreadId" FROM threads t'
-                           ' JOIN sessionorm_migrated_threads r ON r."threadId" = t.id'
-                           " WHERE t.\"sessionId\" LIKE 'late-%'")
-    assert len(made) == 2 and all(tid.startswith("T-") and legacy == "late-thread"
-                                  for tid, legacy in made), made  # T- ids, recorded
+    made = query(
+        migrated,
+        'SELECT t.id, r."legacyThreadId" FROM threads t'
+        ' JOIN sessionorm_migrated_threads r ON r."threadId" = t.id'
+        " WHERE t.\"sessionId\" LIKE 'late-%'",
+    )
+    assert len(made) == 2 and all(tid.startswith("T-") and legacy == "late-thread" for tid, legacy in made), (
+        made
+    )  # T- ids, recorded
     assert commands.backfill(migrated).migrated == 0
 
 
 # -- atomic = False ----------------------------------------------------------------------------
 
-ORPHAN_OUTSIDE_A_TRANSACTION = '''
+ORPHAN_OUTSIDE_A_TRANSACTION = """
 atomic = False
 
 
@@ -211,7 +230,7 @@ def up(migrator, db):
 
 def down(migrator, db):
     pass
-'''
+"""
 
 
 def test_a_script_outside_a_transaction_is_not_reported_as_rolled_back(migrated, tmp_path):
@@ -225,7 +244,7 @@ def test_a_script_outside_a_transaction_is_not_reported_as_rolled_back(migrated,
     assert query(migrated, "SELECT id FROM thread_messages WHERE id = 'orphan'") == [("orphan",)]
 
 
-CONCURRENT_INDEX = '''
+CONCURRENT_INDEX = """
 atomic = False  # CREATE INDEX CONCURRENTLY cannot run inside a transaction
 
 
@@ -235,7 +254,7 @@ def up(migrator, db):
 
 def down(migrator, db):
     db.execute_sql('DROP INDEX CONCURRENTLY "idx_sessions_name"')
-'''
+"""
 
 
 def test_postgresql_runs_a_script_that_asks_for_no_transaction_outside_one(tmp_path, monkeypatch):

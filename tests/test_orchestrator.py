@@ -4,6 +4,7 @@ its sessions rebuild, and a `verify` that tells lost data from harmless differen
 Every case is built from the orchestrator's own start-up DDL (`orchestrator_threads.sql`,
 a verbatim copy) on real files, through the real CLI.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,13 +30,26 @@ from sessionorm import MigrationError, SessionStore, ValidationError, commands
 ORCHESTRATOR_SQL = (Path(__file__).with_name("orchestrator_threads.sql")).read_text()
 ORCHESTRATOR_INDEXES = re.findall(r"CREATE INDEX IF NOT EXISTS (\w+)", ORCHESTRATOR_SQL)
 CONTRACT_NAMES = sorted([*ORCHESTRATOR_INDEXES, "idx_threads_session_id_updated_at"])
-VERSION_1_NAMES = sorted([
-    "idx_threads_sessionId", "idx_threads_status", "idx_threads_createdAt", "idx_threads_updatedAt",
-    "idx_thread_messages_threadId", "idx_thread_messages_role", "idx_thread_messages_createdAt",
-    "idx_thread_messages_idx", "idx_threads_sessionId_updatedAt"])
+VERSION_1_NAMES = sorted(
+    [
+        "idx_threads_sessionId",
+        "idx_threads_status",
+        "idx_threads_createdAt",
+        "idx_threads_updatedAt",
+        "idx_thread_messages_threadId",
+        "idx_thread_messages_role",
+        "idx_thread_messages_createdAt",
+        "idx_thread_messages_idx",
+        "idx_threads_sessionId_updatedAt",
+    ]
+)
 N, THREADED = 10, 6
-PENDING_AFTER_1 = ["0002_orchestrator_index_names", "0003_orchestrator_app_schema",
-                   "0004_migrated_thread_record", "0005_app_thread_ids"]
+PENDING_AFTER_1 = [
+    "0002_orchestrator_index_names",
+    "0003_orchestrator_app_schema",
+    "0004_migrated_thread_record",
+    "0005_app_thread_ids",
+]
 T_UUID4 = r"T-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 
@@ -43,17 +57,24 @@ def lost(thread_ids: list[str]) -> str:
     """verify's problem line for migrated threads gone while their sessions remain."""
     ids = sorted(thread_ids)
     shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-    return (f"problem: {len(ids)} migrated threads are gone, with all their messages (at least "
-            f"their {len(ids)} migration markers), while their sessions remain: {shown}; "
-            "`sessionorm restore-threads --from BACKUP` copies back what a backup holds of them "
-            "and nothing else (see README, 'Living with the orchestrator')")
+    return (
+        f"problem: {len(ids)} migrated threads are gone, with all their messages (at least "
+        f"their {len(ids)} migration markers), while their sessions remain: {shown}; "
+        "`sessionorm restore-threads --from BACKUP` copies back what a backup holds of them "
+        "and nothing else (see README, 'Living with the orchestrator')"
+    )
 
 
 def index_names(path: Path) -> list[str]:
     """Named indexes of the thread tables (SQLite's own autoindexes left out)."""
-    return sorted(r[0] for r in query(
-        path, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN"
-              " ('threads', 'thread_messages') AND name NOT LIKE 'sqlite_autoindex_%'"))
+    return sorted(
+        r[0]
+        for r in query(
+            path,
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN"
+            " ('threads', 'thread_messages') AND name NOT LIKE 'sqlite_autoindex_%'",
+        )
+    )
 
 
 def all_indexes(path: Path) -> int:
@@ -89,6 +110,7 @@ def migrated(legacy) -> Path:
 
 # -- the orchestrator's index names ---------------------------------------------------------
 
+
 def test_a_migrated_database_has_exactly_the_orchestrators_index_names(migrated):
     assert index_names(migrated) == CONTRACT_NAMES
 
@@ -116,11 +138,13 @@ def test_the_orchestrators_start_up_is_a_no_op_on_a_new_database(db_path, dump):
 
 def test_the_models_name_their_indexes_as_the_orchestrator_does(migrated):
     from sessionorm.models import Thread, ThreadMessage
+
     declared = sorted(i._name for m in (Thread, ThreadMessage) for i in m._meta.fields_to_index())
     assert declared == CONTRACT_NAMES
 
 
 # -- a database migrated before 0002, then started by the orchestrator ------------------------
+
 
 @pytest.fixture
 def started_at_version_1(legacy) -> Path:
@@ -136,8 +160,10 @@ def test_duplicate_indexes_are_notes_not_problems(started_at_version_1):
     problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
     notes = [line for line in result.stdout.splitlines() if line.startswith("note:")]
     # Pending: migrations 2-5; threads.ampMode is migration 3's. No index is a problem.
-    assert problems == [*(f"problem: migration {m} is not applied" for m in PENDING_AFTER_1),
-                        "problem: add column threads.ampMode"]
+    assert problems == [
+        *(f"problem: migration {m} is not applied" for m in PENDING_AFTER_1),
+        "problem: add column threads.ampMode",
+    ]
     assert notes == [
         "note: duplicate index idx_threads_createdAt on threads (createdAt): the same index as "
         "idx_threads_created_at",
@@ -159,16 +185,18 @@ def test_diff_and_makemigration_see_duplicates_as_the_same_index(started_at_vers
     assert result.stdout == "add column threads.ampMode\n"
     assert result.stderr.count("note: duplicate index") == 5
     # makemigration first wants the shipped migrations applied (its script would repeat them)
-    made = invoke("makemigration", "x", "--db-path", started_at_version_1,
-                  "--migrations-dir", tmp_path / "mig")
+    made = invoke(
+        "makemigration", "x", "--db-path", started_at_version_1, "--migrations-dir", tmp_path / "mig"
+    )
     assert made.exit_code == 2
     assert "has shipped migrations pending (0002_orchestrator_index_names" in made.stderr
     assert not (tmp_path / "mig").exists()
     assert invoke("migrate", "--db-path", started_at_version_1).exit_code == 0
     with sqlite3.connect(started_at_version_1) as con:  # the orchestrator's duplicate, again
         con.execute('CREATE INDEX "idx_threads_createdAt" ON threads ("createdAt")')
-    made = invoke("makemigration", "x", "--db-path", started_at_version_1,
-                  "--migrations-dir", tmp_path / "mig")
+    made = invoke(
+        "makemigration", "x", "--db-path", started_at_version_1, "--migrations-dir", tmp_path / "mig"
+    )
     assert made.exit_code == 0, made.output
     assert "in sync" in made.stdout
     assert not list((tmp_path / "mig").glob("*.py"))
@@ -189,9 +217,11 @@ def test_migration_0002_renames_and_drops_the_duplicates(started_at_version_1, d
     # Every row kept; migration 5 gives each thread its `T-` id, migration 3 threads.ampMode.
     assert query(started_at_version_1, f"SELECT {columns} FROM sessions ORDER BY id") == sessions
     assert query(started_at_version_1, "SELECT * FROM threads ORDER BY id") == sorted(
-        (f"T-{t[0]}", *t[1:], None) for t in threads)
+        (f"T-{t[0]}", *t[1:], None) for t in threads
+    )
     assert query(started_at_version_1, "SELECT * FROM thread_messages ORDER BY id") == [
-        (m[0], f"T-{m[1]}", *m[2:]) for m in messages]
+        (m[0], f"T-{m[1]}", *m[2:]) for m in messages
+    ]
     assert "note:" not in ok("verify", "--db-path", started_at_version_1)
     before = dump(started_at_version_1)
     orchestrator_starts(started_at_version_1)
@@ -234,12 +264,15 @@ def test_migration_0002_refuses_an_orchestrator_name_on_another_shape(legacy, du
     before = dump(legacy)
     result = invoke("migrate", "--db-path", legacy)
     assert result.exit_code == 2
-    assert ("index idx_threads_session_id exists on threads (status, sessionId), not on threads "
-            "(sessionId)" in one_error_line(result.stderr))
+    assert (
+        "index idx_threads_session_id exists on threads (status, sessionId), not on threads "
+        "(sessionId)" in one_error_line(result.stderr)
+    )
     assert dump(legacy) == before
 
 
 # -- indexes by shape ---------------------------------------------------------------------------
+
 
 def test_an_index_under_another_name_is_the_same_index(migrated):
     with raw(migrated) as con:
@@ -253,20 +286,28 @@ def test_a_second_index_of_one_shape_is_a_note(migrated):
     with raw(migrated) as con:
         con.execute("CREATE INDEX my_status ON threads (status)")
     out = ok("verify", "--db-path", migrated)
-    assert ("note: duplicate index my_status on threads (status): the same index as "
-            "idx_threads_status\n") in out
+    assert (
+        "note: duplicate index my_status on threads (status): the same index as idx_threads_status\n"
+    ) in out
 
 
-@pytest.mark.parametrize("other", [
-    "CREATE INDEX other ON threads (status) WHERE status = 'active'",  # a predicate
-    "CREATE UNIQUE INDEX other ON threads (status, id)",  # uniqueness and columns
-    'CREATE INDEX other ON threads ("updatedAt", "sessionId")',  # column order
-], ids=["partial", "unique", "order"])
+@pytest.mark.parametrize(
+    "other",
+    [
+        "CREATE INDEX other ON threads (status) WHERE status = 'active'",  # a predicate
+        "CREATE UNIQUE INDEX other ON threads (status, id)",  # uniqueness and columns
+        'CREATE INDEX other ON threads ("updatedAt", "sessionId")',  # column order
+    ],
+    ids=["partial", "unique", "order"],
+)
 def test_a_missing_shape_is_a_problem_whatever_else_exists(migrated, other):
     with raw(migrated) as con:
         con.execute(other)
-        con.execute("DROP INDEX idx_threads_status" if "status" in other
-                    else "DROP INDEX idx_threads_session_id_updated_at")
+        con.execute(
+            "DROP INDEX idx_threads_status"
+            if "status" in other
+            else "DROP INDEX idx_threads_session_id_updated_at"
+        )
     result = invoke("verify", "--db-path", migrated)
     assert result.exit_code == 1
     missing = "(status)" if "status" in other else "(sessionId, updatedAt)"
@@ -290,6 +331,7 @@ def test_makemigration_recreates_a_missing_index_under_the_orchestrators_name(mi
 
 # -- a database the orchestrator created its thread tables in first ---------------------------
 
+
 def orchestrator_first(path: Path) -> dict[str, list[tuple]]:
     """The orchestrator's tables and indexes on a legacy file, with threads of its own.
 
@@ -299,15 +341,25 @@ def orchestrator_first(path: Path) -> dict[str, list[tuple]]:
     orchestrator_starts(path)
     (s0, _, t0, _), (s1, _, _, _) = sorted(threaded_sessions(path), key=lambda r: r[3])[:2]
     with raw(path) as con:
-        con.execute("INSERT INTO threads VALUES (?, ?, ?, '2025-09-01T00:00:00.000Z',"
-                    " '2025-09-01T00:00:00.000Z', 'active')", (t0, s0, f"Thread {t0}"))
-        con.execute("INSERT INTO threads VALUES ('t-own', ?, 'Feature Discussion',"
-                    " '2025-09-01T00:00:00.000Z', '2025-09-02T00:00:00.000Z', 'active')", (s1,))
-        con.execute("INSERT INTO thread_messages VALUES ('m-own', 't-own', 'user', 'Hello!',"
-                    " '2025-09-02T00:00:00.000Z', 0)")
-    return {"threads": query(path, "SELECT * FROM threads ORDER BY id"),
-            "thread_messages": query(path, "SELECT * FROM thread_messages ORDER BY id"),
-            "sessions": [(s0, t0), (s1,)]}
+        con.execute(
+            "INSERT INTO threads VALUES (?, ?, ?, '2025-09-01T00:00:00.000Z',"
+            " '2025-09-01T00:00:00.000Z', 'active')",
+            (t0, s0, f"Thread {t0}"),
+        )
+        con.execute(
+            "INSERT INTO threads VALUES ('t-own', ?, 'Feature Discussion',"
+            " '2025-09-01T00:00:00.000Z', '2025-09-02T00:00:00.000Z', 'active')",
+            (s1,),
+        )
+        con.execute(
+            "INSERT INTO thread_messages VALUES ('m-own', 't-own', 'user', 'Hello!',"
+            " '2025-09-02T00:00:00.000Z', 0)"
+        )
+    return {
+        "threads": query(path, "SELECT * FROM threads ORDER BY id"),
+        "thread_messages": query(path, "SELECT * FROM thread_messages ORDER BY id"),
+        "sessions": [(s0, t0), (s1,)],
+    }
 
 
 def test_migrate_adopts_the_orchestrators_tables_and_keeps_its_rows(legacy):
@@ -330,7 +382,8 @@ def test_a_thread_whose_id_is_the_legacy_thread_id_is_the_sessions_thread(legacy
     (s0, t0), (s1,) = theirs["sessions"]
     ok("migrate", "--db-path", legacy)
     assert query(legacy, 'SELECT id, name FROM threads WHERE "sessionId" = ?', (s0,)) == [
-        (t0, f"Thread {t0}")]  # no second thread
+        (t0, f"Thread {t0}")
+    ]  # no second thread
     names = sorted(r[0] for r in query(legacy, 'SELECT name FROM threads WHERE "sessionId" = ?', (s1,)))
     assert names[0] == "Feature Discussion" and names[1].startswith("Migrated Thread for ")
     with SessionStore(legacy) as store:
@@ -358,18 +411,23 @@ def test_rollback_will_not_destroy_the_orchestrators_threads(legacy):
 
 
 DIFFERENT_SHAPES = {
-    "renamed column": ("name TEXT NOT NULL,", "title TEXT NOT NULL,",
-                       "threads lacks column name; threads has a column title the contract does not"),
-    "no cascade": ("REFERENCES threads(id) ON DELETE CASCADE", "REFERENCES threads(id)",
-                   "foreign key thread_messages.threadId is not ON DELETE CASCADE"),
+    "renamed column": (
+        "name TEXT NOT NULL,",
+        "title TEXT NOT NULL,",
+        "threads lacks column name; threads has a column title the contract does not",
+    ),
+    "no cascade": (
+        "REFERENCES threads(id) ON DELETE CASCADE",
+        "REFERENCES threads(id)",
+        "foreign key thread_messages.threadId is not ON DELETE CASCADE",
+    ),
     "no unique": (",\n  UNIQUE(threadId, idx)", "", 'missing UNIQUE ("threadId", idx) on thread_messages'),
 }
 
 
 @pytest.mark.parametrize("wal", [True, False], ids=["wal", "rollback-journal"])
 @pytest.mark.parametrize("case", list(DIFFERENT_SHAPES))
-def test_thread_tables_of_another_shape_are_refused_and_the_file_keeps_every_byte(
-        legacy_db, case, wal):
+def test_thread_tables_of_another_shape_are_refused_and_the_file_keeps_every_byte(legacy_db, case, wal):
     path = legacy_db(N, threaded=THREADED, wal=wal)
     old, new, named = DIFFERENT_SHAPES[case]
     assert old in ORCHESTRATOR_SQL
@@ -380,8 +438,10 @@ def test_thread_tables_of_another_shape_are_refused_and_the_file_keeps_every_byt
         result = invoke(*args, "--db-path", path)
         assert result.exit_code == 2, args
         line = one_error_line(result.stderr)
-        assert line.startswith("error: refusing to adopt the existing threads and thread_messages "
-                               "tables") and named in line
+        assert (
+            line.startswith("error: refusing to adopt the existing threads and thread_messages tables")
+            and named in line
+        )
         assert digest(path) == before and sorted(path.parent.iterdir()) == files, args
     with pytest.raises(MigrationError, match="refusing to adopt"):
         SessionStore(path, migrate=True)
@@ -409,7 +469,8 @@ def test_a_slim_sessions_layout_verifies_with_notes_only(tmp_path):
     ok("migrate", "--db-path", path)
     out = ok("verify", "--db-path", path)
     assert [line for line in out.splitlines() if line.startswith("note:")] == [
-        f"note: sessions has no column {c} (optional in the orchestrator's layouts)" for c in OPTIONAL]
+        f"note: sessions has no column {c} (optional in the orchestrator's layouts)" for c in OPTIONAL
+    ]
     assert "problem:" not in out
     assert ok("diff", "--db-path", path).endswith("in sync with the models\n")
     with SessionStore(path) as store:
@@ -422,14 +483,14 @@ def test_a_slim_sessions_layout_verifies_with_notes_only(tmp_path):
 def test_a_missing_required_sessions_column_is_still_a_problem(tmp_path):
     path = tmp_path / "broken.db"
     with raw(path) as con:
-        con.executescript(SLIM_SESSIONS.replace("baseBranch TEXT NOT NULL, ", "")
-                          .replace("'main',\n", "\n"))
+        con.executescript(SLIM_SESSIONS.replace("baseBranch TEXT NOT NULL, ", "").replace("'main',\n", "\n"))
     before = digest(path)
     result = invoke("migrate", "--db-path", path)  # not the orchestrator's table: refused
     assert result.exit_code == 2
     assert one_error_line(result.stderr) == (
         "error: refusing to migrate: the existing table sessions is not the orchestrator's: it "
-        'has no column "baseBranch" (rename it or use another database; nothing was changed)')
+        'has no column "baseBranch" (rename it or use another database; nothing was changed)'
+    )
     assert digest(path) == before
     result = invoke("verify", "--db-path", path)
     assert result.exit_code == 1
@@ -441,9 +502,11 @@ def test_a_session_created_after_the_migration_with_a_thread_id_is_a_note(migrat
         late = store.create_session(name="late", amp_prompt="p", repo_root="/r", thread_id="T-late")
     result = invoke("verify", "--db-path", migrated)
     assert result.exit_code == 0, result.output
-    assert ("note: 1 sessions carry a threadId and have no thread for it yet (created, or given "
-            "their threadId, after the migration): `sessionorm backfill` (or "
-            "SessionStore.migrate_session_thread_ids()) creates them\n") in result.stdout
+    assert (
+        "note: 1 sessions carry a threadId and have no thread for it yet (created, or given "
+        "their threadId, after the migration): `sessionorm backfill` (or "
+        "SessionStore.migrate_session_thread_ids()) creates them\n"
+    ) in result.stdout
     out = ok("backfill", "--db-path", migrated)
     assert out == f"threads created: 1; sessions skipped (already have theirs): {THREADED}\n"
     made = query(migrated, 'SELECT id FROM threads WHERE "sessionId" = ?', (late.id,))
@@ -506,8 +569,10 @@ def test_a_migration_run_again_by_another_tool_is_a_note(legacy):
               FROM threads t JOIN sessions s ON s.id = t.sessionId WHERE t.id LIKE 'again-%';""")
     ok("migrate", "--db-path", migrated)
     out = ok("verify", "--db-path", migrated)
-    assert ("note: 2 sessions have more than one migrated thread (the migration ran again, e.g. the "
-            "orchestrator's own runner: see README, 'Living with the orchestrator')\n") in out
+    assert (
+        "note: 2 sessions have more than one migrated thread (the migration ran again, e.g. the "
+        "orchestrator's own runner: see README, 'Living with the orchestrator')\n"
+    ) in out
 
 
 def backfill_stage_sql(db) -> str:
@@ -542,19 +607,22 @@ def test_the_data_step_and_verify_search_per_session_and_scan_only_sessions(migr
     try:
         statements = [  # (SQL, the one table it scans)
             (step.stage_sql().split(" AS ", 1)[1], "s"),
-            (f"SELECT count(*) FROM sessions s WHERE {step.HAS_THREAD_ID} AND {step.NOT_YET_MIGRATED}",
-             "s"),
+            (f"SELECT count(*) FROM sessions s WHERE {step.HAS_THREAD_ID} AND {step.NOT_YET_MIGRATED}", "s"),
             (backfill_stage_sql(db), "s"),
             (thread_record.LOST, "r"),
             (thread_record.TWICE, "r"),
             (thread_record.APP_DUPLICATES, "r"),
             (thread_record.UNMATCHED_COUNT, "u"),
-            (thread_record.LATE, "s")]
+            (thread_record.LATE, "s"),
+        ]
         with linear_plans(db):
             for sql, table in statements:
                 plan = [row[3] for row in db.execute_sql("EXPLAIN QUERY PLAN " + sql)]
-                scans = [line.split(" USING ")[0] for line in plan
-                         if line.startswith("SCAN") and line != "SCAN twice"]  # TWICE's subquery
+                scans = [
+                    line.split(" USING ")[0]
+                    for line in plan
+                    if line.startswith("SCAN") and line != "SCAN twice"
+                ]  # TWICE's subquery
                 assert scans == [f"SCAN {table}"], plan
                 assert [line for line in plan if line.startswith("SEARCH")], plan
     finally:
@@ -563,13 +631,17 @@ def test_the_data_step_and_verify_search_per_session_and_scan_only_sessions(migr
 
 # -- the orchestrator's sessions rebuild ----------------------------------------------------------
 
+
 def rebuild_sessions(path: Path) -> None:
     """The orchestrator's start-up rebuild of `sessions`: copy, DROP TABLE, rename; foreign keys on."""
     ddl = query(path, "SELECT sql FROM sqlite_master WHERE name = 'sessions'")[0][0]
     with raw(path) as con:
-        con.executescript("BEGIN;" + ddl.replace("sessions", "sessions_new", 1)
-                          + "; INSERT INTO sessions_new SELECT * FROM sessions; DROP TABLE sessions;"
-                          " ALTER TABLE sessions_new RENAME TO sessions; COMMIT;")
+        con.executescript(
+            "BEGIN;"
+            + ddl.replace("sessions", "sessions_new", 1)
+            + "; INSERT INTO sessions_new SELECT * FROM sessions; DROP TABLE sessions;"
+            " ALTER TABLE sessions_new RENAME TO sessions; COMMIT;"
+        )
 
 
 def test_the_orchestrators_sessions_rebuild_cascades_and_verify_catches_it(legacy_db):
@@ -595,9 +667,12 @@ def test_the_orchestrators_sessions_rebuild_is_blocked_by_other_references(legac
 
 # -- verify --exercise ---------------------------------------------------------------------------
 
+
 def counts(path: Path) -> list[int]:
-    return [query(path, f"SELECT count(*) FROM {t}")[0][0]
-            for t in ("sessions", "threads", "thread_messages", "migrations")]
+    return [
+        query(path, f"SELECT count(*) FROM {t}")[0][0]
+        for t in ("sessions", "threads", "thread_messages", "migrations")
+    ]
 
 
 @pytest.mark.parametrize("wal", [True, False], ids=["wal", "rollback-journal"])
@@ -620,7 +695,8 @@ def test_verify_exercise_runs_the_checklist_and_leaves_nothing_behind(legacy_db,
         "  [ok] delete the thread; its messages cascade: its 3 messages went with it",
         lines[5],
         f"  [ok] rolled back: row counts unchanged: sessions {rows[0]}, threads {rows[1]},"
-        f" thread_messages {rows[2]}, migrations {rows[3]}"]
+        f" thread_messages {rows[2]}, migrations {rows[3]}",
+    ]
     assert lines[5].startswith("  [ok] migration row 1 is recorded: session-thread-relationship, applied ")
     assert lines[7].endswith(": ok (migrations, schema, integrity, data, exercise)")
     assert counts(path) == rows
@@ -644,8 +720,9 @@ def test_verify_exercise_fails_a_step_that_does_not_hold(migrated):
     result = invoke("verify", "--exercise", "--db-path", migrated)
     assert result.exit_code == 1
     assert "  [FAIL] migration row 1 is recorded: migrations row 1 is missing\n" in result.stdout
-    assert ("problem: verify --exercise: migration row 1 is recorded failed: migrations row 1 is "
-            "missing\n") in result.stdout
+    assert (
+        "problem: verify --exercise: migration row 1 is recorded failed: migrations row 1 is missing\n"
+    ) in result.stdout
     assert counts(migrated) == before
 
 
@@ -653,17 +730,21 @@ def test_verify_exercise_of_a_legacy_file_is_one_error_and_changes_nothing(legac
     before = file_digest(legacy)
     result = invoke("verify", "--exercise", "--db-path", legacy)
     assert result.exit_code == 1
-    assert ("  [FAIL] find the store's tables: cannot exercise the store: no table migrations,"
-            " thread_messages, threads (run `sessionorm migrate` first)\n") in result.stdout
+    assert (
+        "  [FAIL] find the store's tables: cannot exercise the store: no table migrations,"
+        " thread_messages, threads (run `sessionorm migrate` first)\n"
+    ) in result.stdout
     assert "problem: migration 0001_session_thread_relationship is not applied\n" in result.stdout
     assert file_digest(legacy) == before and not any(sidecars(legacy).values())
 
 
 # -- followUpPrompts: JSON text, a list in Python ------------------------------------------------
 
+
 def test_follow_up_prompts_round_trip_as_a_list(store, db_path):
-    made = store.create_session(name="s", amp_prompt="p", repo_root="/r",
-                                follow_up_prompts=["first", "zweite ü"])
+    made = store.create_session(
+        name="s", amp_prompt="p", repo_root="/r", follow_up_prompts=["first", "zweite ü"]
+    )
     assert made.follow_up_prompts == ["first", "zweite ü"]
     assert store.get_session(made.id).follow_up_prompts == ["first", "zweite ü"]
     assert query(db_path, 'SELECT "followUpPrompts" FROM sessions') == [('["first","zweite ü"]',)]
@@ -672,13 +753,11 @@ def test_follow_up_prompts_round_trip_as_a_list(store, db_path):
 
 
 def test_legacy_follow_up_prompts_read_as_lists(migrated):
-    stored = query(migrated, 'SELECT id, "followUpPrompts" FROM sessions WHERE "followUpPrompts"'
-                             " IS NOT NULL")
+    stored = query(migrated, 'SELECT id, "followUpPrompts" FROM sessions WHERE "followUpPrompts" IS NOT NULL')
     assert stored
     with SessionStore(migrated) as store:
         for session_id, text in stored:
-            assert store.get_session(session_id).follow_up_prompts == [
-                text[2:-2]]  # ["follow-up N"]
+            assert store.get_session(session_id).follow_up_prompts == [text[2:-2]]  # ["follow-up N"]
 
 
 def test_follow_up_prompts_text_that_is_not_a_json_list_reads_verbatim(store):
@@ -719,8 +798,16 @@ def partial_models(tmp_path, monkeypatch) -> str:
 def test_a_partial_index_is_matched_by_its_predicate_not_its_name(migrated, partial_models, tmp_path):
     result = invoke("diff", "--db-path", migrated, "--models", partial_models)
     assert result.exit_code == 1 and result.stdout == "add index threads.idx_threads_active\n"
-    made = invoke("makemigration", "active", "--db-path", migrated, "--models", partial_models,
-                  "--migrations-dir", tmp_path / "mig")
+    made = invoke(
+        "makemigration",
+        "active",
+        "--db-path",
+        migrated,
+        "--models",
+        partial_models,
+        "--migrations-dir",
+        tmp_path / "mig",
+    )
     assert made.exit_code == 0, made.output
     text = (tmp_path / "mig" / "0006_active.py").read_text()  # after the shipped 0001-0005
     assert "# TODO: threads: create index idx_threads_active (partial/expression" in text

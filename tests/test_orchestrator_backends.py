@@ -4,6 +4,7 @@
 Uses pg_support's `Backend` (a fresh database per test; PostgreSQL from
 $SESSIONORM_TEST_PG_URL, skipped without it).
 """
+
 from __future__ import annotations
 
 import re
@@ -18,25 +19,49 @@ from sessionorm.backends.pg_connections import open_url
 from sessionorm.backends.sqlite_files import open_sqlite
 from sessionorm.runner import MigrationRunner
 
-VERSION_1_NAMES = sorted([
-    "idx_threads_sessionId", "idx_threads_status", "idx_threads_createdAt", "idx_threads_updatedAt",
-    "idx_thread_messages_threadId", "idx_thread_messages_role", "idx_thread_messages_createdAt",
-    "idx_thread_messages_idx", "idx_threads_sessionId_updatedAt"])
-CONTRACT_NAMES = sorted([
-    "idx_threads_session_id", "idx_threads_status", "idx_threads_created_at", "idx_threads_updated_at",
-    "idx_thread_messages_thread_id", "idx_thread_messages_role", "idx_thread_messages_created_at",
-    "idx_thread_messages_idx", "idx_threads_session_id_updated_at"])
-AFTER_1 = ["0002_orchestrator_index_names", "0003_orchestrator_app_schema",
-           "0004_migrated_thread_record", "0005_app_thread_ids"]
+VERSION_1_NAMES = sorted(
+    [
+        "idx_threads_sessionId",
+        "idx_threads_status",
+        "idx_threads_createdAt",
+        "idx_threads_updatedAt",
+        "idx_thread_messages_threadId",
+        "idx_thread_messages_role",
+        "idx_thread_messages_createdAt",
+        "idx_thread_messages_idx",
+        "idx_threads_sessionId_updatedAt",
+    ]
+)
+CONTRACT_NAMES = sorted(
+    [
+        "idx_threads_session_id",
+        "idx_threads_status",
+        "idx_threads_created_at",
+        "idx_threads_updated_at",
+        "idx_thread_messages_thread_id",
+        "idx_thread_messages_role",
+        "idx_thread_messages_created_at",
+        "idx_thread_messages_idx",
+        "idx_threads_session_id_updated_at",
+    ]
+)
+AFTER_1 = [
+    "0002_orchestrator_index_names",
+    "0003_orchestrator_app_schema",
+    "0004_migrated_thread_record",
+    "0005_app_thread_ids",
+]
 # The orchestrator's start-up index statements; PostgreSQL needs its camelCase names quoted.
 ORCHESTRATOR_INDEXES = [
-    ("idx_threads_session_id", "threads", "sessionId"), ("idx_threads_status", "threads", "status"),
+    ("idx_threads_session_id", "threads", "sessionId"),
+    ("idx_threads_status", "threads", "status"),
     ("idx_threads_created_at", "threads", "createdAt"),
     ("idx_threads_updated_at", "threads", "updatedAt"),
     ("idx_thread_messages_thread_id", "thread_messages", "threadId"),
     ("idx_thread_messages_created_at", "thread_messages", "createdAt"),
     ("idx_thread_messages_role", "thread_messages", "role"),
-    ("idx_thread_messages_idx", "thread_messages", "idx")]
+    ("idx_thread_messages_idx", "thread_messages", "idx"),
+]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -58,11 +83,13 @@ def index_names(backend: Backend) -> list[str]:
         rows = backend.query(
             "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
             " AND tablename IN ('threads', 'thread_messages')"
-            " AND indexname NOT IN (SELECT conname FROM pg_constraint)")
+            " AND indexname NOT IN (SELECT conname FROM pg_constraint)"
+        )
     else:
         rows = backend.query(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN"
-            " ('threads', 'thread_messages') AND name NOT LIKE 'sqlite_autoindex_%'")
+            " ('threads', 'thread_messages') AND name NOT LIKE 'sqlite_autoindex_%'"
+        )
     return sorted(r[0] for r in rows)
 
 
@@ -87,8 +114,10 @@ def test_migration_0002_up_and_down(legacy):
     assert len(index_names(legacy)) == 14
     report = commands.verify(legacy.target)
     # Pending: migrations 2-5; threads.ampMode is migration 3's. No index is a problem.
-    assert report.problems == [*(f"migration {m} is not applied" for m in AFTER_1),
-                               "add column threads.ampMode"]
+    assert report.problems == [
+        *(f"migration {m} is not applied" for m in AFTER_1),
+        "add column threads.ampMode",
+    ]
     assert len(report.notes) == 5 and all(n.startswith("duplicate index ") for n in report.notes)
 
     assert commands.migrate(legacy.target).applied == AFTER_1
@@ -118,9 +147,11 @@ def test_the_data_step_takes_a_thread_with_the_legacy_id_as_the_sessions_thread(
     rows = legacy_rows()
     session_id, thread_id = rows[2][0], rows[2][11]
     legacy.execute('DELETE FROM threads WHERE "sessionId" = ?', (session_id,))
-    legacy.execute('INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt")'
-                   " VALUES (?, ?, ?, '2025-09-01T00:00:00.000Z', '2025-09-01T00:00:00.000Z')",
-                   (thread_id, session_id, f"Thread {thread_id}"))
+    legacy.execute(
+        'INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt")'
+        " VALUES (?, ?, ?, '2025-09-01T00:00:00.000Z', '2025-09-01T00:00:00.000Z')",
+        (thread_id, session_id, f"Thread {thread_id}"),
+    )
     commands.migrate(legacy.target)
     with legacy.store() as store:
         result = store.migrate_session_thread_ids()
@@ -130,9 +161,11 @@ def test_the_data_step_takes_a_thread_with_the_legacy_id_as_the_sessions_thread(
 
 
 def test_thread_tables_of_another_shape_are_refused_before_writing(legacy):
-    legacy.execute('CREATE TABLE threads (id TEXT PRIMARY KEY, "sessionId" TEXT NOT NULL'
-                   ' REFERENCES sessions(id), name TEXT NOT NULL, "createdAt" TEXT NOT NULL,'
-                   " \"updatedAt\" TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active')")
+    legacy.execute(
+        'CREATE TABLE threads (id TEXT PRIMARY KEY, "sessionId" TEXT NOT NULL'
+        ' REFERENCES sessions(id), name TEXT NOT NULL, "createdAt" TEXT NOT NULL,'
+        " \"updatedAt\" TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active')"
+    )
     before = legacy.snapshot()
     with pytest.raises(MigrationError, match="foreign key threads.sessionId is not ON DELETE CASCADE"):
         commands.migrate(legacy.target)
@@ -145,9 +178,13 @@ def test_verify_exercise_leaves_the_rows_as_they_were(legacy):
     report = commands.verify(legacy.target, exercise=True)
     assert report.ok, report.problems
     assert [(what.split(" on session")[0], passed) for what, passed, _ in report.exercise] == [
-        ("create a thread", True), ("append 3 messages (idx 0..2)", True),
-        ("read them back in order", True), ("delete the thread; its messages cascade", True),
-        ("migration row 1 is recorded", True), ("rolled back: row counts unchanged", True)]
+        ("create a thread", True),
+        ("append 3 messages (idx 0..2)", True),
+        ("read them back in order", True),
+        ("delete the thread; its messages cascade", True),
+        ("migration row 1 is recorded", True),
+        ("rolled back: row counts unchanged", True),
+    ]
     assert legacy.snapshot() == before
 
 
@@ -158,19 +195,18 @@ def test_backfill_creates_the_thread_of_a_late_session(legacy):
     assert commands.verify(legacy.target).notes == [
         "1 sessions carry a threadId and have no thread for it yet (created, or given their "
         "threadId, after the migration): `sessionorm backfill` (or "
-        "SessionStore.migrate_session_thread_ids()) creates them"]
+        "SessionStore.migrate_session_thread_ids()) creates them"
+    ]
     result = commands.backfill(legacy.target)
     assert (result.migrated, result.skipped) == (1, 6)
     with legacy.store() as store:
         [made] = store.get_session_threads(late.id)
-        assert re.fullmatch(r"T-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
-                            made.id)
+        assert re.fullmatch(r"T-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", made.id)
     assert commands.verify(legacy.target).notes == []
 
 
 def test_follow_up_prompts_round_trip_as_a_list(backend):
     with backend.store() as store:
-        made = store.create_session(name="s", amp_prompt="p", repo_root="/r",
-                                    follow_up_prompts=["a", "b ü"])
+        made = store.create_session(name="s", amp_prompt="p", repo_root="/r", follow_up_prompts=["a", "b ü"])
         assert store.get_session(made.id).follow_up_prompts == ["a", "b ü"]
     assert backend.query('SELECT "followUpPrompts" FROM sessions') == [('["a","b ü"]',)]

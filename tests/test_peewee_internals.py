@@ -3,6 +3,7 @@
 Each test names the module that uses the internal; when a peewee upgrade changes one, the
 test fails here, loudly, instead of the package misbehaving somewhere else.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -66,15 +67,21 @@ def test_index_objects_keep_their_parts_in_private_attributes():
 def test_update_column_is_the_rebuild_every_sqlite_alteration_goes_through(tmp_path: Path):
     """safe_migrator.SqliteSafety overrides `_update_column` to refuse unsafe rebuilds."""
     assert list(inspect.signature(SqliteMigrator._update_column).parameters) == [
-        "self", "table", "column_to_update", "fn"]
+        "self",
+        "table",
+        "column_to_update",
+        "fn",
+    ]
     db = peewee.SqliteDatabase(str(tmp_path / "t.db"))
     db.execute_sql("CREATE TABLE t (a TEXT, b TEXT)")
     db.execute_sql("CREATE TRIGGER keep AFTER INSERT ON t BEGIN SELECT 1; END")
     migrator = make_migrator(db)
     with pytest.raises(MigrationError, match="trigger keep"), migrator.migration_context():
         migrator.migrate(migrator.add_not_null("t", "a"))
-    assert db.execute_sql("SELECT sql FROM sqlite_master WHERE name = 't'").fetchone()[0] \
+    assert (
+        db.execute_sql("SELECT sql FROM sqlite_master WHERE name = 't'").fetchone()[0]
         == "CREATE TABLE t (a TEXT, b TEXT)"
+    )
     db.close()
 
 
@@ -92,8 +99,14 @@ def test_from_database_picks_the_class_the_safety_is_mixed_into():
 
 def test_the_transaction_stack_dialect_write_pushes_itself_on():
     """backends.sqlite_files.write_transaction: peewee's transaction stack and transaction objects."""
-    for name in ("transaction_depth", "push_transaction", "pop_transaction", "top_transaction",
-                 "transaction", "savepoint"):
+    for name in (
+        "transaction_depth",
+        "push_transaction",
+        "pop_transaction",
+        "top_transaction",
+        "transaction",
+        "savepoint",
+    ):
         assert callable(getattr(peewee.Database, name)), name
     for cls in (peewee._transaction, peewee._savepoint):  # type: ignore[attr-defined]
         for name in ("commit", "rollback"):

@@ -10,6 +10,7 @@ why; with `$CI` set as well, a server that does not answer fails them instead. T
 look at the databases through the plain drivers (sqlite3, psycopg, connected to the server
 itself), not through sessionorm.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -51,17 +52,37 @@ MIGRATION = "0001_session_thread_relationship"
 INDEX_NAMES = "0002_orchestrator_index_names"
 LATER = ["0003_orchestrator_app_schema", "0004_migrated_thread_record", "0005_app_thread_ids"]
 ALL_MIGRATIONS = [MIGRATION, INDEX_NAMES, *LATER]
-SHIPPED = [(1, "session-thread-relationship"), (2, "orchestrator-index-names"),
-           (3, "orchestrator-app-schema"), (4, "migrated-thread-record"), (5, "app-thread-ids")]
-NEW_TABLES = {"threads", "thread_messages", "migrations", "migration_checksums",
-              "sessionorm_migrated_threads", "sessionorm_unmatched_sessions",
-              "sessionorm_renamed_threads"}
+SHIPPED = [
+    (1, "session-thread-relationship"),
+    (2, "orchestrator-index-names"),
+    (3, "orchestrator-app-schema"),
+    (4, "migrated-thread-record"),
+    (5, "app-thread-ids"),
+]
+NEW_TABLES = {
+    "threads",
+    "thread_messages",
+    "migrations",
+    "migration_checksums",
+    "sessionorm_migrated_threads",
+    "sessionorm_unmatched_sessions",
+    "sessionorm_renamed_threads",
+}
 # Migration 3 gives a SQLite file the orchestrator app's other tables (PostgreSQL: columns only).
-APP_TABLES = {"iterations", "tool_calls", "merge_history", "batches", "batch_items",
-              "swebench_runs", "swebench_case_results", "stream_events"}
+APP_TABLES = {
+    "iterations",
+    "tool_calls",
+    "merge_history",
+    "batches",
+    "batch_items",
+    "swebench_runs",
+    "swebench_case_results",
+    "stream_events",
+}
 
 
 # -- fixtures on `backend` (conftest.py: a fresh database per test, on each backend) -------
+
 
 @pytest.fixture
 def store(backend: Backend) -> Iterator[SessionStore]:
@@ -92,6 +113,7 @@ def invoke(*args: str | os.PathLike) -> Result:
 
 # -- schema ----------------------------------------------------------------------------------
 
+
 def test_a_new_database_gets_the_contract_tables(store, backend):
     assert backend.tables() == {"sessions", *NEW_TABLES} | (set() if backend.is_pg else APP_TABLES)
     assert backend.query("SELECT version, name FROM migrations ORDER BY version") == SHIPPED
@@ -101,31 +123,52 @@ def test_the_new_tables_have_camel_case_columns(store, backend):
     columns = {c.name for c in store.db.get_columns("thread_messages")}
     assert columns == {"id", "threadId", "role", "content", "createdAt", "idx"}
     assert {c.name for c in store.db.get_columns("threads")} == {
-        "id", "sessionId", "name", "createdAt", "updatedAt", "status", "ampMode"}
+        "id",
+        "sessionId",
+        "name",
+        "createdAt",
+        "updatedAt",
+        "status",
+        "ampMode",
+    }
 
 
 def test_every_contract_index_exists(store):
-    found = {(table, *i.columns) for table in ("threads", "thread_messages")
-             for i in store.db.get_indexes(table)}
-    for spec in [("threads", "sessionId"), ("threads", "status"), ("threads", "createdAt"),
-                 ("threads", "updatedAt"), ("thread_messages", "threadId"),
-                 ("thread_messages", "role"), ("thread_messages", "createdAt"),
-                 ("thread_messages", "idx"), ("thread_messages", "threadId", "idx"),
-                 ("threads", "sessionId", "updatedAt")]:
+    found = {
+        (table, *i.columns) for table in ("threads", "thread_messages") for i in store.db.get_indexes(table)
+    }
+    for spec in [
+        ("threads", "sessionId"),
+        ("threads", "status"),
+        ("threads", "createdAt"),
+        ("threads", "updatedAt"),
+        ("thread_messages", "threadId"),
+        ("thread_messages", "role"),
+        ("thread_messages", "createdAt"),
+        ("thread_messages", "idx"),
+        ("thread_messages", "threadId", "idx"),
+        ("threads", "sessionId", "updatedAt"),
+    ]:
         assert spec in found
 
 
 def test_the_role_check_refuses_an_unknown_role(backend, thread_id):
     with pytest.raises(Exception, match="(?i)check"):
-        backend.execute('INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
-                        " VALUES ('m1', ?, 'robot', 'x', 'now', 0)", (thread_id,))
+        backend.execute(
+            'INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
+            " VALUES ('m1', ?, 'robot', 'x', 'now', 0)",
+            (thread_id,),
+        )
 
 
 def test_thread_id_and_idx_are_unique_together(backend, store, thread_id):
     store.add_thread_message(thread_id, "user", "first")
     with pytest.raises(Exception, match="(?i)unique"):
-        backend.execute('INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
-                        " VALUES ('m2', ?, 'user', 'x', 'now', 0)", (thread_id,))
+        backend.execute(
+            'INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
+            " VALUES ('m2', ?, 'user', 'x', 'now', 0)",
+            (thread_id,),
+        )
 
 
 def test_a_new_database_verifies_and_has_no_drift(store, backend):
@@ -134,6 +177,7 @@ def test_a_new_database_verifies_and_has_no_drift(store, backend):
 
 
 # -- the store API ---------------------------------------------------------------------------
+
 
 def test_create_session_fills_the_legacy_defaults(session):
     assert UUID4.match(session.id)
@@ -144,8 +188,9 @@ def test_create_session_fills_the_legacy_defaults(session):
 
 
 def test_create_session_stores_other_columns_by_snake_case_name(store):
-    made = store.create_session(name="n", amp_prompt="p", repo_root="/r", context_included=1,
-                                notes="note", thread_id="T-1")
+    made = store.create_session(
+        name="n", amp_prompt="p", repo_root="/r", context_included=1, notes="note", thread_id="T-1"
+    )
     again = store.get_session(made.id)
     assert (again.context_included, again.notes, again.thread_id) == (True, "note", "T-1")
 
@@ -187,14 +232,21 @@ def test_an_empty_batch_is_a_validation_error(store, thread_id):
         store.add_thread_messages(thread_id, [])
 
 
-@pytest.mark.parametrize("call", [
-    lambda s: s.get_session("nope"), lambda s: s.delete_session("nope"),
-    lambda s: s.get_thread("nope"), lambda s: s.get_session_threads("nope"),
-    lambda s: s.get_thread_messages("nope"), lambda s: s.update_thread_timestamp("nope"),
-    lambda s: s.delete_thread("nope"), lambda s: s.add_thread_message("nope", "user", "x"),
-    lambda s: s.add_thread_messages("nope", [("user", "x")]),
-    lambda s: s.create_thread("nope", "x"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.get_session("nope"),
+        lambda s: s.delete_session("nope"),
+        lambda s: s.get_thread("nope"),
+        lambda s: s.get_session_threads("nope"),
+        lambda s: s.get_thread_messages("nope"),
+        lambda s: s.update_thread_timestamp("nope"),
+        lambda s: s.delete_thread("nope"),
+        lambda s: s.add_thread_message("nope", "user", "x"),
+        lambda s: s.add_thread_messages("nope", [("user", "x")]),
+        lambda s: s.create_thread("nope", "x"),
+    ],
+)
 def test_an_unknown_id_raises_not_found_and_writes_nothing(store, backend, thread_id, call):
     before = backend.snapshot()
     with pytest.raises(NotFoundError):
@@ -220,10 +272,16 @@ def test_deleting_a_session_deletes_the_orchestrator_apps_legacy_rows_of_it(lega
     sid, other = legacy_rows()[3][0], legacy_rows()[2][0]
     with legacy.store(migrate=True) as store:
         for iteration, session_id in (("it-1", sid), ("it-2", other)):
-            legacy.execute('INSERT INTO iterations (id, "sessionId", "startTime") VALUES (?, ?, ?)',
-                           (iteration, session_id, "2025-08-01T00:00:00.000Z"))
+            legacy.execute(
+                'INSERT INTO iterations (id, "sessionId", "startTime") VALUES (?, ?, ?)',
+                (iteration, session_id, "2025-08-01T00:00:00.000Z"),
+            )
         assert store.delete_session(sid) == {
-            "iterations": 1, "thread_messages": 1, "threads": 1, "sessions": 1}
+            "iterations": 1,
+            "thread_messages": 1,
+            "threads": 1,
+            "sessions": 1,
+        }
     assert legacy.query("SELECT id FROM iterations") == [("it-2",)]
     assert legacy.query("SELECT count(*) FROM sessions WHERE id = ?", (sid,)) == [(0,)]
     assert legacy.query('SELECT count(*) FROM threads WHERE "sessionId" = ?', (sid,)) == [(0,)]
@@ -234,15 +292,22 @@ def test_deleting_a_session_still_referenced_by_another_programs_rows_is_refused
     """A table the app does not delete with a session: refused by name, nothing deleted."""
     with legacy.store(migrate=True) as store:
         sid = legacy_rows()[3][0]
-        legacy.execute('CREATE TABLE audit_log (id TEXT PRIMARY KEY,'
-                       ' "sessionId" TEXT NOT NULL REFERENCES sessions(id))')
+        legacy.execute(
+            'CREATE TABLE audit_log (id TEXT PRIMARY KEY, "sessionId" TEXT NOT NULL REFERENCES sessions(id))'
+        )
         legacy.execute('INSERT INTO audit_log (id, "sessionId") VALUES (?, ?)', ("a-1", sid))
-        legacy.execute('INSERT INTO iterations (id, "sessionId", "startTime") VALUES (?, ?, ?)',
-                       ("it-1", sid, "2025-08-01T00:00:00.000Z"))
+        legacy.execute(
+            'INSERT INTO iterations (id, "sessionId", "startTime") VALUES (?, ?, ?)',
+            ("it-1", sid, "2025-08-01T00:00:00.000Z"),
+        )
         before = legacy.snapshot()
-        with pytest.raises(ValidationError, match=re.escape(
+        with pytest.raises(
+            ValidationError,
+            match=re.escape(
                 f"session {sid} is still referenced by rows of tables the orchestrator app does "
-                "not delete with it: audit_log (1 rows); nothing was deleted")):
+                "not delete with it: audit_log (1 rows); nothing was deleted"
+            ),
+        ):
             store.delete_session(sid)
         assert legacy.snapshot() == before
         store.add_thread_message(store.get_session_threads(sid)[0].id, "user", "still usable")
@@ -250,18 +315,33 @@ def test_deleting_a_session_still_referenced_by_another_programs_rows_is_refused
 
 # -- migrating a legacy database -------------------------------------------------------------
 
+
 def expected_migration(rows: list[tuple]) -> list[tuple]:
     """(sessionId, thread name, createdAt, updatedAt, status, role, idx, content, message createdAt)."""
     return sorted(
-        (r[0], f"Migrated Thread for {r[1]}", r[12], r[12], "active", "system", 0,
-         f"Thread migrated from legacy threadId: {r[11]}", r[12])
-        for r in rows if r[11])
+        (
+            r[0],
+            f"Migrated Thread for {r[1]}",
+            r[12],
+            r[12],
+            "active",
+            "system",
+            0,
+            f"Thread migrated from legacy threadId: {r[11]}",
+            r[12],
+        )
+        for r in rows
+        if r[11]
+    )
 
 
 def migrated_rows(backend: Backend) -> list[tuple]:
-    return sorted(backend.query(
-        'SELECT t."sessionId", t.name, t."createdAt", t."updatedAt", t.status, m.role, m.idx,'
-        ' m.content, m."createdAt" FROM threads t JOIN thread_messages m ON m."threadId" = t.id'))
+    return sorted(
+        backend.query(
+            'SELECT t."sessionId", t.name, t."createdAt", t."updatedAt", t.status, m.role, m.idx,'
+            ' m.content, m."createdAt" FROM threads t JOIN thread_messages m ON m."threadId" = t.id'
+        )
+    )
 
 
 def test_opening_a_legacy_database_with_data_needs_migration(legacy):
@@ -280,7 +360,8 @@ def test_a_legacy_database_migrates_as_the_contract_says(legacy):
     assert legacy.query(f"SELECT {columns} FROM sessions ORDER BY id") == sessions_before
     # Migration 3 adds the app's columns with the app's defaults.
     assert set(legacy.query('SELECT mode, "autoCommit", "ampMode" FROM sessions')) == {
-        ("async", True if legacy.is_pg else 1, "production")}
+        ("async", True if legacy.is_pg else 1, "production")
+    }
     threads = legacy.query("SELECT id FROM threads")
     messages = legacy.query("SELECT id FROM thread_messages")
     assert len(threads) == 6 and all(T_UUID4.match(i) for (i,) in threads)  # migration 5
@@ -290,8 +371,10 @@ def test_a_legacy_database_migrates_as_the_contract_says(legacy):
 
 def test_sessions_sharing_a_thread_id_each_get_their_own_thread(legacy):
     commands.migrate(legacy.target)
-    shared = legacy.query('SELECT "sessionId" FROM threads t JOIN thread_messages m ON m."threadId" = t.id'
-                          " WHERE m.content = 'Thread migrated from legacy threadId: T-002'")
+    shared = legacy.query(
+        'SELECT "sessionId" FROM threads t JOIN thread_messages m ON m."threadId" = t.id'
+        " WHERE m.content = 'Thread migrated from legacy threadId: T-002'"
+    )
     assert len(shared) == 2
 
 
@@ -329,6 +412,7 @@ def test_rollback_refuses_to_destroy_threads_the_migration_did_not_create(legacy
 
 
 # -- the command line ------------------------------------------------------------------------
+
 
 def test_cli_status_lists_the_pending_migration_and_exits_1(legacy):
     result = invoke("status", *legacy.cli_args)
@@ -401,8 +485,11 @@ def test_backup_never_overwrites_it_numbers_the_next(legacy, monkeypatch, tmp_pa
     if legacy.is_pg:
         fixed = tmp_path / "db.backup-2025-01-01-000000.dump"
         monkeypatch.setattr(pg_backup, "backup_name", lambda database: fixed)
-        expected = [fixed, tmp_path / "db.backup-2025-01-01-000000-2.dump",
-                    tmp_path / "db.backup-2025-01-01-000000-3.dump"]
+        expected = [
+            fixed,
+            tmp_path / "db.backup-2025-01-01-000000-2.dump",
+            tmp_path / "db.backup-2025-01-01-000000-3.dump",
+        ]
     else:
         fixed = Path(f"{legacy.target}.backup-2025-01-01-000000")
         monkeypatch.setattr(sqlite_backup, "backup_name", lambda path: fixed)
@@ -425,10 +512,12 @@ def test_a_postgres_backup_restores_to_the_same_rows(legacy, tmp_path):
     if not legacy.is_pg:
         pytest.skip("pg_restore applies to PostgreSQL backups only")
     import psycopg
+
     commands.migrate(legacy.target)
     dump = commands.backup(legacy.target, tmp_path / "out.dump")
-    listing = subprocess.run([pg_backup.find_tool("pg_restore"), "--list", str(dump)],
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [pg_backup.find_tool("pg_restore"), "--list", str(dump)], capture_output=True, text=True, check=True
+    ).stdout
     assert "TABLE DATA public thread_messages" in listing
     copy = f"sessionorm_restore_{uuid.uuid4().hex[:12]}"
     server = os.environ[PG_URL_VAR]
@@ -436,8 +525,12 @@ def test_a_postgres_backup_restores_to_the_same_rows(legacy, tmp_path):
         admin.execute(f'CREATE DATABASE "{copy}"')
     try:
         target = with_database(server, copy)
-        subprocess.run([pg_backup.find_tool("pg_restore"), "--no-owner", f"--dbname={target}", str(dump)],
-                       capture_output=True, text=True, check=True)
+        subprocess.run(
+            [pg_backup.find_tool("pg_restore"), "--no-owner", f"--dbname={target}", str(dump)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert Backend("postgresql", target, target).snapshot() == legacy.snapshot()
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
@@ -496,8 +589,9 @@ def test_cli_output_never_shows_the_password(legacy):
     user = parts.username or "postgres"
     with legacy.connect() as con:  # the server may trust local users: a password does no harm
         password = con.info.password or "s3cret-never-shown"
-    url = urllib.parse.urlunsplit(parts._replace(
-        netloc=f"{user}:{password}@{parts.hostname}:{parts.port or 5432}"))
+    url = urllib.parse.urlunsplit(
+        parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port or 5432}")
+    )
     for args in (["migrate"], ["status"], ["verify"], ["migrate", "--dry-run"]):
         result = invoke(*args, "--db-url", url)
         assert password not in result.output, args
@@ -507,11 +601,12 @@ def test_cli_output_never_shows_the_password(legacy):
 
 # -- concurrency -----------------------------------------------------------------------------
 
+
 def test_a_held_thread_lock_raises_database_busy_error_after_the_timeout(backend, thread_id):
     with backend.connect() as other, backend.store(busy_timeout=0.3) as store:
         if backend.is_pg:
             other.execute("BEGIN")
-            other.execute('SELECT id FROM threads WHERE id = %s FOR UPDATE', (thread_id,))
+            other.execute("SELECT id FROM threads WHERE id = %s FOR UPDATE", (thread_id,))
         else:
             other.execute("BEGIN IMMEDIATE")
         with pytest.raises(DatabaseBusyError):

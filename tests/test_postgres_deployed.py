@@ -6,6 +6,7 @@ through the pgbouncer (transaction pooling, default settings) that `.ci/run` sta
 where the rule is the same on both. Other sessions are plain psycopg connections to the
 server itself.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,16 +43,28 @@ BUSY = "database is busy"
 # migration 3's CHECK on threads.ampMode.
 CONSTRAINTS = [
     ("thread_messages", "thread_messages_pkey", "PRIMARY KEY (id)"),
-    ("thread_messages", "thread_messages_role_check",
-     "CHECK ((role = ANY (ARRAY['user'::text, 'assistant'::text, 'system'::text])))"),
-    ("thread_messages", "thread_messages_threadId_fkey",
-     'FOREIGN KEY ("threadId") REFERENCES threads(id) ON DELETE CASCADE'),
+    (
+        "thread_messages",
+        "thread_messages_role_check",
+        "CHECK ((role = ANY (ARRAY['user'::text, 'assistant'::text, 'system'::text])))",
+    ),
+    (
+        "thread_messages",
+        "thread_messages_threadId_fkey",
+        'FOREIGN KEY ("threadId") REFERENCES threads(id) ON DELETE CASCADE',
+    ),
     ("thread_messages", "thread_messages_threadId_idx_key", 'UNIQUE ("threadId", idx)'),
-    ("threads", "threads_ampMode_check",
-     """CHECK (("ampMode" = ANY (ARRAY['production'::text, 'local-cli'::text])))"""),
+    (
+        "threads",
+        "threads_ampMode_check",
+        """CHECK (("ampMode" = ANY (ARRAY['production'::text, 'local-cli'::text])))""",
+    ),
     ("threads", "threads_pkey", "PRIMARY KEY (id)"),
-    ("threads", "threads_sessionId_fkey",
-     'FOREIGN KEY ("sessionId") REFERENCES sessions(id) ON DELETE CASCADE'),
+    (
+        "threads",
+        "threads_sessionId_fkey",
+        'FOREIGN KEY ("sessionId") REFERENCES sessions(id) ON DELETE CASCADE',
+    ),
 ]
 
 
@@ -109,6 +122,7 @@ def timed(call) -> tuple[float, object]:
 
 # -- pgbouncer: nothing lives in the session ---------------------------------------------------
 
+
 def test_the_lock_timeout_lasts_one_transaction_and_never_stays_on_the_connection(pg):
     with pg.store(busy_timeout=0.25) as store:
         thread_id = thread_of(store)
@@ -125,12 +139,15 @@ def test_the_lock_timeout_lasts_one_transaction_and_never_stays_on_the_connectio
         assert other.execute("SHOW lock_timeout").fetchone()[0] == "0"
 
 
-@pytest.mark.parametrize("write", [
-    lambda s, t: s.add_thread_message(t, "user", "blocked"),
-    lambda s, t: s.add_thread_messages(t, [("user", "a"), ("assistant", "b")]),
-    lambda s, t: s.update_thread_timestamp(t),
-    lambda s, t: s.delete_thread(t),
-])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda s, t: s.add_thread_message(t, "user", "blocked"),
+        lambda s, t: s.add_thread_messages(t, [("user", "a"), ("assistant", "b")]),
+        lambda s, t: s.update_thread_timestamp(t),
+        lambda s, t: s.delete_thread(t),
+    ],
+)
 def test_a_held_row_lock_raises_busy_within_the_busy_timeout(pg, write):
     with pg.store(busy_timeout=0.3) as store:
         thread_id = thread_of(store)
@@ -141,11 +158,15 @@ def test_a_held_row_lock_raises_busy_within_the_busy_timeout(pg, write):
         store.add_thread_message(thread_id, "user", "released")
 
 
-@pytest.mark.parametrize("call", [
-    lambda s, t: s.get_thread(t), lambda s, t: s.get_thread_messages(t, last=5),
-    lambda s, t: s.get_session_threads(s.get_thread(t).session_id),
-    lambda s, t: s.add_thread_message(t, "user", "x"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s, t: s.get_thread(t),
+        lambda s, t: s.get_thread_messages(t, last=5),
+        lambda s, t: s.get_session_threads(s.get_thread(t).session_id),
+        lambda s, t: s.add_thread_message(t, "user", "x"),
+    ],
+)
 def test_a_held_table_lock_makes_reads_and_writes_busy_within_the_busy_timeout(pg, call):
     with pg.store(busy_timeout=0.3) as store:
         thread_id = thread_of(store)
@@ -160,8 +181,7 @@ def test_a_held_table_lock_makes_reads_and_writes_busy_within_the_busy_timeout(p
 WRITERS, APPENDS = 8, 300
 
 
-def append_after_a_history_of_its_own(db: Backend, thread_id: str, writer: int, barrier,
-                                      errors) -> None:
+def append_after_a_history_of_its_own(db: Backend, thread_id: str, writer: int, barrier, errors) -> None:
     """One process: a writer-specific run of other statements, then APPENDS appends.
 
     Each connection numbers the statements it would prepare in the order it meets them, so
@@ -192,6 +212,7 @@ def test_eight_appenders_with_different_statement_histories_get_exact_idx(pg):
 
 
 # -- connecting ----------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def silent_server() -> Iterator[int]:
@@ -226,12 +247,22 @@ def test_a_silent_server_gives_up_after_ten_seconds_by_default():
 
 # -- passwords -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("url, shown", [
-    ("postgresql://u:s3cret@h:5432/db", "postgresql://u:***@h:5432/db"),
-    ("postgresql://u@h/db?password=s3cret&sslmode=prefer", "postgresql://u@h/db?password=***&sslmode=prefer"),
-    ("postgresql://u:s%40cret@h/db?sslpassword=key&PASSWORD=x", "postgresql://u:***@h/db?sslpassword=***&PASSWORD=***"),
-    ("postgresql://h/db?sslmode=require", "postgresql://h/db?sslmode=require"),
-])
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql://u:s3cret@h:5432/db", "postgresql://u:***@h:5432/db"),
+        (
+            "postgresql://u@h/db?password=s3cret&sslmode=prefer",
+            "postgresql://u@h/db?password=***&sslmode=prefer",
+        ),
+        (
+            "postgresql://u:s%40cret@h/db?sslpassword=key&PASSWORD=x",
+            "postgresql://u:***@h/db?sslpassword=***&PASSWORD=***",
+        ),
+        ("postgresql://h/db?sslmode=require", "postgresql://h/db?sslmode=require"),
+    ],
+)
 def test_redact_hides_every_password_of_a_url(url, shown):
     assert redact(url) == shown
 
@@ -241,9 +272,18 @@ def test_a_password_in_the_query_string_never_shows(legacy):
     secret = "pw-in-the-query-" + uuid.uuid4().hex[:8]  # the test server trusts local users
     url = urllib.parse.urlunsplit(parts._replace(query=f"password={secret}"))
     bad = urllib.parse.urlunsplit(parts._replace(path="/no_such_database", query=f"password={secret}"))
-    results = [invoke(*args, "--db-url", url) for args in (
-        ["migrate", "--dry-run"], ["migrate", "--backup"], ["status"], ["verify"], ["diff"],
-        ["backup"], ["rollback"])]
+    results = [
+        invoke(*args, "--db-url", url)
+        for args in (
+            ["migrate", "--dry-run"],
+            ["migrate", "--backup"],
+            ["status"],
+            ["verify"],
+            ["diff"],
+            ["backup"],
+            ["rollback"],
+        )
+    ]
     results += [invoke("verify", "--db-url", bad), invoke("verify", "-v", "--db-url", bad)]
     for result in results:
         assert secret not in result.output + (result.stderr or "")
@@ -254,8 +294,19 @@ def test_a_password_in_the_query_string_never_shows(legacy):
 
 # -- every command honours --busy-timeout; a busy database means no backup -----------------------
 
-@pytest.mark.parametrize("args", [["status"], ["verify"], ["migrate"], ["migrate", "--backup"],
-                                  ["migrate", "--dry-run"], ["backup"], ["rollback"]])
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["verify"],
+        ["migrate"],
+        ["migrate", "--backup"],
+        ["migrate", "--dry-run"],
+        ["backup"],
+        ["rollback"],
+    ],
+)
 def test_a_command_facing_a_held_lock_is_busy_within_its_busy_timeout(migrated, args, tmp_path):
     before = migrated.snapshot()
     with holding(migrated, "LOCK TABLE migrations, sessions IN ACCESS EXCLUSIVE MODE"):
@@ -311,13 +362,20 @@ def test_a_pg_dump_that_waits_behind_a_queued_lock_reports_busy(legacy, tmp_path
             waiter = threading.Thread(target=exclusive)
             waiter.start()
             for _ in range(200):
-                if legacy.query("SELECT count(*) FROM pg_locks WHERE NOT granted"
-                                " AND mode = 'AccessExclusiveLock'")[0][0]:
+                if legacy.query(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'AccessExclusiveLock'"
+                )[0][0]:
                     break
                 time.sleep(0.05)
             with pytest.raises(DatabaseBusyError, match=BUSY):
-                pg_backup.dump(legacy.target, tmp_path / "queued.dump", 0.3, database,
-                               pg_backup.find_tool("pg_dump"), pg_backup.find_tool("pg_restore"))
+                pg_backup.dump(
+                    legacy.target,
+                    tmp_path / "queued.dump",
+                    0.3,
+                    database,
+                    pg_backup.find_tool("pg_dump"),
+                    pg_backup.find_tool("pg_restore"),
+                )
     finally:
         database.close()
     assert waiter_done.wait(30)
@@ -329,8 +387,9 @@ def test_a_pg_dump_that_waits_behind_a_queued_lock_reports_busy(legacy, tmp_path
 NUL_CALLS = {
     "session name": lambda s, t, sid: s.create_session(name="a\x00b", amp_prompt="p", repo_root="/r"),
     "amp_prompt": lambda s, t, sid: s.create_session(name="n", amp_prompt="\x00", repo_root="/r"),
-    "other column": lambda s, t, sid: s.create_session(name="n", amp_prompt="p", repo_root="/r",
-                                                  notes="x\x00"),
+    "other column": lambda s, t, sid: s.create_session(
+        name="n", amp_prompt="p", repo_root="/r", notes="x\x00"
+    ),
     "thread name": lambda s, t, sid: s.create_thread(sid, "t\x00"),
     "content": lambda s, t, sid: s.add_thread_message(t, "user", "hello\x00world"),
     "batch": lambda s, t, sid: s.add_thread_messages(t, [("user", "ok"), ("user", "\x00")]),
@@ -360,30 +419,37 @@ def test_a_nul_character_is_a_validation_error_before_any_sql_on_postgres(backen
 # -- another program's tables --------------------------------------------------------------------
 
 FOREIGN = {
-    "web sessions": ("CREATE TABLE sessions (id TEXT PRIMARY KEY, data TEXT, expires TEXT);"
-                     "INSERT INTO sessions VALUES ('s1', '{}', 'never')",
-                     'the existing table sessions is not the orchestrator\'s: it has no column "name"'),
+    "web sessions": (
+        "CREATE TABLE sessions (id TEXT PRIMARY KEY, data TEXT, expires TEXT);"
+        "INSERT INTO sessions VALUES ('s1', '{}', 'never')",
+        'the existing table sessions is not the orchestrator\'s: it has no column "name"',
+    ),
     "legacy sessions without a key": (
-        "CREATE TABLE sessions (id TEXT, name TEXT NOT NULL, \"ampPrompt\" TEXT NOT NULL,"
-        " \"repoRoot\" TEXT NOT NULL, \"baseBranch\" TEXT NOT NULL, \"branchName\" TEXT NOT NULL,"
-        " \"worktreePath\" TEXT NOT NULL, status TEXT NOT NULL, \"threadId\" TEXT,"
-        " \"createdAt\" TEXT NOT NULL)",
-        'the existing table sessions is not the orchestrator\'s: its primary key is not ("id")'),
-    "integer threads": ("CREATE TABLE threads (id INTEGER PRIMARY KEY, title TEXT)",
-                        "the existing threads and thread_messages tables: they differ from "
-                        "sessionorm's (threads lacks column"),
+        'CREATE TABLE sessions (id TEXT, name TEXT NOT NULL, "ampPrompt" TEXT NOT NULL,'
+        ' "repoRoot" TEXT NOT NULL, "baseBranch" TEXT NOT NULL, "branchName" TEXT NOT NULL,'
+        ' "worktreePath" TEXT NOT NULL, status TEXT NOT NULL, "threadId" TEXT,'
+        ' "createdAt" TEXT NOT NULL)',
+        'the existing table sessions is not the orchestrator\'s: its primary key is not ("id")',
+    ),
+    "integer threads": (
+        "CREATE TABLE threads (id INTEGER PRIMARY KEY, title TEXT)",
+        "the existing threads and thread_messages tables: they differ from "
+        "sessionorm's (threads lacks column",
+    ),
     "messages without unique": (
         'CREATE TABLE threads (id TEXT PRIMARY KEY, "sessionId" TEXT NOT NULL REFERENCES'
         ' sessions(id) ON DELETE CASCADE, name TEXT NOT NULL, "createdAt" TEXT NOT NULL,'
-        ' "updatedAt" TEXT NOT NULL, status TEXT NOT NULL DEFAULT \'active\');'
+        " \"updatedAt\" TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active');"
         'CREATE TABLE thread_messages (id TEXT PRIMARY KEY, "threadId" TEXT NOT NULL REFERENCES'
-        ' threads(id) ON DELETE CASCADE, role TEXT NOT NULL, content TEXT NOT NULL,'
+        " threads(id) ON DELETE CASCADE, role TEXT NOT NULL, content TEXT NOT NULL,"
         ' "createdAt" TEXT NOT NULL, idx INTEGER NOT NULL)',
-        'missing UNIQUE ("threadId", idx) on thread_messages'),
+        'missing UNIQUE ("threadId", idx) on thread_messages',
+    ),
     "another tool's migrations": (
         "CREATE TABLE migrations (id INTEGER PRIMARY KEY, name TEXT, run_on TEXT);"
         "INSERT INTO migrations VALUES (1, 'init', 'yesterday')",
-        'the existing table migrations is not the orchestrator\'s: it has no column "version"'),
+        'the existing table migrations is not the orchestrator\'s: it has no column "version"',
+    ),
 }
 
 
@@ -411,10 +477,12 @@ def test_another_programs_table_is_refused_before_any_backup(backend, kind, args
 
 # -- the bulk load -------------------------------------------------------------------------------
 
+
 def constraints(db: Backend) -> list[tuple]:
     return db.query(
         "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
-        " WHERE conrelid IN ('threads'::regclass, 'thread_messages'::regclass) ORDER BY 1, 2")
+        " WHERE conrelid IN ('threads'::regclass, 'thread_messages'::regclass) ORDER BY 1, 2"
+    )
 
 
 def shape(db: Backend) -> dict[str, list]:
@@ -423,10 +491,13 @@ def shape(db: Backend) -> dict[str, list]:
         "columns": db.query(
             "SELECT table_name, ordinal_position, column_name, data_type, is_nullable, column_default"
             " FROM information_schema.columns WHERE table_name IN ('threads', 'thread_messages')"
-            " ORDER BY 1, 2"),
+            " ORDER BY 1, 2"
+        ),
         "constraints": constraints(db),
-        "indexes": db.query("SELECT tablename, indexname, indexdef FROM pg_indexes"
-                                 " WHERE tablename IN ('threads', 'thread_messages') ORDER BY 1, 2"),
+        "indexes": db.query(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes"
+            " WHERE tablename IN ('threads', 'thread_messages') ORDER BY 1, 2"
+        ),
     }
 
 
@@ -455,21 +526,26 @@ def test_empty_tables_of_a_migrated_database_take_the_bulk_path_from_the_store_t
 def test_a_foreign_key_into_threads_survives_the_bulk_load(pg):
     with pg.store():
         pass  # migrated, no rows
-    pg.execute('CREATE TABLE bookmarks (id TEXT PRIMARY KEY, "threadId" TEXT'
-               " CONSTRAINT bookmarks_thread REFERENCES threads(id))")
+    pg.execute(
+        'CREATE TABLE bookmarks (id TEXT PRIMARY KEY, "threadId" TEXT'
+        " CONSTRAINT bookmarks_thread REFERENCES threads(id))"
+    )
     with pg.store() as store:
         store.create_session(name="n", amp_prompt="p", repo_root="/r", thread_id="T-1")
         assert store.migrate_session_thread_ids().migrated == 1
-    assert pg.query("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
-                    " WHERE conrelid = 'bookmarks'::regclass AND contype = 'f'") == [
-        ("bookmarks_thread", 'FOREIGN KEY ("threadId") REFERENCES threads(id)')]
+    assert pg.query(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'bookmarks'::regclass AND contype = 'f'"
+    ) == [("bookmarks_thread", 'FOREIGN KEY ("threadId") REFERENCES threads(id)')]
 
 
 # -- statistics ----------------------------------------------------------------------------------
 
+
 def analyzed(db: Backend) -> set[str]:
-    return {r[0] for r in db.query("SELECT DISTINCT tablename FROM pg_stats"
-                                        " WHERE schemaname = current_schema()")}
+    return {
+        r[0] for r in db.query("SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = current_schema()")
+    }
 
 
 def test_migrate_analyzes_the_tables_it_wrote(legacy):
@@ -478,30 +554,51 @@ def test_migrate_analyzes_the_tables_it_wrote(legacy):
     assert {"threads", "thread_messages", "migrations"} <= analyzed(legacy)
 
 
-RECORD_TABLES = {"sessionorm_migrated_threads", "sessionorm_unmatched_sessions",
-                 "sessionorm_renamed_threads"}
+RECORD_TABLES = {"sessionorm_migrated_threads", "sessionorm_unmatched_sessions", "sessionorm_renamed_threads"}
 
 
 def migrated_by_the_orchestrator(db: Backend, sessions: int) -> None:
     """A legacy database the orchestrator ran migration 1 on: keys on, no ANALYZE, ever."""
     module = shipped_script()
-    rows = [(str(uuid.UUID(int=i + 1, version=4)), f"S{i}", "p", None, "/r", "main", f"b{i}",
-             f"/w/{i}", "idle", None, None, f"T-{i}" if i % 2 else None,
-             f"2025-01-01T00:00:{i % 60:02d}.000Z", None, None, False) for i in range(sessions)]
+    rows = [
+        (
+            str(uuid.UUID(int=i + 1, version=4)),
+            f"S{i}",
+            "p",
+            None,
+            "/r",
+            "main",
+            f"b{i}",
+            f"/w/{i}",
+            "idle",
+            None,
+            None,
+            f"T-{i}" if i % 2 else None,
+            f"2025-01-01T00:00:{i % 60:02d}.000Z",
+            None,
+            None,
+            False,
+        )
+        for i in range(sessions)
+    ]
     db.load_legacy(rows)
     tables, indexes = module.statements()
     with db.connect() as con:
         for sql in tables:
             con.execute(sql)
-        con.execute("ALTER TABLE threads SET (autovacuum_enabled = off);"
-                    "ALTER TABLE thread_messages SET (autovacuum_enabled = off);"
-                    "ALTER TABLE sessions SET (autovacuum_enabled = off)")
+        con.execute(
+            "ALTER TABLE threads SET (autovacuum_enabled = off);"
+            "ALTER TABLE thread_messages SET (autovacuum_enabled = off);"
+            "ALTER TABLE sessions SET (autovacuum_enabled = off)"
+        )
         con.execute(module.insert_both_sql_postgres())
         for sql in indexes:
             con.execute(sql)
-        con.execute("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-                    " applied_at TEXT NOT NULL);"
-                    "INSERT INTO migrations VALUES (1, 'session-thread-relationship', 'then')")
+        con.execute(
+            "CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at TEXT NOT NULL);"
+            "INSERT INTO migrations VALUES (1, 'session-thread-relationship', 'then')"
+        )
 
 
 def migrate_without_statistics(db: Backend) -> None:
@@ -523,13 +620,19 @@ def test_verify_data_checks_hash_their_joins_without_statistics(pg):
     before = analyzed(pg)
     database = open_url(pg.target)
     try:
-        foreign_keys = [(t, fk) for t in ("threads", "thread_messages")
-                        for fk in database.get_foreign_keys(t)]
-        queries = [f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED_PG}",
-                   shipped_script().foreign_rows_sql(),
-                   # verify's data check, from the record of migrated threads
-                   thread_record.LOST, thread_record.TWICE, thread_record.APP_DUPLICATES,
-                   thread_record.UNMATCHED_COUNT, thread_record.LATE]
+        foreign_keys = [
+            (t, fk) for t in ("threads", "thread_messages") for fk in database.get_foreign_keys(t)
+        ]
+        queries = [
+            f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED_PG}",
+            shipped_script().foreign_rows_sql(),
+            # verify's data check, from the record of migrated threads
+            thread_record.LOST,
+            thread_record.TWICE,
+            thread_record.APP_DUPLICATES,
+            thread_record.UNMATCHED_COUNT,
+            thread_record.LATE,
+        ]
         queries += [orphans_sql(table, fk) for table, fk in foreign_keys]
         for sql in queries:
             with linear_plans(database):
@@ -551,7 +654,8 @@ def test_verify_finds_a_lost_migrated_thread_without_statistics(pg):
         f"1 migrated threads are gone, with all their messages (at least their 1 migration "
         f"markers), while their sessions remain: {gone}; `sessionorm restore-threads --from "
         "BACKUP` copies back what a backup holds of them and nothing else (see README, 'Living "
-        "with the orchestrator')"]
+        "with the orchestrator')"
+    ]
 
 
 def test_verify_counts_sessions_migrated_twice_without_statistics(pg):
@@ -569,9 +673,11 @@ def test_verify_counts_sessions_migrated_twice_without_statistics(pg):
     migrate_without_statistics(pg)
     report = commands.verify(pg.target)
     assert report.problems == []
-    assert report.notes == ["2 sessions have more than one migrated thread (the migration ran "
-                            "again, e.g. the orchestrator's own runner: see README, 'Living with "
-                            "the orchestrator')"]
+    assert report.notes == [
+        "2 sessions have more than one migrated thread (the migration ran "
+        "again, e.g. the orchestrator's own runner: see README, 'Living with "
+        "the orchestrator')"
+    ]
 
 
 # -- one clear line ------------------------------------------------------------------------------
@@ -591,8 +697,9 @@ def test_a_driver_error_with_detail_lines_is_one_line_and_changes_nothing(migrat
     result = invoke("migrate", "--migrations-dir", scripts, *migrated.cli_args)
     assert result.exit_code == 2
     line = one_error_line(result.stderr)
-    assert line.startswith("error: migration 0006_bad (up) failed, nothing of it was kept: "
-                           "IntegrityError: null value in column"), line
+    assert line.startswith(
+        "error: migration 0006_bad (up) failed, nothing of it was kept: IntegrityError: null value in column"
+    ), line
     assert migrated.snapshot() == before
 
 
@@ -600,10 +707,14 @@ def test_migrating_a_database_of_another_program_says_so(backend):
     backend.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER)")
     backend.execute("INSERT INTO invoices VALUES (1, 100)")
     plan = invoke("migrate", "--dry-run", *backend.cli_args)
-    assert "note: no sessions table; the orchestrator's tables would be added next to 1 other" \
+    assert (
+        "note: no sessions table; the orchestrator's tables would be added next to 1 other"
         " table(s): invoices\n" in plan.stdout
+    )
     result = invoke("migrate", *backend.cli_args)
     assert result.exit_code == 0, result.output
-    assert "had no sessions table; the orchestrator's tables were added next to its 1 other" \
+    assert (
+        "had no sessions table; the orchestrator's tables were added next to its 1 other"
         " table(s): invoices\n" in result.stdout
+    )
     assert backend.query("SELECT total FROM invoices") == [(100,)]

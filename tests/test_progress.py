@@ -1,4 +1,5 @@
 """Progress of long steps: on a terminal only, from SQLite's progress handler."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,10 @@ def test_a_long_statement_reports_its_elapsed_time_repeatedly(tmp_path: Path) ->
     db = peewee.SqliteDatabase(str(tmp_path / "p.db"))
     seen: list[float] = []
     with backend_of(db).reporting(seen.append, every=0.05):
-        db.execute_sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)"
-                       " SELECT count(*) FROM n").fetchone()
+        db.execute_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)"
+            " SELECT count(*) FROM n"
+        ).fetchone()
     assert len(seen) >= 2 and seen == sorted(seen)
     db.execute_sql("SELECT 1")  # the handler is gone: nothing more is reported
     assert len(seen) == len(set(seen))
@@ -27,9 +30,14 @@ def on_a_terminal(*args: str) -> tuple[subprocess.CompletedProcess, str]:
     """`sessionorm ARGS` with stderr on a pseudo-terminal: (the run, what the terminal showed)."""
     leader, follower = pty.openpty()
     try:
-        proc = subprocess.run([sys.executable, "-m", "sessionorm", *args],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
-                              timeout=60, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "sessionorm", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=60,
+            check=False,
+        )
         os.close(follower)
         follower = -1
         chunks = []
@@ -52,16 +60,22 @@ def test_migrate_on_a_terminal_shows_the_step_being_applied(legacy_db) -> None:
     path = legacy_db(n=30)
     proc, stderr = on_a_terminal("migrate", "--db-path", str(path))
     assert proc.returncode == 0
-    assert ("applying 0001_session_thread_relationship, 0002_orchestrator_index_names, "
-            "0003_orchestrator_app_schema, 0004_migrated_thread_record, 0005_app_thread_ids: 0 s"
-            ) in stderr
+    assert (
+        "applying 0001_session_thread_relationship, 0002_orchestrator_index_names, "
+        "0003_orchestrator_app_schema, 0004_migrated_thread_record, 0005_app_thread_ids: 0 s"
+    ) in stderr
     assert "applied 0001_session_thread_relationship" in proc.stdout.decode()
 
 
 def test_migrate_into_a_pipe_prints_no_progress(legacy_db) -> None:
     path = legacy_db(n=30)
-    proc = subprocess.run([sys.executable, "-m", "sessionorm", "migrate", "--db-path", str(path)],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sessionorm", "migrate", "--db-path", str(path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0
     assert proc.stderr == ""
 
@@ -78,8 +92,12 @@ def test_backup_and_the_backup_of_migrate_show_a_percentage_on_a_terminal(legacy
 
 def test_verify_on_a_terminal_names_each_step(legacy_db) -> None:
     path = legacy_db(n=30)
-    subprocess.run([sys.executable, "-m", "sessionorm", "migrate", "--db-path", str(path)],
-                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "sessionorm", "migrate", "--db-path", str(path)],
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
     proc, stderr = on_a_terminal("verify", "--db-path", str(path))
     assert proc.returncode == 0, stderr
     for step in ("migrations", "schema", "integrity", "data"):
@@ -89,8 +107,13 @@ def test_verify_on_a_terminal_names_each_step(legacy_db) -> None:
 def test_backup_and_verify_into_a_pipe_print_no_progress(legacy_db) -> None:
     path = legacy_db(n=300)
     for args in (("backup",), ("verify",)):
-        proc = subprocess.run([sys.executable, "-m", "sessionorm", *args, "--db-path", str(path)],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "sessionorm", *args, "--db-path", str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.stderr == "", args
 
 
@@ -103,4 +126,4 @@ def test_a_shorter_progress_line_clears_what_the_longer_one_left(capsys) -> None
     shown = capsys.readouterr().err.split("\r")[-1]
     assert shown.startswith("  checksums: 2 s …")
     assert len(shown) == len("  copying thread_messages: 480,000 rows, 95,000 rows/s …")
-    assert shown[len("  checksums: 2 s …"):].strip() == ""
+    assert shown[len("  checksums: 2 s …") :].strip() == ""

@@ -4,6 +4,7 @@ After every step: each thread's idx runs 0..n-1, `message_count` is the real cou
 thread or message is orphaned, and the database holds exactly what the model holds. A
 step that fails (NotFoundError, ValidationError) changes nothing at all.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -123,9 +124,13 @@ class StoreMachine(RuleBasedStateMachine):
             call()
             self.messages(thread_id).append((role, content))
 
-    @rule(thread_id=mostly(threads, unknown_ids),
-          batch=mostly(st.lists(st.tuples(st.sampled_from(ROLES), text), min_size=1, max_size=4),
-                       st.lists(st.tuples(roles, contents), max_size=4)))  # often invalid
+    @rule(
+        thread_id=mostly(threads, unknown_ids),
+        batch=mostly(
+            st.lists(st.tuples(st.sampled_from(ROLES), text), min_size=1, max_size=4),
+            st.lists(st.tuples(roles, contents), max_size=4),
+        ),
+    )  # often invalid
     def add_thread_messages(self, thread_id, batch):
         call = lambda: self.store.add_thread_messages(thread_id, batch)  # noqa: E731
         if not batch or not all(valid_message(r, c) for r, c in batch):
@@ -164,9 +169,11 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(thread_id=mostly(threads, unknown_ids), after_idx=counts, limit=counts, last=counts)
     def get_thread_messages(self, thread_id, after_idx, limit, last):
         call = lambda: self.store.get_thread_messages(  # noqa: E731
-            thread_id, after_idx=after_idx, limit=limit, last=last)
+            thread_id, after_idx=after_idx, limit=limit, last=last
+        )
         if not all(v is None or (type(v) is int and v >= 0) for v in (after_idx, limit, last)) or (
-                limit is not None and last is not None):
+            limit is not None and last is not None
+        ):
             self.fails(ValidationError, call)
             return
         expected = self.messages(thread_id)
@@ -177,7 +184,7 @@ class StoreMachine(RuleBasedStateMachine):
         if limit is not None:
             wanted = wanted[:limit]
         if last is not None:
-            wanted = wanted[max(0, len(wanted) - last):] if last else []
+            wanted = wanted[max(0, len(wanted) - last) :] if last else []
         assert [(m.idx, m.role, m.content) for m in call()] == wanted
 
     @rule(thread_id=mostly(threads, unknown_ids))
@@ -209,10 +216,11 @@ class StoreMachine(RuleBasedStateMachine):
     @invariant()
     def nothing_is_orphaned(self):
         orphans = self.store.db.execute_sql(
-            "SELECT (SELECT count(*) FROM threads t LEFT JOIN sessions s ON s.id = t.\"sessionId\""
+            'SELECT (SELECT count(*) FROM threads t LEFT JOIN sessions s ON s.id = t."sessionId"'
             "        WHERE s.id IS NULL),"
-            " (SELECT count(*) FROM thread_messages m LEFT JOIN threads t ON t.id = m.\"threadId\""
-            "        WHERE t.id IS NULL)").fetchone()
+            ' (SELECT count(*) FROM thread_messages m LEFT JOIN threads t ON t.id = m."threadId"'
+            "        WHERE t.id IS NULL)"
+        ).fetchone()
         assert tuple(orphans) == (0, 0)
         assert self.store.db.execute_sql("PRAGMA foreign_key_check").fetchall() == []
 
@@ -225,15 +233,23 @@ class StoreMachine(RuleBasedStateMachine):
         for thread_id, session_id in self.thread_session.items():
             stored = self.store.get_thread_messages(thread_id)
             assert [(m.idx, m.role, m.content) for m in stored] == [
-                (i, r, c) for i, (r, c) in enumerate(self.model[session_id][thread_id])]
+                (i, r, c) for i, (r, c) in enumerate(self.model[session_id][thread_id])
+            ]
         totals = self.store.db.execute_sql(
             "SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM threads),"
-            " (SELECT count(*) FROM thread_messages)").fetchone()
-        assert tuple(totals) == (len(self.model), len(self.thread_session),
-                                 sum(len(m) for t in self.model.values() for m in t.values()))
+            " (SELECT count(*) FROM thread_messages)"
+        ).fetchone()
+        assert tuple(totals) == (
+            len(self.model),
+            len(self.thread_session),
+            sum(len(m) for t in self.model.values() for m in t.values()),
+        )
 
 
 StoreMachine.TestCase.settings = settings(
-    max_examples=50, stateful_step_count=40, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    max_examples=50,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 test_random_store_operations_keep_every_invariant = StoreMachine.TestCase

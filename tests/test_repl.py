@@ -1,5 +1,6 @@
 """From a script or a REPL: relations on returned rows, listing sessions, rows where ids go,
 and typed one-line errors instead of driver exceptions."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,9 @@ def two_stores(tmp_path: Path):
         store = SessionStore(tmp_path / f"{name}.sqlite")
         session = store.create_session(name=f"session {name}", amp_prompt="p", repo_root="/r")
         thread = store.create_thread(session, f"thread {name}")
-        store.add_thread_messages(thread, [("user", f"{name}0"), ("assistant", f"{name}1"),
-                                           ("user", f"{name}2")])
+        store.add_thread_messages(
+            thread, [("user", f"{name}0"), ("assistant", f"{name}1"), ("user", f"{name}2")]
+        )
         stores.append(store)
     yield stores
     for store in stores:
@@ -61,9 +63,16 @@ def test_a_relation_of_a_deleted_parent_raises_not_found(two_stores):
 
 def test_list_sessions_newest_first_with_status_and_limit(tmp_path):
     with SessionStore(tmp_path / "s.sqlite") as store:
-        made = [store.create_session(name=f"s{i}", amp_prompt="p", repo_root="/r",
-                                     created_at=f"2025-08-0{i + 1}T00:00:00.000Z",
-                                     status="done" if i % 2 else "idle") for i in range(5)]
+        made = [
+            store.create_session(
+                name=f"s{i}",
+                amp_prompt="p",
+                repo_root="/r",
+                created_at=f"2025-08-0{i + 1}T00:00:00.000Z",
+                status="done" if i % 2 else "idle",
+            )
+            for i in range(5)
+        ]
         assert [s.name for s in store.list_sessions()] == ["s4", "s3", "s2", "s1", "s0"]
         assert [s.name for s in store.list_sessions(status="done")] == ["s3", "s1"]
         assert [s.name for s in store.list_sessions(limit=2)] == ["s4", "s3"]
@@ -106,18 +115,21 @@ def test_a_duplicate_session_id_is_a_validation_error_and_writes_nothing(store, 
 def test_a_not_null_column_of_another_layout_is_named_before_any_write(tmp_path, sql_log):
     path = tmp_path / "extra.sqlite"
     with SessionStore(path) as store:
-        store.db.execute_sql('ALTER TABLE sessions ADD COLUMN "ownerId" TEXT NOT NULL DEFAULT \'x\'')
+        store.db.execute_sql("ALTER TABLE sessions ADD COLUMN \"ownerId\" TEXT NOT NULL DEFAULT 'x'")
     con = sqlite3.connect(path)  # a NOT NULL column without a default, as another app might add
-    con.executescript('PRAGMA writable_schema = ON; UPDATE sqlite_master SET sql = replace(sql, '
-                      '\'"ownerId" TEXT NOT NULL DEFAULT \'\'x\'\'\', \'"ownerId" TEXT NOT NULL\')'
-                      " WHERE name = 'sessions';")
+    con.executescript(
+        "PRAGMA writable_schema = ON; UPDATE sqlite_master SET sql = replace(sql, "
+        "'\"ownerId\" TEXT NOT NULL DEFAULT ''x''', '\"ownerId\" TEXT NOT NULL')"
+        " WHERE name = 'sessions';"
+    )
     con.close()
     with SessionStore(path) as store:
         statements = sql_log(store)
         with pytest.raises(ValidationError) as raised:
             store.create_session(name="n", amp_prompt="p", repo_root="/r")
-        assert str(raised.value) == ("sessions.ownerId is NOT NULL in this database and has no "
-                                     "default: pass owner_id=…")
+        assert str(raised.value) == (
+            "sessions.ownerId is NOT NULL in this database and has no default: pass owner_id=…"
+        )
         assert [s for s in statements if not s.startswith("PRAGMA")] == []  # only the column list read
         made = store.create_session(name="n", amp_prompt="p", repo_root="/r", owner_id="me")
         assert made.owner_id == "me"
@@ -126,8 +138,10 @@ def test_a_not_null_column_of_another_layout_is_named_before_any_write(tmp_path,
 def test_a_check_constraint_of_the_database_is_a_one_line_validation_error(tmp_path):
     path = tmp_path / "check.sqlite"
     with SessionStore(path) as store:
-        store.db.execute_sql("CREATE TRIGGER no_x BEFORE INSERT ON sessions WHEN NEW.name = 'x'"
-                             " BEGIN SELECT RAISE(ABORT, 'names may not be x'); END")
+        store.db.execute_sql(
+            "CREATE TRIGGER no_x BEFORE INSERT ON sessions WHEN NEW.name = 'x'"
+            " BEGIN SELECT RAISE(ABORT, 'names may not be x'); END"
+        )
         with pytest.raises(ValidationError) as raised:  # a trigger's ABORT is a constraint failure
             store.create_session(name="x", amp_prompt="p", repo_root="/r")
         assert str(raised.value) == "the database refused the session: names may not be x"
@@ -145,9 +159,12 @@ def test_busy_timeout_must_be_a_finite_number_of_seconds(tmp_path, bad):
 
 def test_messages_quote_at_most_about_80_characters_of_the_input(store):
     huge = "x" * 1_000_000
-    for call in (lambda: store.get_thread(huge), lambda: store.get_session(huge),
-                 lambda: store.add_thread_message("t", huge, "c"),
-                 lambda: SessionStore(busy_timeout=huge)):
+    for call in (
+        lambda: store.get_thread(huge),
+        lambda: store.get_session(huge),
+        lambda: store.add_thread_message("t", huge, "c"),
+        lambda: SessionStore(busy_timeout=huge),
+    ):
         with pytest.raises(SessionormError) as raised:
             call()
         assert len(str(raised.value)) < 200, str(raised.value)[:300]

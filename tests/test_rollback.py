@@ -4,6 +4,7 @@ transaction (0005, 0004, 0003 -- which keeps the app's schema on purpose --, 000
 Refuses to destroy threads or messages that the migration did not create unless --force.
 the contract, CLI; issue 3.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,7 +65,7 @@ def schema(path: Path) -> list[tuple]:
 
 def test_rollback_of_a_fully_migrated_file_goes_back_one_migration_at_a_time(legacy, before, flavor):
     assert invoke("migrate", "--db-path", legacy).exit_code == 0
-    renamed = query(legacy, "SELECT id, \"sessionId\" FROM threads ORDER BY \"sessionId\"")
+    renamed = query(legacy, 'SELECT id, "sessionId" FROM threads ORDER BY "sessionId"')
     assert renamed and all(tid.startswith("T-") for tid, _ in renamed)
 
     def rollback(name: str, versions_left: int) -> None:
@@ -72,14 +73,16 @@ def test_rollback_of_a_fully_migrated_file_goes_back_one_migration_at_a_time(leg
         assert result.exit_code == 0, result.stderr
         assert f"reverted {name}" in result.stdout
         assert query(legacy, "SELECT version FROM migrations ORDER BY version") == [
-            (v,) for v in range(1, versions_left + 1)]
+            (v,) for v in range(1, versions_left + 1)
+        ]
 
     # Migrated at once, the threads were made with `T-` ids: no rename to put back (a file
     # renamed by 0005 gets its old ids back: test_app_coexistence)
     rollback("0005_app_thread_ids", 4)
-    assert query(legacy, "SELECT id, \"sessionId\" FROM threads ORDER BY \"sessionId\"") == renamed
-    assert query(legacy, "SELECT count(*) FROM thread_messages m JOIN threads t"
-                         " ON t.id = m.\"threadId\"") == [(THREADED,)]
+    assert query(legacy, 'SELECT id, "sessionId" FROM threads ORDER BY "sessionId"') == renamed
+    assert query(legacy, 'SELECT count(*) FROM thread_messages m JOIN threads t ON t.id = m."threadId"') == [
+        (THREADED,)
+    ]
     assert "sessionorm_renamed_threads" not in tables(legacy)
     rollback("0004_migrated_thread_record", 3)  # the record tables go
     assert not RECORD_TABLES & tables(legacy)
@@ -117,9 +120,12 @@ def user_thread(path: Path) -> str:
     session_id = query(path, "SELECT id FROM sessions ORDER BY rowid LIMIT 1")[0][0]
     thread_id = "T-00000000-0000-4000-8000-000000000001"
     with raw(path) as con:
-        con.execute('INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", status)'
-                    " VALUES (?, ?, 'Feature Discussion', '2025-08-24T12:34:56.789Z',"
-                    " '2025-08-24T12:34:56.789Z', 'active')", (thread_id, session_id))
+        con.execute(
+            'INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", status)'
+            " VALUES (?, ?, 'Feature Discussion', '2025-08-24T12:34:56.789Z',"
+            " '2025-08-24T12:34:56.789Z', 'active')",
+            (thread_id, session_id),
+        )
     return thread_id
 
 
@@ -138,8 +144,10 @@ def test_rollback_takes_a_backup_first_and_prints_it(migrated, dump):
 def test_rollback_removes_the_new_tables_and_their_indexes(migrated):
     invoke("rollback", "--db-path", migrated)
     assert not {"threads", "thread_messages"} & tables(migrated)
-    assert query(migrated, "SELECT name FROM sqlite_master WHERE tbl_name IN"
-                           " ('threads', 'thread_messages')") == []
+    assert (
+        query(migrated, "SELECT name FROM sqlite_master WHERE tbl_name IN ('threads', 'thread_messages')")
+        == []
+    )
 
 
 def test_rollback_removes_the_migrations_row(migrated):

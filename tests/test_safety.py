@@ -3,6 +3,7 @@
 Scratch migration scripts in tmp_path run through `MigrationRunner(db, directory=...)`, the
 same runner `sessionorm migrate` uses, on real files.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,10 @@ def up(migrator, db):
         " '2025-08-01T00:00:00.000Z', '2025-08-01T00:00:00.000Z')")
 """
 
-TRIGGER = ("CREATE TRIGGER sessions_touch AFTER UPDATE OF status ON sessions BEGIN"
-           " UPDATE sessions SET notes = 'touched' WHERE id = NEW.id; END")
+TRIGGER = (
+    "CREATE TRIGGER sessions_touch AFTER UPDATE OF status ON sessions BEGIN"
+    " UPDATE sessions SET notes = 'touched' WHERE id = NEW.id; END"
+)
 VIEW = "CREATE VIEW open_sessions AS SELECT id, name, \"threadId\" FROM sessions WHERE status != 'done'"
 
 
@@ -117,6 +120,7 @@ def schema(path: Path) -> list[tuple]:
 
 # -- (a) foreign keys off before the transaction, on again after ---------------------------
 
+
 def test_foreign_keys_are_off_inside_the_migration_transaction(legacy, scripts, tmp_path, opened):
     out = tmp_path / "probe.json"
     write_migration(scripts, "0001_probe.py", PROBE.format(out=str(out)))
@@ -153,12 +157,14 @@ def test_rebuilding_a_cascade_parent_keeps_its_children(migrated, scripts, opene
     assert MigrationRunner(db, directory=scripts).up() == ["0006_rebuild_threads"]
     db.close()
     assert message_count(migrated) == messages
-    assert query(migrated, "SELECT \"notnull\" FROM pragma_table_info('threads') WHERE name = 'name'") \
-        == [(0,)]  # the rebuild did happen
+    assert query(migrated, "SELECT \"notnull\" FROM pragma_table_info('threads') WHERE name = 'name'") == [
+        (0,)
+    ]  # the rebuild did happen
     assert query(migrated, "PRAGMA foreign_key_check") == []
 
 
 # -- (b) never inside an already-open transaction ------------------------------------------
+
 
 def test_runner_refuses_to_start_inside_an_open_transaction(legacy, opened, dump):
     before = dump(legacy)
@@ -198,13 +204,19 @@ def test_rebuild_inside_an_open_transaction_is_refused_and_children_survive(migr
 
 # -- (c) a rebuild that would lose triggers, views, STRICT, generated columns is refused --
 
-@pytest.mark.parametrize("extra, named", [
-    ([TRIGGER], ["trigger sessions_touch"]),
-    ([VIEW], ["view open_sessions"]),
-    ([TRIGGER, VIEW], ["trigger sessions_touch", "view open_sessions"]),
-], ids=["trigger", "view", "both"])
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        ([TRIGGER], ["trigger sessions_touch"]),
+        ([VIEW], ["view open_sessions"]),
+        ([TRIGGER, VIEW], ["trigger sessions_touch", "view open_sessions"]),
+    ],
+    ids=["trigger", "view", "both"],
+)
 def test_rebuild_of_a_table_with_triggers_or_views_is_refused_naming_them(
-        legacy, scripts, opened, dump, extra, named):
+    legacy, scripts, opened, dump, extra, named
+):
     with raw(legacy) as con:
         for sql in extra:
             con.execute(sql)
@@ -219,14 +231,20 @@ def test_rebuild_of_a_table_with_triggers_or_views_is_refused_naming_them(
     assert dump(legacy) == before
 
 
-@pytest.mark.parametrize("ddl, named", [
-    ("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, extra TEXT) STRICT", "STRICT"),
-    ("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, extra TEXT,"
-     " size INTEGER GENERATED ALWAYS AS (length(body)) VIRTUAL)", "generated columns"),
-    ("CREATE TABLE notes (id INTEGER PRIMARY KEY, -- the key\n body TEXT, extra TEXT)", "comments"),
-], ids=["strict", "generated", "comment"])
-def test_rebuild_of_a_table_the_regex_would_break_is_refused(
-        legacy, scripts, opened, dump, ddl, named):
+@pytest.mark.parametrize(
+    "ddl, named",
+    [
+        ("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, extra TEXT) STRICT", "STRICT"),
+        (
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, extra TEXT,"
+            " size INTEGER GENERATED ALWAYS AS (length(body)) VIRTUAL)",
+            "generated columns",
+        ),
+        ("CREATE TABLE notes (id INTEGER PRIMARY KEY, -- the key\n body TEXT, extra TEXT)", "comments"),
+    ],
+    ids=["strict", "generated", "comment"],
+)
+def test_rebuild_of_a_table_the_regex_would_break_is_refused(legacy, scripts, opened, dump, ddl, named):
     with raw(legacy) as con:
         con.execute(ddl)
         con.execute("INSERT INTO notes (id, body, extra) VALUES (1, 'hello', 'x')")
@@ -252,14 +270,17 @@ def test_refused_rebuild_through_the_cli_is_one_line_and_changes_nothing(migrate
 
 # -- (d) triggers and views over sessions come through `sessionorm migrate` intact ---------
 
+
 def test_sessions_trigger_and_view_survive_migrate(legacy, flavor):
     """Trigger and view come through intact; `sessions` changes only as migration 3 says
     (the app's columns appended, ampPrompt nullable, by ALTER TABLE and a DDL edit: no rebuild)."""
     with raw(legacy) as con:
         con.execute(TRIGGER)
         con.execute(VIEW)
-    objects = "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name IN ('sessions_touch',"\
-              " 'open_sessions', 'sessions') ORDER BY name"
+    objects = (
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name IN ('sessions_touch',"
+        " 'open_sessions', 'sessions') ORDER BY name"
+    )
     before, view_rows = query(legacy, objects), query(legacy, "SELECT * FROM open_sessions ORDER BY id")
     assert len(before) == 3
     result = invoke("migrate", "--db-path", legacy)
@@ -272,6 +293,7 @@ def test_sessions_trigger_and_view_survive_migrate(legacy, flavor):
 
 
 # -- (e) a migration that would leave a foreign-key violation is rolled back ---------------
+
 
 def test_foreign_key_violation_rolls_the_migration_back(migrated, scripts, opened, dump):
     before = dump(migrated)
@@ -302,8 +324,7 @@ def up(migrator, db):
 """
 
 
-def test_rows_orphaned_in_a_table_the_migration_did_not_write_roll_it_back(
-        migrated, scripts, opened, dump):
+def test_rows_orphaned_in_a_table_the_migration_did_not_write_roll_it_back(migrated, scripts, opened, dump):
     before = dump(migrated)
     copy_real_migration(scripts)
     write_migration(scripts, "0006_delete_parent.py", DELETE_PARENT_SESSION)
@@ -314,15 +335,18 @@ def test_rows_orphaned_in_a_table_the_migration_did_not_write_roll_it_back(
     assert dump(migrated) == before
 
 
-def test_only_written_tables_are_checked_before_commit_unless_a_table_was_rebuilt(
-        migrated, scripts, opened):
+def test_only_written_tables_are_checked_before_commit_unless_a_table_was_rebuilt(migrated, scripts, opened):
     from sessionorm.sql_log import capturing
 
     copy_real_migration(scripts)
-    write_migration(scripts, "0006_rename_threads.py", """\
+    write_migration(
+        scripts,
+        "0006_rename_threads.py",
+        """\
 def up(migrator, db):
     db.execute_sql("UPDATE threads SET name = name || '!'")
-""")
+""",
+    )
     write_migration(scripts, "0007_rebuild.py", REBUILD_THREADS)
     runner = MigrationRunner(opened(migrated), directory=scripts)
     statements: list[str] = []
@@ -330,10 +354,14 @@ def up(migrator, db):
         runner.up("0006_rename_threads")
     checks = [s for s in statements if re.match(r"PRAGMA (foreign_key|quick|integrity)_check", s)]
     assert checks == [  # threads, its child, and the history the runner wrote
-        'PRAGMA foreign_key_check("migration_checksums")', 'PRAGMA foreign_key_check("migrations")',
-        'PRAGMA foreign_key_check("thread_messages")', 'PRAGMA foreign_key_check("threads")',
-        'PRAGMA quick_check("migration_checksums")', 'PRAGMA quick_check("migrations")',
-        'PRAGMA quick_check("threads")']
+        'PRAGMA foreign_key_check("migration_checksums")',
+        'PRAGMA foreign_key_check("migrations")',
+        'PRAGMA foreign_key_check("thread_messages")',
+        'PRAGMA foreign_key_check("threads")',
+        'PRAGMA quick_check("migration_checksums")',
+        'PRAGMA quick_check("migrations")',
+        'PRAGMA quick_check("threads")',
+    ]
     statements.clear()
     with capturing(lambda sql, params: statements.append(sql)):
         runner.up()

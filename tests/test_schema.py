@@ -1,4 +1,5 @@
 """The schema a new database gets, read back with PRAGMAs and raw sqlite3 (the contract, Schema)."""
+
 from __future__ import annotations
 
 import re
@@ -57,17 +58,36 @@ COLUMNS = {
     ],
 }
 # Every table of a brand-new file: the contract's, sessionorm's own, and the app's (migration 3).
-ALL_TABLES = sorted([
-    "sessions", "threads", "thread_messages", "migrations", "migration_checksums",
-    "sessionorm_migrated_threads", "sessionorm_unmatched_sessions", "sessionorm_renamed_threads",
-    "iterations", "tool_calls", "merge_history", "batches", "batch_items", "swebench_runs",
-    "swebench_case_results", "stream_events",
-])
+ALL_TABLES = sorted(
+    [
+        "sessions",
+        "threads",
+        "thread_messages",
+        "migrations",
+        "migration_checksums",
+        "sessionorm_migrated_threads",
+        "sessionorm_unmatched_sessions",
+        "sessionorm_renamed_threads",
+        "iterations",
+        "tool_calls",
+        "merge_history",
+        "batches",
+        "batch_items",
+        "swebench_runs",
+        "swebench_case_results",
+        "stream_events",
+    ]
+)
 
 CONTRACT_INDEXES = [
-    ("threads", "sessionId"), ("threads", "status"), ("threads", "createdAt"),
-    ("threads", "updatedAt"), ("thread_messages", "threadId"), ("thread_messages", "role"),
-    ("thread_messages", "createdAt"), ("thread_messages", "idx"),
+    ("threads", "sessionId"),
+    ("threads", "status"),
+    ("threads", "createdAt"),
+    ("threads", "updatedAt"),
+    ("thread_messages", "threadId"),
+    ("thread_messages", "role"),
+    ("thread_messages", "createdAt"),
+    ("thread_messages", "idx"),
 ]
 
 
@@ -102,15 +122,21 @@ def test_a_new_database_has_exactly_these_tables(con):
 
 def test_thread_amp_mode_check_constraint_rejects_an_unknown_mode(con, session):
     with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
-        con.execute('INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", "ampMode")'
-                    " VALUES ('T-x', ?, 'n', '2025-08-24T12:34:56.789Z', '2025-08-24T12:34:56.789Z',"
-                    " 'staging')", (session.id,))
+        con.execute(
+            'INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt", "ampMode")'
+            " VALUES ('T-x', ?, 'n', '2025-08-24T12:34:56.789Z', '2025-08-24T12:34:56.789Z',"
+            " 'staging')",
+            (session.id,),
+        )
 
 
-@pytest.mark.parametrize(("table", "column", "parent"), [
-    ("threads", "sessionId", "sessions"),
-    ("thread_messages", "threadId", "threads"),
-])
+@pytest.mark.parametrize(
+    ("table", "column", "parent"),
+    [
+        ("threads", "sessionId", "sessions"),
+        ("thread_messages", "threadId", "threads"),
+    ],
+)
 def test_children_reference_their_parent_with_on_delete_cascade(con, table, column, parent):
     keys = [(row[2], row[3], row[4], row[6]) for row in con.execute(f"PRAGMA foreign_key_list({table})")]
     assert keys == [(parent, column, "id", "CASCADE")]
@@ -118,25 +144,34 @@ def test_children_reference_their_parent_with_on_delete_cascade(con, table, colu
 
 def test_role_check_constraint_rejects_an_unknown_role(con, thread_id):
     with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
-        con.execute("INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)"
-                    " VALUES ('m1', ?, 'robot', 'hi', '2025-08-24T12:34:56.789Z', 0)", (thread_id,))
+        con.execute(
+            "INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)"
+            " VALUES ('m1', ?, 'robot', 'hi', '2025-08-24T12:34:56.789Z', 0)",
+            (thread_id,),
+        )
 
 
 @pytest.mark.parametrize("role", ["user", "assistant", "system"])
 def test_role_check_constraint_accepts_the_three_roles(con, thread_id, role):
-    con.execute("INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)"
-                " VALUES ('m1', ?, ?, 'hi', '2025-08-24T12:34:56.789Z', 0)", (thread_id, role))
+    con.execute(
+        "INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)"
+        " VALUES ('m1', ?, ?, 'hi', '2025-08-24T12:34:56.789Z', 0)",
+        (thread_id, role),
+    )
 
 
 def test_thread_id_and_idx_are_unique_together(con, thread_id):
-    (columns, unique, origin), = [spec for spec in indexes(con, "thread_messages").values()
-                                  if spec[2] == "u"]
+    ((columns, unique, origin),) = [
+        spec for spec in indexes(con, "thread_messages").values() if spec[2] == "u"
+    ]
     assert (columns, unique) == (["threadId", "idx"], 1)
 
 
 def test_a_second_message_with_the_same_idx_in_a_thread_is_rejected(con, thread_id):
-    insert = ("INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)"
-              " VALUES (?, ?, 'user', 'hi', '2025-08-24T12:34:56.789Z', 0)")
+    insert = (
+        "INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)"
+        " VALUES (?, ?, 'user', 'hi', '2025-08-24T12:34:56.789Z', 0)"
+    )
     con.execute(insert, ("m1", thread_id))
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
         con.execute(insert, ("m2", thread_id))
@@ -144,22 +179,28 @@ def test_a_second_message_with_the_same_idx_in_a_thread_is_rejected(con, thread_
 
 def test_the_same_idx_in_another_thread_is_allowed(store, session, con, thread_id):
     other = store.create_thread(session.id, "Other")
-    insert = ("INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)"
-              " VALUES (?, ?, 'user', 'hi', '2025-08-24T12:34:56.789Z', 0)")
+    insert = (
+        "INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)"
+        " VALUES (?, ?, 'user', 'hi', '2025-08-24T12:34:56.789Z', 0)"
+    )
     con.execute(insert, ("m1", thread_id))
     con.execute(insert, ("m2", other))
 
 
 def test_a_thread_of_an_unknown_session_is_rejected_by_the_foreign_key(con):
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY constraint failed"):
-        con.execute("INSERT INTO threads (id, sessionId, name, createdAt, updatedAt)"
-                    " VALUES ('t1', 'nope', 'x', '2025-08-24T12:34:56.789Z', '2025-08-24T12:34:56.789Z')")
+        con.execute(
+            "INSERT INTO threads (id, sessionId, name, createdAt, updatedAt)"
+            " VALUES ('t1', 'nope', 'x', '2025-08-24T12:34:56.789Z', '2025-08-24T12:34:56.789Z')"
+        )
 
 
 def test_thread_status_defaults_to_active_in_sql(con, session):
-    con.execute("INSERT INTO threads (id, sessionId, name, createdAt, updatedAt)"
-                " VALUES ('t1', ?, 'x', '2025-08-24T12:34:56.789Z', '2025-08-24T12:34:56.789Z')",
-                (session.id,))
+    con.execute(
+        "INSERT INTO threads (id, sessionId, name, createdAt, updatedAt)"
+        " VALUES ('t1', ?, 'x', '2025-08-24T12:34:56.789Z', '2025-08-24T12:34:56.789Z')",
+        (session.id,),
+    )
     assert con.execute("SELECT status FROM threads WHERE id = 't1'").fetchone() == ("active",)
 
 
@@ -173,6 +214,7 @@ def test_session_threads_have_an_index_on_session_and_updated_at(con):
 
 
 # -- query plans ------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def busy_store(store: SessionStore) -> SessionStore:
@@ -228,8 +270,14 @@ def test_getting_a_thread_with_its_message_count_never_scans_a_table(busy_store,
     assert full_scans(plan) == [], plan
 
 
-PAGING = [{}, {"after_idx": 1}, {"limit": 2}, {"after_idx": 1, "limit": 2}, {"last": 2},
-          {"after_idx": 0, "last": 2}]
+PAGING = [
+    {},
+    {"after_idx": 1},
+    {"limit": 2},
+    {"after_idx": 1, "limit": 2},
+    {"last": 2},
+    {"after_idx": 0, "last": 2},
+]
 
 
 @pytest.mark.parametrize("paging", PAGING, ids=lambda p: ",".join(p) or "all")
@@ -266,8 +314,10 @@ ISO_MS_Z = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 
 def test_thread_and_message_timestamps_are_stored_as_iso_utc_with_milliseconds(store, thread_id, con):
     store.add_thread_message(thread_id, "user", "hi")
-    stored = con.execute("SELECT t.createdAt, t.updatedAt, m.createdAt FROM threads t"
-                         " JOIN thread_messages m ON m.threadId = t.id").fetchone()
+    stored = con.execute(
+        "SELECT t.createdAt, t.updatedAt, m.createdAt FROM threads t"
+        " JOIN thread_messages m ON m.threadId = t.id"
+    ).fetchone()
     for value in stored:
         assert re.match(ISO_MS_Z, value), value
 

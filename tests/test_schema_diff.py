@@ -1,4 +1,5 @@
 """`sessionorm diff`, `makemigration`, drift and checksums in `verify` (issue 4)."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -106,12 +107,14 @@ def test_diff_notes_a_column_only_in_the_database_and_keeps_it(migrated: Path) -
     result = CliRunner().invoke(cli, ["diff", "--db-path", str(migrated)], catch_exceptions=False)
     assert result.exit_code == 0
     assert result.stdout == f"{migrated}: in sync with the models\n"
-    assert result.stderr == ("note: threads has a column scratch that sessionorm does not know"
-                             " (kept; another program's)\n")
+    assert result.stderr == (
+        "note: threads has a column scratch that sessionorm does not know (kept; another program's)\n"
+    )
 
 
 def test_diff_flags_a_column_only_in_the_database_as_destructive_when_a_model_column_is_missing(
-        migrated: Path, models_module) -> None:
+    migrated: Path, models_module
+) -> None:
     """A likely rename: the table lacks a model column, so its unknown columns are drops."""
     spec = models_module(RENAMED_MODELS)
     with sqlite3.connect(migrated) as con:
@@ -119,8 +122,10 @@ def test_diff_flags_a_column_only_in_the_database_as_destructive_when_a_model_co
     result = run("diff", "--db-path", str(migrated), "--models", spec)
     assert result.exit_code == 1
     assert result.output.splitlines() == [
-        "add column threads.title", "drop column threads.name  [destructive]",
-        "drop column threads.scratch  [destructive]"]
+        "add column threads.title",
+        "drop column threads.name  [destructive]",
+        "drop column threads.scratch  [destructive]",
+    ]
 
 
 def test_diff_reports_type_not_null_and_default_differences(tmp_path: Path) -> None:
@@ -151,15 +156,17 @@ def test_diff_needs_an_existing_database(tmp_path: Path) -> None:
 
 
 def test_makemigration_writes_nothing_when_in_sync(migrated: Path, tmp_path: Path) -> None:
-    result = run("makemigration", "noop", "--db-path", str(migrated),
-                 "--migrations-dir", str(tmp_path / "mig"))
+    result = run(
+        "makemigration", "noop", "--db-path", str(migrated), "--migrations-dir", str(tmp_path / "mig")
+    )
     assert result.exit_code == 0
     assert "in sync" in result.output
     assert not (tmp_path / "mig").exists()
 
 
 def test_worked_example_add_field_and_index_then_migrate_diff_clean_and_rollback(
-        migrated: Path, tmp_path: Path, models_module, dump) -> None:
+    migrated: Path, tmp_path: Path, models_module, dump
+) -> None:
     spec = models_module(PRIORITY_MODELS)
     mig = tmp_path / "mig"
     before = dump(migrated)
@@ -168,8 +175,16 @@ def test_worked_example_add_field_and_index_then_migrate_diff_clean_and_rollback
     assert drift.exit_code == 1
     assert drift.output.splitlines() == ["add column threads.priority", "add index threads (priority)"]
 
-    made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
-               "--migrations-dir", str(mig))
+    made = run(
+        "makemigration",
+        "add priority",
+        "--db-path",
+        str(migrated),
+        "--models",
+        spec,
+        "--migrations-dir",
+        str(mig),
+    )
     assert made.exit_code == 0, made.output
     script = mig / "0006_add_priority.py"
     assert f"wrote {script}" in made.output
@@ -197,23 +212,41 @@ def test_worked_example_add_field_and_index_then_migrate_diff_clean_and_rollback
 
 
 def test_makemigration_numbers_after_existing_scripts_and_never_overwrites(
-        migrated: Path, tmp_path: Path, models_module) -> None:
+    migrated: Path, tmp_path: Path, models_module
+) -> None:
     spec = models_module(PRIORITY_MODELS)
     mig = tmp_path / "mig"
     mig.mkdir()
     (mig / "0006_earlier.py").write_text("def up(migrator, db):\n    pass\n")
-    made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
-               "--migrations-dir", str(mig))
+    made = run(
+        "makemigration",
+        "add priority",
+        "--db-path",
+        str(migrated),
+        "--models",
+        spec,
+        "--migrations-dir",
+        str(mig),
+    )
     assert made.exit_code == 0
     assert (mig / "0007_add_priority.py").exists()  # after the shipped 0001-0005 and this 0006
     assert (mig / "0006_earlier.py").read_text() == "def up(migrator, db):\n    pass\n"
 
 
 def test_makemigration_flags_a_likely_rename_and_the_destructive_drop(
-        migrated: Path, tmp_path: Path, models_module) -> None:
+    migrated: Path, tmp_path: Path, models_module
+) -> None:
     spec = models_module(RENAMED_MODELS)
-    made = run("makemigration", "rename name", "--db-path", str(migrated), "--models", spec,
-               "--migrations-dir", str(tmp_path / "mig"))
+    made = run(
+        "makemigration",
+        "rename name",
+        "--db-path",
+        str(migrated),
+        "--models",
+        spec,
+        "--migrations-dir",
+        str(tmp_path / "mig"),
+    )
     assert made.exit_code == 0
     assert "destructive: drop column threads.name" in made.output
     assert "todo: threads: name -> title looks like a rename" in made.output
@@ -223,34 +256,55 @@ def test_makemigration_flags_a_likely_rename_and_the_destructive_drop(
 
 
 def test_makemigration_leaves_a_todo_for_a_not_null_column_without_default(
-        migrated: Path, tmp_path: Path, models_module) -> None:
+    migrated: Path, tmp_path: Path, models_module
+) -> None:
     spec = models_module(NOT_NULL_MODELS)
-    made = run("makemigration", "add label", "--db-path", str(migrated), "--models", spec,
-               "--migrations-dir", str(tmp_path / "mig"))
+    made = run(
+        "makemigration",
+        "add label",
+        "--db-path",
+        str(migrated),
+        "--models",
+        spec,
+        "--migrations-dir",
+        str(tmp_path / "mig"),
+    )
     assert made.exit_code == 0
     text = (tmp_path / "mig" / "0006_add_label.py").read_text()
     assert "# TODO: threads.label: not-null column needs a default" in text
 
 
 def test_verify_names_a_migration_script_edited_after_it_was_applied(
-        migrated: Path, tmp_path: Path, models_module) -> None:
+    migrated: Path, tmp_path: Path, models_module
+) -> None:
     spec = models_module(PRIORITY_MODELS)
     mig = tmp_path / "mig"
-    run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
-        "--migrations-dir", str(mig))
+    run(
+        "makemigration",
+        "add priority",
+        "--db-path",
+        str(migrated),
+        "--models",
+        spec,
+        "--migrations-dir",
+        str(mig),
+    )
     assert run("migrate", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 0
     script = mig / "0006_add_priority.py"
     script.write_text(script.read_text() + "# edited later\n")
     result = run("verify", "--db-path", str(migrated), "--models", spec, "--migrations-dir", str(mig))
     assert result.exit_code == 1
-    assert (f"problem: migration script {script} was edited after it was applied (sha256 differs)"
-            in result.output)
+    assert (
+        f"problem: migration script {script} was edited after it was applied (sha256 differs)"
+        in result.output
+    )
 
 
 def test_applied_migrations_record_their_script_checksum(migrated: Path) -> None:
     import hashlib
 
     from sessionorm.runner import migrations_dir
+
     scripts = sorted(migrations_dir().glob("000[1-5]_*.py"))
     assert [s.name[:4] for s in scripts] == ["0001", "0002", "0003", "0004", "0005"]
     with sqlite3.connect(migrated) as con:
@@ -259,28 +313,39 @@ def test_applied_migrations_record_their_script_checksum(migrated: Path) -> None
 
 
 def test_a_not_null_field_with_a_constant_default_gets_that_sql_default(
-        migrated: Path, tmp_path: Path, models_module) -> None:
+    migrated: Path, tmp_path: Path, models_module
+) -> None:
     spec = models_module(PRIORITY_MODELS)
     mig = tmp_path / "mig"
-    made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec,
-               "--migrations-dir", str(mig))
+    made = run(
+        "makemigration",
+        "add priority",
+        "--db-path",
+        str(migrated),
+        "--models",
+        spec,
+        "--migrations-dir",
+        str(mig),
+    )
     assert made.exit_code == 0, made.output
     text = (mig / "0006_add_priority.py").read_text()
-    assert ("migrator.migrate(migrator.add_column('threads', 'priority', "
-            "IntegerField(default=0, constraints=[SQL('DEFAULT 0')])))") in text
+    assert (
+        "migrator.migrate(migrator.add_column('threads', 'priority', "
+        "IntegerField(default=0, constraints=[SQL('DEFAULT 0')])))"
+    ) in text
     assert run("migrate", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 0
     with SessionStore(migrated) as store:
         session = store.list_sessions()[0]
         thread = store.create_thread(session, "inserted by code that knows no priority")
-        assert store.db.execute_sql("SELECT priority FROM threads WHERE id = ?",
-                                    (thread,)).fetchone() == (0,)
+        assert store.db.execute_sql("SELECT priority FROM threads WHERE id = ?", (thread,)).fetchone() == (0,)
     assert run("diff", "--db-path", str(migrated), "--models", spec).exit_code == 0
     verified = run("verify", "--db-path", str(migrated), "--models", spec, "--migrations-dir", str(mig))
     assert verified.exit_code == 0, verified.output
 
 
 def test_makemigration_without_a_folder_writes_to_migrations_in_the_current_folder(
-        migrated: Path, tmp_path: Path, models_module) -> None:
+    migrated: Path, tmp_path: Path, models_module
+) -> None:
     from sessionorm.runner import migrations_dir
 
     spec = models_module(PRIORITY_MODELS)  # also makes tmp_path the current folder
@@ -292,11 +357,18 @@ def test_makemigration_without_a_folder_writes_to_migrations_in_the_current_fold
     assert sorted(p.name for p in migrations_dir().iterdir()) == shipped
 
 
-def test_the_todo_summary_lists_every_todo_in_the_file(
-        migrated: Path, tmp_path: Path, models_module) -> None:
+def test_the_todo_summary_lists_every_todo_in_the_file(migrated: Path, tmp_path: Path, models_module) -> None:
     spec = models_module(NOT_NULL_MODELS)
-    made = run("makemigration", "add label", "--db-path", str(migrated), "--models", spec,
-               "--migrations-dir", str(tmp_path / "mig"))
+    made = run(
+        "makemigration",
+        "add label",
+        "--db-path",
+        str(migrated),
+        "--models",
+        spec,
+        "--migrations-dir",
+        str(tmp_path / "mig"),
+    )
     assert made.exit_code == 0
     text = (tmp_path / "mig" / "0006_add_label.py").read_text()
     in_file = [line.removeprefix("# TODO: ") for line in text.splitlines() if line.startswith("# TODO: ")]

@@ -1,4 +1,5 @@
 """SessionStore, method by method (the contract: Connections, Python API), on real SQLite files."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -86,9 +87,15 @@ def filled(store, session, thread_id):
 
 # -- connections -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("pragma", "expected"), [
-    ("foreign_keys", 1), ("journal_mode", "wal"), ("synchronous", 1),
-])
+
+@pytest.mark.parametrize(
+    ("pragma", "expected"),
+    [
+        ("foreign_keys", 1),
+        ("journal_mode", "wal"),
+        ("synchronous", 1),
+    ],
+)
 def test_connection_sets_the_contract_pragmas(store, pragma, expected):
     assert store.db.connection().execute(f"PRAGMA {pragma}").fetchone()[0] == expected
 
@@ -124,6 +131,7 @@ def test_a_held_write_lock_raises_database_busy_error_after_the_timeout(db_path,
 
 # -- sessions ----------------------------------------------------------------------------------
 
+
 def test_create_session_returns_the_stored_session(store):
     created = store.create_session(name="Fix bug", amp_prompt="Fix the bug", repo_root="/tmp/repo")
     assert isinstance(created, Session)
@@ -157,11 +165,23 @@ def test_create_session_has_no_thread_id_unless_given(session):
 
 
 def test_create_session_stores_other_columns_given_by_snake_case_name(store):
-    created = store.create_session(name="s", amp_prompt="p", repo_root="/r", thread_id="T-1",
-                                   notes="some notes", script_command="pnpm test",
-                                   base_branch="develop", status="done")
-    assert (created.thread_id, created.notes, created.script_command, created.base_branch,
-            created.status) == ("T-1", "some notes", "pnpm test", "develop", "done")
+    created = store.create_session(
+        name="s",
+        amp_prompt="p",
+        repo_root="/r",
+        thread_id="T-1",
+        notes="some notes",
+        script_command="pnpm test",
+        base_branch="develop",
+        status="done",
+    )
+    assert (
+        created.thread_id,
+        created.notes,
+        created.script_command,
+        created.base_branch,
+        created.status,
+    ) == ("T-1", "some notes", "pnpm test", "develop", "done")
 
 
 def test_create_session_stores_a_datetime_column_as_iso_utc_text(store, db_path):
@@ -186,10 +206,29 @@ def test_session_created_at_is_an_aware_utc_datetime(session):
 
 def test_get_session_reads_snake_case_attributes(store, session):
     got = store.get_session(session.id)
-    assert (got.id, got.name, got.amp_prompt, got.repo_root, got.base_branch, got.branch_name,
-            got.worktree_path, got.status, got.thread_id, got.created_at) == (
-        session.id, "Fix the login bug", "Fix it", "/tmp/repo", "main", session.branch_name,
-        session.worktree_path, "idle", None, session.created_at)
+    assert (
+        got.id,
+        got.name,
+        got.amp_prompt,
+        got.repo_root,
+        got.base_branch,
+        got.branch_name,
+        got.worktree_path,
+        got.status,
+        got.thread_id,
+        got.created_at,
+    ) == (
+        session.id,
+        "Fix the login bug",
+        "Fix it",
+        "/tmp/repo",
+        "main",
+        session.branch_name,
+        session.worktree_path,
+        "idle",
+        None,
+        session.created_at,
+    )
 
 
 def test_session_repr_shows_class_id_and_name(session):
@@ -229,8 +268,7 @@ def test_deleting_a_session_deletes_the_apps_rows_of_it_and_says_how_many(legacy
         session_id, other = [r[0] for r in store.db.execute_sql("SELECT id FROM sessions ORDER BY id")]
         store.add_thread_message(store.create_thread(session_id, "t"), "user", "hi")
         deleted = store.delete_session(session_id)
-    assert deleted == {"tool_calls": 2, "iterations": 2, "thread_messages": 1, "threads": 1,
-                       "sessions": 1}
+    assert deleted == {"tool_calls": 2, "iterations": 2, "thread_messages": 1, "threads": 1, "sessions": 1}
     for table in ("iterations", "tool_calls"):
         assert count(path, f"SELECT count(*) FROM {table} WHERE sessionId = ?", session_id) == 0
         assert count(path, f"SELECT count(*) FROM {table} WHERE sessionId = ?", other) == 2
@@ -238,16 +276,22 @@ def test_deleting_a_session_deletes_the_apps_rows_of_it_and_says_how_many(legacy
 
 
 def test_deleting_a_session_still_referenced_by_rows_the_app_keeps_is_refused_and_deletes_nothing(
-        legacy_db, dump):
+    legacy_db, dump
+):
     """Rows of a table the app does not delete with a session (swebench_case_results) refuse it."""
     path = legacy_db(n=2, threaded=0, iterations=1)
     with SessionStore(path, migrate=True) as store:
         session_id = store.db.execute_sql("SELECT id FROM sessions LIMIT 1").fetchone()[0]
         store.add_thread_message(store.create_thread(session_id, "t"), "user", "hi")
-        store.db.execute_sql("INSERT INTO swebench_runs (id, name, casesDir, createdAt)"
-                             " VALUES ('run-1', 'r', '/cases', '2025-08-01T00:00:00.000Z')")
-        store.db.execute_sql("INSERT INTO swebench_case_results (runId, caseId, sessionId, status)"
-                             " VALUES ('run-1', 'case-1', ?, 'passed')", (session_id,))
+        store.db.execute_sql(
+            "INSERT INTO swebench_runs (id, name, casesDir, createdAt)"
+            " VALUES ('run-1', 'r', '/cases', '2025-08-01T00:00:00.000Z')"
+        )
+        store.db.execute_sql(
+            "INSERT INTO swebench_case_results (runId, caseId, sessionId, status)"
+            " VALUES ('run-1', 'case-1', ?, 'passed')",
+            (session_id,),
+        )
         before = dump(path)
         with pytest.raises(SessionormError, match="swebench_case_results"):
             store.delete_session(session_id)
@@ -255,6 +299,7 @@ def test_deleting_a_session_still_referenced_by_rows_the_app_keeps_is_refused_an
 
 
 # -- threads -----------------------------------------------------------------------------------
+
 
 def test_create_thread_returns_a_t_prefixed_lowercase_v4_uuid(thread_id):
     assert THREAD_ID.fullmatch(thread_id)
@@ -367,11 +412,15 @@ def test_update_thread_timestamp_moves_updated_at_forward(store, thread_id):
 
 # -- messages ----------------------------------------------------------------------------------
 
+
 def test_add_thread_message_numbers_messages_from_zero(store, thread_id):
     for content in ("a", "b", "c"):
         store.add_thread_message(thread_id, "user", content)
     assert [(m.idx, m.content) for m in store.get_thread_messages(thread_id)] == [
-        (0, "a"), (1, "b"), (2, "c")]
+        (0, "a"),
+        (1, "b"),
+        (2, "c"),
+    ]
 
 
 def test_add_thread_message_returns_the_new_message_id(store, thread_id):
@@ -389,15 +438,20 @@ def test_add_thread_message_bumps_the_thread_updated_at(store, thread_id):
 
 def test_message_attributes_are_snake_case(store, thread_id):
     message_id = store.add_thread_message(thread_id, "system", "Be brief.")
-    message, = store.get_thread_messages(thread_id)
+    (message,) = store.get_thread_messages(thread_id)
     assert isinstance(message, ThreadMessage)
     assert (message.id, message.thread_id, message.role, message.content, message.idx) == (
-        message_id, thread_id, "system", "Be brief.", 0)
+        message_id,
+        thread_id,
+        "system",
+        "Be brief.",
+        0,
+    )
 
 
 def test_message_created_at_is_an_aware_utc_datetime(store, thread_id):
     store.add_thread_message(thread_id, "user", "hi")
-    message, = store.get_thread_messages(thread_id)
+    (message,) = store.get_thread_messages(thread_id)
     assert isinstance(message.created_at, dt.datetime)
     assert message.created_at.utcoffset() == dt.timedelta(0)
 
@@ -412,7 +466,10 @@ def test_message_repr_shows_class_id_idx_and_role(store, thread_id):
 def test_add_thread_messages_returns_the_ids_in_order(store, thread_id):
     ids = store.add_thread_messages(thread_id, [("user", "a"), ("assistant", "b"), ("user", "c")])
     assert [(m.id, m.idx, m.role, m.content) for m in store.get_thread_messages(thread_id)] == [
-        (ids[0], 0, "user", "a"), (ids[1], 1, "assistant", "b"), (ids[2], 2, "user", "c")]
+        (ids[0], 0, "user", "a"),
+        (ids[1], 1, "assistant", "b"),
+        (ids[2], 2, "user", "c"),
+    ]
 
 
 def test_add_thread_messages_continues_after_existing_messages(store, thread_id):
@@ -444,8 +501,10 @@ def test_a_batch_with_a_bad_role_at_the_end_writes_nothing(filled, db_path, dump
 def test_a_batch_that_fails_in_sql_halfway_writes_nothing(filled, db_path, dump):
     store, _, thread_id = filled
     con = raw(db_path)
-    con.execute("CREATE TRIGGER refuse_boom BEFORE INSERT ON thread_messages"
-                " WHEN NEW.content = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END")
+    con.execute(
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON thread_messages"
+        " WHEN NEW.content = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
+    )
     con.close()
     before = dump(db_path)
     with pytest.raises(sqlite3.IntegrityError, match="boom refused"):
@@ -456,8 +515,10 @@ def test_a_batch_that_fails_in_sql_halfway_writes_nothing(filled, db_path, dump)
 def test_the_store_stays_usable_after_a_failed_batch(filled, db_path):
     store, _, thread_id = filled
     con = raw(db_path)
-    con.execute("CREATE TRIGGER refuse_boom BEFORE INSERT ON thread_messages"
-                " WHEN NEW.content = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END")
+    con.execute(
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON thread_messages"
+        " WHEN NEW.content = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
+    )
     con.close()
     with pytest.raises(sqlite3.IntegrityError):
         store.add_thread_messages(thread_id, [("user", "fine"), ("user", "boom")])
@@ -609,6 +670,7 @@ def test_validation_error_is_a_value_error(filled):
 
 # -- the data migration as a store method ------------------------------------------------------
 
+
 def test_migrate_session_thread_ids_migrates_new_threaded_sessions_and_skips_migrated_ones(legacy_db):
     path = legacy_db(n=6, threaded=3)
     with SessionStore(path, migrate=True) as store:
@@ -632,12 +694,20 @@ def test_migrate_session_thread_ids_a_second_time_migrates_nothing(legacy_db):
 def test_migrating_a_session_gives_it_a_named_thread_with_one_system_message(store):
     created = store.create_session(name="Old work", amp_prompt="p", repo_root="/r", thread_id="T-abc")
     store.migrate_session_thread_ids()
-    thread, = store.get_session_threads(created.id)
+    (thread,) = store.get_session_threads(created.id)
     assert (thread.name, thread.status, thread.created_at, thread.message_count) == (
-        "Migrated Thread for Old work", "active", created.created_at, 1)
-    message, = store.get_thread_messages(thread.id)
+        "Migrated Thread for Old work",
+        "active",
+        created.created_at,
+        1,
+    )
+    (message,) = store.get_thread_messages(thread.id)
     assert (message.role, message.idx, message.content, message.created_at) == (
-        "system", 0, "Thread migrated from legacy threadId: T-abc", created.created_at)
+        "system",
+        0,
+        "Thread migrated from legacy threadId: T-abc",
+        created.created_at,
+    )
 
 
 def test_sessions_with_null_or_empty_thread_id_get_no_thread(legacy_db):
@@ -659,8 +729,13 @@ def test_sessions_sharing_a_legacy_thread_id_each_get_their_own_thread(legacy_db
 
 # -- opening -----------------------------------------------------------------------------------
 
-SHIPPED = [(1, "session-thread-relationship"), (2, "orchestrator-index-names"),
-           (3, "orchestrator-app-schema"), (4, "migrated-thread-record"), (5, "app-thread-ids")]
+SHIPPED = [
+    (1, "session-thread-relationship"),
+    (2, "orchestrator-index-names"),
+    (3, "orchestrator-app-schema"),
+    (4, "migrated-thread-record"),
+    (5, "app-thread-ids"),
+]
 
 
 def assert_migrated_schema(path: Path) -> None:
@@ -804,9 +879,15 @@ def test_opening_a_file_that_is_not_a_database_raises_database_open_error(db_pat
 # -- both legacy layouts load ------------------------------------------------------------------
 
 LEGACY_FIELDS = {
-    "name": "name", "amp_prompt": "ampPrompt", "follow_up_prompts": "followUpPrompts",
-    "repo_root": "repoRoot", "base_branch": "baseBranch", "branch_name": "branchName",
-    "worktree_path": "worktreePath", "status": "status", "script_command": "scriptCommand",
+    "name": "name",
+    "amp_prompt": "ampPrompt",
+    "follow_up_prompts": "followUpPrompts",
+    "repo_root": "repoRoot",
+    "base_branch": "baseBranch",
+    "branch_name": "branchName",
+    "worktree_path": "worktreePath",
+    "status": "status",
+    "script_command": "scriptCommand",
     "thread_id": "threadId",
 }
 
@@ -831,8 +912,9 @@ def test_legacy_sessions_of_either_layout_read_back_unchanged(legacy_db, flavor)
 def test_legacy_timestamps_read_back_as_aware_datetimes(legacy_db, flavor):
     path = legacy_db(n=2, flavor=flavor)
     with SessionStore(path, migrate=True) as store:
-        first = store.get_session(store.db.execute_sql(
-            "SELECT id FROM sessions WHERE name = 'Session 001'").fetchone()[0])
+        first = store.get_session(
+            store.db.execute_sql("SELECT id FROM sessions WHERE name = 'Session 001'").fetchone()[0]
+        )
     # make_legacy_db: session i was created 7*i minutes after 2025-08-01, plus random milliseconds
     assert first.created_at.replace(microsecond=0) == dt.datetime(2025, 8, 1, 0, 7, tzinfo=dt.UTC)
     assert first.last_run.replace(microsecond=0) == dt.datetime(2025, 8, 1, 0, 10, tzinfo=dt.UTC)
@@ -850,13 +932,19 @@ def test_final_layout_extra_columns_read_as_snake_case_attributes(legacy_db):
 def test_create_session_on_the_final_layout_accepts_its_extra_columns(legacy_db):
     path = legacy_db(n=0, flavor="final")
     with SessionStore(path) as store:
-        created = store.create_session(name="s", amp_prompt=None, repo_root="/r", mode="interactive",
-                                       auto_commit=1)
+        created = store.create_session(
+            name="s", amp_prompt=None, repo_root="/r", mode="interactive", auto_commit=1
+        )
     assert (created.amp_prompt, created.mode, created.auto_commit, created.amp_mode) == (
-        None, "interactive", 1, "production")
+        None,
+        "interactive",
+        1,
+        "production",
+    )
 
 
 # -- lifecycle ---------------------------------------------------------------------------------
+
 
 def test_close_closes_the_connection(db_path):
     store = SessionStore(db_path)
@@ -887,6 +975,7 @@ def test_the_store_repr_names_its_database(store, db_path):
 
 # -- default path ------------------------------------------------------------------------------
 
+
 def test_the_default_path_is_ampsm_db_path_when_set(tmp_path, monkeypatch):
     target = tmp_path / "env" / "from-env.sqlite"
     monkeypatch.setenv("AMPSM_DB_PATH", str(target))
@@ -902,9 +991,9 @@ def test_the_default_path_is_the_orchestrators_file_otherwise(tmp_path, monkeypa
     assert_migrated_schema(tmp_path / ".config" / "ampsm" / "sessions.sqlite")
 
 
-
 def test_a_closed_store_refuses_to_reconnect(db_path) -> None:
     from sessionorm import SessionormError
+
     store = SessionStore(db_path)
     session = store.create_session(name="n", amp_prompt="p", repo_root="/r")
     store.close()
@@ -922,12 +1011,12 @@ def test_a_missing_value_for_a_not_null_legacy_column_is_a_validation_error(stor
         store.create_session(name="n", amp_prompt="p", repo_root="/r", base_branch=None)
     assert dump(db_path) == before
     created = store.create_session(name="n", amp_prompt=None, repo_root="/r")
-    assert count(db_path, "SELECT count(*) FROM sessions WHERE id = ? AND ampPrompt IS NULL",
-                 created.id) == 1
+    assert count(db_path, "SELECT count(*) FROM sessions WHERE id = ? AND ampPrompt IS NULL", created.id) == 1
 
 
 def test_rows_read_in_bulk_are_full_model_instances(store, thread_id) -> None:
     import datetime as dt
+
     store.add_thread_messages(thread_id, [("user", "a"), ("assistant", "b")])
     first, second = store.get_thread_messages(thread_id)
     assert first.created_at.tzinfo == dt.UTC and first.created_at is first.created_at

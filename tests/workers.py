@@ -7,6 +7,7 @@ everything and reports it, so a test can assert "zero exceptions in any worker".
 
 Tests import it as `import workers` (pytest puts tests/ on sys.path; spawn passes that on).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,6 +45,7 @@ def report_errors(who: str, results: Any) -> Iterator[dict]:
 
 # -- concurrency ------------------------------------------------------------------------------
 
+
 def append_messages(path: str, thread_id: str, n: int, worker: int, start: Any, results: Any) -> None:
     """Open a store, wait for every worker, then append `n` messages one transaction each."""
     with report_errors(f"appender {worker}", results) as box:
@@ -55,8 +57,9 @@ def append_messages(path: str, thread_id: str, n: int, worker: int, start: Any, 
             box["value"] = time.monotonic() - began
 
 
-def write_threads_and_messages(path: str, session_ids: list[str], rounds: int, worker: int,
-                               start: Any, results: Any) -> None:
+def write_threads_and_messages(
+    path: str, session_ids: list[str], rounds: int, worker: int, start: Any, results: Any
+) -> None:
     """Create threads across the sessions and append single messages and batches to them."""
     with report_errors(f"writer {worker}", results) as box:
         rnd = random.Random(worker)
@@ -112,9 +115,13 @@ def list_until_stopped(path: str, session_ids: list[str], start: Any, stop: Any,
                 passes += 1
                 if last:
                     break
-        box["value"] = {"passes": passes, "errors": errors, "backwards": backwards,
-                        "threads": sum(c[0] for c in seen_session.values()),
-                        "messages": sum(c[1] for c in seen_session.values())}
+        box["value"] = {
+            "passes": passes,
+            "errors": errors,
+            "backwards": backwards,
+            "threads": sum(c[0] for c in seen_session.values()),
+            "messages": sum(c[1] for c in seen_session.values()),
+        }
 
 
 def keep_appending(path: str, thread_id: str, started: Any, stop: Any, results: Any) -> None:
@@ -165,8 +172,10 @@ def collect(results: Any, n: int, procs: list[Any], timeout: float = 120) -> lis
         except Exception:
             dead = [p for p in procs if p.exitcode not in (None, 0)]
             if dead:
-                raise RuntimeError(f"worker died without reporting: exit codes "
-                                   f"{[p.exitcode for p in dead]}; reports so far: {out}") from None
+                raise RuntimeError(
+                    f"worker died without reporting: exit codes "
+                    f"{[p.exitcode for p in dead]}; reports so far: {out}"
+                ) from None
     for proc in procs:
         proc.join(30)
     return out
@@ -174,14 +183,16 @@ def collect(results: Any, n: int, procs: list[Any], timeout: float = 120) -> lis
 
 # -- command-line runs and kills --------------------------------------------------------------
 
+
 def cli_command(*args: str) -> list[str]:
     """`python -m sessionorm ARGS` with this interpreter (what an installed `sessionorm` runs)."""
     return [sys.executable, "-m", "sessionorm", *args]
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        cli_command(*args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def timed_run(*args: str) -> float:
@@ -202,8 +213,9 @@ def kill_moments(seconds: float, n: int, seed: int) -> list[float]:
 
 def run_and_kill(args: tuple[str, ...], delay: float) -> int | None:
     """Start `sessionorm ARGS`, SIGKILL it after `delay` s; return its exit code if it finished first."""
-    proc = subprocess.Popen(cli_command(*args), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cli_command(*args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         proc.wait(delay)
         return proc.returncode
@@ -252,6 +264,7 @@ def backups_of(db: Path) -> tuple[list[Path], list[Path]]:
 
 # -- fingerprints -----------------------------------------------------------------------------
 
+
 def _digest(con: sqlite3.Connection, columns: list[str], source: str) -> str:
     """sha256 of the rows of `source` (a query), concatenated by SQLite itself (fast)."""
     row = " || ',' || ".join(f"quote({c})" for c in columns)
@@ -267,8 +280,9 @@ def fingerprint(path: Path) -> dict[str, Any]:
     """
     con = sqlite3.connect(path, isolation_level=None)
     try:
-        schema = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"
-                             " ORDER BY type, name").fetchall()
+        schema = con.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        ).fetchall()
         tables = sorted(r[1] for r in schema if r[0] == "table" and not r[1].startswith("sqlite_"))
         session_columns = [f'"{r[1]}"' for r in con.execute("PRAGMA table_info(sessions)")]
         fp: dict[str, Any] = {
@@ -279,13 +293,18 @@ def fingerprint(path: Path) -> dict[str, Any]:
             "sessions": _digest(con, session_columns, "SELECT * FROM sessions ORDER BY rowid"),
         }
         if "threads" in tables:
-            fp["threads"] = _digest(con, ['"sessionId"', "name", '"createdAt"', '"updatedAt"', "status"],
-                                    'SELECT * FROM threads ORDER BY "sessionId", name')
+            fp["threads"] = _digest(
+                con,
+                ['"sessionId"', "name", '"createdAt"', '"updatedAt"', "status"],
+                'SELECT * FROM threads ORDER BY "sessionId", name',
+            )
         if "thread_messages" in tables and "threads" in tables:
             fp["messages"] = _digest(
-                con, ['"sessionId"', "role", "content", '"createdAt"', "idx"],
+                con,
+                ['"sessionId"', "role", "content", '"createdAt"', "idx"],
                 'SELECT t."sessionId", m.role, m.content, m."createdAt", m.idx FROM thread_messages m'
-                ' JOIN threads t ON t.id = m."threadId" ORDER BY t."sessionId", m.idx')
+                ' JOIN threads t ON t.id = m."threadId" ORDER BY t."sessionId", m.idx',
+            )
         if "migrations" in tables:
             fp["migrations"] = con.execute("SELECT version, name FROM migrations ORDER BY version").fetchall()
         return fp
@@ -294,8 +313,11 @@ def fingerprint(path: Path) -> dict[str, Any]:
 
 
 def fingerprint_diff(a: dict, b: dict) -> list[str]:
-    return [f"{key}: {a.get(key)!r} != {b.get(key)!r}" for key in sorted(set(a) | set(b))
-            if a.get(key) != b.get(key)]
+    return [
+        f"{key}: {a.get(key)!r} != {b.get(key)!r}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key)
+    ]
 
 
 def integrity(path: Path) -> str:
@@ -309,9 +331,12 @@ def integrity(path: Path) -> str:
 def table_counts(path: Path) -> dict[str, int]:
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
         return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
     finally:
         con.close()
-

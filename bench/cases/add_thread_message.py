@@ -1,4 +1,5 @@
 """add_thread_message: one message per call, against a hand-written transaction per message."""
+
 from __future__ import annotations
 
 import uuid
@@ -44,14 +45,15 @@ def measure(cfg: Config, workdir: Path) -> Outcome:
             assert store.get_thread_messages(thread_id, last=1)[0].idx == len(messages) - 1
             store.close()
             con.close()
+
         return raw_step, orm_step, teardown
 
     raws, orms = interleave(setup, len(messages), cfg.runs, "add_thread_message (per call)")
-    row = ratio_row(f"add_thread_message, {len(messages):,} calls (per call)", raws, orms,
-                    "ms", 2)
+    row = ratio_row(f"add_thread_message, {len(messages):,} calls (per call)", raws, orms, "ms", 2)
 
     def profile() -> None:
         with SessionStore(copy_db(template, workdir / "orm.db")) as store:
             for role, content in messages:
                 store.add_thread_message(thread_id, role, content)
+
     return Outcome([row], profile)

@@ -1,4 +1,5 @@
 """add_thread_messages: batches of messages, against the same transaction with executemany."""
+
 from __future__ import annotations
 
 import uuid
@@ -27,8 +28,10 @@ def measure(cfg: Config, workdir: Path) -> Outcome:
             con.execute("BEGIN IMMEDIATE")
             try:
                 first = con.execute(sql["next_idx"], (thread_id,)).fetchone()[0]
-                rows = [(str(uuid.uuid4()), thread_id, role, content, now, first + n)
-                        for n, (role, content) in enumerate(batches[i])]
+                rows = [
+                    (str(uuid.uuid4()), thread_id, role, content, now, first + n)
+                    for n, (role, content) in enumerate(batches[i])
+                ]
                 con.executemany(sql["insert"], rows)
                 con.execute(sql["touch"], (now, thread_id))
             except BaseException:
@@ -42,14 +45,15 @@ def measure(cfg: Config, workdir: Path) -> Outcome:
         def teardown() -> None:
             store.close()
             con.close()
+
         return raw_step, orm_step, teardown
 
     raws, orms = interleave(setup, len(batches), cfg.runs, "add_thread_messages (per batch)")
-    row = ratio_row(f"add_thread_messages, {cfg.batch_size:,} messages (per batch)", raws, orms,
-                    "ms", 1.5)
+    row = ratio_row(f"add_thread_messages, {cfg.batch_size:,} messages (per batch)", raws, orms, "ms", 1.5)
 
     def profile() -> None:
         with SessionStore(copy_db(template, workdir / "orm.db")) as store:
             for batch in batches:
                 store.add_thread_messages(thread_id, batch)
+
     return Outcome([row], profile)

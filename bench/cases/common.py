@@ -1,4 +1,5 @@
 """What the SQLite cases share: their sizes, the raw side's SQL and connection, database files."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,15 +21,15 @@ class Config:
     """Sizes and repetitions of one mode."""
 
     quick: bool
-    runs: int                     # alternating pairs for the in-process benchmarks
-    migrate_runs: int             # alternating pairs of whole migrate processes
-    migrate_sessions: int         # the timed size (also the large RSS size)
-    rss_small_sessions: int       # the small size for the peak-memory comparison
-    single_messages: int = 2000   # add_thread_message calls per run
-    batch_size: int = 1000        # add_thread_messages batch
-    batches: int = 10             # batches per run
+    runs: int  # alternating pairs for the in-process benchmarks
+    migrate_runs: int  # alternating pairs of whole migrate processes
+    migrate_sessions: int  # the timed size (also the large RSS size)
+    rss_small_sessions: int  # the small size for the peak-memory comparison
+    single_messages: int = 2000  # add_thread_message calls per run
+    batch_size: int = 1000  # add_thread_messages batch
+    batches: int = 10  # batches per run
     thread_messages: int = 10_000
-    reads_per_run: int = 5        # get_thread_messages(all) calls per run
+    reads_per_run: int = 5  # get_thread_messages(all) calls per run
     last_n: int = 50
     last_reads_per_run: int = 300
     threads: int = 1000
@@ -43,8 +44,12 @@ class Config:
 
 
 # What every connection sets (docs/architecture.md); the raw side uses the same.
-RAW_PRAGMAS = ("PRAGMA busy_timeout = 5000", "PRAGMA journal_mode = WAL",
-               "PRAGMA foreign_keys = ON", "PRAGMA synchronous = NORMAL")
+RAW_PRAGMAS = (
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA synchronous = NORMAL",
+)
 
 MESSAGE_COLUMNS = "id, threadId, role, content, createdAt, idx"
 RAW_SQL = {
@@ -52,11 +57,10 @@ RAW_SQL = {
     "insert": f"INSERT INTO thread_messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
     "touch": "UPDATE threads SET updatedAt = ? WHERE id = ?",
     "messages": f"SELECT {MESSAGE_COLUMNS} FROM thread_messages WHERE threadId = ? ORDER BY idx",
-    "last": f"SELECT {MESSAGE_COLUMNS} FROM thread_messages WHERE threadId = ?"
-            " ORDER BY idx DESC LIMIT ?",
+    "last": f"SELECT {MESSAGE_COLUMNS} FROM thread_messages WHERE threadId = ? ORDER BY idx DESC LIMIT ?",
     "session_threads": "SELECT t.id, t.sessionId, t.name, t.createdAt, t.updatedAt, t.status,"
-                       " (SELECT count(*) FROM thread_messages m WHERE m.threadId = t.id)"
-                       " FROM threads t WHERE t.sessionId = ? ORDER BY t.updatedAt DESC",
+    " (SELECT count(*) FROM thread_messages m WHERE m.threadId = t.id)"
+    " FROM threads t WHERE t.sessionId = ? ORDER BY t.updatedAt DESC",
 }
 
 

@@ -1,4 +1,5 @@
 """get_session_threads: 1,000 threads with their message counts, against one SELECT."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,13 +30,24 @@ def measure(cfg: Config, workdir: Path) -> Outcome:
     assert sum(t.message_count for t in threads) == cfg.threads * cfg.messages_per_thread
 
     raws, orms = interleave(
-        reads(lambda: con.execute(RAW_SQL["session_threads"], (session_id,)).fetchall(),
-              lambda: store.get_session_threads(session_id)),
-        cfg.session_reads_per_run, cfg.runs, "get_session_threads (per call)")
-    row = ratio_row(f"get_session_threads, {cfg.threads:,} threads /"
-                    f" {cfg.threads * cfg.messages_per_thread:,} messages", raws, orms, "ms", 2)
+        reads(
+            lambda: con.execute(RAW_SQL["session_threads"], (session_id,)).fetchall(),
+            lambda: store.get_session_threads(session_id),
+        ),
+        cfg.session_reads_per_run,
+        cfg.runs,
+        "get_session_threads (per call)",
+    )
+    row = ratio_row(
+        f"get_session_threads, {cfg.threads:,} threads / {cfg.threads * cfg.messages_per_thread:,} messages",
+        raws,
+        orms,
+        "ms",
+        2,
+    )
 
     def profile() -> None:
         for _ in range(cfg.session_reads_per_run):
             store.get_session_threads(session_id)
+
     return Outcome([row], profile, lambda: (store.close(), con.close()))

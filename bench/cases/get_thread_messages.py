@@ -1,4 +1,5 @@
 """get_thread_messages: a whole 10,000-message thread, and its last 50, against plain SELECTs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,14 +35,24 @@ def measure(cfg: Config, workdir: Path) -> Outcome:
     assert [m.idx for m in latest] == list(range(total - last, total))
 
     raws, orms = interleave(
-        reads(lambda: con.execute(RAW_SQL["messages"], (thread_id,)).fetchall(),
-              lambda: store.get_thread_messages(thread_id)),
-        cfg.reads_per_run, cfg.runs, "get_thread_messages (per call)")
+        reads(
+            lambda: con.execute(RAW_SQL["messages"], (thread_id,)).fetchall(),
+            lambda: store.get_thread_messages(thread_id),
+        ),
+        cfg.reads_per_run,
+        cfg.runs,
+        "get_thread_messages (per call)",
+    )
     full_row = ratio_row(f"get_thread_messages, {total:,}-message thread", raws, orms, "ms", 1.5)
     raws, orms = interleave(
-        reads(lambda: con.execute(RAW_SQL["last"], (thread_id, last)).fetchall(),
-              lambda: store.get_thread_messages(thread_id, last=last)),
-        cfg.last_reads_per_run, cfg.runs, f"get_thread_messages last={last} (per call)")
+        reads(
+            lambda: con.execute(RAW_SQL["last"], (thread_id, last)).fetchall(),
+            lambda: store.get_thread_messages(thread_id, last=last),
+        ),
+        cfg.last_reads_per_run,
+        cfg.runs,
+        f"get_thread_messages last={last} (per call)",
+    )
     last_row = ratio_row(f"get_thread_messages last={last} of {total:,}", raws, orms, "ms", 2)
 
     def profile() -> None:
@@ -49,4 +60,5 @@ def measure(cfg: Config, workdir: Path) -> Outcome:
             store.get_thread_messages(thread_id)
         for _ in range(cfg.last_reads_per_run):
             store.get_thread_messages(thread_id, last=last)
+
     return Outcome([full_row, last_row], profile, lambda: (store.close(), con.close()))

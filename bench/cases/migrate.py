@@ -3,6 +3,7 @@
 Both sides run as processes on a fresh copy of the same legacy file, alternating; peak RSS
 of sessionorm's process is compared between two sizes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,8 +43,15 @@ def resolve_floor(cfg: Config) -> None:
 
 
 def floor_command(db: Path, cfg: Config) -> list[str]:
-    cmd = [sys.executable, str(BENCH_DIR / "raw_migrate.py"), str(db),
-           "--cache-mb", str(cfg.floor_cache_mb), "--temp-store", cfg.floor_temp_store]
+    cmd = [
+        sys.executable,
+        str(BENCH_DIR / "raw_migrate.py"),
+        str(db),
+        "--cache-mb",
+        str(cfg.floor_cache_mb),
+        "--temp-store",
+        cfg.floor_temp_store,
+    ]
     if not cfg.floor_foreign_keys:
         cmd.append("--no-foreign-keys")
     return cmd
@@ -82,7 +90,7 @@ def print_statement_timings(source: Path, target: Path, cmd: list[str], workdir:
         if line.startswith("[") and "s] " in line:
             with contextlib.suppress(ValueError):
                 # sessionorm logs "[t.ttts] SQL  [params]", t being that statement's own time.
-                seconds = float(line[1:line.index("s] ")])
+                seconds = float(line[1 : line.index("s] ")])
                 timed_lines.append((seconds, line.split("] ", 1)[1][:100]))
     print("\n### sessionorm migrate --verbose: slowest statements\n```")
     for seconds, sql in sorted(timed_lines, reverse=True)[:12]:
@@ -93,8 +101,10 @@ def print_statement_timings(source: Path, target: Path, cmd: list[str], workdir:
 def check_uuid_expression() -> None:
     uuid_sql = sessionorm_sqlite_uuid()
     if uuid_sql is not None and uuid_sql != raw_migrate.SQLITE_UUID:
-        log("WARNING: sessionorm's SQLITE_UUID differs from bench/raw_migrate.py's copy;"
-            " update the copy so the floor computes the same ids")
+        log(
+            "WARNING: sessionorm's SQLITE_UUID differs from bench/raw_migrate.py's copy;"
+            " update the copy so the floor computes the same ids"
+        )
 
 
 def measure(cfg: Config, workdir: Path) -> Outcome:
@@ -122,16 +132,22 @@ def measure(cfg: Config, workdir: Path) -> Outcome:
     for n in range(cfg.migrate_runs):
         raw_runs.append(one("raw"))
         orm_runs.append(one("orm"))
-        log(f"  run {n + 1}/{cfg.migrate_runs}: raw {raw_runs[-1].seconds:.2f} s"
+        log(
+            f"  run {n + 1}/{cfg.migrate_runs}: raw {raw_runs[-1].seconds:.2f} s"
             f" ({raw_runs[-1].peak_rss_mb:.0f} MB), sessionorm {orm_runs[-1].seconds:.2f} s"
-            f" ({orm_runs[-1].peak_rss_mb:.0f} MB)")
+            f" ({orm_runs[-1].peak_rss_mb:.0f} MB)"
+        )
     for side, shape in shapes.items():
         if shape["threads"] != expected or shape["messages"] != expected:
-            log(f"WARNING: {side} migrated {shape['threads']} threads / {shape['messages']}"
-                f" messages, expected {expected}")
+            log(
+                f"WARNING: {side} migrated {shape['threads']} threads / {shape['messages']}"
+                f" messages, expected {expected}"
+            )
     if shapes["raw"]["indexes"] != shapes["orm"]["indexes"]:
-        log(f"WARNING: indexes differ: raw {shapes['raw']['indexes']}"
-            f" vs sessionorm {shapes['orm']['indexes']}")
+        log(
+            f"WARNING: indexes differ: raw {shapes['raw']['indexes']}"
+            f" vs sessionorm {shapes['orm']['indexes']}"
+        )
 
     small_source = legacy_db(workdir, small)
     small_runs = []
@@ -145,18 +161,36 @@ def measure(cfg: Config, workdir: Path) -> Outcome:
     rss_big = max(r.peak_rss_mb for r in orm_runs)
     rss_small = max(r.peak_rss_mb for r in small_runs)
     growth = rss_big / rss_small
-    time_row = ratio_row(f"migrate {big:,} sessions, whole process, no backup [CLI]",
-                         [r.seconds for r in raw_runs], [r.seconds for r in orm_runs], "s", 1.3,
-                         note=f"floor ({cfg.floor_pragmas}): cache {cfg.floor_cache_mb} MB, temp_store"
-                              f" {cfg.floor_temp_store}, foreign_keys"
-                              f" {'on' if cfg.floor_foreign_keys else 'off'}")
-    time_row.samples.update(raw_runs=[asdict(r) for r in raw_runs],
-                            sessionorm_runs=[asdict(r) for r in orm_runs],
-                            shapes=shapes)
-    rss_row = Row(f"migrate peak RSS at {big:,} (raw: floor process)", rss_big,
-                  max(r.peak_rss_mb for r in raw_runs), "MB", "≤ 150 MB", rss_big <= 150,
-                  rss_big / max(r.peak_rss_mb for r in raw_runs))
-    growth_row = Row(f"migrate peak RSS growth {small:,} → {big:,} (raw col: sessionorm at"
-                     f" {small:,})", rss_big, rss_small, "MB", "≤ 1.25×", growth <= 1.25, growth,
-                     {"small_runs": [asdict(r) for r in small_runs]})
+    time_row = ratio_row(
+        f"migrate {big:,} sessions, whole process, no backup [CLI]",
+        [r.seconds for r in raw_runs],
+        [r.seconds for r in orm_runs],
+        "s",
+        1.3,
+        note=f"floor ({cfg.floor_pragmas}): cache {cfg.floor_cache_mb} MB, temp_store"
+        f" {cfg.floor_temp_store}, foreign_keys"
+        f" {'on' if cfg.floor_foreign_keys else 'off'}",
+    )
+    time_row.samples.update(
+        raw_runs=[asdict(r) for r in raw_runs], sessionorm_runs=[asdict(r) for r in orm_runs], shapes=shapes
+    )
+    rss_row = Row(
+        f"migrate peak RSS at {big:,} (raw: floor process)",
+        rss_big,
+        max(r.peak_rss_mb for r in raw_runs),
+        "MB",
+        "≤ 150 MB",
+        rss_big <= 150,
+        rss_big / max(r.peak_rss_mb for r in raw_runs),
+    )
+    growth_row = Row(
+        f"migrate peak RSS growth {small:,} → {big:,} (raw col: sessionorm at {small:,})",
+        rss_big,
+        rss_small,
+        "MB",
+        "≤ 1.25×",
+        growth <= 1.25,
+        growth,
+        {"small_runs": [asdict(r) for r in small_runs]},
+    )
     return Outcome([time_row, rss_row, growth_row])

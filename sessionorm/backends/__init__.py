@@ -1,5 +1,6 @@
 """One backend per engine (see `base.Backend`): `backend_for(target)` before a database is
 open, `backend_of(db)` once it is, `opened(target)` for a block."""
+
 from __future__ import annotations
 
 from .base import Backend

@@ -7,6 +7,7 @@ the catalog, integrity checks, backups, where a dry run rehearses, the migrator'
 mixin, progress of long statements, and its SQL variants. Nothing outside `backends/` asks
 which engine it runs on; it asks the backend.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,8 +50,9 @@ class Backend:
     # -- a database not yet open (the class's answers) -------------------------------------
 
     @classmethod
-    def open(cls, target: Target, *, readonly: bool = False, create: bool = False,
-             keep_journal_mode: bool = False) -> peewee.Database:
+    def open(
+        cls, target: Target, *, readonly: bool = False, create: bool = False, keep_journal_mode: bool = False
+    ) -> peewee.Database:
         """The connected database `target` names (see `opening.opened`)."""
         raise NotImplementedError
 
@@ -70,8 +72,13 @@ class Backend:
         return False
 
     @classmethod
-    def backup(cls, target: Target, dest: str | os.PathLike | None = None, progress: Progress = None,
-               locked: peewee.Database | None = None) -> Path:
+    def backup(
+        cls,
+        target: Target,
+        dest: str | os.PathLike | None = None,
+        progress: Progress = None,
+        locked: peewee.Database | None = None,
+    ) -> Path:
         """A checked copy of `target`; `locked`: an open connection whose transaction holds
         the migration's write lock (the backup then shows the state the migration starts from)."""
         raise NotImplementedError
@@ -134,8 +141,9 @@ class Backend:
         """Settings for a one-off bulk step, put back afterwards."""
         return contextlib.nullcontext()
 
-    def reporting(self, report: Callable[[float], None] | None,
-                  every: float = 1.0) -> contextlib.AbstractContextManager:
+    def reporting(
+        self, report: Callable[[float], None] | None, every: float = 1.0
+    ) -> contextlib.AbstractContextManager:
         """Call `report(elapsed_seconds)` about every `every` seconds while the database works
         (where the engine can say; elsewhere never)."""
         return contextlib.nullcontext()
@@ -147,8 +155,9 @@ class Backend:
         """Refuse, before the source is read, a copy into `target` that cannot be made."""
 
     @classmethod
-    def copy_into(cls, src: Any, target: Target, tables: dict[str, Any], report: Any,
-                  progress: Progress) -> None:
+    def copy_into(
+        cls, src: Any, target: Target, tables: dict[str, Any], report: Any, progress: Progress
+    ) -> None:
         """Load the tables of `src` (a copy's `Side`) into `target`, checked, all or nothing."""
         raise NotImplementedError
 

@@ -5,6 +5,7 @@ One reflection for both engines (`SqliteCatalog`, `PostgresCatalog`): `drift` an
 ask it about constraints, and `copy` reads whole tables through it. It only describes; what
 a caller can or cannot do with a table is the caller's judgement.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable

@@ -1,4 +1,5 @@
 """Which backend: chosen once, from the target before opening or the database after."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -1,5 +1,6 @@
 """Opening a `Target` for the length of a block: the one way commands, the copy and the
 backups open one."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +17,9 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def opened(target: Target, *, readonly: bool = False, create: bool = False,
-           keep_journal_mode: bool = False) -> Iterator[peewee.Database]:
+def opened(
+    target: Target, *, readonly: bool = False, create: bool = False, keep_journal_mode: bool = False
+) -> Iterator[peewee.Database]:
     """The database for the length of a block, driver errors translated, closed after.
 
     A read-only block runs in one read-only transaction (`Backend.snapshot`): everything it
@@ -26,8 +28,7 @@ def opened(target: Target, *, readonly: bool = False, create: bool = False,
     as it is (`verify --exercise`; the usual open switches it to WAL, rewriting the header).
     """
     backend = backend_for(target)
-    database = backend.open(target, readonly=readonly, create=create,
-                            keep_journal_mode=keep_journal_mode)
+    database = backend.open(target, readonly=readonly, create=create, keep_journal_mode=keep_journal_mode)
     try:
         with translate_errors(str(target)):
             if readonly:

@@ -3,6 +3,7 @@
 The SQLite twin is `sqlite_backup.py`; both write under a temporary name and link the checked file
 to the first free name (`…-2`, `…-3`, …), so an interrupted backup never looks finished.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,8 +27,16 @@ if TYPE_CHECKING:
 
 SUFFIX = ".dump"
 # psycopg/peewee keywords that are not libpq connection keywords
-NOT_LIBPQ = {"prefer_psycopg3", "isolation_level", "register_unicode", "prepare_threshold",
-             "encoding", "server_side_cursors", "autoconnect", "autorollback"}
+NOT_LIBPQ = {
+    "prefer_psycopg3",
+    "isolation_level",
+    "register_unicode",
+    "prepare_threshold",
+    "encoding",
+    "server_side_cursors",
+    "autoconnect",
+    "autorollback",
+}
 
 
 def backup_name(database: str, when: dt.datetime | None = None) -> Path:
@@ -41,14 +50,16 @@ def find_tool(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    installed = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                       key=lambda p: int(Path(p).parent.parent.name) if
-                       Path(p).parent.parent.name.isdigit() else 0)
+    installed = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+    )
     if installed:
         return installed[-1]
     raise MigrationError(
         f"{name} not found: backing up a PostgreSQL database needs the PostgreSQL client "
-        "tools on PATH (Debian/Ubuntu: apt-get install postgresql-client); nothing was changed")
+        "tools on PATH (Debian/Ubuntu: apt-get install postgresql-client); nothing was changed"
+    )
 
 
 def conninfo(url: str) -> tuple[str, dict[str, str]]:
@@ -65,15 +76,19 @@ def conninfo(url: str) -> tuple[str, dict[str, str]]:
         env["PGPASSWORD"] = str(password)
     params["dbname"] = params.pop("database")
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
-    libpq = {key: int(value) if isinstance(value, bool) else value
-             for key, value in params.items() if key not in NOT_LIBPQ and value is not None}
+    libpq = {
+        key: int(value) if isinstance(value, bool) else value
+        for key, value in params.items()
+        if key not in NOT_LIBPQ and value is not None
+    }
     return make_conninfo("", **libpq), env
 
 
 def run(args: list[str], env: dict[str, str], what: str) -> str:
     try:
-        done = subprocess.run(args, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, check=False)
+        done = subprocess.run(
+            args, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+        )
     except OSError as exc:
         raise MigrationError(f"cannot run {args[0]}: {exc.strerror}") from None
     if done.returncode != 0:
@@ -103,11 +118,13 @@ def lock_conflict(db: peewee.Database) -> bool:
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'relation'"
         " AND mode = 'AccessExclusiveLock' AND pid <> pg_backend_pid()"
         " AND database = (SELECT oid FROM pg_catalog.pg_database"
-        " WHERE datname = current_database()))").fetchone()[0]
+        " WHERE datname = current_database()))"
+    ).fetchone()[0]
 
 
-def backup_postgres(target: Target, dest: str | os.PathLike | None = None,
-                    locked: peewee.Database | None = None) -> Path:
+def backup_postgres(
+    target: Target, dest: str | os.PathLike | None = None, locked: peewee.Database | None = None
+) -> Path:
     """Dump the server database `target` with `pg_dump --format=custom`; return the checked
     file's path.
 
@@ -129,8 +146,14 @@ def backup_postgres(target: Target, dest: str | os.PathLike | None = None,
         database.close()
 
 
-def dump(url: str, dest: str | os.PathLike | None, busy_timeout: float, database: peewee.Database,
-         pg_dump: str, pg_restore: str) -> Path:
+def dump(
+    url: str,
+    dest: str | os.PathLike | None,
+    busy_timeout: float,
+    database: peewee.Database,
+    pg_dump: str,
+    pg_restore: str,
+) -> Path:
     name, tables = database.database, database.get_tables()
     explicit = dest is not None
     first = Path(dest).expanduser() if dest is not None else backup_name(name)
@@ -141,9 +164,18 @@ def dump(url: str, dest: str | os.PathLike | None, busy_timeout: float, database
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     try:
         try:
-            run([pg_dump, "--format=custom", "--no-password", f"--file={tmp}",
-                 f"--lock-wait-timeout={max(1, round(busy_timeout * 1000))}", f"--dbname={target}"],
-                env, f"pg_dump of {redact(url)}")
+            run(
+                [
+                    pg_dump,
+                    "--format=custom",
+                    "--no-password",
+                    f"--file={tmp}",
+                    f"--lock-wait-timeout={max(1, round(busy_timeout * 1000))}",
+                    f"--dbname={target}",
+                ],
+                env,
+                f"pg_dump of {redact(url)}",
+            )
         except MigrationError as exc:
             if lock_conflict(database):
                 raise DatabaseBusyError(busy_message(redact(url))) from None

@@ -1,4 +1,5 @@
 """PostgreSQL's bulk copy out (binary `COPY … TO STDOUT`) and its rows hashed on the server."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -5,6 +5,7 @@ in the session: no startup `options` (pgbouncer refuses them), no session-level 
 server-side prepared statements. Timeouts are set with `SET LOCAL`, which ends with the
 transaction: at every `BEGIN`, and in front of every statement run outside a transaction.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -127,8 +128,10 @@ def set_local(db: peewee.Database, settings: dict[str, str]) -> dict[str, str]:
     """`SET LOCAL` each setting (inside the caller's transaction); return the previous values."""
     names = list(settings)
     old = db.execute_sql("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names).fetchone()
-    db.execute_sql("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names)),
-                   [v for name in names for v in (name, settings[name])])
+    db.execute_sql(
+        "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names)),
+        [v for name in names for v in (name, settings[name])],
+    )
     return dict(zip(names, old, strict=True))
 
 
@@ -147,8 +150,7 @@ def linear_plans(db: peewee.Database) -> Iterator[None]:
         set_local(db, saved)
 
 
-def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-             create: bool = True) -> peewee.Database:
+def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, create: bool = True) -> peewee.Database:
     """A connected server database from a `playhouse.db_url` URL (SQLite files: `open_sqlite`).
 
     A server database is never created here: it must exist. On PostgreSQL, `busy_timeout`
@@ -164,8 +166,9 @@ def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     try:
         db.connect()
     except peewee.ImproperlyConfigured:
-        raise DatabaseOpenError("PostgreSQL needs the psycopg driver: "
-                                "pip install 'sessionorm[postgres]'") from None
+        raise DatabaseOpenError(
+            "PostgreSQL needs the psycopg driver: pip install 'sessionorm[postgres]'"
+        ) from None
     except (peewee.PeeweeException, ImportError) as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise DatabaseOpenError(scrub(f"cannot connect to {redact(url)}: {detail}", url)) from None

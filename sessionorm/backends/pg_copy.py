@@ -2,6 +2,7 @@
 through the migrations, drops the loaded tables' keys, streams each table with binary
 `COPY … FROM STDIN`, builds the keys again and checks the checksums on the server, and
 commits only if every check passes (see `copy.transfer` for the flow both targets share)."""
+
 from __future__ import annotations
 
 import struct
@@ -21,8 +22,9 @@ from .postgresql import PostgresBackend
 PG_SORT_MEMORY = "256MB"  # maintenance_work_mem for rebuilding keys and indexes after the load
 
 
-def copy_to_postgres(src: Side, target: Target, tables: dict[str, Table], report: CopyReport,
-                     progress: Progress) -> None:
+def copy_to_postgres(
+    src: Side, target: Target, tables: dict[str, Table], report: CopyReport, progress: Progress
+) -> None:
     """One transaction: schema, keys off, COPY, keys back, checks; committed only if all pass."""
     with opened(target) as db:
         dst = Side(target, db)
@@ -31,8 +33,9 @@ def copy_to_postgres(src: Side, target: Target, tables: dict[str, Table], report
         with db.atomic():
             lock_database(db)  # the migration lock: another copy or migrate waits
             refuse_not_empty(dst)
-            runner = create_schema(dst, tables, order, isinstance(src.backend, PostgresBackend),
-                                   in_transaction=True)
+            runner = create_schema(
+                dst, tables, order, isinstance(src.backend, PostgresBackend), in_transaction=True
+            )
             keys = drop_keys(dst, order)
             # Index builds sort in memory on the server (the client's memory is not involved).
             db.execute_sql(f"SET LOCAL maintenance_work_mem = '{PG_SORT_MEMORY}'")
@@ -65,13 +68,16 @@ def drop_keys(dst: Side, order: list[str]) -> list[tuple[str, str, str, str]]:
         "SELECT c.conrelid::regclass::text, quote_ident(c.conname), pg_get_constraintdef(c.oid),"
         " c.contype::text FROM pg_catalog.pg_constraint c WHERE c.contype IN ('p', 'u', 'f')"
         " AND c.conrelid = ANY(%s::text[]::regclass[]) ORDER BY c.contype = 'f', 1, 2",
-        ([q(t) for t in order],))
+        ([q(t) for t in order],),
+    )
     saved += dst.rows(
         "SELECT x.indrelid::regclass::text, quote_ident(i.relname), pg_get_indexdef(x.indexrelid), 'i'"
         " FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid"
         " WHERE x.indrelid = ANY(%s::text[]::regclass[]) AND NOT EXISTS (SELECT 1 FROM"
         " pg_catalog.pg_constraint c WHERE c.conindid = x.indexrelid AND c.conrelid = x.indrelid)"
-        " ORDER BY 1, 2", ([q(t) for t in order],))
+        " ORDER BY 1, 2",
+        ([q(t) for t in order],),
+    )
     for table, name, _, kind in sorted(saved, key=lambda s: s[3] != "f"):  # foreign keys first
         if kind == "i":
             dst.db.execute_sql(f"DROP INDEX {name}")
@@ -88,15 +94,17 @@ def restore_keys(dst: Side, saved: list[tuple[str, str, str, str]], progress: Pr
             grouped.setdefault((1, definition), [])
         else:
             grouped.setdefault((0 if kind != "f" else 2, table), []).append(
-                f"ADD CONSTRAINT {name} {definition}")
+                f"ADD CONSTRAINT {name} {definition}"
+            )
     for n, ((rank, what), adds) in enumerate(sorted(grouped.items())):
         if progress is not None:
             progress(f"copy: keys, indexes and foreign keys: {n}/{len(grouped)} built")
         dst.db.execute_sql(what if rank == 1 else f"ALTER TABLE {what} {', '.join(adds)}")
 
 
-def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progress: Progress,
-                  hashed: bool = True) -> None:
+def load_postgres(
+    src: Side, dst: Side, table: Table, report: CopyReport, progress: Progress, hashed: bool = True
+) -> None:
     types = dst.catalog.column_types(table.name)
     names = table.names
     meter = Meter(table.name, progress)
@@ -107,8 +115,11 @@ def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progre
     # psycopg's default writer: its QueuedLibpqWriter (network writes in a thread) measured
     # 0.6-1.5 s slower at 1,000,000 sessions on two cores, the thread and the GIL contending.
     try:
-        with dst.db.connection().cursor().copy(
-                f"COPY {q(table.name)} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+        with (
+            dst.db.connection()
+            .cursor()
+            .copy(f"COPY {q(table.name)} ({cols}) FROM STDIN (FORMAT BINARY)") as copy
+        ):
             copy.set_types([types[n] for n in names])
             write = copy.write_row
             for batch, checksum_ in source_batches(src, table, types, hashed):

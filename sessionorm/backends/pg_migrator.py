@@ -1,5 +1,6 @@
 """PostgreSQL's safety for peewee's `PostgresqlMigrator`: one transaction per migration, under
 the migration lock, ending with ANALYZE of what it wrote."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,6 +16,7 @@ from ..models import OWN_TABLES
 from .pg_connections import TransactionTimeouts
 
 if TYPE_CHECKING:
+
     class MixinBase(SchemaMigrator):  # the mixins' methods call the migrator class's own
         pass
 else:
@@ -45,10 +47,14 @@ def analyze_written(db: peewee.Database) -> list[str]:
     Fresh tables have no statistics until autovacuum gets round to them, and until then the
     planner guesses; a guess made a query on 1,000,000 migrated sessions quadratic.
     """
-    tables = [r[0] for r in db.execute_sql(
-        "SELECT quote_ident(relname) FROM pg_catalog.pg_stat_xact_user_tables"
-        " WHERE schemaname = current_schema() AND n_tup_ins + n_tup_upd + n_tup_del > 0"
-        " ORDER BY relname")]
+    tables = [
+        r[0]
+        for r in db.execute_sql(
+            "SELECT quote_ident(relname) FROM pg_catalog.pg_stat_xact_user_tables"
+            " WHERE schemaname = current_schema() AND n_tup_ins + n_tup_upd + n_tup_del > 0"
+            " ORDER BY relname"
+        )
+    ]
     if tables:
         db.execute_sql(f"ANALYZE {', '.join(tables)}")
     return tables
@@ -60,8 +66,9 @@ class PostgresSafety(MixinBase):
     wrote. Without transactional DDL (CockroachDB) or with `atomic=False`, peewee's own
     behaviour: no transaction, so no lock either."""
 
-    def __init__(self, database: peewee.Database, options: MigrationOptions | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, database: peewee.Database, options: MigrationOptions | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(database, **kwargs)
         self.options = options or MigrationOptions()
 

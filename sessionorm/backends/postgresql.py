@@ -1,5 +1,6 @@
 """PostgreSQL: connections safe behind pgbouncer (`pg_connections`), row locks for appenders,
 the migration lock, `pg_dump` backups and rehearsals in a transaction rolled back."""
+
 from __future__ import annotations
 
 import contextlib
@@ -34,21 +35,32 @@ class PostgresBackend(Backend):
     catalog_class = PostgresCatalog
     safety_mixin = PostgresSafety
     # Across engines; INTEGER becomes bigint: SQLite integers are 64-bit.
-    copy_types = {"text": "TEXT", "integer": "BIGINT", "boolean": "BOOLEAN", "real": "DOUBLE PRECISION",
-                  "blob": "BYTEA"}
+    copy_types = {
+        "text": "TEXT",
+        "integer": "BIGINT",
+        "boolean": "BOOLEAN",
+        "real": "DOUBLE PRECISION",
+        "blob": "BYTEA",
+    }
     copy_booleans = {False: "FALSE", True: "TRUE"}
     db: peewee.PostgresqlDatabase
 
     # -- a database not yet open -----------------------------------------------------------
 
     @classmethod
-    def open(cls, target: Target, *, readonly: bool = False, create: bool = False,
-             keep_journal_mode: bool = False) -> peewee.Database:
+    def open(
+        cls, target: Target, *, readonly: bool = False, create: bool = False, keep_journal_mode: bool = False
+    ) -> peewee.Database:
         return open_url(target.server_url, target.busy_timeout, create=create)
 
     @classmethod
-    def backup(cls, target: Target, dest: str | os.PathLike | None = None, progress: Progress = None,
-               locked: peewee.Database | None = None) -> Path:
+    def backup(
+        cls,
+        target: Target,
+        dest: str | os.PathLike | None = None,
+        progress: Progress = None,
+        locked: peewee.Database | None = None,
+    ) -> Path:
         # pg_dump's ACCESS SHARE locks are compatible with the migration lock
         return backup_postgres(target, dest, locked)
 
@@ -63,8 +75,10 @@ class PostgresBackend(Backend):
         database = cls.open(target)
         try:
             if not SchemaMigrator.from_database(database).transactional_ddl:  # e.g. CockroachDB
-                raise MigrationError(f"--dry-run needs transactional DDL, which {type(database).__name__} "
-                                     "lacks: its rolled-back rehearsal could leave schema changes behind")
+                raise MigrationError(
+                    f"--dry-run needs transactional DDL, which {type(database).__name__} "
+                    "lacks: its rolled-back rehearsal could leave schema changes behind"
+                )
             with translate_errors(str(target)), database.atomic() as transaction:
                 lock_database(database)  # as the real run does: a busy database fails here
                 yield database
@@ -73,8 +87,9 @@ class PostgresBackend(Backend):
             database.close()
 
     @classmethod
-    def copy_into(cls, src: Any, target: Target, tables: dict[str, Any], report: Any,
-                  progress: Progress) -> None:
+    def copy_into(
+        cls, src: Any, target: Target, tables: dict[str, Any], report: Any, progress: Progress
+    ) -> None:
         from .pg_copy import copy_to_postgres  # the copy stands above the backends
 
         copy_to_postgres(src, target, tables, report, progress)
@@ -118,18 +133,23 @@ class PostgresBackend(Backend):
         added NOT VALID, or triggers were disabled during a bulk load.
         """
         db = self.db
-        problems = [f"constraint {name} on {table} is NOT VALID (never checked against old rows)"
-                    for table, name in db.execute_sql(
-                        "SELECT conrelid::regclass::text, conname FROM pg_catalog.pg_constraint"
-                        " WHERE NOT convalidated AND connamespace = current_schema()::regnamespace"
-                        " ORDER BY 1, 2")]
+        problems = [
+            f"constraint {name} on {table} is NOT VALID (never checked against old rows)"
+            for table, name in db.execute_sql(
+                "SELECT conrelid::regclass::text, conname FROM pg_catalog.pg_constraint"
+                " WHERE NOT convalidated AND connamespace = current_schema()::regnamespace"
+                " ORDER BY 1, 2"
+            )
+        ]
         foreign_keys = [(table, fk) for table in db.get_tables() for fk in db.get_foreign_keys(table)]
         with self.linear_plans():  # one hash anti-join per foreign key, statistics or not
             for table, fk in foreign_keys:
                 orphans = db.execute_sql(orphans_sql(table, fk)).fetchone()[0]
                 if orphans:
-                    problems.append(f"foreign key check: {orphans} rows of {table} reference missing "
-                                    f"{fk.dest_table} ({fk.column} -> {fk.dest_column})")
+                    problems.append(
+                        f"foreign key check: {orphans} rows of {table} reference missing "
+                        f"{fk.dest_table} ({fk.column} -> {fk.dest_column})"
+                    )
         return problems
 
     def linear_plans(self) -> contextlib.AbstractContextManager:
@@ -151,5 +171,7 @@ class PostgresBackend(Backend):
 
 def orphans_sql(table: str, fk: peewee.ForeignKeyMetadata) -> str:
     """Rows of `table` whose foreign key `fk` finds no parent row (an anti-join)."""
-    return (f"SELECT count(*) FROM {q(table)} c WHERE c.{q(fk.column)} IS NOT NULL AND NOT EXISTS"
-            f" (SELECT 1 FROM {q(fk.dest_table)} p WHERE p.{q(fk.dest_column)} = c.{q(fk.column)})")
+    return (
+        f"SELECT count(*) FROM {q(table)} c WHERE c.{q(fk.column)} IS NOT NULL AND NOT EXISTS"
+        f" (SELECT 1 FROM {q(fk.dest_table)} p WHERE p.{q(fk.dest_column)} = c.{q(fk.column)})"
+    )

@@ -1,4 +1,5 @@
 """SQLite: a file opened through `sqlite_files`, its own write lock, pragmas for checks."""
+
 from __future__ import annotations
 
 import contextlib
@@ -47,15 +48,15 @@ class SqliteBackend(Backend):
     backup_checked = "integrity ok, row counts match"
     catalog_class = SqliteCatalog
     safety_mixin = SqliteSafety
-    copy_types = {"text": "TEXT", "integer": "INTEGER", "boolean": "BOOLEAN", "real": "REAL",
-                  "blob": "BLOB"}
+    copy_types = {"text": "TEXT", "integer": "INTEGER", "boolean": "BOOLEAN", "real": "REAL", "blob": "BLOB"}
     db: peewee.SqliteDatabase
 
     # -- a database not yet open -----------------------------------------------------------
 
     @classmethod
-    def open(cls, target: Target, *, readonly: bool = False, create: bool = False,
-             keep_journal_mode: bool = False) -> peewee.Database:
+    def open(
+        cls, target: Target, *, readonly: bool = False, create: bool = False, keep_journal_mode: bool = False
+    ) -> peewee.Database:
         if keep_journal_mode:
             return open_keeping_journal_mode(target.real_path, target.busy_timeout)
         return open_sqlite(target.real_path, target.busy_timeout, create=create, readonly=readonly)
@@ -75,8 +76,13 @@ class SqliteBackend(Backend):
         return path.is_file() and path.stat().st_size > 0
 
     @classmethod
-    def backup(cls, target: Target, dest: str | os.PathLike | None = None, progress: Progress = None,
-               locked: peewee.Database | None = None) -> Path:
+    def backup(
+        cls,
+        target: Target,
+        dest: str | os.PathLike | None = None,
+        progress: Progress = None,
+        locked: peewee.Database | None = None,
+    ) -> Path:
         # Under a lock holder's transaction another connection still reads the last committed
         # state, which the holder has not changed yet.
         return backup_sqlite(target.real_path, dest, target.busy_timeout, progress)
@@ -111,8 +117,9 @@ class SqliteBackend(Backend):
         refuse_copy_target(source, target)
 
     @classmethod
-    def copy_into(cls, src: Any, target: Target, tables: dict[str, Any], report: Any,
-                  progress: Progress) -> None:
+    def copy_into(
+        cls, src: Any, target: Target, tables: dict[str, Any], report: Any, progress: Progress
+    ) -> None:
         from .sqlite_copy import copy_to_sqlite  # the copy stands above the backends
 
         copy_to_sqlite(src, target, tables, report, progress)
@@ -165,11 +172,17 @@ class SqliteBackend(Backend):
     # -- work on the whole database --------------------------------------------------------
 
     def integrity_problems(self) -> list[str]:
-        problems = [f"integrity_check: {r[0]}" for r in self.rows_until_damage("PRAGMA integrity_check")
-                    if r[0] != "ok"]
-        problems += [f"foreign_key_check: {r[0]} rowid {r[1]} references missing {r[2]}"
-                     if len(r) == 4 else f"foreign_key_check: {r[0]}"
-                     for r in self.rows_until_damage("PRAGMA foreign_key_check")]
+        problems = [
+            f"integrity_check: {r[0]}"
+            for r in self.rows_until_damage("PRAGMA integrity_check")
+            if r[0] != "ok"
+        ]
+        problems += [
+            f"foreign_key_check: {r[0]} rowid {r[1]} references missing {r[2]}"
+            if len(r) == 4
+            else f"foreign_key_check: {r[0]}"
+            for r in self.rows_until_damage("PRAGMA foreign_key_check")
+        ]
         return problems
 
     def rows_until_damage(self, sql: str) -> list[tuple]:
@@ -198,8 +211,7 @@ class SqliteBackend(Backend):
                 database.pragma(name, value)
 
     @contextlib.contextmanager
-    def reporting(self, report: Callable[[float], None] | None,
-                  every: float = 1.0) -> Iterator[None]:
+    def reporting(self, report: Callable[[float], None] | None, every: float = 1.0) -> Iterator[None]:
         """From SQLite's progress handler, every million virtual-machine instructions."""
         if report is None:
             yield
@@ -233,7 +245,8 @@ def copy_for_rehearsal(path: Path, copy: Path, busy_timeout: float) -> None:
             raise MigrationError(
                 f"--dry-run needs about {need / 2**20:.0f} MiB in {copy.parent.parent} for a "
                 f"temporary copy of the database, and only {free / 2**20:.0f} MiB are free; "
-                "point TMPDIR at a folder with more room")
+                "point TMPDIR at a folder with more room"
+            )
         target = sqlite3.connect(copy)
         try:
             source.backup(target)

@@ -1,4 +1,5 @@
 """Online backups of SQLite files: consistent (WAL pages included), checked, never overwriting."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,7 +26,7 @@ def backup_name(db_path: Path, when: dt.datetime | None = None) -> Path:
 def candidates(first: Path, suffix: str = "") -> Iterator[Path]:
     """`first`, then `first-2`, `first-3`, … (the number goes before `suffix`, e.g. `.dump`)."""
     yield first
-    stem = first.name[:-len(suffix)] if suffix and first.name.endswith(suffix) else first.name
+    stem = first.name[: -len(suffix)] if suffix and first.name.endswith(suffix) else first.name
     tail = suffix if stem != first.name else ""
     n = 2
     while True:
@@ -34,14 +35,21 @@ def candidates(first: Path, suffix: str = "") -> Iterator[Path]:
 
 
 def table_counts(con: sqlite3.Connection) -> dict[str, int]:
-    tables = [r[0] for r in con.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    tables = [
+        r[0]
+        for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
     return count_rows(con.execute, tables)
 
 
-def backup_sqlite(db_path: str | os.PathLike, dest: str | os.PathLike | None = None,
-                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-                  progress: Callable[[str], None] | None = None) -> Path:
+def backup_sqlite(
+    db_path: str | os.PathLike,
+    dest: str | os.PathLike | None = None,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """Copy `db_path` with SQLite's online backup API; return the checked copy's path.
 
     The copy is written under a temporary name, checked (integrity, row counts of every
@@ -77,8 +85,9 @@ def backup_sqlite(db_path: str | os.PathLike, dest: str | os.PathLike | None = N
         tmp.unlink(missing_ok=True)
 
 
-def copy_pages(src: sqlite3.Connection, dst: sqlite3.Connection,
-               progress: Callable[[str], None] | None) -> None:
+def copy_pages(
+    src: sqlite3.Connection, dst: sqlite3.Connection, progress: Callable[[str], None] | None
+) -> None:
     """The online backup, in steps of about 1% when someone is watching the percentage.
 
     `src` holds its read transaction throughout, so every step copies the same snapshot.
@@ -130,8 +139,11 @@ def check_copy(path: Path, expected: dict[str, int]) -> None:
         more = f" (and {len(problems) - 1} more; --verbose lists them)" if len(problems) > 1 else ""
         raise BackupError(f"backup failed its integrity check: {problems[0]}{more}", problems)
     if counts != expected:
-        differ = [f"{t}: {counts.get(t)} rows in the copy, {n} in the database"
-                  for t, n in sorted(expected.items()) if counts.get(t) != n]
+        differ = [
+            f"{t}: {counts.get(t)} rows in the copy, {n} in the database"
+            for t, n in sorted(expected.items())
+            if counts.get(t) != n
+        ]
         differ += [f"{t}: only in the copy" for t in sorted(set(counts) - set(expected))]
         more = f" (and {len(differ) - 1} more; --verbose lists them)" if len(differ) > 1 else ""
         raise BackupError(f"backup row counts differ from the database: {differ[0]}{more}", differ)

@@ -1,4 +1,5 @@
 """SQLite's catalog: `sqlite_master` and the table pragmas."""
+
 from __future__ import annotations
 
 import re
@@ -39,13 +40,21 @@ def ddl_problems(sql: str) -> list[str]:
 
 class SqliteCatalog(Catalog):
     def table_names(self) -> list[str]:
-        return [r[0] for r in self.rows(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            " ORDER BY name")]
+        return [
+            r[0]
+            for r in self.rows(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                " ORDER BY name"
+            )
+        ]
 
     def other_objects(self) -> list[str]:
-        return [f"{kind} {name}" for kind, name in self.rows(
-            "SELECT type, name FROM sqlite_master WHERE type IN ('view', 'trigger') ORDER BY 1, 2")]
+        return [
+            f"{kind} {name}"
+            for kind, name in self.rows(
+                "SELECT type, name FROM sqlite_master WHERE type IN ('view', 'trigger') ORDER BY 1, 2"
+            )
+        ]
 
     def table_sql(self, name: str) -> str:
         found = self.rows("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
@@ -64,12 +73,12 @@ class SqliteCatalog(Catalog):
         """The table's columns and primary key; a generated or hidden column is a problem."""
         columns, pk, problems = [], [], []
         for _cid, col, declared, notnull, default, pk_pos, hidden in self.rows(
-                f"PRAGMA table_xinfo({q(name)})"):
+            f"PRAGMA table_xinfo({q(name)})"
+        ):
             if hidden:
                 problems.append(f"column {col} is generated or hidden")
                 continue
-            columns.append(Column(col, declared or "", sqlite_kind(declared or ""), bool(notnull),
-                                  default))
+            columns.append(Column(col, declared or "", sqlite_kind(declared or ""), bool(notnull), default))
             if pk_pos:
                 pk.append((pk_pos, col))
         return Table(name, columns, tuple(c for _, c in sorted(pk)), problems=problems)
@@ -77,7 +86,8 @@ class SqliteCatalog(Catalog):
     def foreign_keys(self, name: str) -> list[ForeignKey]:
         fks: dict[int, list[tuple]] = {}
         for fid, _seq, parent, src, dst, on_update, on_delete, _match in self.rows(
-                f"PRAGMA foreign_key_list({q(name)})"):
+            f"PRAGMA foreign_key_list({q(name)})"
+        ):
             fks.setdefault(fid, []).append((parent, src, dst, on_update, on_delete))
         found = []
         for parts in fks.values():
@@ -85,13 +95,18 @@ class SqliteCatalog(Catalog):
             dests = [p[2] for p in parts]
             if any(d is None for d in dests):  # REFERENCES parent: its primary key
                 dests = self.primary_key(parent)
-            found.append(ForeignKey(tuple(p[1] for p in parts), parent, tuple(dests),
-                                    parts[0][4], parts[0][3]))
+            found.append(
+                ForeignKey(tuple(p[1] for p in parts), parent, tuple(dests), parts[0][4], parts[0][3])
+            )
         return found
 
     def primary_key(self, name: str) -> list[str]:
-        return [r[1] for r in sorted((r for r in self.rows(f"PRAGMA table_info({q(name)})") if r[5]),
-                                     key=lambda r: r[5])]
+        return [
+            r[1]
+            for r in sorted(
+                (r for r in self.rows(f"PRAGMA table_info({q(name)})") if r[5]), key=lambda r: r[5]
+            )
+        ]
 
     def add_indexes(self, table: Table) -> None:
         """The table's UNIQUE constraints and indexes; one that is not plain is a problem."""
@@ -100,8 +115,9 @@ class SqliteCatalog(Catalog):
                 continue
             keys = [r for r in self.rows(f"PRAGMA index_xinfo({q(index)})") if r[5]]
             if partial or not plain_sqlite_index(keys):
-                table.problems.append(f"index {index} is partial, on an expression, descending "
-                                      "or with a collation")
+                table.problems.append(
+                    f"index {index} is partial, on an expression, descending or with a collation"
+                )
                 continue
             cols = tuple(r[2] for r in keys)
             if origin == "u":

@@ -2,6 +2,7 @@
 syncs off, indexes dropped while `executemany` loads each table and built again, checked
 (checksums, a helper process taking half of each large table), then synced and linked into
 place, so that the target appears whole or not at all (see `copy.transfer`)."""
+
 from __future__ import annotations
 
 import glob
@@ -53,8 +54,9 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.copy-{os.getpid()}")
 
 
-def copy_to_sqlite(src: Side, target: Target, tables: dict[str, Table], report: CopyReport,
-                   progress: Progress) -> None:
+def copy_to_sqlite(
+    src: Side, target: Target, tables: dict[str, Table], report: CopyReport, progress: Progress
+) -> None:
     """Into a temporary file next to the target, checked, then renamed into place."""
     path = real_path(target.path)  # type: ignore[arg-type]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,11 +78,15 @@ def copy_to_sqlite(src: Side, target: Target, tables: dict[str, Table], report: 
                 con.execute("PRAGMA journal_mode = OFF")
                 con.execute("PRAGMA synchronous = OFF")
                 con.execute(f"PRAGMA cache_size = {SQLITE_CACHE}")
-                indexes = [r[0] for r in con.execute(
-                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")]
+                indexes = [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+                    )
+                ]
                 for (name,) in con.execute(
-                        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
-                        ).fetchall():
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+                ).fetchall():
                     con.execute(f"DROP INDEX {q(name)}")
                 with ChecksumHelper() as helper:
                     for name in order:
@@ -89,8 +95,9 @@ def copy_to_sqlite(src: Side, target: Target, tables: dict[str, Table], report: 
                             helper.start()  # it starts up while the other tables load
                     # No foreign_key_check: the rows are the source's, proved equal by the checksums
                     # (orphans a SQLite source may hold are copied as they are, and `verify` names them).
-                    with dst.backend.reporting(None if progress is None else
-                                               lambda s: progress(f"copy: building indexes: {s:.0f} s")):
+                    with dst.backend.reporting(
+                        None if progress is None else lambda s: progress(f"copy: building indexes: {s:.0f} s")
+                    ):
                         con.execute("BEGIN")
                         for sql in indexes:
                             con.execute(sql)
@@ -120,8 +127,9 @@ def put_in_place(tmp: Path, path: Path, existed: bool, target: Target) -> None:
         try:
             os.link(tmp, path)
         except FileExistsError:
-            raise CopyError(f"refusing to copy into {path}: it appeared while copying; "
-                            "nothing was written") from None
+            raise CopyError(
+                f"refusing to copy into {path}: it appeared while copying; nothing was written"
+            ) from None
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -132,8 +140,9 @@ def put_in_place(tmp: Path, path: Path, existed: bool, target: Target) -> None:
 def load_sqlite(src: Side, dst: Side, table: Table, report: CopyReport, progress: Progress) -> None:
     con = dst.db.connection()
     names = table.names
-    insert = (f"INSERT INTO {q(table.name)} ({', '.join(map(q, names))})"
-              f" VALUES ({', '.join('?' * len(names))})")
+    insert = (
+        f"INSERT INTO {q(table.name)} ({', '.join(map(q, names))}) VALUES ({', '.join('?' * len(names))})"
+    )
     meter = Meter(table.name, progress)
     count = total = 0
     con.execute("BEGIN")

@@ -1,5 +1,6 @@
 """SQLite files: checked before SQLite opens them, opened with the contract's pragmas, and read
 in one snapshot even while other processes write (see docs/architecture.md, Safety rules)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -63,8 +64,12 @@ def reader_uri(path: Path) -> str:
     return f"file:{urllib.parse.quote(str(path))}?mode={mode}"
 
 
-def open_sqlite(path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-                create: bool = True, readonly: bool = False) -> peewee.SqliteDatabase:
+def open_sqlite(
+    path: str | os.PathLike,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    create: bool = True,
+    readonly: bool = False,
+) -> peewee.SqliteDatabase:
     """A connected SQLite database, at the real path behind any symlink.
 
     Read-write connections set the contract's pragmas and refuse a file without write
@@ -75,15 +80,17 @@ def open_sqlite(path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIME
     path = real_path(path)
     existed = check_sqlite_file(path, must_exist=readonly or not create)
     if readonly:
-        db = peewee.SqliteDatabase(reader_uri(path), uri=True, timeout=busy_timeout,
-                                   pragmas=[("busy_timeout", int(busy_timeout * 1000)),
-                                            ("query_only", 1)])
+        db = peewee.SqliteDatabase(
+            reader_uri(path),
+            uri=True,
+            timeout=busy_timeout,
+            pragmas=[("busy_timeout", int(busy_timeout * 1000)), ("query_only", 1)],
+        )
     else:
         check_writable(path)
         if not existed:
             path.parent.mkdir(parents=True, exist_ok=True)
-        db = peewee.SqliteDatabase(str(path), pragmas=sqlite_pragmas(busy_timeout),
-                                   timeout=busy_timeout)
+        db = peewee.SqliteDatabase(str(path), pragmas=sqlite_pragmas(busy_timeout), timeout=busy_timeout)
     with translate_errors(path):
         db.connect()
         con = db.connection()
@@ -97,8 +104,9 @@ def open_sqlite(path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIME
 
 
 @contextlib.contextmanager
-def read_snapshot(path: str | os.PathLike,
-                  busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Iterator[sqlite3.Connection]:
+def read_snapshot(
+    path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+) -> Iterator[sqlite3.Connection]:
     """A raw connection inside one read transaction: every read sees the same committed state.
 
     The one way sessionorm takes a consistent snapshot of a live file (backups, dry-run
@@ -107,8 +115,7 @@ def read_snapshot(path: str | os.PathLike,
     path = real_path(path)
     check_sqlite_file(path, must_exist=True)
     with translate_errors(path):
-        con = sqlite3.connect(reader_uri(path), uri=True, timeout=busy_timeout,
-                              isolation_level=None)
+        con = sqlite3.connect(reader_uri(path), uri=True, timeout=busy_timeout, isolation_level=None)
         try:
             con.execute("PRAGMA query_only = 1")
             con.execute("BEGIN")
@@ -163,7 +170,6 @@ def polling_busy(con: sqlite3.Connection, busy_timeout: float, sql: str) -> list
                 time.sleep(random.uniform(0.0005, 0.002))
     finally:
         con.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-
 
 
 def open_keeping_journal_mode(path: Path, busy_timeout: float) -> peewee.SqliteDatabase:

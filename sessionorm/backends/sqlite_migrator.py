@@ -1,5 +1,6 @@
 """SQLite's safety for peewee's `SqliteMigrator`: no rebuild cascades, loses triggers and views,
 or commits unchecked (see docs/architecture.md, Safety rules)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,21 +18,28 @@ from ..sql_log import log_statement
 from .sqlite_files import write_transaction
 
 if TYPE_CHECKING:
+
     class MixinBase(SchemaMigrator):  # the mixins' methods call the migrator class's own
         pass
 else:
     MixinBase = object
 
-WRITES = {sqlite3.SQLITE_INSERT: 0, sqlite3.SQLITE_UPDATE: 0, sqlite3.SQLITE_DELETE: 0,
-          sqlite3.SQLITE_CREATE_INDEX: 1, sqlite3.SQLITE_ALTER_TABLE: 1}  # which arg names the table
+WRITES = {
+    sqlite3.SQLITE_INSERT: 0,
+    sqlite3.SQLITE_UPDATE: 0,
+    sqlite3.SQLITE_DELETE: 0,
+    sqlite3.SQLITE_CREATE_INDEX: 1,
+    sqlite3.SQLITE_ALTER_TABLE: 1,
+}  # which arg names the table
 
 
 @contextlib.contextmanager
 def recording_writes(db: peewee.Database, written: set[str]) -> Iterator[None]:
     """Collect the tables that statements write to (SQLite's authorizer runs once per prepare)."""
 
-    def authorize(action: int, arg1: str | None, arg2: str | None, _db_name: str | None,
-                  _trigger: str | None) -> int:
+    def authorize(
+        action: int, arg1: str | None, arg2: str | None, _db_name: str | None, _trigger: str | None
+    ) -> int:
         if action in WRITES:
             table = (arg1, arg2)[WRITES[action]]
             if table and not table.startswith("sqlite_"):
@@ -84,8 +92,9 @@ class SqliteSafety(MixinBase):
     are checked, with the pages written, before COMMIT.
     """
 
-    def __init__(self, database: peewee.Database, options: MigrationOptions | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, database: peewee.Database, options: MigrationOptions | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(database, **kwargs)
         self.options = options or MigrationOptions()
         self.rebuilt = False  # set by a table rebuild inside the current migration
@@ -94,8 +103,9 @@ class SqliteSafety(MixinBase):
     def migration_context(self, atomic: bool = True) -> Iterator[None]:
         db = self.database
         if db.in_transaction() or db.connection().in_transaction:
-            raise MigrationError("refusing to migrate inside an open transaction; "
-                                 "commit or roll it back first")
+            raise MigrationError(
+                "refusing to migrate inside an open transaction; commit or roll it back first"
+            )
         fk_on = db.execute_sql("PRAGMA foreign_keys").fetchone()[0]
         db.execute_sql("PRAGMA foreign_keys = 0")
         if db.execute_sql("PRAGMA foreign_keys").fetchone()[0] != 0:
@@ -126,12 +136,13 @@ class SqliteSafety(MixinBase):
 def refuse_unsafe_rebuild(db: peewee.Database, table: str) -> None:
     """Raise `MigrationError` naming whatever a regex table rebuild of `table` would lose."""
     rows = db.execute_sql(
-        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+    ).fetchall()
     problems = []
     for kind, name, tbl_name, sql in rows:
         if kind == "trigger" and tbl_name.lower() == table.lower():
             problems.append(f"trigger {name}")
-        elif kind == "view" and re.search(rf'\b{re.escape(table)}\b', sql, re.I):
+        elif kind == "view" and re.search(rf"\b{re.escape(table)}\b", sql, re.I):
             problems.append(f"view {name}")
         elif kind == "table" and name.lower() == table.lower():
             if re.search(r"\)\s*STRICT\b|\bWITHOUT\s+ROWID\b", sql, re.I):
@@ -141,5 +152,8 @@ def refuse_unsafe_rebuild(db: peewee.Database, table: str) -> None:
             if "--" in sql or "/*" in sql:
                 problems.append(f"table {name} has comments in its DDL")
     if problems:
-        raise MigrationError(f"refusing to rebuild table {table}: it would lose or break "
-                             + ", ".join(problems) + "; change them by hand first")
+        raise MigrationError(
+            f"refusing to rebuild table {table}: it would lose or break "
+            + ", ".join(problems)
+            + "; change them by hand first"
+        )

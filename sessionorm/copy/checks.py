@@ -4,6 +4,7 @@ the values the target could not hold as they are, named before or as they fail.
 A row's checksum is the first 64 bits of the md5 of its canonical text (`canon_sql` on
 PostgreSQL, its twin `canon_function` in Python); a table's is their sum.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -59,6 +60,7 @@ class CopyReport:
 # exact text form in PostgreSQL's SQL, so there a table with one is read and made canonical
 # in Python too.
 
+
 def canon_function(table: Table) -> Callable[[tuple], str]:
     """A function giving a row's canonical text from its first values, in column order."""
     return canon_text_function([c.kind for c in table.columns])
@@ -76,6 +78,7 @@ def checksum(side: Side, table: Table) -> tuple[int, int]:
 
 
 # -- values that cannot be carried -----------------------------------------------------------
+
 
 def bad_value_sql(table: Table, source: Backend, target_types: dict[str, str]) -> str | None:
     """SQL naming the first column of a row holding a value the target would change silently
@@ -133,15 +136,19 @@ def refuse_value(table: Table, row: tuple, column: str, target_types: dict[str, 
     col = table.columns[names.index(column)]
     value = row[names.index(column)]
     why = why_not(value, col, bool(target_types), target_types.get(column, ""))
-    raise CopyError(f"cannot copy {table.name} row {where} column {column}: {why}; "
-                    "nothing was written (change the value in the source, then copy again)")
+    raise CopyError(
+        f"cannot copy {table.name} row {where} column {column}: {why}; "
+        "nothing was written (change the value in the source, then copy again)"
+    )
 
 
 def refuse_nul(src: Side, table: Table, types: dict[str, str]) -> None:
     """`CopyError` naming the first row of `table` (in key order) with a NUL in a text column."""
     texts = [i for i, c in enumerate(table.columns) if c.kind == "text"]
-    select = (f"SELECT {', '.join(map(q, table.names))} FROM {q(table.name)}"
-              f" ORDER BY {', '.join(map(q, table.primary_key))}")
+    select = (
+        f"SELECT {', '.join(map(q, table.names))} FROM {q(table.name)}"
+        f" ORDER BY {', '.join(map(q, table.primary_key))}"
+    )
     cursor = src.db.connection().execute(select)
     while batch := cursor.fetchmany(BATCH):
         for row in batch:
@@ -155,12 +162,18 @@ def source_checksums(src: Side, tables: dict[str, Table], report: CopyReport) ->
     for result in report.tables:
         rows, result.checksum = checksum(src, tables[result.name])
         if rows != result.rows:  # cannot happen inside one read transaction
-            raise CopyError(f"{result.name}: {rows} rows on the second reading of the source, "
-                            f"{result.rows} on the first")
+            raise CopyError(
+                f"{result.name}: {rows} rows on the second reading of the source, {result.rows} on the first"
+            )
 
 
-def target_checksums(dst: Side, tables: dict[str, Table], report: CopyReport, progress: Progress,
-                     helper: ChecksumHelper | None = None) -> None:
+def target_checksums(
+    dst: Side,
+    tables: dict[str, Table],
+    report: CopyReport,
+    progress: Progress,
+    helper: ChecksumHelper | None = None,
+) -> None:
     """Each table's rows and checksum, read back from the target.
 
     A SQLite target's checksums are Python's work (PostgreSQL computes its own, on the
@@ -175,7 +188,8 @@ def target_checksums(dst: Side, tables: dict[str, Table], report: CopyReport, pr
         if result.name in halves:
             last, _ = halves[result.name]
             result.target_rows, result.target_checksum = rowid_checksum(
-                dst.db.connection(), table.name, table.names, kinds(table), last + 1, None)
+                dst.db.connection(), table.name, table.names, kinds(table), last + 1, None
+            )
         else:
             result.target_rows, result.target_checksum = checksum(dst, table)
     for result in report.tables:
@@ -216,8 +230,9 @@ class ChecksumHelper:
     def __enter__(self) -> ChecksumHelper:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
 
@@ -240,8 +255,12 @@ class ChecksumHelper:
             low, high = con.execute(f"SELECT min(rowid), max(rowid) FROM {q(table.name)}").fetchone()
             if low is not None and high - low >= HELPER_ROWS and (pool := self.start()) is not None:
                 last = (low + high) // 2
-                halves[table.name] = last, pool.submit(
-                    first_part_checksum, str(dst.target.path), table.name, table.names, kinds(table), last)
+                halves[table.name] = (
+                    last,
+                    pool.submit(
+                        first_part_checksum, str(dst.target.path), table.name, table.names, kinds(table), last
+                    ),
+                )
         return halves
 
     @staticmethod

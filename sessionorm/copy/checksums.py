@@ -3,6 +3,7 @@
 Standard library only, and nothing of sessionorm's: the checksum helper process (see
 `copy.checks.target_checksums`) imports this module to do its half of a table.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,17 +55,29 @@ def hash_rows(cursor: sqlite3.Cursor, make: Callable[[tuple], str]) -> tuple[int
     return count, total
 
 
-def rowid_checksum(con: sqlite3.Connection, table: str, names: Sequence[str], kinds: Sequence[str],
-                   first: int | None, last: int | None) -> tuple[int, int]:
+def rowid_checksum(
+    con: sqlite3.Connection,
+    table: str,
+    names: Sequence[str],
+    kinds: Sequence[str],
+    first: int | None,
+    last: int | None,
+) -> tuple[int, int]:
     """(rows, checksum) of the rows of a SQLite table with `first <= rowid <= last`."""
-    where = " AND ".join(([f"rowid >= {int(first)}"] if first is not None else [])
-                         + ([f"rowid <= {int(last)}"] if last is not None else [])) or "1"
+    where = (
+        " AND ".join(
+            ([f"rowid >= {int(first)}"] if first is not None else [])
+            + ([f"rowid <= {int(last)}"] if last is not None else [])
+        )
+        or "1"
+    )
     cursor = con.execute(f"SELECT {', '.join(map(q, names))} FROM {q(table)} WHERE {where}")
     return hash_rows(cursor, canon_text_function(kinds))
 
 
-def first_part_checksum(path: str, table: str, names: Sequence[str], kinds: Sequence[str],
-                        last: int) -> tuple[int, int]:
+def first_part_checksum(
+    path: str, table: str, names: Sequence[str], kinds: Sequence[str], last: int
+) -> tuple[int, int]:
     """The checksum helper's job: `rowid_checksum` up to `last`, on its own read-only connection."""
     con = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True)
     try:

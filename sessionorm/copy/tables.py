@@ -4,6 +4,7 @@ A `Table` (columns with their kind, primary key, foreign keys, indexes) is read 
 database through a `Side`; what cannot be carried is named (`carry_problems`), and the DDL
 of a table sessionorm's migrations do not make is written for the target's backend.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,14 +19,22 @@ from ..identifiers import q
 from ..models import RECORD_TABLES
 from ..target import Target
 
-__all__ = ["INT_RANGES", "Column", "CopyError", "ForeignKey", "Side", "Table", "carry_problems",
-           "create_table_sql", "load_order"]
+__all__ = [
+    "INT_RANGES",
+    "Column",
+    "CopyError",
+    "ForeignKey",
+    "Side",
+    "Table",
+    "carry_problems",
+    "create_table_sql",
+    "load_order",
+]
 
 SESSIONS = "sessions"
 # Created by the migrations on the target; the source's columns no model names (e.g. the
 # orchestrator app's) are added to them, and any other difference refuses the copy.
-BY_MIGRATIONS = ("threads", "thread_messages", "migrations", "migration_checksums",
-                 *RECORD_TABLES)
+BY_MIGRATIONS = ("threads", "thread_messages", "migrations", "migration_checksums", *RECORD_TABLES)
 HISTORY = ("migrations", "migration_checksums")  # the target's own rows make way for the source's
 FIRST = (SESSIONS, *BY_MIGRATIONS)  # load order of sessionorm's tables
 LITERAL = re.compile(r"^(?:'(?:[^']|'')*'|-?\d+(?:\.\d+)?|NULL|TRUE|FALSE)$", re.I)
@@ -36,6 +45,7 @@ class CopyError(MigrationError):
 
 
 # -- the two sides ---------------------------------------------------------------------------
+
 
 class Side:
     """One database of a copy: its target, the open peewee database, its backend and catalog."""
@@ -63,17 +73,20 @@ def carry_problems(table: Table, to: type[Backend], same: bool) -> list[str]:
     """Why `table` cannot be carried to a database of the backend `to` (empty: it can)."""
     problems = list(table.problems)
     if table.name not in BY_MIGRATIONS:  # the migrations make theirs on the target
-        problems += [f"it has a CHECK constraint ({name})" if name else "it has a CHECK constraint"
-                     for name in table.checks]
+        problems += [
+            f"it has a CHECK constraint ({name})" if name else "it has a CHECK constraint"
+            for name in table.checks
+        ]
     if not table.primary_key:
         problems.append("it has no primary key (rows are copied in primary-key order)")
     for column in table.columns:
         if not column.kind:
-            problems.append(f"column {column.name} has type {column.declared or '(none)'}, "
-                            "which sessionorm does not carry")
+            problems.append(
+                f"column {column.name} has type {column.declared or '(none)'}, "
+                "which sessionorm does not carry"
+            )
         if column.default is not None and not same and default_sql(column, to) is None:
-            problems.append(f"column {column.name} has the default {column.default}, "
-                            "which is not a constant")
+            problems.append(f"column {column.name} has the default {column.default}, which is not a constant")
     return problems
 
 
@@ -109,9 +122,11 @@ def create_table_sql(table: Table, to: type[Backend], same: bool) -> str:
     parts.append(f"PRIMARY KEY ({', '.join(map(q, table.primary_key))})")
     parts += [f"UNIQUE ({', '.join(map(q, cols))})" for cols in table.uniques]
     for fk in table.foreign_keys:
-        parts.append(f"FOREIGN KEY ({', '.join(map(q, fk.columns))}) REFERENCES {q(fk.parent)}"
-                     f" ({', '.join(map(q, fk.parent_columns))}) ON DELETE {fk.on_delete}"
-                     f" ON UPDATE {fk.on_update}")
+        parts.append(
+            f"FOREIGN KEY ({', '.join(map(q, fk.columns))}) REFERENCES {q(fk.parent)}"
+            f" ({', '.join(map(q, fk.parent_columns))}) ON DELETE {fk.on_delete}"
+            f" ON UPDATE {fk.on_update}"
+        )
     return f"CREATE TABLE {q(table.name)} (\n  " + ",\n  ".join(parts) + ")"
 
 
@@ -120,16 +135,22 @@ def load_order(tables: dict[str, Table]) -> list[str]:
     order = [t for t in FIRST if t in tables]
     rest = sorted(t for t in tables if t not in order)
     while rest:
-        ready = [t for t in rest if all(fk.parent in order or fk.parent == t or fk.parent not in tables
-                                        for fk in tables[t].foreign_keys)]
+        ready = [
+            t
+            for t in rest
+            if all(
+                fk.parent in order or fk.parent == t or fk.parent not in tables
+                for fk in tables[t].foreign_keys
+            )
+        ]
         if not ready:
-            raise CopyError(f"refusing to copy: the foreign keys of {', '.join(rest)} form a cycle; "
-                            "nothing was written")
+            raise CopyError(
+                f"refusing to copy: the foreign keys of {', '.join(rest)} form a cycle; nothing was written"
+            )
         order += ready
         rest = [t for t in rest if t not in ready]
     return order
 
 
 def index_sql(table: str, name: str, columns: tuple[str, ...], unique: bool) -> str:
-    return (f"CREATE {'UNIQUE ' if unique else ''}INDEX {q(name)} ON {q(table)}"
-            f" ({', '.join(map(q, columns))})")
+    return f"CREATE {'UNIQUE ' if unique else ''}INDEX {q(name)} ON {q(table)} ({', '.join(map(q, columns))})"

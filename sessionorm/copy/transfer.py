@@ -16,6 +16,7 @@ How a copy flows (docs/architecture.md tells it at length):
    target's migrations and schema are checked, before it becomes visible: PostgreSQL
    commits one transaction; SQLite renames a temporary file into place.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,6 +55,7 @@ from .tables import (
 
 # -- the copy --------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def source_snapshot(target: Target) -> Iterator[Side]:
     """The source inside one read transaction: every table comes from the same snapshot."""
@@ -71,13 +73,17 @@ def check_source(side: Side) -> MigrationRunner:
     rows = runner.status()
     pending = [m.name for m in rows if not m.applied]
     if pending or not rows:
-        raise CopyError(f"refusing to copy: {side.target} has pending migrations "
-                        f"({', '.join(pending) or 'all'}); run `{migrate_command(side.target)}` "
-                        "first (nothing was written)")
+        raise CopyError(
+            f"refusing to copy: {side.target} has pending migrations "
+            f"({', '.join(pending) or 'all'}); run `{migrate_command(side.target)}` "
+            "first (nothing was written)"
+        )
     unknown = [m.name for m in rows if m.path is None]
     if unknown:
-        raise CopyError(f"refusing to copy: {side.target} records migrations without a script here "
-                        f"({', '.join(unknown)}); pass their folder with --migrations-dir")
+        raise CopyError(
+            f"refusing to copy: {side.target} records migrations without a script here "
+            f"({', '.join(unknown)}); pass their folder with --migrations-dir"
+        )
     return runner
 
 
@@ -86,8 +92,10 @@ def plan_tables(source: Side, to: type[Backend]) -> dict[str, Table]:
     same = type(source.backend) is to
     objects = source.other_objects()
     if objects:
-        raise CopyError(f"refusing to copy {source.target}: it has {', '.join(objects)}, which copy "
-                        "does not carry; nothing was written")
+        raise CopyError(
+            f"refusing to copy {source.target}: it has {', '.join(objects)}, which copy "
+            "does not carry; nothing was written"
+        )
     tables = {name: source.table(name) for name in source.table_names()}
     refused = []
     for table in tables.values():
@@ -95,8 +103,9 @@ def plan_tables(source: Side, to: type[Backend]) -> dict[str, Table]:
         if problems:
             refused.append(f"{table.name} ({'; '.join(problems)})")
     if refused:
-        raise CopyError(f"refusing to copy: these tables cannot be carried: {'; '.join(refused)}; "
-                        "nothing was written")
+        raise CopyError(
+            f"refusing to copy: these tables cannot be carried: {'; '.join(refused)}; nothing was written"
+        )
     return tables
 
 
@@ -116,6 +125,7 @@ def copy_database(source: Target, target: Target, progress: Progress = None) -> 
 
 # -- the target ------------------------------------------------------------------------------
 
+
 def not_empty(side: Side) -> list[str]:
     names = side.table_names()
     return names + [o for o in side.other_objects() if not o.startswith("trigger")]
@@ -125,12 +135,15 @@ def refuse_not_empty(side: Side) -> None:
     found = not_empty(side)
     if found:
         shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
-        raise CopyError(f"refusing to copy into {side.target}: it is not empty ({shown}); copy into a "
-                        "new or empty database (nothing was written)")
+        raise CopyError(
+            f"refusing to copy into {side.target}: it is not empty ({shown}); copy into a "
+            "new or empty database (nothing was written)"
+        )
 
 
-def create_schema(dst: Side, tables: dict[str, Table], order: list[str], same: bool,
-                  in_transaction: bool = False) -> MigrationRunner:
+def create_schema(
+    dst: Side, tables: dict[str, Table], order: list[str], same: bool, in_transaction: bool = False
+) -> MigrationRunner:
     """`sessions` in the source's layout, the migrations, the other tables; history emptied.
 
     Migration 1 adopts the `sessions` table made here (as `migrate` adopts a legacy file's)
@@ -167,12 +180,15 @@ def complete_migrated_table(dst: Side, table: Table, same: bool) -> None:
     have = {c.name for c in dst.table(name).columns}
     for column in table.columns:
         if column.name not in have and not column.notnull:  # another program's column
-            dst.db.execute_sql(f"ALTER TABLE {q(name)} ADD COLUMN "
-                               f"{column_sql(column, type(dst.backend), same)}")
+            dst.db.execute_sql(
+                f"ALTER TABLE {q(name)} ADD COLUMN {column_sql(column, type(dst.backend), same)}"
+            )
             have.add(column.name)
     if have != set(table.names):
-        raise CopyError(f"refusing to copy: the source's {name} has the columns "
-                        f"{sorted(table.names)}, the migrations make {sorted(have)}")
+        raise CopyError(
+            f"refusing to copy: the source's {name} has the columns "
+            f"{sorted(table.names)}, the migrations make {sorted(have)}"
+        )
     live = {(cols, unique) for _, cols, unique in dst.table(name).indexes}
     for index, cols, unique in table.indexes:
         if (cols, unique) not in live:
@@ -181,8 +197,12 @@ def complete_migrated_table(dst: Side, table: Table, same: bool) -> None:
 
 def check_target(dst: Side, runner: MigrationRunner, report: CopyReport) -> None:
     """Checksums equal on both sides, the migrations applied and the schema the models'."""
-    differ = [f"{t.name}: {t.rows} rows, checksum {t.checksum:x} in the source; {t.target_rows} rows, "
-              f"checksum {t.target_checksum:x} in the copy" for t in report.tables if not t.ok]
+    differ = [
+        f"{t.name}: {t.rows} rows, checksum {t.checksum:x} in the source; {t.target_rows} rows, "
+        f"checksum {t.target_checksum:x} in the copy"
+        for t in report.tables
+        if not t.ok
+    ]
     if differ:
         raise CopyError(f"the copy differs from the source, so it was discarded: {'; '.join(differ)}")
     problems = migration_problems(runner) + drift(dst.db, MODELS).problems
@@ -207,8 +227,9 @@ class Meter:
             self.progress(f"copy: {self.table}: {self.done:,} rows, {rate:,.0f} rows/s")
 
 
-def source_batches(src: Side, table: Table, target_types: dict[str, str], hashed: bool = True
-                   ) -> Iterator[tuple[list[tuple], int]]:
+def source_batches(
+    src: Side, table: Table, target_types: dict[str, str], hashed: bool = True
+) -> Iterator[tuple[list[tuple], int]]:
     """The source's rows in primary-key order, in batches, each with the batch's checksum
     (0 when not `hashed`: the caller reads the source's checksum again later).
 
@@ -245,8 +266,9 @@ def refuse_flagged(table: Table, batch: list[tuple], target_types: dict[str, str
             refuse_value(table, row, row[-1], target_types)
 
 
-def batch_checksum_function(table: Table, src: Side, server_hashed: bool, hashed: bool,
-                            target_types: dict[str, str]) -> Callable[[list[tuple]], int]:
+def batch_checksum_function(
+    table: Table, src: Side, server_hashed: bool, hashed: bool, target_types: dict[str, str]
+) -> Callable[[list[tuple]], int]:
     """How a batch's checksum is had: the sum of the hashes the server sent with the rows, 0
     (not `hashed`), or the rows made canonical and hashed here. A SQLite source's text going
     to PostgreSQL is checked for NUL characters on the way (its canonical text holds them)."""
@@ -261,10 +283,9 @@ def batch_checksum_function(table: Table, src: Side, server_hashed: bool, hashed
     def python_checksum(batch: list[tuple]) -> int:
         texts = [make(r) for r in batch]
         if find_nul and any("\x00" in t for t in texts):
-            refuse_misfit(table, next(r for r, t in zip(batch, texts, strict=True) if "\x00" in t),
-                          target_types)
+            refuse_misfit(
+                table, next(r for r, t in zip(batch, texts, strict=True) if "\x00" in t), target_types
+            )
         return sum(row_hash(t) for t in texts)
 
     return python_checksum
-
-
