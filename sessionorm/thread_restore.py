@@ -67,11 +67,7 @@ def find_lost(backup: peewee.Database, db: peewee.Database) -> list[Lost]:
         )
     tables = set(db.get_tables())
     renamed = RENAMES in tables
-    deleted = (
-        {r[0] for r in db.execute_sql(f'SELECT "markerId" FROM {RECORD} WHERE "deletedAt" IS NOT NULL')}
-        if RECORD in tables
-        else set()
-    )
+    deleted = deleted_markers(db, tables)
     keep_thread = shared_columns(backup, db, "threads")
     keep_message = shared_columns(backup, db, "thread_messages")
     found = []
@@ -80,18 +76,30 @@ def find_lost(backup: peewee.Database, db: peewee.Database) -> list[Lost]:
         if not restorable(db, row, new_id):
             continue
         messages = backup_messages(backup, keep_message, row["id"])
-        marker = next(
-            (
-                m
-                for m in messages
-                if m["idx"] == 0 and m["role"] == "system" and m["content"].startswith(MESSAGE_PREFIX)
-            ),
-            None,
-        )
+        marker = migration_marker(messages)
         if marker is not None and marker["id"] in deleted:
             continue  # deleted through sessionorm: not a loss
         found.append(Lost(new_id, row, missing_messages(db, messages), marker))
     return found
+
+
+def deleted_markers(db: peewee.Database, tables: set[str]) -> set[str]:
+    """The marker ids of threads deleted through sessionorm, from the record (none without one)."""
+    if RECORD not in tables:
+        return set()
+    return {r[0] for r in db.execute_sql(f'SELECT "markerId" FROM {RECORD} WHERE "deletedAt" IS NOT NULL')}
+
+
+def migration_marker(messages: list[dict]) -> dict | None:
+    """A thread's migration marker: its first message, a system one with the marker prefix."""
+    return next(
+        (
+            m
+            for m in messages
+            if m["idx"] == 0 and m["role"] == "system" and m["content"].startswith(MESSAGE_PREFIX)
+        ),
+        None,
+    )
 
 
 def shared_columns(backup: peewee.Database, db: peewee.Database, table: str) -> list[str]:
