@@ -42,7 +42,7 @@ def refuse_copy_target(source: Target, target: Target) -> None:
 
 def check_target_path(target: Target) -> None:
     """A SQLite target must not exist, or be empty (no tables); else refuse, writing nothing."""
-    path = real_path(target.path)  # type: ignore[arg-type]
+    path = target.real_path
     if path.is_dir():
         raise DatabaseOpenError(f"{path} is a directory, not a database file")
     if path.exists() and path.stat().st_size > 0:
@@ -58,7 +58,7 @@ def copy_to_sqlite(
     src: Side, target: Target, tables: dict[str, Table], report: CopyReport, progress: Progress
 ) -> None:
     """Into a temporary file next to the target, checked, then renamed into place."""
-    path = real_path(target.path)  # type: ignore[arg-type]
+    path = target.real_path
     path.parent.mkdir(parents=True, exist_ok=True)
     existed = path.exists()
     remove_stale_partials(path.parent, f".{glob.escape(path.name)}.copy-*")
