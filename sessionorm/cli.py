@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from . import commands
-from .database import DEFAULT_BUSY_TIMEOUT, default_path, scrub
+from .database import DEFAULT_BUSY_TIMEOUT, scrub
 from .errors import SessionormError, ValidationError
 from .sql_log import TimedPrinter, capturing
 from .target import Target
@@ -71,11 +71,21 @@ def chosen_database(db_path: str | None, db_url: str | None) -> Target:
 
     An environment default never conflicts with an explicit option.
     """
-    if db_path and db_url:
+    for value, option in ((db_path, "--db-path"), (db_url, "--db-url")):
+        if value is not None and not value.strip():
+            raise click.UsageError(
+                f"{option} is empty (an unset variable?): name the database, or leave the option out"
+            )
+    if db_path is not None and db_url is not None:
         raise click.UsageError("give --db-path or --db-url, not both")
-    if db_url or (not db_path and os.environ.get("SESSIONORM_DB_URL")):
-        return Target.from_url(db_url or os.environ["SESSIONORM_DB_URL"])
-    return Target.from_path(db_path or os.environ.get("AMPSM_DB_PATH") or default_path())
+    if db_url is not None:
+        return Target.from_url(db_url)
+    if db_path is not None:
+        return Target.from_path(db_path)
+    try:
+        return Target.default()
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def database_options(fn: Callable) -> Callable:

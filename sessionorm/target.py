@@ -22,7 +22,11 @@ from .errors import DatabaseOpenError, ValidationError
 from .validation import check_busy_timeout, quoted
 
 SUPPORTED = "sqlite:///file.db (any SQLite scheme, e.g. sqlite+pool) or postgresql://host/database"
-SQLITE_OPTIONS = {"timeout"}  # seconds to wait for a lock: the busy timeout
+SQLITE_OPTIONS = {"timeout"}
+DATABASE_VARIABLES = (
+    "SESSIONORM_DB_URL",
+    "AMPSM_DB_PATH",
+)  # the default database, in order  # seconds to wait for a lock: the busy timeout
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Target:
     @classmethod
     def from_url(cls, url: str) -> Target:
         """A URL read by `playhouse.db_url`; an unsupported scheme is one clear error."""
+        if not url.strip():
+            raise ValidationError("the database URL is empty (an unset variable?): name a database")
         parsed = urllib.parse.urlparse(url)
         database_class = db_url.schemes.get(parsed.scheme) if parsed.scheme else None
         if database_class is None or not issubclass(
@@ -92,7 +98,12 @@ class Target:
         if isinstance(db, Target):
             target = db
         elif db is None:
-            target = cls.from_path(default_path())
+            target = cls.default()
+        elif isinstance(db, str) and not db.strip():
+            raise ValidationError(
+                "the database is an empty string (an unset variable?): name a file or a URL, "
+                "or pass None for the default"
+            )
         elif isinstance(db, str) and "://" in db:
             target = cls.from_url(db)
         elif isinstance(db, (str, os.PathLike)):
@@ -104,6 +115,23 @@ class Target:
         if migrations_dir is not None:
             target = replace(target, migrations_dir=Path(migrations_dir))
         return target
+
+    @classmethod
+    def default(cls) -> Target:
+        """Where the database is when none is named: `$SESSIONORM_DB_URL`, else `$AMPSM_DB_PATH`,
+        else the orchestrator's own file. The one resolution the CLI and the Python API share.
+
+        A variable that is set but empty is refused (`ValidationError`): it is what a script
+        exports from an unset variable, and falling back would work on another database.
+        """
+        for name in DATABASE_VARIABLES:
+            value = os.environ.get(name)
+            if value is not None and not value.strip():
+                raise ValidationError(
+                    f"${name} is set but empty (from an unset variable?): set it to a database, or unset it"
+                )
+        url = os.environ.get("SESSIONORM_DB_URL")
+        return cls.from_url(url) if url else cls.from_path(default_path())
 
     @property
     def server_url(self) -> str:
