@@ -19,6 +19,7 @@ import peewee
 from .backends import backend_for, backend_of, opened
 from .database import first_line, translate_errors
 from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
+from .identifiers import q
 from .migration_options import BackfillResult
 from .models import JSONListField, Session, Thread, ThreadMessage, json_text
 from .runner import MigrationRunner, runner_for
@@ -40,13 +41,13 @@ from .values import format_timestamp, new_id, new_thread_id, now_timestamp
 def column_list(model: type[peewee.Model], alias: str = "") -> str:
     """The model's columns in field order, quoted: the order rows are built from."""
     prefix = f"{alias}." if alias else ""
-    return ", ".join(f'{prefix}"{f.column_name}"' for f in model._meta.sorted_fields)
+    return ", ".join(prefix + q(f.column_name) for f in model._meta.sorted_fields)
 
 
 def insert_template(model: type[peewee.Model]) -> str:
     """`INSERT` of every column of the model, a `{p}` marker each."""
     marks = ", ".join(["{p}"] * len(model._meta.sorted_fields))
-    return f"INSERT INTO {model._meta.table_name} ({column_list(model)}) VALUES ({marks})"
+    return f"INSERT INTO {q(model._meta.table_name)} ({column_list(model)}) VALUES ({marks})"
 
 
 THREAD_FIELDS = tuple(f.name for f in Thread._meta.sorted_fields)
@@ -269,7 +270,7 @@ class SessionStore:
         row.update(name=name, ampPrompt=amp_prompt, repoRoot=repo_root)
         session_defaults(row, name, repo_root, session_id)
         self._check_not_null(row)
-        names = ", ".join(f'"{c}"' for c in row)
+        names = ", ".join(map(q, row))
         marks = ", ".join([self.backend.param] * len(row))
         try:
             with self._write():
@@ -554,6 +555,6 @@ def session_from_row(columns: list[str], row: tuple, store: SessionStore) -> Ses
 def holds_data(db: peewee.Database) -> bool:
     """Whether any table has a row (a file with empty tables counts as new)."""
     for table in db.get_tables():
-        if db.execute_sql(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone():
+        if db.execute_sql(f"SELECT 1 FROM {q(table)} LIMIT 1").fetchone():
             return True
     return False

@@ -19,6 +19,7 @@ from playhouse.db_url import parse as parse_url
 
 from ..database import busy_message, redact, scrub, translate_errors
 from ..errors import DatabaseBusyError, MigrationError
+from ..identifiers import q
 from .pg_connections import CONNECT_TIMEOUT, open_url
 from .sqlite_backup import link_without_overwrite
 
@@ -103,7 +104,7 @@ def lock_for_backup(db: peewee.Database) -> None:
     Held until the caller's transaction ends, it keeps DDL away while pg_dump runs, and a
     busy database fails here, with its SQLSTATE, before pg_dump starts.
     """
-    tables = [f'"{t}"' for t in db.get_tables()]
+    tables = [q(t) for t in db.get_tables()]
     if tables:
         db.execute_sql(f"LOCK TABLE {', '.join(tables)} IN ACCESS SHARE MODE")
 

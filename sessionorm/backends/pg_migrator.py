@@ -11,6 +11,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 
 from ..errors import MigrationError
+from ..identifiers import q
 from ..migration_options import MigrationOptions
 from ..models import OWN_TABLES
 from .pg_connections import TransactionTimeouts
@@ -36,7 +37,7 @@ def lock_database(db: peewee.Database) -> None:
     transaction's lock_timeout.
     """
     db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-    tables = [f'"{t}"' for t in db.get_tables() if t in OWN_TABLES]
+    tables = [q(t) for t in db.get_tables() if t in OWN_TABLES]
     if tables:
         db.execute_sql(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
 

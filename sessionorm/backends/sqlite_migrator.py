@@ -13,6 +13,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 
 from ..errors import MigrationError
+from ..identifiers import q
 from ..migration_options import MigrationOptions
 from ..sql_log import log_statement
 from .sqlite_files import write_transaction
@@ -71,8 +72,8 @@ def checks_before_commit(db: peewee.Database, written: set[str] | None = None, a
         tables = set(db.get_tables())
         written = written & tables
         children = {t for t in tables for fk in db.get_foreign_keys(t) if fk.dest_table in written}
-        fk_checks = [f'PRAGMA foreign_key_check("{t}")' for t in sorted(written | children)]
-        page_checks = [f'PRAGMA quick_check("{t}")' for t in sorted(written)]
+        fk_checks = [f"PRAGMA foreign_key_check({q(t)})" for t in sorted(written | children)]
+        page_checks = [f"PRAGMA quick_check({q(t)})" for t in sorted(written)]
     outcome = "rolled back" if atomic else "ran outside a transaction, its changes stay"
     for sql in fk_checks:
         bad = db.execute_sql(sql).fetchmany(5)
