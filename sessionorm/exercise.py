@@ -48,21 +48,25 @@ def exercise(store: Any, runner: MigrationRunner, location: str = "") -> list[St
     """
     db: peewee.Database = store.db
     steps: list[Step] = []
+    backend = backend_of(db)
     with translate_errors(location or repr(db)):
-        before = row_counts(db)
-        missing = {"sessions", "threads", "thread_messages", "migrations"} - set(before)
-        if missing:
-            raise MigrationError(
-                f"cannot exercise the store: no table {', '.join(sorted(missing))}"
-                " (run `sessionorm migrate` first)"
-            )
         try:
-            with backend_of(db).write():
-                run_steps(store, db, runner, steps)
+            # Counted before and after inside one transaction that keeps its reads stable (the
+            # write lock on SQLite, REPEATABLE READ on PostgreSQL): other writers' rows, committed
+            # meanwhile, are never taken for rows the exercise left behind.
+            with backend.stable_write():
+                before = row_counts(db)
+                refuse_missing_tables(before)
+                try:
+                    with backend.write():  # a savepoint: the exercise's own writes
+                        run_steps(store, db, runner, steps)
+                        raise _RollBack
+                except _RollBack:
+                    pass
+                after = row_counts(db)
                 raise _RollBack
         except _RollBack:
             pass
-        after = row_counts(db)
     if after == before:
         steps.append(
             ("rolled back: row counts unchanged", True, ", ".join(f"{t} {n}" for t, n in before.items()))
@@ -70,6 +74,15 @@ def exercise(store: Any, runner: MigrationRunner, location: str = "") -> list[St
     else:
         steps.append(("rolled back: row counts unchanged", False, f"before {before}, after {after}"))
     return steps
+
+
+def refuse_missing_tables(counts: dict[str, int]) -> None:
+    missing = {"sessions", "threads", "thread_messages", "migrations"} - set(counts)
+    if missing:
+        raise MigrationError(
+            f"cannot exercise the store: no table {', '.join(sorted(missing))}"
+            " (run `sessionorm migrate` first)"
+        )
 
 
 def run_steps(store: Any, db: peewee.Database, runner: MigrationRunner, steps: list[Step]) -> None:

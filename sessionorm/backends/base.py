@@ -112,6 +112,11 @@ class Backend:
         """One write transaction (a savepoint inside one the caller holds): all or nothing."""
         return self.db.atomic()
 
+    def stable_write(self) -> contextlib.AbstractContextManager:
+        """A write transaction in which every read sees one state: no other writer's commit
+        shows up in the middle of it (`verify --exercise` counts rows before and after)."""
+        return self.write()
+
     def lock_thread(self, thread_id: str) -> bool:
         """Serialise appenders of one thread until the transaction ends; False: no such thread.
 

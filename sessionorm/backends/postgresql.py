@@ -113,6 +113,10 @@ class PostgresBackend(Backend):
     def snapshot(self, busy_timeout: float) -> contextlib.AbstractContextManager:
         return self.db.atomic("REPEATABLE READ, READ ONLY")
 
+    def stable_write(self) -> contextlib.AbstractContextManager:
+        # one snapshot for every read; the writes are the transaction's own rows
+        return self.db.atomic("REPEATABLE READ")
+
     def lock_thread(self, thread_id: str) -> bool:
         # READ COMMITTED: appenders of one thread queue on its row, so `max(idx) + 1` is theirs
         sql = f"SELECT id FROM threads WHERE id = {self.param} FOR UPDATE"
