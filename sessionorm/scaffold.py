@@ -80,11 +80,20 @@ def drop_named_indexes(body: str, diff: SchemaDiff) -> str:
     """Make down() drop each added index by the name up() gives it.
 
     playhouse's `template` creates an index under its declared name but drops
-    `<table>_<columns>` in down(), which fails for a named index (the orchestrator's).
+    `<table>_<columns>` in down(), which fails for a named index (the orchestrator's). An
+    index of a column `up()` adds with `index=True` is made by the migrator's `add_column`,
+    which names it `<table>_<column>` whatever the model declares: down() keeps that name.
     """
+    made_by_add_column = {
+        (f.model._meta.table_name, (f.column_name,), bool(f.unique))
+        for f in diff.add_columns
+        if f.index or f.unique
+    }
     for idx in diff.add_indexes:
         if idx.columns is None:
             continue  # partial or expression: a TODO, no code
+        if (idx.table, tuple(idx.columns), bool(idx.unique)) in made_by_add_column:
+            continue
         default = make_index_name(idx.table, idx.columns)
         if idx.name and idx.name != default:
             body = body.replace(

@@ -26,6 +26,19 @@ class PriorityThread(Thread):
 MODELS = [Session, PriorityThread, ThreadMessage, MigrationRecord]
 """
 
+# The README's own example: the index declared on the field, so `add_column` makes it.
+FIELD_INDEX_MODELS = """
+from peewee import IntegerField
+from sessionorm.models import MigrationRecord, Session, Thread, ThreadMessage
+
+class PriorityThread(Thread):
+    priority = IntegerField(default=0, index=True)
+    class Meta:
+        table_name = "threads"
+
+MODELS = [Session, PriorityThread, ThreadMessage, MigrationRecord]
+"""
+
 RENAMED_MODELS = """
 from peewee import TextField
 from sessionorm.models import MigrationRecord, Session, Thread, ThreadMessage
@@ -375,3 +388,36 @@ def test_the_todo_summary_lists_every_todo_in_the_file(migrated: Path, tmp_path:
     printed = [line.removeprefix("todo: ") for line in made.output.splitlines() if line.startswith("todo: ")]
     assert in_file and printed == in_file
     assert any("threads.label: not-null column needs a default" in line for line in printed)
+
+
+def test_an_index_declared_on_a_new_field_is_dropped_by_the_name_up_gives_it(
+    migrated: Path, tmp_path: Path, models_module, dump
+) -> None:
+    """`index=True` on an added field: `add_column` names the index `threads_priority`, and
+    down() drops that name (it dropped `prioritythread_priority`, so rollback failed)."""
+    spec = models_module(FIELD_INDEX_MODELS)
+    mig = tmp_path / "mig"
+    before = dump(migrated)
+    made = run(
+        "makemigration",
+        "add priority",
+        "--db-path",
+        str(migrated),
+        "--models",
+        spec,
+        "--migrations-dir",
+        str(mig),
+    )
+    assert made.exit_code == 0, made.output
+    text = (mig / "0006_add_priority.py").read_text()
+    assert "migrator.drop_index('threads', 'threads_priority')" in text, text
+    assert run("migrate", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 0
+    with sqlite3.connect(migrated) as con:
+        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "threads_priority" in names
+    assert run("diff", "--db-path", str(migrated), "--models", spec).exit_code == 0
+    undone = run("rollback", "--db-path", str(migrated), "--migrations-dir", str(mig))
+    assert undone.exit_code == 0, undone.output
+    rows = [line for line in dump(migrated) if line.startswith("INSERT")]
+    assert rows == [line for line in before if line.startswith("INSERT")]  # the table was rebuilt
+    assert run("diff", "--db-path", str(migrated)).exit_code == 0
