@@ -26,6 +26,7 @@ from .target import Target
 from .validation import check_busy_timeout
 
 FAILED = 2  # usage errors and operational failures; 1 is an answer that is not clean
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 
 class Group(click.Group):
@@ -36,6 +37,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except KeyboardInterrupt:  # Ctrl-C: the transaction was rolled back; click would say "Aborted!"
+            click.echo("error: interrupted", err=True)
+            ctx.exit(INTERRUPTED)
         except Exception as exc:  # the edge of the program: nothing may escape as a traceback
             urls = ctx.meta.get("urls", ())  # their passwords never reach the terminal
             if ctx.meta.get("verbose"):
@@ -502,10 +506,37 @@ class QuietWhenClosed:
         return getattr(self._stream, name)
 
 
+def standard_streams_open() -> None:
+    """Give a closed stdin, stdout or stderr (`>&-`) the null device: otherwise the next file
+    opened, the database itself, would get its descriptor, and output would go into it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: one line for every error, Ctrl-C is exit 130."""
+    standard_streams_open()
     sys.stdout = QuietWhenClosed(sys.stdout)
-    cli(prog_name="sessionorm")
+    try:
+        code = cli.main(prog_name="sessionorm", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("error: interrupted", err=True)
+        code = INTERRUPTED
+    except click.UsageError as exc:  # click shows three lines (usage, hint, error): one
+        hint = f" (see sessionorm {exc.ctx.info_name if exc.ctx and exc.ctx.parent else ''} --help)"
+        click.echo(f"error: {exc.format_message()}{hint.replace('  ', ' ')}", err=True)
+        code = exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

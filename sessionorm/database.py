@@ -19,6 +19,7 @@ import peewee
 from .errors import DatabaseBusyError, DatabaseOpenError
 
 DEFAULT_BUSY_TIMEOUT = 5.0
+MEMORY = ":memory:"  # SQLite's name for a database that lives in memory only
 
 
 def default_path() -> Path:
@@ -28,7 +29,12 @@ def default_path() -> Path:
 
 
 def real_path(path: str | os.PathLike) -> Path:
-    """The file behind `path`, symlinks resolved: SQLite keeps -wal/-journal next to it."""
+    """The file behind `path`, symlinks resolved: SQLite keeps -wal/-journal next to it.
+
+    `:memory:` stays itself: SQLite's in-memory database, as sqlite3 and peewee read it.
+    """
+    if os.fspath(path) == MEMORY:
+        return Path(MEMORY)
     return Path(path).expanduser().resolve()
 
 

@@ -143,7 +143,7 @@ def test_an_unknown_migrations_dir_is_an_error(tmp_path, migrated):
     for command in ("status", "migrate", "verify"):
         done = sessionorm(command, "--db-path", migrated, "--migrations-dir", missing)
         assert done.returncode == 2, command
-        assert f"Error: Invalid value for --migrations-dir: no folder '{missing}'" in done.stderr
+        assert f"error: Invalid value for --migrations-dir: no folder '{missing}'" in done.stderr
     done = sessionorm("status", "--db-path", migrated, env={"SESSIONORM_MIGRATIONS_DIR": str(missing)})
     assert done.returncode == 2
 
