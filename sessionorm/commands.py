@@ -20,7 +20,7 @@ from .copy.checks import CopyReport
 from .copy.transfer import copy_database
 from .drift import Drift
 from .drift import drift as schema_drift_report
-from .errors import MigrationError
+from .errors import DatabaseDamagedError, MigrationError
 from .exercise import Step
 from .exercise import exercise as exercise_store
 from .migration_options import BackfillResult
@@ -33,7 +33,7 @@ from .store import SessionStore
 from .target import Target
 from .thread_restore import RestoreReport
 from .thread_restore import restore_threads as restore_lost_threads
-from .verification import VerifyReport, verify_database
+from .verification import VerifyReport, damaged_report, verify_database
 
 Dir = str | os.PathLike | None
 DB = str | os.PathLike | Target | None  # a path, a URL, a parsed Target, or None: the default
@@ -88,8 +88,11 @@ def verify(
         DatabaseOpenError: no database there, or not one; DatabaseBusyError: locked too long.
     """
     target = Target.of(db, busy_timeout, migrations_dir)
-    with opened(target, readonly=True) as database:
-        report = verify_database(database, runner_for(target, database), load_models(models), progress)
+    try:
+        with opened(target, readonly=True) as database:
+            report = verify_database(database, runner_for(target, database), load_models(models), progress)
+    except DatabaseDamagedError as exc:  # so damaged that not even its schema reads: an answer
+        return damaged_report(target, exc)
     if exercise:
         report.checks.append("exercise")
         try:

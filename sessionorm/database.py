@@ -16,7 +16,7 @@ from pathlib import Path
 
 import peewee
 
-from .errors import DatabaseBusyError, DatabaseOpenError
+from .errors import DatabaseBusyError, DatabaseDamagedError, DatabaseOpenError
 
 DEFAULT_BUSY_TIMEOUT = 5.0
 MEMORY = ":memory:"  # SQLite's name for a database that lives in memory only
@@ -145,6 +145,14 @@ def translate_errors(where: object) -> Iterator[None]:
             raise DatabaseOpenError(f"cannot open {where}: {text}") from None
         if code == "SQLITE_FULL":
             raise DatabaseOpenError(f"{where}: the disk is full: {text}") from None
+        if code.startswith("SQLITE_CORRUPT"):
+            damaged = DatabaseDamagedError(
+                f"{where} is damaged ({text}); `sessionorm verify` lists what integrity_check finds"
+            )
+            damaged.reason = f"{where} is damaged and cannot be opened ({text})"
+            raise damaged from None
+        if code.startswith("SQLITE_IOERR"):
+            raise DatabaseOpenError(f"{where}: the disk could not be read or written ({text})") from None
         raise
 
 

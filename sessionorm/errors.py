@@ -35,3 +35,9 @@ class DatabaseBusyError(SessionormError):
 
 class DatabaseOpenError(SessionormError):
     """The path is missing, not a database, or cannot be opened as asked."""
+
+
+class DatabaseDamagedError(DatabaseOpenError):
+    """SQLite found the file itself damaged (SQLITE_CORRUPT): `verify` says what is wrong."""
+
+    reason: str = ""  # the damage in words, for `verify`'s own report

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 
 import peewee
 
-from .backends import backend_of
+from .backends import backend_for, backend_of
 from .database import first_line, is_corrupt
 from .drift import drift
+from .errors import DatabaseDamagedError
 from .legacy_threads import HAS_THREAD_ID, NOT_YET_MIGRATED, NOT_YET_MIGRATED_PG
 from .models import MODELS
 from .runner import MigrationRunner, record_name, runner_for
+from .target import Target
 from .thread_record import (
     APP_DUPLICATES,
     BARE_IDS,
@@ -159,4 +161,13 @@ def verify_database(
             problems, notes = [f"{name} could not be checked: {first_line(exc)}"], []
         report.problems.extend(problems)
         report.notes.extend(notes)
+    return report
+
+
+def damaged_report(target: Target, error: DatabaseDamagedError) -> VerifyReport:
+    """`verify`'s answer for a file too damaged to open: the damage, and what the engine's own
+    check finds (as much as it can read), as problems."""
+    report = VerifyReport(checks=["integrity"])
+    report.problems.append(error.reason or str(error))
+    report.problems += [f"integrity_check: {line}" for line in backend_for(target).damage(target)]
     return report

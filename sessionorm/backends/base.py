@@ -72,6 +72,11 @@ class Backend:
         return False
 
     @classmethod
+    def damage(cls, target: Target) -> list[str]:
+        """What the engine's own check says of a database too damaged to open (one line each)."""
+        return []
+
+    @classmethod
     def backup(
         cls,
         target: Target,

@@ -29,6 +29,7 @@ from .sqlite_files import (
     polling_busy,
     read_snapshot,
     read_transaction,
+    reader_uri,
     write_transaction,
 )
 from .sqlite_migrator import SqliteSafety
@@ -75,6 +76,19 @@ class SqliteBackend(Backend):
         # the read-write open switches a rollback-journal file to WAL, rewriting its header
         path = target.real_path
         return path.is_file() and path.stat().st_size > 0
+
+    @classmethod
+    def damage(cls, target: Target) -> list[str]:
+        """`PRAGMA integrity_check` on a connection of its own, read-only, as far as it gets."""
+        con = sqlite3.connect(reader_uri(target.real_path), uri=True)
+        try:
+            con.execute("PRAGMA query_only = 1")
+            lines = [r[0] for r in con.execute("PRAGMA integrity_check(20)")]
+        except sqlite3.DatabaseError as exc:
+            lines = [f"stopped: {first_line(exc)}"]
+        finally:
+            con.close()
+        return [line for line in lines if line != "ok"]
 
     @classmethod
     def backup(

@@ -91,15 +91,21 @@ def open_sqlite(
         if not existed:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = peewee.SqliteDatabase(str(path), pragmas=sqlite_pragmas(busy_timeout), timeout=busy_timeout)
-    with translate_errors(path):
-        db.connect()
-        con = db.connection()
-        if readonly:
-            polling_busy(con, busy_timeout, "SELECT count(*) FROM sqlite_master")  # recovers a hot journal
-        else:
-            # switching to WAL can fail busy at once, without SQLite's busy handler, while
-            # other processes open the same new file
-            polling_busy(con, busy_timeout, "PRAGMA journal_mode = wal")
+    try:
+        with translate_errors(path):
+            db.connect()
+            con = db.connection()
+            if readonly:
+                polling_busy(
+                    con, busy_timeout, "SELECT count(*) FROM sqlite_master"
+                )  # recovers a hot journal
+            else:
+                # switching to WAL can fail busy at once, without SQLite's busy handler, while
+                # other processes open the same new file
+                polling_busy(con, busy_timeout, "PRAGMA journal_mode = wal")
+    except BaseException:
+        db.close()  # now, not when the error is collected: the last connection removes -wal/-shm
+        raise
     return db
 
 
