@@ -21,7 +21,7 @@ from ..database import busy_message, redact, scrub, translate_errors
 from ..errors import DatabaseBusyError, MigrationError
 from ..identifiers import q
 from .pg_connections import CONNECT_TIMEOUT, open_url
-from .sqlite_backup import link_without_overwrite
+from .sqlite_backup import check_destination, link_without_overwrite
 
 if TYPE_CHECKING:
     from ..target import Target
@@ -158,8 +158,7 @@ def dump(
     name, tables = database.database, database.get_tables()
     explicit = dest is not None
     first = Path(dest).expanduser() if dest is not None else backup_name(name)
-    if explicit and first.exists():
-        raise MigrationError(f"{first} exists; refusing to overwrite it")
+    check_destination(first, explicit)
     target, env = conninfo(url)
     tmp = first.with_name(f".{first.name}.partial-{os.getpid()}")
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))

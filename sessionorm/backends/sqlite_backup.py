@@ -44,6 +44,14 @@ def table_counts(con: sqlite3.Connection) -> dict[str, int]:
     return count_rows(con.execute, tables)
 
 
+def check_destination(first: Path, explicit: bool) -> None:
+    """Refuse, naming it, a backup's path that exists (when given) or whose folder does not."""
+    if explicit and first.exists():
+        raise BackupError(f"{first} exists; refusing to overwrite it")
+    if not first.parent.is_dir():
+        raise BackupError(f"no folder {first.parent} for the backup {first}; create it first")
+
+
 def backup_sqlite(
     db_path: str | os.PathLike,
     dest: str | os.PathLike | None = None,
@@ -61,8 +69,7 @@ def backup_sqlite(
     check_sqlite_file(src_path, must_exist=True)
     explicit = dest is not None
     first = Path(dest).expanduser() if dest is not None else backup_name(src_path)
-    if explicit and first.exists():
-        raise BackupError(f"{first} exists; refusing to overwrite it")
+    check_destination(first, explicit)
     remove_stale_partials(first.parent, f".{glob.escape(src_path.name)}.backup-*.partial-*")
     remove_stale_partials(first.parent, f".{glob.escape(first.name)}.partial-*")
     tmp = first.with_name(f".{first.name}.partial-{os.getpid()}")
