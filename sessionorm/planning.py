@@ -212,6 +212,7 @@ def refuse_pending(target: Target) -> None:
 def backfill(target: Target) -> BackfillResult:
     """Every applied script's `backfill` (the project's own too), in one write transaction."""
     refuse_pending(target)
-    with opened(target) as database:
+    # keep_journal_mode: a backfill with nothing to do changes nothing, not even the journal mode
+    with opened(target, keep_journal_mode=True) as database:
         store = SessionStore.on_database(database, str(target), target=target)
         return store.migrate_session_thread_ids()

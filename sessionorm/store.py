@@ -133,8 +133,8 @@ class SessionStore:
         self.location = str(target)
         self._target: Target | None = target  # whose scripts the runner runs (`runner_for`)
         backend = backend_for(target)
-        if not migrate and backend.needs_read_only_check(target):
-            self._refuse_if_needs_migration(target)
+        if backend.needs_read_only_check(target):
+            self._refuse_if_needs_migration(target, migrate)
         self.db = backend.open(target, create=True)
         self._attach(self.db, self.location)
         try:
@@ -183,13 +183,16 @@ class SessionStore:
                 "(or open it with migrate=True)"
             )
 
-    def _refuse_if_needs_migration(self, target: Target) -> None:
+    def _refuse_if_needs_migration(self, target: Target, migrate: bool) -> None:
         """Check the database read-only first, so that a refused one keeps every byte
-        (`Backend.needs_read_only_check`)."""
+        (`Backend.needs_read_only_check`): another program's tables always, data needing a
+        migration unless `migrate`."""
         with opened(target, readonly=True) as db:
-            _, pending = self._pending(db)
+            runner, pending = self._pending(db)
             if pending:
-                self._refuse_data(pending, db)
+                runner.refuse_foreign_tables([m.load() for m in runner.pending()])
+                if not migrate:
+                    self._refuse_data(pending, db)
 
     def _apply_migrations(self, migrate: bool) -> None:
         with translate_errors(self.location):

@@ -19,7 +19,7 @@ from ..errors import MigrationError
 from ..identifiers import q
 from .base import Backend, Progress
 from .catalog import BATCH, INT_RANGES, Table
-from .sqlite_backup import backup_sqlite
+from .sqlite_backup import backup_sqlite, process_alive
 from .sqlite_catalog import SqliteCatalog
 from .sqlite_files import (
     check_sqlite_file,
@@ -111,7 +111,8 @@ class SqliteBackend(Backend):
         in the system's temporary folder (`$TMPDIR`).
         """
         path = target.real_path
-        with tempfile.TemporaryDirectory(prefix="sessionorm-dry-run-") as scratch:
+        remove_stale_rehearsals(Path(tempfile.gettempdir()))
+        with tempfile.TemporaryDirectory(prefix=f"{REHEARSAL_PREFIX}{os.getpid()}-") as scratch:
             copy = Path(scratch) / path.name
             if not created:
                 copy_for_rehearsal(path, copy, target.busy_timeout)
@@ -263,6 +264,17 @@ class SqliteBackend(Backend):
             yield
         finally:
             conn.set_progress_handler(None, 0)
+
+
+REHEARSAL_PREFIX = "sessionorm-dry-run-"  # then the owner's pid: sessionorm-dry-run-<pid>-<random>
+
+
+def remove_stale_rehearsals(directory: Path) -> None:
+    """Delete the temporary copies of dry runs whose process is gone (killed before it could)."""
+    for leftover in directory.glob(f"{REHEARSAL_PREFIX}*"):
+        owner = leftover.name[len(REHEARSAL_PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and not process_alive(int(owner)):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def copy_for_rehearsal(path: Path, copy: Path, busy_timeout: float) -> None:

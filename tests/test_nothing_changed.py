@@ -1,0 +1,79 @@
+"""Files that must not change do not: a store refusing another program's file, a backfill with
+nothing to do, and the leftovers of a SIGKILLed dry run (removed by the next one)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from legacy import make_legacy_db
+from test_cli_contract import sessionorm
+
+from sessionorm import MigrationError, SessionStore, backfill
+
+
+def files(path: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.parent.iterdir())}
+
+
+def journal_mode(path: Path) -> str:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_store_with_migrate_refuses_another_programs_file_before_switching_it_to_wal(tmp_path: Path):
+    db = tmp_path / "foreign.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(
+        "CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT, threadId TEXT);"
+        "CREATE TABLE threads (id INTEGER PRIMARY KEY, title TEXT);"  # not the orchestrator's
+        "INSERT INTO threads (title) VALUES ('theirs');"
+    )
+    con.close()
+    before = files(db)
+    with pytest.raises(MigrationError, match="refusing to adopt the existing threads"):
+        SessionStore(db, migrate=True)
+    assert files(db) == before and journal_mode(db) == "delete"
+
+
+def test_a_backfill_with_nothing_to_do_keeps_a_rollback_journal_file_as_it_was(tmp_path: Path):
+    db = make_legacy_db(tmp_path / "legacy.sqlite", 10)
+    assert sessionorm("migrate", "--db-path", db).returncode == 0
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+    con.close()
+    before = files(db)
+    result = backfill(db)
+    assert result.migrated == 0
+    assert files(db) == before and journal_mode(db) == "delete"
+
+
+def test_the_next_dry_run_removes_a_killed_dry_runs_copy(tmp_path: Path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read $TMPDIR again
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead, alive = int(gone.stdout), os.getpid()
+    stale = scratch / f"sessionorm-dry-run-{dead}-abc123"
+    busy = scratch / f"sessionorm-dry-run-{alive}-def456"
+    for folder in (stale, busy):
+        folder.mkdir()
+        (folder / "legacy.sqlite").write_bytes(b"x" * 1000)
+    db = make_legacy_db(tmp_path / "legacy.sqlite", 10)
+    done = sessionorm("migrate", "--dry-run", "--db-path", db, env={"TMPDIR": str(scratch)})
+    assert done.returncode == 0, done.stderr
+    assert not stale.exists()  # its process is gone
+    assert busy.exists()  # a dry run still running keeps its copy
+    assert sorted(p.name for p in scratch.iterdir()) == [busy.name]  # and this run removed its own
