@@ -278,7 +278,8 @@ def status(db: str, busy_timeout: float, migrations_dir: str | None) -> None:
 MODELS_OPTION = click.option(
     "--models",
     metavar="MODULE[:ATTR]",
-    help="Models to compare with (default: sessionorm's own), importable from this folder.",
+    help="Models to compare with, importable from this folder (default: $SESSIONORM_MODELS, "
+    "else sessionorm's own).",
 )
 
 

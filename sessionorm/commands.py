@@ -20,7 +20,7 @@ from .copy.checks import CopyReport
 from .copy.transfer import copy_database
 from .drift import Drift
 from .drift import drift as schema_drift_report
-from .errors import DatabaseDamagedError, MigrationError
+from .errors import DatabaseDamagedError, MigrationError, ValidationError
 from .exercise import Step
 from .exercise import exercise as exercise_store
 from .migration_options import BackfillResult
@@ -294,7 +294,12 @@ def copy(
 
 
 def load_models(spec: str | None) -> list:
-    """`module:ATTR` or `module` (its models) on the current folder's path; default: ours."""
+    """`module:ATTR` or `module` (its models) on the current folder's path; default:
+    `$SESSIONORM_MODELS`, else ours (a variable set but empty is refused)."""
+    if spec is None:
+        spec = os.environ.get("SESSIONORM_MODELS")
+        if spec is not None and not spec.strip():
+            raise ValidationError("$SESSIONORM_MODELS is set but empty: set it to MODULE[:ATTR], or unset it")
     if not spec:
         return list(MODELS)
     try:

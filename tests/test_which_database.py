@@ -88,3 +88,24 @@ def test_a_variable_set_but_empty_is_refused_by_the_python_api_too(tmp_path, mon
     with pytest.raises(ValidationError, match=r"\$SESSIONORM_DB_URL is set but empty"):
         SessionStore()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sessionorm_models_is_the_default_models_for_verify_and_diff(tmp_path, monkeypatch):
+    """The own-models walkthrough: once `$SESSIONORM_MODELS` names them, `verify` and `diff`
+    compare your models without `--models` every time."""
+    db = tmp_path / "dev.sqlite"
+    SessionStore(db).close()
+    (tmp_path / "mine.py").write_text(
+        "from peewee import IntegerField\n"
+        "from sessionorm.models import MigrationRecord, Session, Thread, ThreadMessage\n"
+        "class PriorityThread(Thread):\n"
+        "    priority = IntegerField(default=0, index=True)\n"
+        "    class Meta:\n"
+        "        table_name = 'threads'\n"
+        "MODELS = [Session, PriorityThread, ThreadMessage, MigrationRecord]\n"
+    )
+    done = sessionorm("diff", "--db-path", db, env={"SESSIONORM_MODELS": "mine:MODELS"}, cwd=tmp_path)
+    assert done.returncode == 1 and "add column threads.priority" in done.stdout, done.stderr
+    assert sessionorm("diff", "--db-path", db, cwd=tmp_path).returncode == 0  # ours: in sync
+    done = sessionorm("verify", "--db-path", db, env={"SESSIONORM_MODELS": ""}, cwd=tmp_path)
+    assert done.returncode == 2 and "$SESSIONORM_MODELS is set but empty" in done.stderr
