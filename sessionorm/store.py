@@ -28,6 +28,7 @@ from .target import Target
 from .thread_record import RECORD_DELETED, RECORD_SESSION_DELETED
 from .validation import (
     check_amp_mode,
+    check_column_value,
     check_count,
     check_id,
     check_messages,
@@ -133,6 +134,7 @@ class SessionStore:
         self.location = str(target)
         self._target: Target | None = target  # whose scripts the runner runs (`runner_for`)
         backend = backend_for(target)
+        backend.check_writable(target)  # the store writes: refused before anything reads it
         if backend.needs_read_only_check(target):
             self._refuse_if_needs_migration(target, migrate)
         self.db = backend.open(target, create=True)
@@ -299,16 +301,15 @@ class SessionStore:
         return row
 
     def _session_column_value(self, key: str, column: str, value: Any) -> Any:
-        """One keyword column's value, checked: datetimes and JSON lists as the app stores them."""
+        """One keyword column's value, checked by the column's type the same way on every engine
+        (`check_column_value`): datetimes and JSON lists as the app stores them."""
         if isinstance(value, dt.datetime):
             return format_timestamp(value)
         if column in JSON_COLUMNS and isinstance(value, (list, tuple)):
             return json_list(value, key)
-        if isinstance(value, str):
-            check_text(value, key, nul_ok=self._nul_ok)
-        elif value is not None and not isinstance(value, (str, int, float)):
+        if value is not None and not isinstance(value, (str, int, float)):
             raise ValidationError(f"{key} must be text, a number, a bool or a datetime")
-        return value
+        return check_column_value(value, key, self._session_meta()[column].data_type, self._nul_ok)
 
     def _check_not_null(self, row: dict[str, Any]) -> None:
         """`ValidationError` for a None, or a missing value, where this database's `sessions`

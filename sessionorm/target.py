@@ -49,6 +49,8 @@ class Target:
     @classmethod
     def from_path(cls, path: str | os.PathLike) -> Target:
         """A SQLite file, named as given (symlinks are resolved when it is opened)."""
+        if "\x00" in os.fspath(path):
+            raise ValidationError(f"the database path {quoted(os.fspath(path))} contains a NUL character")
         return cls(path=Path(path).expanduser())
 
     @classmethod

@@ -7,6 +7,7 @@ from typing import Any
 
 import peewee
 
+from .declared_types import affinity
 from .errors import ValidationError
 from .models import ROLES
 
@@ -27,6 +28,14 @@ def check_text(value: object, what: str, allow_empty: bool = True, nul_ok: bool 
         raise ValidationError(f"{what} must not be empty")
     if not nul_ok and "\x00" in value:
         raise ValidationError(f"{what} contains a NUL character (\\x00), which PostgreSQL text cannot store")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no database can store it
+            raise ValidationError(
+                f"{what} is not valid Unicode text: {quoted(exc.object[exc.start : exc.end])} at "
+                f"character {exc.start} is a lone surrogate"
+            ) from None
     return value
 
 
@@ -41,15 +50,22 @@ def check_id(value: object, what: str, model: type[peewee.Model] | None = None, 
     return check_text(value, what, allow_empty=False, nul_ok=nul_ok)
 
 
+MAX_BUSY_TIMEOUT = 2_147_483  # seconds: SQLite keeps the busy timeout in milliseconds, in a C int
+INTEGER_RANGE = (-(2**63), 2**63 - 1)  # what an integer column holds, on either engine
+
+
 def check_busy_timeout(value: Any) -> float:
-    """Seconds to wait for a lock: a finite number >= 0."""
+    """Seconds to wait for a lock: a finite number from 0 to about 24 days."""
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
-        or value < 0
+        or not 0 <= value <= MAX_BUSY_TIMEOUT
     ):
-        raise ValidationError(f"busy_timeout must be a finite number of seconds >= 0, not {quoted(value)}")
+        raise ValidationError(
+            f"busy_timeout must be a finite number of seconds from 0 to {MAX_BUSY_TIMEOUT:,}, "
+            f"not {quoted(value)}"
+        )
     return float(value)
 
 
@@ -71,8 +87,40 @@ def check_role(role: object) -> str:
 def check_count(value: object, what: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"{what} must be a non-negative integer, not {quoted(value)}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INTEGER_RANGE[1]:
+        raise ValidationError(f"{what} must be an integer from 0 to 2**63 - 1, not {quoted(value)}")
+    return value
+
+
+def column_kind(data_type: str) -> str:
+    """boolean, integer, real, text or other: how a column's values are checked, by its declared
+    type (SQLite's affinity rules, BOOLEAN apart), the same on every engine."""
+    declared = data_type.upper()
+    if "BOOL" in declared:
+        return "boolean"
+    return {"INTEGER": "integer", "REAL": "real", "TEXT": "text"}.get(affinity(declared), "other")
+
+
+def check_column_value(value: Any, what: str, data_type: str, nul_ok: bool = True) -> Any:
+    """A value a column of `data_type` takes as it is, or `ValidationError`: the same answer on
+    SQLite and PostgreSQL (SQLite's affinity would keep `'yes'` in a BOOLEAN column, turn NaN
+    into NULL, or fail on 2**70, where PostgreSQL refuses or stores text)."""
+    if value is None:
+        return None
+    kind = column_kind(data_type)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(f"{what} must be a finite number, not {quoted(value)}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not INTEGER_RANGE[0] <= value <= INTEGER_RANGE[1]:
+            raise ValidationError(f"{what} does not fit a 64-bit integer: {quoted(value)}")
+    if isinstance(value, str):
+        check_text(value, what, nul_ok=nul_ok)
+    if kind == "boolean" and not (isinstance(value, bool) or (isinstance(value, int) and value in (0, 1))):
+        raise ValidationError(f"{what} is a boolean column: pass True or False, not {quoted(value)}")
+    if kind == "integer" and (isinstance(value, str) or isinstance(value, float) and not value.is_integer()):
+        raise ValidationError(f"{what} is an integer column, not {quoted(value)}")
+    if kind == "real" and isinstance(value, str):
+        raise ValidationError(f"{what} is a number column, not {quoted(value)}")
     return value
 
 
