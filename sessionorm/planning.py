@@ -9,9 +9,10 @@ runner asks the scripts what they do; nothing here knows a migration by its numb
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,13 +92,26 @@ def apply(target: Target, report: MigrateReport, take_backup: bool, progress: Pr
     if not report.created:
         # read-only, before the read-write open rewrites a rollback-journal file's header
         refuse_unadoptable(target)
-    with opened(target, create=True) as database:
+    with naming_backup(lambda: report.backup), opened(target, create=True) as database:
 
         def take(names: list[str]) -> None:
             report.backup = backup_under_lock(target, database, progress)
             report.backup_checked = backend_for(target).backup_checked
 
         run_pending(database, report, progress, target, take if take_backup else None)
+
+
+@contextlib.contextmanager
+def naming_backup(taken: Callable[[], Path | None]) -> Iterator[None]:
+    """An error raised after the backup was written says where that backup is: it holds the
+    state the failed step started from."""
+    try:
+        yield
+    except Exception as exc:
+        path = taken()
+        if path is not None and exc.args and isinstance(exc.args[0], str):
+            exc.args = (f"{exc.args[0]} (the backup taken before it failed: {path})", *exc.args[1:])
+        raise
 
 
 def refuse_unadoptable(target: Target) -> None:
@@ -189,7 +203,7 @@ def roll_back(target: Target, force: bool) -> RollbackReport:
             raise MigrationError(f"{target}: no applied migration to roll back")
         runner.check_down()  # the latest script's own check
     saved: list[Path] = []
-    with opened(target) as database:
+    with naming_backup(lambda: saved[0] if saved else None), opened(target) as database:
         runner = runner_for(target, database, options)
         reverted = runner.down(before=lambda names: saved.append(backup_under_lock(target, database)))
     return RollbackReport(str(target), reverted, saved[0] if saved else None, time.monotonic() - start)

@@ -5,6 +5,7 @@ Python API raises `DatabaseDamagedError`. Nothing is written: not a byte, not a 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,39 @@ def test_the_store_raises_a_typed_error(truncated: Path):
         SessionStore(truncated)
     assert isinstance(caught.value, DatabaseOpenError)
     assert state(truncated.parent) == before
+
+
+def test_a_migration_that_fails_after_its_backup_names_the_backup(tmp_path: Path):
+    """Under a file-size limit the backup (the size of the file) fits and the migration's
+    writes do not: the one error line says where the backup is; the file is as it was."""
+    import resource
+    import subprocess
+    import sys
+
+    from cli_support import REPO_ROOT
+    from legacy import make_legacy_db
+
+    import workers
+
+    db = make_legacy_db(tmp_path / "legacy.sqlite", 20_000, wal=False)
+    before = workers.fingerprint(db)
+    limit = db.stat().st_size + 4096
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sessionorm", "migrate", "--backup", "--db-path", str(db)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        preexec_fn=limited,
+        timeout=120,
+    )
+    backups = sorted(tmp_path.glob("legacy.sqlite.backup-*"))
+    assert done.returncode == 2, done.stderr
+    assert len(backups) == 1 and done.stderr.count("\n") == 1
+    assert done.stderr.rstrip().endswith(f"(the backup taken before it failed: {backups[0]})"), done.stderr
+    assert workers.fingerprint(backups[0]) == before  # the state before the migration
+    assert workers.fingerprint(db) == before  # rolled back
