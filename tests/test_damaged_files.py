@@ -74,10 +74,9 @@ def test_a_migration_that_fails_after_its_backup_names_the_backup(tmp_path: Path
     import subprocess
     import sys
 
+    import workers
     from cli_support import REPO_ROOT
     from legacy import make_legacy_db
-
-    import workers
 
     db = make_legacy_db(tmp_path / "legacy.sqlite", 20_000, wal=False)
     before = workers.fingerprint(db)
