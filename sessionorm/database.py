@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import sqlite3
 import urllib.parse
 from collections.abc import Iterator
@@ -152,6 +153,8 @@ def translate_errors(where: object) -> Iterator[None]:
             damaged.reason = f"{where} is damaged and cannot be opened ({text})"
             raise damaged from None
         if code.startswith("SQLITE_IOERR"):
+            if no_room(where):
+                raise DatabaseOpenError(f"{where}: the disk is full: {text}") from None
             raise DatabaseOpenError(f"{where}: the disk could not be read or written ({text})") from None
         raise
 
@@ -159,3 +162,13 @@ def translate_errors(where: object) -> Iterator[None]:
 def is_corrupt(exc: BaseException) -> bool:
     """SQLITE_CORRUPT (and its extended codes): the file itself is damaged."""
     return (sqlite_code(exc) or "").startswith("SQLITE_CORRUPT")
+
+
+def no_room(where: object) -> bool:
+    """Whether the folder of the file `where` names has no free space left (an I/O error there
+    is a full disk: SQLite reports a -shm it cannot grow as SQLITE_IOERR_SHMSIZE)."""
+    folder = Path(str(where)).parent
+    try:
+        return folder.is_dir() and shutil.disk_usage(folder).free < 64 * 1024
+    except OSError:
+        return False

@@ -338,3 +338,23 @@ def test_dry_run_rehearses_on_a_temporary_copy_it_deletes(tmp_path, legacy_db):
     assert "would migrate 100 sessions, skip 0" in done.stdout
     assert state(path) == before
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["status", "verify", "backup", "migrate --dry-run", "migrate --backup"])
+def test_a_wal_file_on_a_disk_with_no_room_left_is_one_line_and_no_sidecar(tiny_filesystem, command):
+    """A full disk as SQLite meets it opening a WAL file: no room for the -shm file it needs
+    (SQLITE_IOERR_SHMSIZE). One line saying the disk is full; no empty -wal or 3-byte -shm left."""
+    path = tiny_filesystem / "s.sqlite"
+    with SessionStore(path) as store:
+        store.create_session(name="s", amp_prompt="p", repo_root="/r")
+    with open(tiny_filesystem / "filler", "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 4096)
+        except OSError:  # no space left: the disk is full
+            pass
+    before = state(path)
+    done = workers.run_cli(*command.split(), "--db-path", str(path))
+    assert done.returncode == 2
+    assert done.stderr == f"error: {path}: the disk is full: disk I/O error\n", done.stderr
+    assert state(path) == before

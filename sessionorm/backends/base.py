@@ -139,6 +139,10 @@ class Backend:
 
     # -- work on the whole database --------------------------------------------------------
 
+    def after_failure(self) -> None:
+        """Once the database is closed after an error: remove what the failed command made and
+        could not use (SQLite: an empty -wal, a broken -shm)."""
+
     def integrity_problems(self) -> list[str]:
         """What the engine's own checks find wrong (pages, indexes, foreign keys)."""
         return []

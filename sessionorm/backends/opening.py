@@ -36,5 +36,9 @@ def opened(
                     yield database
             else:
                 yield database
+    except BaseException:
+        database.close()
+        backend(database).after_failure()
+        raise
     finally:
         database.close()

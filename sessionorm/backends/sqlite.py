@@ -30,6 +30,7 @@ from .sqlite_files import (
     read_snapshot,
     read_transaction,
     reader_uri,
+    remove_unused_sidecars,
     write_transaction,
 )
 from .sqlite_migrator import SqliteSafety
@@ -202,6 +203,9 @@ class SqliteBackend(Backend):
                 con.execute("ROLLBACK")
 
     # -- work on the whole database --------------------------------------------------------
+
+    def after_failure(self) -> None:
+        remove_unused_sidecars(getattr(self.db, "sidecars_made", []))
 
     def integrity_problems(self) -> list[str]:
         problems = [

@@ -91,6 +91,8 @@ def open_sqlite(
         if not existed:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = peewee.SqliteDatabase(str(path), pragmas=sqlite_pragmas(busy_timeout), timeout=busy_timeout)
+    made = sidecars_to_make(path)
+    db.sidecars_made = made  # type: ignore[attr-defined]  # see `remove_unused_sidecars`
     try:
         with translate_errors(path):
             db.connect()
@@ -105,8 +107,30 @@ def open_sqlite(
                 polling_busy(con, busy_timeout, "PRAGMA journal_mode = wal")
     except BaseException:
         db.close()  # now, not when the error is collected: the last connection removes -wal/-shm
+        remove_unused_sidecars(made)
         raise
     return db
+
+
+def sidecars_to_make(path: Path) -> list[Path]:
+    """The -wal and -shm files of `path` that do not exist yet (an open may create them)."""
+    return [p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if not p.exists()]
+
+
+SHM_HEADER = 32_768  # bytes: the smallest -shm file a connection that got one leaves
+
+
+def remove_unused_sidecars(made: list[Path]) -> None:
+    """After a failed open, the -wal and -shm files it created and could not use (a full disk
+    leaves an empty -wal and a few bytes of -shm): they hold nothing, and would be the only
+    trace of a command that changed nothing."""
+    for sidecar in made:
+        try:
+            size = sidecar.stat().st_size
+        except FileNotFoundError:
+            continue
+        if size == 0 or (sidecar.name.endswith("-shm") and size < SHM_HEADER):
+            sidecar.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -120,6 +144,7 @@ def read_snapshot(
     """
     path = real_path(path)
     check_sqlite_file(path, must_exist=True)
+    made = sidecars_to_make(path)
     with translate_errors(path):
         con = sqlite3.connect(reader_uri(path), uri=True, timeout=busy_timeout, isolation_level=None)
         try:
@@ -128,6 +153,10 @@ def read_snapshot(
             start_snapshot(con, busy_timeout)
             yield con
             con.execute("COMMIT")
+        except BaseException:
+            con.close()
+            remove_unused_sidecars(made)
+            raise
         finally:
             con.close()
 
