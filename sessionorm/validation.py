@@ -62,9 +62,10 @@ def check_busy_timeout(value: Any) -> float:
         or not math.isfinite(value)
         or not 0 <= value <= MAX_BUSY_TIMEOUT
     ):
+        too_long = isinstance(value, (int, float)) and math.isfinite(value) and value > MAX_BUSY_TIMEOUT
         raise ValidationError(
-            f"busy_timeout must be a finite number of seconds from 0 to {MAX_BUSY_TIMEOUT:,}, "
-            f"not {quoted(value)}"
+            f"busy_timeout must be a finite number of seconds >= 0, not {quoted(value)}"
+            + (f" (at most {MAX_BUSY_TIMEOUT:,}: SQLite keeps it in milliseconds)" if too_long else "")
         )
     return float(value)
 
@@ -88,7 +89,7 @@ def check_count(value: object, what: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INTEGER_RANGE[1]:
-        raise ValidationError(f"{what} must be an integer from 0 to 2**63 - 1, not {quoted(value)}")
+        raise ValidationError(f"{what} must be a non-negative integer below 2**63, not {quoted(value)}")
     return value
 
 
