@@ -225,6 +225,7 @@ def refuse_pending(target: Target) -> None:
 
 def backfill(target: Target) -> BackfillResult:
     """Every applied script's `backfill` (the project's own too), in one write transaction."""
+    backend_for(target).check_writable(target)  # before anything reads it
     refuse_pending(target)
     # keep_journal_mode: a backfill with nothing to do changes nothing, not even the journal mode
     with opened(target, keep_journal_mode=True) as database:

@@ -77,3 +77,13 @@ def test_the_next_dry_run_removes_a_killed_dry_runs_copy(tmp_path: Path, monkeyp
     assert not stale.exists()  # its process is gone
     assert busy.exists()  # a dry run still running keeps its copy
     assert sorted(p.name for p in scratch.iterdir()) == [busy.name]  # and this run removed its own
+
+
+def test_backfill_refuses_a_read_only_file_before_reading_it(tmp_path: Path):
+    db = tmp_path / "ro.sqlite"
+    SessionStore(db).close()  # WAL mode: a read would leave -wal and -shm behind
+    db.chmod(0o444)
+    before = files(db)
+    done = sessionorm("backfill", "--db-path", db)
+    assert done.returncode == 2 and "is read-only" in done.stderr, done.stderr
+    assert files(db) == before
