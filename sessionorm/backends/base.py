@@ -129,14 +129,6 @@ class Backend:
         """
         return True
 
-    def migration_lock(self) -> None:
-        """Inside the caller's write transaction: what keeps other migrators and writers out
-        until it ends (SQLite's `BEGIN IMMEDIATE` already does)."""
-
-    def written_tables_analyzed(self) -> list[str]:
-        """Statistics for the tables this transaction wrote to, if the engine needs them."""
-        return []
-
     # -- work on the whole database --------------------------------------------------------
 
     def after_failure(self) -> None:

@@ -21,7 +21,7 @@ from .pg_backup import backup_postgres
 from .pg_bulk import canon_sql, copy_out, pg_hash_sql
 from .pg_catalog import PostgresCatalog
 from .pg_connections import linear_plans, open_url
-from .pg_migrator import PostgresSafety, analyze_written, lock_database
+from .pg_migrator import PostgresSafety, lock_database
 
 if TYPE_CHECKING:
     from ..target import Target
@@ -121,12 +121,6 @@ class PostgresBackend(Backend):
         # READ COMMITTED: appenders of one thread queue on its row, so `max(idx) + 1` is theirs
         sql = f"SELECT id FROM threads WHERE id = {self.param} FOR UPDATE"
         return self.execute(sql, (thread_id,)).fetchone() is not None
-
-    def migration_lock(self) -> None:
-        lock_database(self.db)
-
-    def written_tables_analyzed(self) -> list[str]:
-        return analyze_written(self.db)
 
     # -- work on the whole database --------------------------------------------------------
 
