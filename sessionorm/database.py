@@ -39,38 +39,56 @@ def real_path(path: str | os.PathLike) -> Path:
     return Path(path).expanduser().resolve()
 
 
-SECRET_QUERY = re.compile(r"(?i)((?:^|&)(?:ssl)?password=)[^&#]*")
+# A password in the query string runs to the next `&` or the end: `#` may be part of it.
+SECRET_QUERY = re.compile(r"(?i)([?&](?:ssl)?password=)[^&]*")
+
+
+def userinfo_span(url: str) -> tuple[int, int] | None:
+    """Where `url`'s user info is: from after `://` to its last `@` (None: it has none).
+
+    Found by the characters alone, not by URL parsing: a password may hold `#`, `?`, `/` or
+    `@` unescaped, which a parser takes for the end of the host (and then shows the rest).
+    """
+    start = url.find("://")
+    end = url.rfind("@")
+    if start < 0 or end < start + 3:
+        return None
+    return start + 3, end
 
 
 def redact(url: str) -> str:
-    """`url` with its passwords (user info, `?password=`, `?sslpassword=`) replaced by `***`."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # e.g. an unbalanced [ in the host: redact what looks like user info
-        return re.sub(r"(://[^/?#@:]*:)[^/?#]*@", r"\1***@", url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
+    """`url` with its passwords (user info, `?password=`, `?sslpassword=`) replaced by `***`,
+    however the URL fails to parse."""
+    span = userinfo_span(url)
+    if span is None:
+        return SECRET_QUERY.sub(r"\1***", url)
+    start, end = span
+    userinfo = url[start:end]
+    if ":" in userinfo:
         userinfo = userinfo.split(":", 1)[0] + ":***"
-    query = SECRET_QUERY.sub(r"\1***", parts.query)
-    if (userinfo + at + host, query) == (parts.netloc, parts.query):
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=userinfo + at + host, query=query))
+    return url[:start] + userinfo + SECRET_QUERY.sub(r"\1***", url[end:])
 
 
 def secrets(url: str) -> list[str]:
     """The passwords in `url`, as written and percent-decoded (to scrub them from any text)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return []
-    found = [parts.password or ""]
-    found += [
-        v
-        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        if k.lower() in ("password", "sslpassword")
-    ]
+    found = []
+    span = userinfo_span(url)
+    if span is not None and ":" in url[span[0] : span[1]]:
+        found.append(url[span[0] : span[1]].split(":", 1)[1])
+    found += [m.group(0).split("=", 1)[1] for m in SECRET_QUERY.finditer(url)]
     found += [urllib.parse.unquote(v) for v in found]
     return sorted({v for v in found if v}, key=len, reverse=True)
+
+
+def bad_url(url: str, error: Exception) -> str:
+    """The one line for a URL that does not parse. With a password in it, the parser's own
+    words are left out: they quote pieces of the URL it split in the wrong place."""
+    if secrets(url):
+        return (
+            f"bad database URL {redact(url)!r}: it does not parse; percent-encode the characters "
+            "# ? / @ % in the user name and password (e.g. # as %23)"
+        )
+    return f"bad database URL {redact(url)!r}: {error}"
 
 
 def scrub(text: str, *urls: str | None) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import peewee
 from playhouse import db_url
 
-from .database import DEFAULT_BUSY_TIMEOUT, default_path, real_path, redact
+from .database import DEFAULT_BUSY_TIMEOUT, bad_url, default_path, real_path, redact
 from .errors import DatabaseOpenError, ValidationError
 from .validation import check_busy_timeout, quoted
 
@@ -58,7 +58,10 @@ class Target:
         """A URL read by `playhouse.db_url`; an unsupported scheme is one clear error."""
         if not url.strip():
             raise ValidationError("the database URL is empty (an unset variable?): name a database")
-        parsed = urllib.parse.urlparse(url)
+        try:
+            parsed = urllib.parse.urlparse(url)
+        except ValueError as exc:  # e.g. an unbalanced [ in the host
+            raise DatabaseOpenError(bad_url(url, exc)) from None
         database_class = db_url.schemes.get(parsed.scheme) if parsed.scheme else None
         if database_class is None or not issubclass(
             database_class, (peewee.SqliteDatabase, peewee.PostgresqlDatabase)

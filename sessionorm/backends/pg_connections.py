@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import peewee
 from playhouse.db_url import connect as connect_url
 
-from ..database import DEFAULT_BUSY_TIMEOUT, redact, scrub
+from ..database import DEFAULT_BUSY_TIMEOUT, bad_url, redact, scrub
 from ..errors import DatabaseOpenError
 
 if TYPE_CHECKING:  # the mixin's methods call the database class's own
@@ -160,7 +160,7 @@ def open_url(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, create: bool 
     try:  # percent-escapes in the user and password are decoded, as libpq does
         db = connect_url(url, unquote_password=True, unquote_user=True)
     except (RuntimeError, ValueError, ImportError) as exc:
-        raise DatabaseOpenError(scrub(f"bad database URL {redact(url)!r}: {exc}", url)) from None
+        raise DatabaseOpenError(bad_url(url, exc)) from None
     if isinstance(db, peewee.PostgresqlDatabase):
         db = open_postgres(db, busy_timeout)
     try:
