@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import peewee
 
+from .backends import backend_of
 from .declared_types import affinity
 from .errors import MigrationError
 from .models import Session
@@ -69,7 +70,14 @@ def unique_constraints(model: type[peewee.Model]) -> list[tuple[str, ...]]:
 
 
 def refuse_foreign_tables(db: peewee.Database, models: Sequence[type[peewee.Model]]) -> None:
-    """Raise `MigrationError` naming the first of `models`' existing tables that does not fit."""
+    """Raise `MigrationError` naming the first of `models`' existing tables that does not fit,
+    or an object of another kind (a view, a foreign table, …) under one of their names."""
+    names = [model._meta.table_name for model in models]
+    for kind, name in backend_of(db).catalog.non_tables(names):
+        raise MigrationError(
+            f"refusing to migrate: {name} is a {kind}, not a table (rename it or use another "
+            "database; nothing was changed)"
+        )
     tables = set(db.get_tables())
     for model in models:
         table = model._meta.table_name

@@ -74,6 +74,10 @@ class Catalog:
     def table(self, name: str) -> Table:
         raise NotImplementedError
 
+    def non_tables(self, names: list[str]) -> list[tuple[str, str]]:
+        """(kind, name) of each object named one of `names` that is not a plain table."""
+        raise NotImplementedError
+
     def check_texts(self, table: str) -> list[str]:
         """Texts in which `table`'s CHECK constraints are written."""
         raise NotImplementedError

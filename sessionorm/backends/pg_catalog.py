@@ -43,6 +43,19 @@ class PostgresCatalog(Catalog):
             )
         ]
 
+    def non_tables(self, names: list[str]) -> list[tuple[str, str]]:
+        return [
+            (kind, name)
+            for kind, name in self.rows(
+                "SELECT CASE relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'"
+                " WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index'"
+                " ELSE 'relation of kind ' || relkind::text"
+                f" END, relname FROM pg_catalog.pg_class WHERE {IN_SCHEMA}"
+                " AND relname = ANY(%s) AND relkind NOT IN ('r', 'p') ORDER BY relname",
+                (names,),
+            )
+        ]
+
     def table(self, name: str) -> Table:
         oid = self.rows(f"SELECT oid FROM pg_catalog.pg_class WHERE relname = %s AND {IN_SCHEMA}", (name,))[
             0

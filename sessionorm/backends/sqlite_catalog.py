@@ -56,6 +56,17 @@ class SqliteCatalog(Catalog):
             )
         ]
 
+    def non_tables(self, names: list[str]) -> list[tuple[str, str]]:
+        marks = ", ".join("?" * len(names))
+        return [
+            (kind, name)
+            for kind, name in self.rows(
+                f"SELECT type, name FROM sqlite_master WHERE name IN ({marks}) AND type != 'table'"
+                " ORDER BY name",
+                tuple(names),
+            )
+        ]
+
     def table_sql(self, name: str) -> str:
         found = self.rows("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
         return (found[0][0] or "") if found else ""
