@@ -72,8 +72,9 @@ def unique_constraints(model: type[peewee.Model]) -> list[tuple[str, ...]]:
 def refuse_foreign_tables(db: peewee.Database, models: Sequence[type[peewee.Model]]) -> None:
     """Raise `MigrationError` naming the first of `models`' existing tables that does not fit,
     or an object of another kind (a view, a foreign table, …) under one of their names."""
-    names = [model._meta.table_name for model in models]
-    for kind, name in backend_of(db).catalog.non_tables(names):
+    others = backend_of(db).catalog.non_tables([model._meta.table_name for model in models])
+    if others:
+        kind, name = others[0]
         raise MigrationError(
             f"refusing to migrate: {name} is a {kind}, not a table (rename it or use another "
             "database; nothing was changed)"

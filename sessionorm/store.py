@@ -190,11 +190,12 @@ class SessionStore:
         (`Backend.needs_read_only_check`): another program's tables always, data needing a
         migration unless `migrate`."""
         with opened(target, readonly=True) as db:
-            runner, pending = self._pending(db)
+            runner = runner_for(self._target, db)
+            pending = runner.pending()
             if pending:
-                runner.refuse_foreign_tables([m.load() for m in runner.pending()])
+                runner.refuse_foreign_tables([m.load() for m in pending])
                 if not migrate:
-                    self._refuse_data(pending, db)
+                    self._refuse_data([m.name for m in pending], db)
 
     def _apply_migrations(self, migrate: bool) -> None:
         with translate_errors(self.location):

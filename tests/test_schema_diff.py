@@ -71,6 +71,13 @@ def run(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+def make_migration(name: str, migrated: Path, spec: str, folder: Path):
+    """`sessionorm makemigration NAME` against `migrated`, with the models `spec`, into `folder`."""
+    return run(
+        "makemigration", name, "--db-path", str(migrated), "--models", spec, "--migrations-dir", str(folder)
+    )
+
+
 @pytest.fixture
 def migrated(legacy_db) -> Path:
     path = legacy_db(n=20, iterations=1)
@@ -188,16 +195,7 @@ def test_worked_example_add_field_and_index_then_migrate_diff_clean_and_rollback
     assert drift.exit_code == 1
     assert drift.output.splitlines() == ["add column threads.priority", "add index threads (priority)"]
 
-    made = run(
-        "makemigration",
-        "add priority",
-        "--db-path",
-        str(migrated),
-        "--models",
-        spec,
-        "--migrations-dir",
-        str(mig),
-    )
+    made = make_migration("add priority", migrated, spec, mig)
     assert made.exit_code == 0, made.output
     script = mig / "0006_add_priority.py"
     assert f"wrote {script}" in made.output
@@ -231,16 +229,7 @@ def test_makemigration_numbers_after_existing_scripts_and_never_overwrites(
     mig = tmp_path / "mig"
     mig.mkdir()
     (mig / "0006_earlier.py").write_text("def up(migrator, db):\n    pass\n")
-    made = run(
-        "makemigration",
-        "add priority",
-        "--db-path",
-        str(migrated),
-        "--models",
-        spec,
-        "--migrations-dir",
-        str(mig),
-    )
+    made = make_migration("add priority", migrated, spec, mig)
     assert made.exit_code == 0
     assert (mig / "0007_add_priority.py").exists()  # after the shipped 0001-0005 and this 0006
     assert (mig / "0006_earlier.py").read_text() == "def up(migrator, db):\n    pass\n"
@@ -250,16 +239,7 @@ def test_makemigration_flags_a_likely_rename_and_the_destructive_drop(
     migrated: Path, tmp_path: Path, models_module
 ) -> None:
     spec = models_module(RENAMED_MODELS)
-    made = run(
-        "makemigration",
-        "rename name",
-        "--db-path",
-        str(migrated),
-        "--models",
-        spec,
-        "--migrations-dir",
-        str(tmp_path / "mig"),
-    )
+    made = make_migration("rename name", migrated, spec, tmp_path / "mig")
     assert made.exit_code == 0
     assert "destructive: drop column threads.name" in made.output
     assert "todo: threads: name -> title looks like a rename" in made.output
@@ -272,16 +252,7 @@ def test_makemigration_leaves_a_todo_for_a_not_null_column_without_default(
     migrated: Path, tmp_path: Path, models_module
 ) -> None:
     spec = models_module(NOT_NULL_MODELS)
-    made = run(
-        "makemigration",
-        "add label",
-        "--db-path",
-        str(migrated),
-        "--models",
-        spec,
-        "--migrations-dir",
-        str(tmp_path / "mig"),
-    )
+    made = make_migration("add label", migrated, spec, tmp_path / "mig")
     assert made.exit_code == 0
     text = (tmp_path / "mig" / "0006_add_label.py").read_text()
     assert "# TODO: threads.label: not-null column needs a default" in text
@@ -292,16 +263,7 @@ def test_verify_names_a_migration_script_edited_after_it_was_applied(
 ) -> None:
     spec = models_module(PRIORITY_MODELS)
     mig = tmp_path / "mig"
-    run(
-        "makemigration",
-        "add priority",
-        "--db-path",
-        str(migrated),
-        "--models",
-        spec,
-        "--migrations-dir",
-        str(mig),
-    )
+    make_migration("add priority", migrated, spec, mig)
     assert run("migrate", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 0
     script = mig / "0006_add_priority.py"
     script.write_text(script.read_text() + "# edited later\n")
@@ -330,16 +292,7 @@ def test_a_not_null_field_with_a_constant_default_gets_that_sql_default(
 ) -> None:
     spec = models_module(PRIORITY_MODELS)
     mig = tmp_path / "mig"
-    made = run(
-        "makemigration",
-        "add priority",
-        "--db-path",
-        str(migrated),
-        "--models",
-        spec,
-        "--migrations-dir",
-        str(mig),
-    )
+    made = make_migration("add priority", migrated, spec, mig)
     assert made.exit_code == 0, made.output
     text = (mig / "0006_add_priority.py").read_text()
     assert (
@@ -372,16 +325,7 @@ def test_makemigration_without_a_folder_writes_to_migrations_in_the_current_fold
 
 def test_the_todo_summary_lists_every_todo_in_the_file(migrated: Path, tmp_path: Path, models_module) -> None:
     spec = models_module(NOT_NULL_MODELS)
-    made = run(
-        "makemigration",
-        "add label",
-        "--db-path",
-        str(migrated),
-        "--models",
-        spec,
-        "--migrations-dir",
-        str(tmp_path / "mig"),
-    )
+    made = make_migration("add label", migrated, spec, tmp_path / "mig")
     assert made.exit_code == 0
     text = (tmp_path / "mig" / "0006_add_label.py").read_text()
     in_file = [line.removeprefix("# TODO: ") for line in text.splitlines() if line.startswith("# TODO: ")]
@@ -398,16 +342,7 @@ def test_an_index_declared_on_a_new_field_is_dropped_by_the_name_up_gives_it(
     spec = models_module(FIELD_INDEX_MODELS)
     mig = tmp_path / "mig"
     before = dump(migrated)
-    made = run(
-        "makemigration",
-        "add priority",
-        "--db-path",
-        str(migrated),
-        "--models",
-        spec,
-        "--migrations-dir",
-        str(mig),
-    )
+    made = make_migration("add priority", migrated, spec, mig)
     assert made.exit_code == 0, made.output
     text = (mig / "0006_add_priority.py").read_text()
     assert "migrator.drop_index('threads', 'threads_priority')" in text, text

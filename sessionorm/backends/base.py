@@ -29,7 +29,6 @@ Progress = Callable[[str], None] | None  # receives one-line progress messages
 class Backend:
     """One open database, and the engine-wide answers of its class."""
 
-    name: ClassVar[str] = "database"
     nul_in_text: ClassVar[bool] = True  # whether text columns can hold "\x00"
     cli_option: ClassVar[str] = "--db-url"  # how the CLI names a database of this kind
     # Whether the planner turns NOT EXISTS over a join into a hash anti-join (linear); else

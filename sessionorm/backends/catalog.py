@@ -98,7 +98,8 @@ class Catalog:
         """Row counts of every table (or of those of `only` that exist), by name."""
         names = self.table_names()
         if only is not None:
-            names = [t for t in only if t in set(names)]
+            present = set(names)
+            names = [t for t in only if t in present]
         return count_rows(self.db.execute_sql, names)
 
 

@@ -29,6 +29,7 @@ def opened(
     """
     backend = backend_for(target)
     database = backend.open(target, readonly=readonly, create=create, keep_journal_mode=keep_journal_mode)
+    failed = True
     try:
         with translate_errors(str(target)):
             if readonly:
@@ -36,9 +37,8 @@ def opened(
                     yield database
             else:
                 yield database
-    except BaseException:
-        database.close()
-        backend(database).after_failure()
-        raise
+        failed = False
     finally:
         database.close()
+        if failed:  # once closed: what the failed command made and could not use
+            backend(database).after_failure()

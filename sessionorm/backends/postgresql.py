@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 
 class PostgresBackend(Backend):
-    name = "PostgreSQL"
     nul_in_text = False  # text cannot hold "\x00": refused before any SQL
     hash_anti_joins = True
     backup_checked = "pg_restore --list reads it, every table's data is in it"

@@ -46,7 +46,6 @@ INSTRUCTIONS = 1_000_000  # between checks of the clock in `reporting`: negligib
 
 
 class SqliteBackend(Backend):
-    name = "SQLite"
     cli_option = "--db-path"
     backup_checked = "integrity ok, row counts match"
     catalog_class = SqliteCatalog

@@ -56,7 +56,7 @@ class Side:
         self.catalog = self.backend.catalog
 
     def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return list(self.db.execute_sql(sql, params).fetchall())
+        return self.catalog.rows(sql, params)
 
     def table_names(self) -> list[str]:
         return self.catalog.table_names()
