@@ -29,7 +29,7 @@ from .sqlite_files import (
     polling_busy,
     read_snapshot,
     read_transaction,
-    reader_uri,
+    reader,
     remove_unused_sidecars,
     write_transaction,
 )
@@ -80,14 +80,11 @@ class SqliteBackend(Backend):
     @classmethod
     def damage(cls, target: Target) -> list[str]:
         """`PRAGMA integrity_check` on a connection of its own, read-only, as far as it gets."""
-        con = sqlite3.connect(reader_uri(target.real_path), uri=True)
-        try:
-            con.execute("PRAGMA query_only = 1")
-            lines = [r[0] for r in con.execute("PRAGMA integrity_check(20)")]
-        except sqlite3.DatabaseError as exc:
-            lines = [f"stopped: {first_line(exc)}"]
-        finally:
-            con.close()
+        with reader(target.real_path) as con:
+            try:
+                lines = [r[0] for r in con.execute("PRAGMA integrity_check(20)")]
+            except sqlite3.DatabaseError as exc:
+                lines = [f"stopped: {first_line(exc)}"]
         return [line for line in lines if line != "ok"]
 
     @classmethod
@@ -204,7 +201,8 @@ class SqliteBackend(Backend):
     # -- work on the whole database --------------------------------------------------------
 
     def after_failure(self) -> None:
-        remove_unused_sidecars(getattr(self.db, "sidecars_made", []))
+        if hasattr(self.db, "real_path"):
+            remove_unused_sidecars(self.db.real_path)
 
     def integrity_problems(self) -> list[str]:
         problems = [

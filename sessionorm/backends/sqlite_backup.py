@@ -14,7 +14,7 @@ from pathlib import Path
 from ..database import DEFAULT_BUSY_TIMEOUT, real_path
 from ..errors import BackupError
 from .catalog import count_rows
-from .sqlite_files import check_sqlite_file, read_snapshot, reader_uri
+from .sqlite_files import check_sqlite_file, read_snapshot, reader
 
 
 def backup_name(db_path: Path, when: dt.datetime | None = None) -> Path:
@@ -136,12 +136,9 @@ def process_alive(pid: int) -> bool:
 
 def check_copy(path: Path, expected: dict[str, int]) -> None:
     """Raise `BackupError` unless the copy is intact and holds the expected rows."""
-    con = sqlite3.connect(reader_uri(path), uri=True)
-    try:
+    with reader(path) as con:
         problems = [r[0] for r in con.execute("PRAGMA integrity_check") if r[0] != "ok"]
         counts = table_counts(con)
-    finally:
-        con.close()
     if problems:
         more = f" (and {len(problems) - 1} more; --verbose lists them)" if len(problems) > 1 else ""
         raise BackupError(f"backup failed its integrity check: {problems[0]}{more}", problems)

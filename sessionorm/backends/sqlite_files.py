@@ -79,8 +79,9 @@ def open_sqlite(
     """
     path = real_path(path)
     existed = check_sqlite_file(path, must_exist=readonly or not create)
+    db: peewee.SqliteDatabase
     if readonly:
-        db = peewee.SqliteDatabase(
+        db = ReaderDatabase(
             reader_uri(path),
             uri=True,
             timeout=busy_timeout,
@@ -91,8 +92,8 @@ def open_sqlite(
         if not existed:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = peewee.SqliteDatabase(str(path), pragmas=sqlite_pragmas(busy_timeout), timeout=busy_timeout)
-    made = sidecars_to_make(path)
-    db.sidecars_made = made  # type: ignore[attr-defined]  # see `remove_unused_sidecars`
+    note_sidecars(path)
+    db.real_path = path  # type: ignore[attr-defined]  # see `remove_unused_sidecars`
     try:
         with translate_errors(path):
             db.connect()
@@ -107,30 +108,90 @@ def open_sqlite(
                 polling_busy(con, busy_timeout, "PRAGMA journal_mode = wal")
     except BaseException:
         db.close()  # now, not when the error is collected: the last connection removes -wal/-shm
-        remove_unused_sidecars(made)
+        remove_unused_sidecars(path)
         raise
     return db
 
 
-def sidecars_to_make(path: Path) -> list[Path]:
-    """The -wal and -shm files of `path` that do not exist yet (an open may create them)."""
-    return [p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if not p.exists()]
+class ReaderDatabase(peewee.SqliteDatabase):
+    """A read-only connection that removes, once closed, the unused -wal/-shm files this
+    process made (see `remove_unused_sidecars`)."""
+
+    real_path: Path
+
+    def _close(self, conn: sqlite3.Connection) -> None:  # peewee's hook; pinned by tests
+        super()._close(conn)  # type: ignore[misc]
+        remove_unused_sidecars(self.real_path)
 
 
-SHM_HEADER = 32_768  # bytes: the smallest -shm file a connection that got one leaves
+@contextlib.contextmanager
+def reader(path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Iterator[sqlite3.Connection]:
+    """A raw read-only connection to `path` (see `reader_uri`), closed and its leftovers removed after."""
+    note_sidecars(path)
+    con = sqlite3.connect(reader_uri(path), uri=True, timeout=busy_timeout, isolation_level=None)
+    try:
+        con.execute("PRAGMA query_only = 1")
+        yield con
+    finally:
+        con.close()
+        remove_unused_sidecars(path)
 
 
-def remove_unused_sidecars(made: list[Path]) -> None:
-    """After a failed open, the -wal and -shm files it created and could not use (a full disk
-    leaves an empty -wal and a few bytes of -shm): they hold nothing, and would be the only
-    trace of a command that changed nothing."""
-    for sidecar in made:
+MADE_HERE: dict[Path, set[Path]] = {}  # database -> its -wal/-shm that an open here may have made
+
+
+def note_sidecars(path: Path) -> None:
+    """Before a connection opens `path`: note its -wal and -shm that do not exist yet."""
+    missing = {p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if not p.exists()}
+    if missing:
+        MADE_HERE.setdefault(path, set()).update(missing)
+
+
+def remove_unused_sidecars(path: Path) -> None:
+    """Remove the -wal and -shm files of `path` that this process's connections made, once
+    nothing uses them: the -wal is empty and no process, this one included, holds a lock on
+    the -shm or on the database (a connection to a WAL file holds one on the -shm while open).
+
+    SQLite's last connection to close removes them itself, but not a read-only one (its
+    descriptor of the file cannot take the write lock that removal needs), nor an open that
+    failed (a full disk leaves an empty -wal and a few bytes of -shm). Left behind, they would
+    be the only trace of a command that changed nothing, owned by whoever ran it.
+    """
+    made = MADE_HERE.get(path)
+    if not made:
+        return
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    try:
+        if wal.stat().st_size:
+            return  # frames someone wrote
+    except FileNotFoundError:
+        pass
+    if locked({path, shm}):
+        return
+    for sidecar in (wal, shm):  # SQLite's order: a -shm without its -wal is rebuilt
+        if sidecar in made:
+            sidecar.unlink(missing_ok=True)
+    MADE_HERE.pop(path, None)
+
+
+def locked(paths: set[Path]) -> bool:
+    """Whether any process holds a lock on one of `paths` (or it cannot be told).
+
+    Read from /proc/locks, not probed with fcntl: closing a descriptor opened for the probe
+    would drop every POSIX lock this process holds on the file, a connection's included.
+    """
+    wanted = set()
+    for path in paths:
         try:
-            size = sidecar.stat().st_size
+            st = path.stat()
         except FileNotFoundError:
             continue
-        if size == 0 or (sidecar.name.endswith("-shm") and size < SHM_HEADER):
-            sidecar.unlink(missing_ok=True)
+        wanted.add(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}")
+    try:
+        with open("/proc/locks") as table:
+            return any(field in wanted for line in table for field in line.split())
+    except OSError:
+        return True  # no way to tell: keep them
 
 
 @contextlib.contextmanager
@@ -144,21 +205,11 @@ def read_snapshot(
     """
     path = real_path(path)
     check_sqlite_file(path, must_exist=True)
-    made = sidecars_to_make(path)
-    with translate_errors(path):
-        con = sqlite3.connect(reader_uri(path), uri=True, timeout=busy_timeout, isolation_level=None)
-        try:
-            con.execute("PRAGMA query_only = 1")
-            con.execute("BEGIN")
-            start_snapshot(con, busy_timeout)
-            yield con
-            con.execute("COMMIT")
-        except BaseException:
-            con.close()
-            remove_unused_sidecars(made)
-            raise
-        finally:
-            con.close()
+    with translate_errors(path), reader(path, busy_timeout) as con:
+        con.execute("BEGIN")
+        start_snapshot(con, busy_timeout)
+        yield con
+        con.execute("COMMIT")
 
 
 @contextlib.contextmanager

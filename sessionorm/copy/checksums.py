@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import struct
-import urllib.parse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ..backends.catalog import BATCH
+from ..backends.sqlite_files import reader
 from ..identifiers import q
 
 CANON = {  # Python's twin of backends.pg_bulk.canon_sql, per kind, for the value `v`
@@ -79,11 +80,8 @@ def first_part_checksum(
     path: str, table: str, names: Sequence[str], kinds: Sequence[str], last: int
 ) -> tuple[int, int]:
     """The checksum helper's job: `rowid_checksum` up to `last`, on its own read-only connection."""
-    con = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True)
-    try:
+    with reader(Path(path)) as con:
         return rowid_checksum(con, table, names, kinds, None, last)
-    finally:
-        con.close()
 
 
 def ready() -> None:
