@@ -146,9 +146,8 @@ def test_a_round_trip_through_the_backend_is_equal_row_for_row(backend, tmp_path
     assert sqlite_dump(back) == sqlite_dump(source)
     assert dump(backend) == sqlite_dump(source)
     assert [t.name for t in first.tables] == [*OWN, *OTHERS]  # foreign-key order
-    assert [(t.name, t.rows, t.checksum) for t in first.tables] == [
-        (t.name, t.rows, t.checksum) for t in second.tables
-    ]
+    # each copy proves its own rows (digests of the bytes each carried, in its own order)
+    assert [(t.name, t.rows) for t in first.tables] == [(t.name, t.rows) for t in second.tables]
     assert all(t.ok for t in first.tables + second.tables)
     assert commands.verify(backend.target).problems == []
     assert commands.verify(back).problems == []

@@ -6,11 +6,9 @@ commits only if every check passes (see `copy.transfer` for the flow both target
 from __future__ import annotations
 
 import struct
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
 
-from ..copy.checks import CopyReport, TableCopy, refuse_misfit, refuse_nul, source_checksums, target_checksums
-from ..copy.tables import Side, Table, load_order
+from ..copy.checks import CopyReport, TableCopy, canon_function, refuse_misfit, refuse_nul
+from ..copy.tables import CopyError, Side, Table, load_order
 from ..copy.transfer import Meter, check_target, create_schema, refuse_not_empty, source_batches
 from ..identifiers import q
 from ..progress import Progress
@@ -18,6 +16,7 @@ from ..target import Target
 from .opening import opened
 from .pg_migrator import lock_database
 from .postgresql import PostgresBackend
+from .row_digests import HashingWriter, digest_value, read_back_digest
 
 PG_SORT_MEMORY = "256MB"  # maintenance_work_mem for rebuilding keys and indexes after the load
 
@@ -39,22 +38,12 @@ def copy_to_postgres(
             keys = drop_keys(dst, order)
             # Index builds sort in memory on the server (the client's memory is not involved).
             db.execute_sql(f"SET LOCAL maintenance_work_mem = '{PG_SORT_MEMORY}'")
-            later = not isinstance(src.backend, PostgresBackend)  # hashed again while the server works
-            for name in order:
-                load_postgres(src, dst, tables[name], report, progress, hashed=not later)
-            server = on_this_connection(dst)
-
-            def server_work() -> None:
-                restore_keys(server, keys, progress)
-                server.db.execute_sql("ANALYZE " + ", ".join(q(t) for t in order))
-                target_checksums(server, tables, report, progress)
-
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                work = pool.submit(server_work)  # waits on the server: the GIL is free
-                if later:
-                    source_checksums(src, tables, report)
-                work.result()
+            samples = {name: load_postgres(src, dst, tables[name], report, progress) for name in order}
+            read_back(dst, tables, report, progress)
+            restore_keys(dst, keys, progress)
+            db.execute_sql("ANALYZE " + ", ".join(q(t) for t in order))
             check_target(dst, runner, report)
+            check_samples(dst, tables, samples)
 
 
 def drop_keys(dst: Side, order: list[str]) -> list[tuple[str, str, str, str]]:
@@ -102,27 +91,28 @@ def restore_keys(dst: Side, saved: list[tuple[str, str, str, str]], progress: Pr
         dst.db.execute_sql(what if rank == 1 else f"ALTER TABLE {what} {', '.join(adds)}")
 
 
-def load_postgres(
-    src: Side, dst: Side, table: Table, report: CopyReport, progress: Progress, hashed: bool = True
-) -> None:
+def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progress: Progress) -> list[tuple]:
+    """Stream `table` in with binary `COPY`, hashing every byte sent (`HashingWriter`); return
+    its first rows as the source holds them (`check_samples`)."""
     types = dst.catalog.column_types(table.name)
     names = table.names
     meter = Meter(table.name, progress)
-    count = total = 0
+    count = 0
+    sample: list[tuple] = []
     cols = ", ".join(map(q, names))
     import psycopg
 
-    # psycopg's default writer: its QueuedLibpqWriter (network writes in a thread) measured
-    # 0.6-1.5 s slower at 1,000,000 sessions on two cores, the thread and the GIL contending.
+    # psycopg's default writer, hashing: its QueuedLibpqWriter (network writes in a thread)
+    # measured 0.6-1.5 s slower at 1,000,000 sessions on two cores (the GIL contending).
+    cursor = dst.db.connection().cursor()
+    writer = HashingWriter(cursor)
     try:
-        with (
-            dst.db.connection()
-            .cursor()
-            .copy(f"COPY {q(table.name)} ({cols}) FROM STDIN (FORMAT BINARY)") as copy
-        ):
+        with cursor.copy(f"COPY {q(table.name)} ({cols}) FROM STDIN (FORMAT BINARY)", writer=writer) as copy:
             copy.set_types([types[n] for n in names])
             write = copy.write_row
-            for batch, checksum_ in source_batches(src, table, types, hashed):
+            for batch, _ in source_batches(src, table, types, hashed=False):
+                if not sample:
+                    sample = batch[:SAMPLE_ROWS]
                 try:
                     for row in batch:
                         write(row)
@@ -132,34 +122,55 @@ def load_postgres(
                     refuse_misfit(table, row, types)
                     raise
                 count += len(batch)
-                total += checksum_
                 meter.add(len(batch))
     except psycopg.errors.CharacterNotInRepertoire:
         # the server refused a NUL character in text (22021): name the first row holding one
         refuse_nul(src, table, types)
         raise
     meter.add(0, last=True)
-    report.tables.append(TableCopy(table.name, count, total))
+    report.tables.append(TableCopy(table.name, count, digest_value(writer.sha)))
+    return sample
 
 
-def on_this_connection(side: Side) -> Side:
-    """`side` for another thread, on the same driver connection (so in its transaction).
+def read_back(dst: Side, tables: dict[str, Table], report: CopyReport, progress: Progress) -> None:
+    """Each loaded table as the server sends it back, hashed: the bytes sent, stored exactly.
 
-    peewee keeps one connection per thread: through it, another thread would open a new
-    connection, outside the copy's transaction, and see none of its rows.
+    Before the keys are built, in the transaction that loaded them, the tables' rows are in
+    the order they were sent; a scan must start at their first page (no synchronized scans).
     """
-    conn = side.db.connection()
+    dst.db.execute_sql("SET LOCAL synchronize_seqscans = off")
+    for result in report.tables:
+        if progress is not None:
+            progress(f"copy: checking {result.name}")
+        table = tables[result.name]
+        result.target_rows, result.target_checksum = read_back_digest(
+            dst.db.connection(), table.name, table.names
+        )
 
-    class Connection:
-        @staticmethod
-        def execute_sql(sql: str, params: tuple = ()) -> Any:
-            return conn.execute(sql, params or None)  # None: a '%' in the SQL is no placeholder
 
-        @staticmethod
-        def connection() -> Any:
-            return conn
+SAMPLE_ROWS = 1_000  # rows per table whose encoding is checked against an independent reading
 
-    other = Side.__new__(Side)
-    other.target, other.db = side.target, cast(Any, Connection())
-    other.backend, other.catalog = side.backend, side.backend.catalog_class(other.db)
-    return other
+
+def check_samples(dst: Side, tables: dict[str, Table], samples: dict[str, list[tuple]]) -> None:
+    """psycopg's binary encoder checked against an independent reading: each table's first
+    rows, read back as text (PostgreSQL's output functions, psycopg's text loaders) and made
+    canonical, equal the same rows of the source made canonical (see `copy.checks`)."""
+    for name, sample in samples.items():
+        if not sample:
+            continue
+        table = tables[name]
+        make = canon_function(table)
+        keys = [table.names.index(k) for k in table.primary_key]
+        wanted = {tuple(row[i] for i in keys): make(row) for row in sample}
+        cursor = dst.db.connection().cursor(binary=False)
+        cursor.execute(
+            f"SELECT {', '.join(map(q, table.names))} FROM {q(name)} LIMIT {len(sample)}"
+        )  # the first rows loaded: a plain scan of a table loaded in this transaction
+        got = {tuple(row[i] for i in keys): make(row) for row in cursor.fetchall()}
+        if got != wanted:
+            differ = sorted(k for k in wanted.keys() | got.keys() if wanted.get(k) != got.get(k))
+            raise CopyError(
+                f"the copy differs from the source, so it was discarded: {name} row "
+                f"{', '.join(f'{k}={v!r}' for k, v in zip(table.primary_key, differ[0], strict=True))} "
+                "reads back differently from how the source holds it"
+            )

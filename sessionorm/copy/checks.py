@@ -157,16 +157,6 @@ def refuse_nul(src: Side, table: Table, types: dict[str, str]) -> None:
                     refuse_value(table, row, table.names[i], types)
 
 
-def source_checksums(src: Side, tables: dict[str, Table], report: CopyReport) -> None:
-    """Each copied table's checksum, read again from the source's same snapshot."""
-    for result in report.tables:
-        rows, result.checksum = checksum(src, tables[result.name])
-        if rows != result.rows:  # cannot happen inside one read transaction
-            raise CopyError(
-                f"{result.name}: {rows} rows on the second reading of the source, {result.rows} on the first"
-            )
-
-
 def target_checksums(
     dst: Side,
     tables: dict[str, Table],

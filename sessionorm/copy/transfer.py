@@ -237,7 +237,8 @@ def source_batches(
     raises `CopyError` naming the table, the row's key and the column.
     """
     n = len(table.names)
-    row_hash_sql = src.backend.row_hash_sql(table)  # PostgreSQL hashes each row as it sends it
+    # PostgreSQL hashes each row as it sends it, when the caller needs the source's checksum
+    row_hash_sql = src.backend.row_hash_sql(table) if hashed else None
     bad = bad_value_sql(table, src.backend, target_types)
     select = source_select(table, row_hash_sql, bad)
     extra = (["int8"] if row_hash_sql else []) + (["text"] if bad else [])
