@@ -34,6 +34,8 @@ class Backend:
     # Whether the planner turns NOT EXISTS over a join into a hash anti-join (linear); else
     # nested EXISTS, which walks indexes, is the linear form.
     hash_anti_joins: ClassVar[bool] = False
+    # whether `copy_out` sends rows as binary COPY bytes that a copy can hash (`row_digests`)
+    copy_digests: ClassVar[bool] = False
     backup_checked: ClassVar[str] = ""  # how `backup` checks its copy, in words
     catalog_class: ClassVar[type[Catalog]] = Catalog
     safety_mixin: ClassVar[type] = object  # mixed in front of peewee's migrator (`safe_migrator`)
@@ -175,8 +177,11 @@ class Backend:
         silently (`target_types`: the target's binary types; empty for a SQLite target)."""
         return []
 
-    def copy_out(self, select: str, table: Table, extra_types: list[str]) -> Iterator[list[tuple]]:
-        """The rows of `select` (`table`'s columns, then values of `extra_types`), in batches."""
+    def copy_out(
+        self, select: str, table: Table, extra_types: list[str], digest: Any = None
+    ) -> Iterator[list[tuple]]:
+        """The rows of `select` (`table`'s columns, then values of `extra_types`), in batches;
+        each row's bytes added to `digest` (a `RowDigest`) where `copy_digests`."""
         raise NotImplementedError
 
     # -- values ----------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import peewee
 
 from ..identifiers import q
 from .catalog import BATCH, Table
+from .row_digests import SIGNATURE
 
 
 def canon_sql(table: Table) -> str | None:
@@ -32,15 +34,36 @@ def pg_hash_sql(canon: str) -> str:
     return f"('x' || left(md5({canon}), 16))::bit(64)::bigint"
 
 
-def copy_out(db: peewee.Database, select: str, types: list[str]) -> Iterator[list[tuple]]:
-    """`COPY (select) TO STDOUT` in binary, in batches: values come back as the types they are."""
+def copy_out(db: peewee.Database, select: str, types: list[str], digest: Any = None) -> Iterator[list[tuple]]:
+    """`COPY (select) TO STDOUT` in binary, in batches: values come back as the types they are.
+
+    `digest` (a `RowDigest`): each row's bytes, as the server sent them, are added to it.
+    """
     with db.connection().cursor().copy(f"COPY ({select}) TO STDOUT (FORMAT BINARY)") as out:
         out.set_types(types)
+        if digest is None:
+            rows: Iterator[tuple] = out.rows()
+        else:
+            rows = hashed_rows(out, digest)
         batch = []
-        for row in out.rows():
+        for row in rows:
             batch.append(row)
             if len(batch) == BATCH:
                 yield batch
                 batch = []
         if batch:
             yield batch
+
+
+def hashed_rows(out: Any, digest: Any) -> Iterator[tuple]:
+    """The rows of a binary `COPY … TO STDOUT`, each message (one row) added to `digest`
+    (without the header the first carries) before psycopg parses it."""
+    parse = out.formatter.parse_row  # psycopg's own parser, as `rows()` uses it; pinned by a test
+    first = True
+    for data in out:
+        row = parse(data)
+        if row is None:  # the trailer
+            continue
+        digest.add(memoryview(data)[SIGNATURE:] if first else data)
+        first = False
+        yield row

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 class PostgresBackend(Backend):
     nul_in_text = False  # text cannot hold "\x00": refused before any SQL
     hash_anti_joins = True
+    copy_digests = True
     backup_checked = "pg_restore --list reads it, every table's data is in it"
     catalog_class = PostgresCatalog
     safety_mixin = PostgresSafety
@@ -103,9 +104,11 @@ class PostgresBackend(Backend):
             return []
         return [(c.name, f"{q(c.name)} = 'NaN'::float8") for c in table.columns if c.kind == "real"]
 
-    def copy_out(self, select: str, table: Table, extra_types: list[str]) -> Iterator[list[tuple]]:
+    def copy_out(
+        self, select: str, table: Table, extra_types: list[str], digest: Any = None
+    ) -> Iterator[list[tuple]]:
         types = [*self.catalog.column_types(table.name).values(), *extra_types]
-        return copy_out(self.db, select, types)
+        return copy_out(self.db, select, types, digest)
 
     # -- transactions and locks ------------------------------------------------------------
 

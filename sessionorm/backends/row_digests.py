@@ -24,7 +24,7 @@ from .catalog import BATCH
 from .sqlite_files import reader
 
 SIGNATURE = 19  # bytes: PGCOPY\n\377\r\n\0, 32-bit flags, 32-bit header extension length
-CHUNK_ROWS = 65_536  # rows per digest chunk: a SQLite target is checked in two halves at once
+CHUNK_ROWS = 4 * BATCH  # rows per digest chunk: a SQLite target is checked in two halves at once
 
 
 def digest_value(digest: hashlib._Hash) -> int:
@@ -58,41 +58,43 @@ def chunks_value(chunks: list[bytes]) -> int:
     return digest_value(hashlib.sha256(b"".join(chunks)))
 
 
-def binary_formatter(pg_types: Sequence[str]) -> Any:
-    """psycopg's row encoder for binary `COPY` with these PostgreSQL types (its C version)."""
+def binary_formatter(pg_types: Sequence[str]) -> tuple[Any, Any]:
+    """psycopg's row encoder for binary `COPY` (its C version) and a transformer for these
+    PostgreSQL types: `encode(row, transformer, out)` appends a row's bytes to `out`."""
     import psycopg
     from psycopg._copy_base import format_row_binary  # psycopg's own encoder; pinned by a test
 
     tx = psycopg.adapt.Transformer()
     oids = [psycopg.adapters.types[name].oid for name in pg_types]
     tx.set_dumper_types(oids, psycopg.pq.Format.BINARY)
-    return lambda row, out: format_row_binary(row, tx, out)
+    return format_row_binary, tx
 
 
 def sqlite_rows_digest(
-    con: Any, table: str, names: Sequence[str], pg_types: Sequence[str], first: int, last: int | None
+    con: Any, table: str, names: Sequence[str], pg_types: Sequence[str], first: int | None, last: int | None
 ) -> list[bytes]:
-    """The chunk digests of a SQLite table's rows with `first <= rowid <= last`, in rowid order,
-    encoded as PostgreSQL's binary `COPY` would send them with `pg_types`.
+    """The chunk digests of a SQLite table's rows with `first <= rowid <= last` (None: no
+    bound), in rowid order, encoded as PostgreSQL's binary `COPY` sends them with `pg_types`.
 
-    `first - 1` must be a multiple of `CHUNK_ROWS`: rowids are the rows' positions (1, 2, …)
-    in a table the copy has just loaded.
+    With a bound, `first - 1` is a multiple of `CHUNK_ROWS` and the rowids are the rows'
+    positions (1, 2, …), as in a table the copy has just loaded.
     """
-    where = f"rowid >= {int(first)}" + (f" AND rowid <= {int(last)}" if last is not None else "")
+    bounds = ([f"rowid >= {int(first)}"] if first is not None else []) + (
+        [f"rowid <= {int(last)}"] if last is not None else []
+    )
+    where = " AND ".join(bounds) or "1"
     cursor = con.execute(f"SELECT {', '.join(map(q, names))} FROM {q(table)} WHERE {where} ORDER BY rowid")
-    encode = binary_formatter(pg_types)
+    encode, tx = binary_formatter(pg_types)
     chunks, sha, out, rows = [], hashlib.sha256(), bytearray(), 0
-    while batch := cursor.fetchmany(BATCH):
+    while batch := cursor.fetchmany(BATCH):  # BATCH rows each but the last: chunks end on one
         for row in batch:
-            encode(row, out)
-            rows += 1
-            if rows % CHUNK_ROWS == 0:
-                sha.update(out)
-                out.clear()
-                chunks.append(sha.digest())
-                sha = hashlib.sha256()
+            encode(row, tx, out)
         sha.update(out)
         out.clear()
+        rows += len(batch)
+        if rows % CHUNK_ROWS == 0:
+            chunks.append(sha.digest())
+            sha = hashlib.sha256()
     if rows % CHUNK_ROWS:
         chunks.append(sha.digest())
     return chunks

@@ -159,7 +159,9 @@ class SqliteBackend(Backend):
                 tests.append((c.name, test))
         return tests
 
-    def copy_out(self, select: str, table: Table, extra_types: list[str]) -> Iterator[list[tuple]]:
+    def copy_out(
+        self, select: str, table: Table, extra_types: list[str], digest: Any = None
+    ) -> Iterator[list[tuple]]:
         cursor = self.db.connection().execute(select)
         while batch := cursor.fetchmany(BATCH):
             yield batch

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from ..errors import DatabaseOpenError
 from ..identifiers import q
 from ..progress import Progress
 from ..target import Target
+from .row_digests import CHUNK_ROWS, RowDigest, chunks_value, first_part_digest, sqlite_rows_digest
 from .sqlite import SqliteBackend
 from .sqlite_backup import remove_stale_partials
 from .sqlite_files import check_sqlite_file, open_sqlite
@@ -102,7 +104,10 @@ def copy_to_sqlite(
                         for sql in indexes:
                             con.execute(sql)
                         con.execute("COMMIT")
-                    target_checksums(dst, tables, report, progress, helper)
+                    if src.backend.copy_digests:
+                        target_digests(src, dst, tables, report, progress, helper)
+                    else:
+                        target_checksums(dst, tables, report, progress, helper)
                 check_target(dst, runner, report)
                 con.execute("PRAGMA journal_mode = WAL")  # the contract's mode, as migrate leaves it
         finally:
@@ -138,6 +143,8 @@ def put_in_place(tmp: Path, path: Path, existed: bool, target: Target) -> None:
 
 
 def load_sqlite(src: Side, dst: Side, table: Table, report: CopyReport, progress: Progress) -> None:
+    """Load `table` in one transaction; its checksum as the source sends it (`RowDigest` of
+    the bytes where the source's `copy_digests`, else the sum of the rows' hashes)."""
     con = dst.db.connection()
     names = table.names
     insert = (
@@ -145,12 +152,54 @@ def load_sqlite(src: Side, dst: Side, table: Table, report: CopyReport, progress
     )
     meter = Meter(table.name, progress)
     count = total = 0
+    digest = RowDigest() if src.backend.copy_digests else None
     con.execute("BEGIN")
-    for batch, checksum_ in source_batches(src, table, {}):
+    for batch, checksum_ in source_batches(src, table, {}, hashed=digest is None, digest=digest):
         con.executemany(insert, batch)
         count += len(batch)
         total += checksum_
         meter.add(len(batch))
     con.execute("COMMIT")
     meter.add(0, last=True)
+    if digest is not None:
+        total = chunks_value(digest.finish())
     report.tables.append(TableCopy(table.name, count, total))
+
+
+def target_digests(
+    src: Side,
+    dst: Side,
+    tables: dict[str, Table],
+    report: CopyReport,
+    progress: Progress,
+    helper: ChecksumHelper,
+) -> None:
+    """Each table of the target encoded again as the source sent it (`sqlite_rows_digest`),
+    in rowid order -- the order the rows came in. A large table's first chunks go to
+    `helper`, on the other core, when its rowids are its rows' positions (1 … n)."""
+    con = dst.db.connection()
+    halves: dict[str, tuple[int, list[str], Future | None]] = {}
+    for result in report.tables:
+        table = tables[result.name]
+        types = list(src.catalog.column_types(table.name).values())
+        low, high = con.execute(f"SELECT min(rowid), max(rowid) FROM {q(table.name)}").fetchone()
+        split = round(result.rows / 2 / CHUNK_ROWS) * CHUNK_ROWS
+        if (
+            0 < split < result.rows
+            and (low, high) == (1, result.rows)
+            and (pool := helper.start()) is not None
+        ):
+            args = (str(dst.target.path), table.name, table.names, types, split)
+            halves[result.name] = (split, types, pool.submit(first_part_digest, *args))
+        else:
+            halves[result.name] = (0, types, None)
+    for result in report.tables:
+        if progress is not None:
+            progress(f"copy: checking {result.name}")
+        table = tables[result.name]
+        split, types, first = halves[result.name]
+        chunks = sqlite_rows_digest(con, table.name, table.names, types, split + 1 if split else None, None)
+        if first is not None:
+            chunks = list(ChecksumHelper.result(first)) + chunks
+        rows = con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchone()[0]
+        result.target_rows, result.target_checksum = rows, chunks_value(chunks)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 from ..backends import Backend
 from ..identifiers import q
@@ -254,9 +255,8 @@ class ChecksumHelper:
         return halves
 
     @staticmethod
-    def result(future: Future) -> tuple[int, int]:
+    def result(future: Future) -> Any:
         try:
-            rows, total = future.result()
+            return future.result()
         except Exception as exc:  # the helper's own error, or BrokenProcessPool
             raise CopyError(f"the checksum helper failed: {type(exc).__name__}: {str(exc)[-300:]}") from exc
-        return rows, total

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from ..backends import Backend, backend_for, opened
 from ..drift import drift
@@ -228,21 +229,29 @@ class Meter:
 
 
 def source_batches(
-    src: Side, table: Table, target_types: dict[str, str], hashed: bool = True
+    src: Side, table: Table, target_types: dict[str, str], hashed: bool = True, digest: Any = None
 ) -> Iterator[tuple[list[tuple], int]]:
     """The source's rows in primary-key order, in batches, each with the batch's checksum
-    (0 when not `hashed`: the caller reads the source's checksum again later).
+    (0 when not `hashed`: the caller proves the rows another way).
 
     Rows come without their checksum and check columns; a value the target cannot hold
-    raises `CopyError` naming the table, the row's key and the column.
+    raises `CopyError` naming the table, the row's key and the column. `digest` (a
+    `RowDigest`, where the source's `copy_digests`): each row's bytes as the source sends
+    them; the rows with a bad value are then looked for first, so that only the table's own
+    columns travel.
     """
     n = len(table.names)
     # PostgreSQL hashes each row as it sends it, when the caller needs the source's checksum
-    row_hash_sql = src.backend.row_hash_sql(table) if hashed else None
+    row_hash_sql = src.backend.row_hash_sql(table) if hashed and digest is None else None
     bad = bad_value_sql(table, src.backend, target_types)
+    if digest is not None and bad is not None:
+        refuse_flagged(
+            table, src.rows(f"{source_select(table, None, bad, where=True)} LIMIT 1"), target_types
+        )
+        bad = None
     select = source_select(table, row_hash_sql, bad)
     extra = (["int8"] if row_hash_sql else []) + (["text"] if bad else [])
-    rows = src.backend.copy_out(select, table, extra)
+    rows = src.backend.copy_out(select, table, extra, digest)
     batch_checksum = batch_checksum_function(table, src, row_hash_sql is not None, hashed, target_types)
     for batch in rows:
         if bad is not None:
@@ -251,13 +260,15 @@ def source_batches(
         yield ([r[:n] for r in batch] if len(batch[0]) != n else batch), total
 
 
-def source_select(table: Table, row_hash_sql: str | None, bad: str | None) -> str:
+def source_select(table: Table, row_hash_sql: str | None, bad: str | None, where: bool = False) -> str:
     """SELECT of the table's rows in key order, then each row's hash (if the server hashes
-    it) and the name of its column holding a bad value (`bad`), if asked for."""
+    it) and the name of its column holding a bad value (`bad`), if asked for; `where`: only
+    the rows with one."""
     cols = ", ".join(map(q, table.names))
     order = ", ".join(map(q, table.primary_key))
     extra = ([row_hash_sql] if row_hash_sql else []) + ([bad] if bad else [])
-    return f"SELECT {', '.join([cols, *extra])} FROM {q(table.name)} ORDER BY {order}"
+    only = f" WHERE ({bad}) IS NOT NULL" if where and bad else ""
+    return f"SELECT {', '.join([cols, *extra])} FROM {q(table.name)}{only} ORDER BY {order}"
 
 
 def refuse_flagged(table: Table, batch: list[tuple], target_types: dict[str, str]) -> None:
