@@ -644,3 +644,18 @@ def test_neither_urls_password_reaches_the_terminal(tmp_path):
     )
     assert verbose.returncode == 2 and "Traceback" in verbose.stderr
     assert "first-secret" not in verbose.stderr and "second-secret" not in verbose.stderr
+
+
+def test_a_postgres_target_with_a_table_in_another_schema_is_refused(server, tmp_path):
+    source = migrated_file(tmp_path / "source.db", n=4)
+    server.execute('CREATE SCHEMA "other side"')
+    server.execute('CREATE TABLE "other side".sessions (id TEXT PRIMARY KEY)')
+    server.execute("INSERT INTO \"other side\".sessions VALUES ('theirs')")
+    result = invoke("copy", "--from", source, "--to", server.target)
+    assert result.exit_code == 2
+    line = one_error_line(result.stderr)
+    assert "is not empty" in line and '"other side".sessions' in line, line
+    assert server.query('SELECT id FROM "other side".sessions') == [("theirs",)]
+    assert server.query("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace") == [
+        (0,)
+    ]  # nothing was written

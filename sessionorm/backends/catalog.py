@@ -71,6 +71,11 @@ class Catalog:
         """Views, triggers (and sequences): `kind name` each."""
         raise NotImplementedError
 
+    def tables_elsewhere(self) -> list[str]:
+        """Tables outside the schema the database is used in, as `schema.table` (a SQLite file
+        has one schema)."""
+        return []
+
     def table(self, name: str) -> Table:
         raise NotImplementedError
 

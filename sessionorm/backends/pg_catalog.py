@@ -43,6 +43,20 @@ class PostgresCatalog(Catalog):
             )
         ]
 
+    def tables_elsewhere(self) -> list[str]:
+        """Tables (any kind of relation holding rows) in the other schemas users can make."""
+        return [
+            r[0]
+            for r in self.rows(
+                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_catalog.pg_class c"
+                " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relkind IN ('r', 'p', 'f', 'm') AND n.oid <> current_schema()::regnamespace"
+                " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                " AND n.nspname !~ '^pg_(toast|temp_)'"
+                " ORDER BY 1"
+            )
+        ]
+
     def non_tables(self, names: list[str]) -> list[tuple[str, str]]:
         return [
             (kind, name)

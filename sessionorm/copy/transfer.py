@@ -128,7 +128,8 @@ def copy_database(source: Target, target: Target, progress: Progress = None) -> 
 
 
 def not_empty(side: Side) -> list[str]:
-    names = side.table_names()
+    """What makes `side` no copy target: its tables, in any schema, views and sequences."""
+    names = side.table_names() + side.catalog.tables_elsewhere()
     return names + [o for o in side.other_objects() if not o.startswith("trigger")]
 
 
