@@ -238,17 +238,19 @@ def source_batches(
     Rows come without their checksum and check columns; a value the target cannot hold
     raises `CopyError` naming the table, the row's key and the column. `digest` (a
     `RowDigest`, where the source's `copy_digests`): each row's bytes as the source sends
-    them; the rows with a bad value are then looked for first, so that only the table's own
-    columns travel.
+    them. Unless `hashed`, the rows with a bad value are looked for first, by the source's
+    engine in one scan, so that only the table's own columns travel and no row is looked at
+    twice in Python.
     """
     n = len(table.names)
     # PostgreSQL hashes each row as it sends it, when the caller needs the source's checksum
     row_hash_sql = src.backend.row_hash_sql(table) if hashed and digest is None else None
     bad = bad_value_sql(table, src.backend, target_types)
-    if digest is not None and bad is not None:
-        refuse_flagged(
-            table, src.rows(f"{source_select(table, None, bad, where=True)} LIMIT 1"), target_types
-        )
+    if not hashed and bad is not None:
+        # in storage order (a plain scan) whether any row has one; then the first in key order
+        if src.rows(f"SELECT 1 FROM {q(table.name)} WHERE ({bad}) IS NOT NULL LIMIT 1"):
+            first_bad = src.rows(f"{source_select(table, None, bad, where=True)} LIMIT 1")
+            refuse_flagged(table, first_bad, target_types)
         bad = None
     select = source_select(table, row_hash_sql, bad)
     extra = (["int8"] if row_hash_sql else []) + (["text"] if bad else [])
