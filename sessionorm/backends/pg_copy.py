@@ -9,7 +9,14 @@ import struct
 
 from ..copy.checks import CopyReport, TableCopy, canon_function, refuse_misfit, refuse_nul
 from ..copy.tables import CopyError, Side, Table, load_order
-from ..copy.transfer import Meter, check_target, create_schema, refuse_not_empty, source_batches
+from ..copy.transfer import (
+    Meter,
+    check_target,
+    create_schema,
+    refuse_differences,
+    refuse_not_empty,
+    source_batches,
+)
 from ..identifiers import q
 from ..progress import Progress
 from ..target import Target
@@ -40,6 +47,7 @@ def copy_to_postgres(
             db.execute_sql(f"SET LOCAL maintenance_work_mem = '{PG_SORT_MEMORY}'")
             samples = {name: load_postgres(src, dst, tables[name], report, progress) for name in order}
             read_back(dst, tables, report, progress)
+            refuse_differences(report)  # before the keys: a missing row would fail them first
             restore_keys(dst, keys, progress)
             db.execute_sql("ANALYZE " + ", ".join(q(t) for t in order))
             check_target(dst, runner, report)

@@ -199,6 +199,14 @@ def complete_migrated_table(dst: Side, table: Table, same: bool) -> None:
 
 def check_target(dst: Side, runner: MigrationRunner, report: CopyReport) -> None:
     """Checksums equal on both sides, the migrations applied and the schema the models'."""
+    refuse_differences(report)
+    problems = migration_problems(runner) + drift(dst.db, MODELS).problems
+    if problems:
+        raise CopyError(f"the copy fails verify, so it was discarded: {'; '.join(problems)}")
+
+
+def refuse_differences(report: CopyReport) -> None:
+    """`CopyError` naming each table whose rows or checksum differ between the two sides."""
     differ = [
         f"{t.name}: {t.rows} rows, checksum {t.checksum:x} in the source; {t.target_rows} rows, "
         f"checksum {t.target_checksum:x} in the copy"
@@ -207,9 +215,6 @@ def check_target(dst: Side, runner: MigrationRunner, report: CopyReport) -> None
     ]
     if differ:
         raise CopyError(f"the copy differs from the source, so it was discarded: {'; '.join(differ)}")
-    problems = migration_problems(runner) + drift(dst.db, MODELS).problems
-    if problems:
-        raise CopyError(f"the copy fails verify, so it was discarded: {'; '.join(problems)}")
 
 
 class Meter:
