@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         import psycopg
 
         con = psycopg.connect(args.database, autocommit=True, prepare_threshold=None)
-        con.execute("SET jit = off")  # as verify runs (`linear_plans`)
+        for setting in ("jit", "enable_nestloop", "enable_mergejoin"):  # hash joins: its fastest plan
+            con.execute(f"SET {setting} = off")
+        con.execute("SET work_mem = '64MB'")  # the hashes in memory, as verify's `linear_plans`
     else:
         import sqlite3
 

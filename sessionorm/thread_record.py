@@ -37,19 +37,8 @@ LOST = (
     f'SELECT r."threadId" FROM {RECORD} r WHERE {LIVE} AND {THREAD_GONE} AND {SESSION_KEPT}'
     ' ORDER BY r."threadId"'
 )
-# Sessions with more than one recorded thread still present: the migration ran twice.
-TWICE = (
-    f'SELECT count(*) FROM (SELECT r."sessionId" FROM {RECORD} r WHERE {LIVE}'
-    f' AND {THREAD_KEPT} GROUP BY r."sessionId" HAVING count(*) > 1) twice'
-)
-# The app's own `Thread <threadId>` thread beside a migrated thread of the same session.
-APP_DUPLICATES = (
-    f"SELECT count(*) FROM {RECORD} r WHERE {LIVE} AND {THREAD_KEPT} AND EXISTS"
-    ' (SELECT 1 FROM threads a WHERE a."sessionId" = r."sessionId" AND a.id != r."threadId"'
-    f""" AND a.name = '{APP_THREAD_NAME}' || r."legacyThreadId")"""
-)
 UNMATCHED_COUNT = (
-    f'SELECT count(*), min(u."recordedAt") FROM {UNMATCHED} u'
+    f'SELECT count(*) AS n, min(u."recordedAt") AS since FROM {UNMATCHED} u'
     ' WHERE EXISTS (SELECT 1 FROM sessions s WHERE s.id = u."sessionId")'
 )
 HAS_THREAD_ID = """s."threadId" IS NOT NULL AND s."threadId" != ''"""
@@ -64,14 +53,45 @@ LATE = (
 # Threads without a `T-` id, which the app does not list (its 3b7ef7d still makes them).
 BARE_IDS = "SELECT count(*) FROM threads WHERE substr(id, 1, 2) != 'T-'"
 
+# The record joined once to the threads and sessions, for lost, twice and the app's duplicates.
+RECORDED = (
+    f'WITH recorded AS (SELECT r."sessionId", r."threadId", r."legacyThreadId", {LIVE} AS live,'
+    " t.id IS NOT NULL AS thread_kept, s.id IS NOT NULL AS session_kept"
+    f' FROM {RECORD} r LEFT JOIN threads t ON t.id = r."threadId"'
+    ' LEFT JOIN sessions s ON s.id = r."sessionId")'
+)
+
+
+def data_counts_sql(bare_ids: bool) -> str:
+    """Every count `verify` judges the data by, in one statement and one pass over the record:
+    lost, twice, app duplicates, late, unmatched and since when, bare ids (0 unless asked)."""
+    columns = [
+        "(SELECT count(*) FROM recorded WHERE live AND NOT thread_kept AND session_kept)",
+        '(SELECT count(*) FROM (SELECT "sessionId" FROM recorded WHERE live AND thread_kept'
+        ' GROUP BY "sessionId" HAVING count(*) > 1) twice)',
+        "(SELECT count(*) FROM recorded k WHERE live AND thread_kept AND EXISTS (SELECT 1 FROM"
+        ' threads a WHERE a."sessionId" = k."sessionId" AND a.id != k."threadId"'
+        f""" AND a.name = '{APP_THREAD_NAME}' || k."legacyThreadId"))""",
+        f"({LATE})",
+        "unmatched.n",
+        "unmatched.since",
+        f"({BARE_IDS})" if bare_ids else "0",
+    ]
+    return f"{RECORDED} SELECT {', '.join(columns)} FROM ({UNMATCHED_COUNT}) unmatched"
+
+
+# The first lost threads, named in the problem line (run only when some are lost).
+LOST_SHOWN = f"{LOST} LIMIT {{shown}}"
+
 SHOWN = 5  # thread ids named in a problem line
 
 
-def lost_line(lost: list[str]) -> str:
-    shown = ", ".join(lost[:SHOWN]) + (f" and {len(lost) - SHOWN} more" if len(lost) > SHOWN else "")
+def lost_line(count: int, first: list[str]) -> str:
+    """The problem line for `count` lost threads, naming the `first` of them (up to SHOWN)."""
+    shown = ", ".join(first[:SHOWN]) + (f" and {count - SHOWN} more" if count > SHOWN else "")
     return (
-        f"{len(lost)} migrated threads are gone, with all their messages (at least their "
-        f"{len(lost)} migration markers), while their sessions remain: {shown}; "
+        f"{count} migrated threads are gone, with all their messages (at least their "
+        f"{count} migration markers), while their sessions remain: {shown}; "
         "`sessionorm restore-threads --from BACKUP` copies back what a backup holds of them "
         "and nothing else (see README, 'Living with the orchestrator')"
     )

@@ -21,16 +21,13 @@ from .models import MODELS
 from .runner import MigrationRunner, record_name, runner_for
 from .target import Target
 from .thread_record import (
-    APP_DUPLICATES,
-    BARE_IDS,
-    LATE,
-    LOST,
+    LOST_SHOWN,
     RECORD,
     RENAMES,
-    TWICE,
-    UNMATCHED_COUNT,
+    SHOWN,
     app_duplicates_line,
     bare_ids_line,
+    data_counts_sql,
     late_line,
     lost_line,
     twice_line,
@@ -105,21 +102,14 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
                 [f"{missing} sessions with a legacy threadId have no migrated thread"] if missing else []
             ), []
 
-        def count(sql: str) -> int:
-            return db.execute_sql(sql).fetchone()[0]
-
-        lost = [row[0] for row in db.execute_sql(LOST)]
-        unmatched, since = db.execute_sql(UNMATCHED_COUNT).fetchone()
-        found = [
-            (late_line, count(LATE)),
-            (twice_line, count(TWICE)),
-            (app_duplicates_line, count(APP_DUPLICATES)),
-        ]
-        if RENAMES in tables:
-            found.append((bare_ids_line, count(BARE_IDS)))
+        lost, twice, app_duplicates, late, unmatched, since, bare_ids = db.execute_sql(
+            data_counts_sql(bare_ids=RENAMES in tables)
+        ).fetchone()
+        shown = [row[0] for row in db.execute_sql(LOST_SHOWN.format(shown=SHOWN))] if lost else []
     notes = [unmatched_line(unmatched, since)] if unmatched else []
-    notes += [line(n) for line, n in found if n]
-    return ([lost_line(lost)] if lost else []), notes
+    found = [(late_line, late), (twice_line, twice), (app_duplicates_line, app_duplicates)]
+    notes += [line(n) for line, n in [*found, (bare_ids_line, bare_ids)] if n]
+    return ([lost_line(lost, shown)] if lost else []), notes
 
 
 def verify_database(

@@ -627,11 +627,8 @@ def test_verify_data_checks_hash_their_joins_without_statistics(pg):
             f"SELECT count(*) FROM sessions s WHERE {HAS_THREAD_ID} AND {NOT_YET_MIGRATED_PG}",
             shipped_script().foreign_rows_sql(),
             # verify's data check, from the record of migrated threads
-            thread_record.LOST,
-            thread_record.TWICE,
-            thread_record.APP_DUPLICATES,
-            thread_record.UNMATCHED_COUNT,
-            thread_record.LATE,
+            thread_record.data_counts_sql(True),
+            thread_record.LOST_SHOWN.format(shown=5),
         ]
         queries += [orphans_sql(table, fk) for table, fk in foreign_keys]
         for sql in queries:

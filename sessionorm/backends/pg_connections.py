@@ -121,7 +121,8 @@ def open_postgres(db: peewee.PostgresqlDatabase, busy_timeout: float) -> peewee.
 # row of another. Without statistics (a table loaded and never analyzed) the planner takes
 # `idx = 0 AND role = 'system'` for a handful of rows and walks those indexes once per
 # session: quadratic. With nested loops off it hashes each side once, whatever it believes.
-LINEAR_PLANS = {"enable_nestloop": "off", "jit": "off", "work_mem": "64MB"}
+# Hash joins only: without statistics the planner otherwise sorts for merge joins or loops.
+LINEAR_PLANS = {"enable_nestloop": "off", "enable_mergejoin": "off", "jit": "off", "work_mem": "64MB"}
 
 
 def set_local(db: peewee.Database, settings: dict[str, str]) -> dict[str, str]:
