@@ -85,32 +85,28 @@ def run(cmd: list[str]) -> tuple[float, float, float]:
     return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # Linux: kilobytes
 
 
+def table_counts(con, names_sql: str) -> dict[str, int]:
+    """Rows of every table `names_sql` lists (a sqlite3 or psycopg connection)."""
+    names = [r[0] for r in con.execute(names_sql)]
+    return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in names}
+
+
 def sqlite_counts(path: Path) -> dict[str, int]:
     """Rows of every table (sessionorm's and the legacy file's)."""
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        names = [
-            r[0]
-            for r in con.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-                " AND name NOT LIKE 'sqlite_%' ORDER BY name"
-            )
-        ]
-        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in names}
+        return table_counts(
+            con, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1"
+        )
     finally:
         con.close()
 
 
 def pg_counts(url: str) -> dict[str, int]:
     with admin(url) as con:
-        names = [
-            r[0]
-            for r in con.execute(
-                "SELECT relname FROM pg_class WHERE relkind = 'r'"
-                " AND relnamespace = 'public'::regnamespace ORDER BY relname"
-            )
-        ]
-        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in names}
+        return table_counts(
+            con, "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+        )
 
 
 def migrated_input(args: argparse.Namespace) -> Path:

@@ -1,8 +1,11 @@
-"""What `sessionorm copy` proves: per table, an order-independent checksum on both sides, and
-the values the target could not hold as they are, named before or as they fail.
+"""What `sessionorm copy` proves: per table, rows and a checksum on both sides, and the values
+the target could not hold as they are, named before or as they fail.
 
-A row's checksum is the first 64 bits of the md5 of its canonical text (`canon_sql` on
-PostgreSQL, its twin `canon_function` in Python); a table's is their sum.
+When PostgreSQL is one side, the checksum is a digest of the rows' binary `COPY` bytes
+(`backends.row_digests`). SQLite to SQLite, and where the bytes cannot be had, a row's
+checksum is the first 64 bits of the md5 of its canonical text (`canon_sql` on PostgreSQL,
+its twin `canon_function` in Python; also the independent reading of `pg_copy.check_samples`);
+a table's is their sum, order-independent.
 """
 
 from __future__ import annotations
