@@ -41,10 +41,7 @@ def copy_out(db: peewee.Database, select: str, types: list[str], digest: Any = N
     """
     with db.connection().cursor().copy(f"COPY ({select}) TO STDOUT (FORMAT BINARY)") as out:
         out.set_types(types)
-        if digest is None:
-            rows: Iterator[tuple] = out.rows()
-        else:
-            rows = hashed_rows(out, digest)
+        rows = out.rows() if digest is None else hashed_rows(out, digest)
         batch = []
         for row in rows:
             batch.append(row)
@@ -59,11 +56,17 @@ def hashed_rows(out: Any, digest: Any) -> Iterator[tuple]:
     """The rows of a binary `COPY … TO STDOUT`, each message (one row) added to `digest`
     (without the header the first carries) before psycopg parses it."""
     parse = out.formatter.parse_row  # psycopg's own parser, as `rows()` uses it; pinned by a test
-    first = True
-    for data in out:
+    messages = iter(out)
+    for data in messages:  # the first row: after the header
+        row = parse(data)
+        if row is not None:
+            digest.add(memoryview(data)[SIGNATURE:])
+            yield row
+        break
+    add = digest.add
+    for data in messages:
         row = parse(data)
         if row is None:  # the trailer
             continue
-        digest.add(memoryview(data)[SIGNATURE:] if first else data)
-        first = False
+        add(data)
         yield row

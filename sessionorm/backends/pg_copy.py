@@ -23,7 +23,7 @@ from ..target import Target
 from .opening import opened
 from .pg_migrator import lock_database
 from .postgresql import PostgresBackend
-from .row_digests import HashingWriter, digest_value, read_back_digest
+from .row_digests import digest_value, hashing_writer, read_back_digest
 
 PG_SORT_MEMORY = "256MB"  # maintenance_work_mem for rebuilding keys and indexes after the load
 
@@ -100,7 +100,7 @@ def restore_keys(dst: Side, saved: list[tuple[str, str, str, str]], progress: Pr
 
 
 def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progress: Progress) -> list[tuple]:
-    """Stream `table` in with binary `COPY`, hashing every byte sent (`HashingWriter`); return
+    """Stream `table` in with binary `COPY`, hashing every byte sent (`hashing_writer`); return
     its first rows as the source holds them (`check_samples`)."""
     types = dst.catalog.column_types(table.name)
     names = table.names
@@ -113,7 +113,7 @@ def load_postgres(src: Side, dst: Side, table: Table, report: CopyReport, progre
     # psycopg's default writer, hashing: its QueuedLibpqWriter (network writes in a thread)
     # measured 0.6-1.5 s slower at 1,000,000 sessions on two cores (the GIL contending).
     cursor = dst.db.connection().cursor()
-    writer = HashingWriter(cursor)
+    writer = hashing_writer(cursor)
     try:
         with cursor.copy(f"COPY {q(table.name)} ({cols}) FROM STDIN (FORMAT BINARY)", writer=writer) as copy:
             copy.set_types([types[n] for n in names])

@@ -1,6 +1,6 @@
 """A copy's proof when PostgreSQL is one side: SHA-256 of the rows as binary `COPY` bytes.
 
-- Into PostgreSQL (`HashingWriter`): every buffer psycopg sends is hashed, and the table read
+- Into PostgreSQL (`hashing_writer`): every buffer psycopg sends is hashed, and the table read
   back with `COPY … TO STDOUT (FORMAT BINARY)` in the same transaction must hash the same.
 - From PostgreSQL into SQLite (`RowDigest`, `sqlite_rows_digest`): every row the server sends
   is hashed as it arrives; the SQLite target's rows, encoded again in the same binary format
@@ -33,7 +33,8 @@ def digest_value(digest: hashlib._Hash) -> int:
 
 
 class RowDigest:
-    """Rows' bytes hashed in chunks of `CHUNK_ROWS`; `value()` hashes the chunks' digests."""
+    """Rows' bytes hashed in chunks of `CHUNK_ROWS`; `finish()` gives the chunks' digests
+    (`chunks_value` makes them one number)."""
 
     def __init__(self) -> None:
         self.rows = 0
@@ -43,7 +44,7 @@ class RowDigest:
     def add(self, data: Any) -> None:
         self._sha.update(data)
         self.rows += 1
-        if self.rows % CHUNK_ROWS == 0:
+        if not self.rows % CHUNK_ROWS:
             self.chunks.append(self._sha.digest())
             self._sha = hashlib.sha256()
 
@@ -55,6 +56,7 @@ class RowDigest:
 
 
 def chunks_value(chunks: list[bytes]) -> int:
+    """The chunks' digests, in order, as one number (`digest_value` of their SHA-256)."""
     return digest_value(hashlib.sha256(b"".join(chunks)))
 
 
@@ -72,8 +74,8 @@ def binary_formatter(pg_types: Sequence[str]) -> tuple[Any, Any]:
 
 def sqlite_rows_digest(
     con: Any, table: str, names: Sequence[str], pg_types: Sequence[str], first: int | None, last: int | None
-) -> list[bytes]:
-    """The chunk digests of a SQLite table's rows with `first <= rowid <= last` (None: no
+) -> tuple[int, list[bytes]]:
+    """(rows, chunk digests) of a SQLite table's rows with `first <= rowid <= last` (None: no
     bound), in rowid order, encoded as PostgreSQL's binary `COPY` sends them with `pg_types`.
 
     With a bound, `first - 1` is a multiple of `CHUNK_ROWS` and the rowids are the rows'
@@ -97,33 +99,32 @@ def sqlite_rows_digest(
             sha = hashlib.sha256()
     if rows % CHUNK_ROWS:
         chunks.append(sha.digest())
-    return chunks
+    return rows, chunks
 
 
 def first_part_digest(
     path: str, table: str, names: Sequence[str], pg_types: Sequence[str], last: int
-) -> list[bytes]:
+) -> tuple[int, list[bytes]]:
     """The checksum helper's job: `sqlite_rows_digest` up to `last`, on its own connection."""
     with reader(Path(path)) as con:
         return sqlite_rows_digest(con, table, names, pg_types, 1, last)
 
 
-class HashingWriter:
-    """A psycopg `Writer` to the connection that hashes every buffer it sends."""
+def hashing_writer(cursor: Any) -> Any:
+    """psycopg's writer to the connection (`LibpqWriter`), also hashing every buffer it sends
+    into its `sha`. psycopg is imported here, when a copy runs: it is an optional dependency."""
+    from psycopg.copy import LibpqWriter
 
-    def __new__(cls, cursor: Any) -> Any:
-        from psycopg.copy import LibpqWriter
+    class HashingWriter(LibpqWriter):
+        def __init__(self, cursor: Any) -> None:
+            super().__init__(cursor)
+            self.sha = hashlib.sha256()
 
-        class Writer(LibpqWriter):
-            def __init__(self, cursor: Any) -> None:
-                super().__init__(cursor)
-                self.sha = hashlib.sha256()
+        def write(self, data: Any) -> None:
+            self.sha.update(data)
+            super().write(data)
 
-            def write(self, data: Any) -> None:
-                self.sha.update(data)
-                super().write(data)
-
-        return Writer(cursor)
+    return HashingWriter(cursor)
 
 
 def read_back_digest(connection: Any, table: str, names: Sequence[str]) -> tuple[int, int]:

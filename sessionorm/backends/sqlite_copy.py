@@ -198,8 +198,10 @@ def target_digests(
             progress(f"copy: checking {result.name}")
         table = tables[result.name]
         split, types, first = halves[result.name]
-        chunks = sqlite_rows_digest(con, table.name, table.names, types, split + 1 if split else None, None)
+        rows, chunks = sqlite_rows_digest(
+            con, table.name, table.names, types, split + 1 if split else None, None
+        )
         if first is not None:
-            chunks = list(ChecksumHelper.result(first)) + chunks
-        rows = con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchone()[0]
+            first_rows, first_chunks = ChecksumHelper.result(first)
+            rows, chunks = first_rows + rows, first_chunks + chunks
         result.target_rows, result.target_checksum = rows, chunks_value(chunks)
