@@ -121,19 +121,27 @@ class SessionStore:
         url: str | None = None,
         busy_timeout: float | None = None,
         migrate: bool = False,
+        readonly: bool = False,
     ) -> None:
         """`path`: a SQLite file or a database URL (None: the default path); or `url`.
 
         `busy_timeout`: seconds to wait for another writer's lock (default 5, or the
-        URL's `timeout`).
+        URL's `timeout`). `readonly`: read an existing, migrated database (a file without
+        write permission too); every write raises `SessionormError`, and the file and its
+        -wal/-shm are left as they were.
         """
         self._closed = True  # until it is open
         if path is not None and url is not None:
             raise ValidationError("give a path or a url, not both")
+        if readonly and migrate:
+            raise ValidationError("a read-only store cannot migrate (readonly=True with migrate=True)")
         target = Target.of(Target.from_url(url) if url is not None else path, busy_timeout)
         self.location = str(target)
         self._target: Target | None = target  # whose scripts the runner runs (`runner_for`)
         backend = backend_for(target)
+        if readonly:
+            self._open_read_only(target)
+            return
         backend.check_writable(target)  # the store writes: refused before anything reads it
         if backend.needs_read_only_check(target):
             self._refuse_if_needs_migration(target, migrate)
@@ -143,6 +151,26 @@ class SessionStore:
             self._apply_migrations(migrate)
         except BaseException:
             self.db.close()
+            raise
+
+    def _open_read_only(self, target: Target) -> None:
+        """The database as it is, never written: it must exist and be fully migrated."""
+        self.db = backend_for(target).open(target, readonly=True)
+        self._attach(self.db, self.location)
+        self._readonly = True
+        try:
+            with translate_errors(self.location):
+                pending = [m.name for m in runner_for(self._target, self.db).pending()]
+            if pending:
+                option = self.backend.cli_option
+                raise NeedsMigrationError(
+                    f"{self.location} has pending migrations ({', '.join(pending)}); a read-only "
+                    f"store reads migrated databases only (`sessionorm migrate --backup {option} "
+                    f"{self.location}` migrates it)"
+                )
+        except BaseException:
+            self.db.close()
+            self._closed = True
             raise
 
     @classmethod
@@ -168,6 +196,7 @@ class SessionStore:
         self._nul_ok = self.backend.nul_in_text
         self._session_columns: dict[str, Any] | None = None
         self._closed = False
+        self._readonly = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -240,6 +269,8 @@ class SessionStore:
         inside a transaction the caller holds)."""
         with translate_errors(self.location):
             self._refuse_closed()
+            if self._readonly:
+                raise SessionormError(f"{self!r} is open read-only; nothing was written")
             with self.backend.write():
                 yield
 
