@@ -13,6 +13,7 @@ from sessionorm.models import (
     DataFromRow,
     LazyRowState,
     MigrationChecksum,
+    RowFieldAccessor,
     RowModelBase,
     ThreadMessage,
 )
@@ -56,8 +57,23 @@ def test_listed_messages_hold_only_their_row_until_used(store, thread_id):
     store.add_thread_messages(thread_id, [("user", "a"), ("assistant", "b")])
     first, second = store.get_thread_messages(thread_id)
     assert set(vars(first)) == {"_row", "_store"}
-    assert first.content == "a" and set(vars(first)) == {"_row", "_store", "__data__"}
+    # plain fields come straight from the row (`RowFieldAccessor`): still no dict
+    assert (first.role, first.content, first.idx, len(first.id)) == ("user", "a", 0, 36)
+    assert set(vars(first)) == {"_row", "_store"}
+    assert first.created_at.tzinfo is not None and set(vars(first)) == {"_row", "_store", "__data__"}
     assert second.thread.id == thread_id and set(vars(second)) == {"_row", "_store", "__data__", "__rel__"}
     assert "_dirty" not in vars(second)
     second.content = "edited"
-    assert second._dirty == {"content"}
+    assert second._dirty == {"content"} and second.content == "edited" and second.idx == 1
+
+
+def test_plain_message_fields_read_from_the_row_and_other_fields_keep_peewees_accessors():
+    """Pins peewee's plain `FieldAccessor` class, which `RowModelBase` replaces field by field."""
+    accessors = {name: type(vars(ThreadMessage)[name]) for name in ("id", "role", "content", "idx")}
+    assert set(accessors.values()) == {RowFieldAccessor}
+    assert type(vars(ThreadMessage)["created_at"]).__name__ == "TimestampAccessor"
+    assert type(vars(ThreadMessage)["thread"]).__name__ == "StoreForeignKeyAccessor"
+    made = ThreadMessage(id="m", thread="T-1", role="user", content="c", idx=3)  # peewee's own way
+    assert (made.id, made.role, made.content, made.idx, made.thread_id) == ("m", "user", "c", 3, "T-1")
+    made.idx = 4
+    assert made.idx == 4 and made._dirty >= {"idx"}

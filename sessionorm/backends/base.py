@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import peewee
 
+from ..sql_log import log_statement
 from .catalog import Catalog, Table
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ class Backend:
         return self.db.execute_sql(sql, tuple(params))
 
     def executemany(self, sql: str, rows: list[tuple]) -> None:
+        log_statement(f"{sql} -- {len(rows)} rows")  # peewee does not log executemany
         self.db.cursor().executemany(sql, rows)
 
     # -- transactions and locks ------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sqlite3
@@ -17,6 +18,7 @@ import peewee
 from ..database import first_line, is_corrupt, translate_errors
 from ..errors import MigrationError
 from ..identifiers import q
+from ..sql_log import LOGGER
 from .base import Backend, Progress
 from .catalog import BATCH, INT_RANGES, Table
 from .sqlite_backup import backup_sqlite, process_alive
@@ -169,10 +171,16 @@ class SqliteBackend(Backend):
     # -- SQL -------------------------------------------------------------------------------
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        # sqlite3 directly, not through peewee's cursor wrapper: the store's hot paths
+        # sqlite3 directly, not through peewee's cursor wrapper: the store's hot paths; logged
+        # as peewee logs (--verbose, `sql_log.capturing`), at the cost of one level check
+        if LOGGER.isEnabledFor(logging.DEBUG):
+            params = tuple(params)
+            LOGGER.debug((sql, params))
         return self.db.connection().execute(sql, params)
 
     def executemany(self, sql: str, rows: list[tuple]) -> None:
+        if LOGGER.isEnabledFor(logging.DEBUG):
+            LOGGER.debug((f"{sql} -- {len(rows)} rows", ()))
         self.db.connection().executemany(sql, rows)
 
     # -- transactions and locks ------------------------------------------------------------
