@@ -240,6 +240,14 @@ class BaseModel(LazyRowState, Model, metaclass=RowModelBase):
     class Meta:
         model_metadata_class = ContractMetadata
 
+    def save(self, force_insert: bool = False, only: Any = None) -> Any:
+        """peewee's `save`; on a database a `SessionStore` has open, through the store: the
+        values checked as its own writes are, in its write transaction (`SessionStore._save`)."""
+        store = getattr(self._meta.database, "sessionorm_store", None)
+        if store is None:
+            return super().save(force_insert=force_insert, only=only)
+        return store._save(self, force_insert, only)
+
     def __repr__(self) -> str:
         shown = [f"{name}={getattr(self, name)!r}" for name in self._repr_fields]
         shown += [f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_")]

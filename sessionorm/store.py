@@ -32,6 +32,7 @@ from .validation import (
     check_count,
     check_id,
     check_messages,
+    check_model_row,
     check_role,
     check_text,
     quoted,
@@ -107,6 +108,16 @@ def messages_from_rows(rows: list[tuple], store: SessionStore) -> list[ThreadMes
     return out
 
 
+BOUND_MODELS = (Session, Thread, ThreadMessage)  # the models a store's database answers for
+OPEN_STORES: list[SessionStore] = []  # oldest first: the models query the latest one's database
+
+
+def bind_models(db: peewee.Database | None) -> None:
+    """Point `BOUND_MODELS` at `db` (None: at no database), as peewee's `Model.bind` does."""
+    for model in BOUND_MODELS:
+        model.bind(db, bind_refs=False, bind_backrefs=False)  # type: ignore[arg-type]  # None unbinds
+
+
 class SessionStore:
     """Sessions, threads and messages in one SQLite file (or a PostgreSQL URL).
 
@@ -152,6 +163,7 @@ class SessionStore:
         except BaseException:
             self.db.close()
             raise
+        self._bind()
 
     def _open_read_only(self, target: Target) -> None:
         """The database as it is, never written: it must exist and be fully migrated."""
@@ -172,6 +184,33 @@ class SessionStore:
             self.db.close()
             self._closed = True
             raise
+        self._bind()
+
+    def _bind(self) -> None:
+        """The models answer queries against this store's database until it closes (or a
+        store opened later takes them; `bound()` names one explicitly)."""
+        self.db.sessionorm_store = self  # type: ignore[attr-defined]  # BaseModel.save finds it
+        OPEN_STORES.append(self)
+        bind_models(self.db)
+
+    def bound(self) -> Any:
+        """A block in which `Session`, `Thread` and `ThreadMessage` query this store's
+        database, whichever store was opened last (peewee's `Database.bind_ctx`)."""
+        self._refuse_closed()
+        return self.db.bind_ctx(BOUND_MODELS, bind_refs=False, bind_backrefs=False)
+
+    def _save(self, instance: peewee.Model, force_insert: bool, only: Any) -> Any:
+        """`instance.save()` on this store's database: its values checked as the store's own
+        writes are (`check_model_row`), then written in one write transaction."""
+        names = [f if isinstance(f, str) else f.name for f in only] if only else list(instance.__data__)
+        check_model_row(instance, names, self._nul_ok)
+        try:
+            with self._write():
+                return peewee.Model.save(instance, force_insert=force_insert, only=only)
+        except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:
+            raise ValidationError(
+                f"the database refused the {type(instance).__name__}: {first_line(exc)}"
+            ) from None
 
     @classmethod
     def on_database(
@@ -236,8 +275,12 @@ class SessionStore:
                 runner.up(before=refuse)
 
     def close(self) -> None:
-        """Close the connection; the store cannot be used afterwards."""
+        """Close the connection; the store cannot be used afterwards. The models go back to
+        the latest store still open (or to no database)."""
         self._closed = True
+        if self in OPEN_STORES:
+            OPEN_STORES.remove(self)
+            bind_models(OPEN_STORES[-1].db if OPEN_STORES else None)
         self.db.close()
 
     def __enter__(self) -> SessionStore:

@@ -9,7 +9,7 @@ import peewee
 
 from .declared_types import affinity
 from .errors import ValidationError
-from .models import ROLES
+from .models import ROLES, JSONListField, TimestampField
 
 SHOWN = 80  # characters of a caller's value quoted in a message, at most
 
@@ -139,3 +139,26 @@ def check_messages(messages: object, nul_ok: bool = True) -> list[tuple[str, str
             raise ValidationError(f"message {n} must be a (role, content) pair, not {quoted(item)}")
         checked.append((check_role(item[0]), check_text(item[1], f"message {n} content", nul_ok=nul_ok)))
     return checked
+
+
+def check_model_row(instance: peewee.Model, names: list[str], nul_ok: bool = True) -> None:
+    """The values of a model row that a `.save()` writes (`names`), checked as the store checks
+    its own writes, before any SQL: NOT NULL, each column's type (`check_column_value`), a
+    message's role, a thread's amp_mode."""
+    fields = instance._meta.fields
+    for name in names:
+        field = fields[name]
+        value = instance.__data__.get(name)
+        if value is None:
+            if not field.null:
+                raise ValidationError(f"{name} must not be None")
+            continue
+        if name == "role":
+            check_role(value)
+        if name == "amp_mode":
+            check_amp_mode(value)
+        if isinstance(field, (TimestampField, JSONListField)):
+            value = field.db_value(value)  # a datetime or a list, as the column stores it
+        if field.field_type == "TEXT":
+            check_text(value, name, nul_ok=nul_ok)  # a model's text field holds str, as the store's do
+        check_column_value(value, name, field.field_type, nul_ok)
