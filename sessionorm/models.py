@@ -243,7 +243,8 @@ class BaseModel(LazyRowState, Model, metaclass=RowModelBase):
     def save(self, force_insert: bool = False, only: Any = None) -> Any:
         """peewee's `save`; on a database a `SessionStore` has open, through the store: the
         values checked as its own writes are, in its write transaction (`SessionStore._save`)."""
-        store = getattr(self._meta.database, "sessionorm_store", None)
+        store_ref = getattr(self._meta.database, "sessionorm_store", None)  # a weak reference
+        store = store_ref() if store_ref is not None else None
         if store is None:
             return super().save(force_insert=force_insert, only=only)
         return store._save(self, force_insert, only)

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import re
 import sqlite3
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -109,7 +110,17 @@ def messages_from_rows(rows: list[tuple], store: SessionStore) -> list[ThreadMes
 
 
 BOUND_MODELS = (Session, Thread, ThreadMessage)  # the models a store's database answers for
-OPEN_STORES: list[SessionStore] = []  # oldest first: the models query the latest one's database
+# Oldest first: the models query the latest one's database. Weak: a store dropped without
+# `close()` is collected as before (its database stays bound until another store opens or closes).
+OPEN_STORES: list[weakref.ref[SessionStore]] = []
+
+
+def latest_open_store() -> SessionStore | None:
+    for ref in reversed(OPEN_STORES):
+        store = ref()
+        if store is not None and not store._closed:
+            return store
+    return None
 
 
 def bind_models(db: peewee.Database | None) -> None:
@@ -189,8 +200,8 @@ class SessionStore:
     def _bind(self) -> None:
         """The models answer queries against this store's database until it closes (or a
         store opened later takes them; `bound()` names one explicitly)."""
-        self.db.sessionorm_store = self  # type: ignore[attr-defined]  # BaseModel.save finds it
-        OPEN_STORES.append(self)
+        self.db.sessionorm_store = weakref.ref(self)  # type: ignore[attr-defined]  # for BaseModel.save
+        OPEN_STORES.append(weakref.ref(self))
         bind_models(self.db)
 
     def bound(self) -> Any:
@@ -278,9 +289,9 @@ class SessionStore:
         """Close the connection; the store cannot be used afterwards. The models go back to
         the latest store still open (or to no database)."""
         self._closed = True
-        if self in OPEN_STORES:
-            OPEN_STORES.remove(self)
-            bind_models(OPEN_STORES[-1].db if OPEN_STORES else None)
+        OPEN_STORES[:] = [ref for ref in OPEN_STORES if ref() not in (None, self)]
+        latest = latest_open_store()
+        bind_models(latest.db if latest is not None else None)
         self.db.close()
 
     def __enter__(self) -> SessionStore:

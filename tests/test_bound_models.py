@@ -124,3 +124,18 @@ def test_models_query_a_postgres_store(tmp_path):
             thread.name = "nul\x00"
             with pytest.raises(ValidationError, match="NUL"):
                 thread.save()
+
+
+def test_a_store_dropped_without_close_is_still_collected(tmp_path):
+    import gc
+    import weakref
+
+    store = filled(tmp_path / "a.sqlite", threads=1)
+    ref = weakref.ref(store)
+    del store
+    gc.collect()
+    assert ref() is None  # the binding holds no reference to the store
+    with filled(tmp_path / "b.sqlite", threads=2) as other:
+        assert Thread.select().count() == 2
+        other.close()
+    assert Thread._meta.database is None
