@@ -28,6 +28,7 @@ from .session_children import delete_session_rows
 from .target import Target
 from .thread_record import RECORD_DELETED, RECORD_SESSION_DELETED
 from .validation import (
+    INTEGER_RANGE,
     check_amp_mode,
     check_column_value,
     check_count,
@@ -35,6 +36,7 @@ from .validation import (
     check_messages,
     check_model_row,
     check_role,
+    check_since,
     check_text,
     quoted,
 )
@@ -71,6 +73,10 @@ STATEMENTS = {
     "session_exists": "SELECT 1 FROM sessions WHERE id = {p}",
     "get_session": "SELECT * FROM sessions WHERE id = {p}",
     "delete_thread": "DELETE FROM threads WHERE id = {p}",
+    "delete_message": "DELETE FROM thread_messages WHERE id = {p}",
+    "message_thread": 'SELECT "threadId" FROM thread_messages WHERE id = {p}',
+    "latest_message": f"SELECT {column_list(ThreadMessage)} FROM thread_messages"
+    ' WHERE "threadId" = {p} ORDER BY idx DESC LIMIT 1',
     "forget_thread": RECORD_DELETED,
     "forget_session_threads": RECORD_SESSION_DELETED,
     "messages": f"SELECT {column_list(ThreadMessage)} FROM thread_messages WHERE " + '"threadId" = {p}',
@@ -108,6 +114,12 @@ def messages_from_rows(rows: list[tuple], store: SessionStore) -> list[ThreadMes
         out.append(message)
     return out
 
+
+class Unset:
+    """The default of an argument for which None means "set to NULL" (`update_thread`)."""
+
+
+UNSET = Unset()
 
 BOUND_MODELS = (Session, Thread, ThreadMessage)  # the models a store's database answers for
 # Oldest first: the models query the latest one's database. Weak: a store dropped without
@@ -411,28 +423,71 @@ class SessionStore:
                     f"default: pass {snake_case(column)}=…"
                 )
 
-    def list_sessions(self, status: str | None = None, limit: int | None = None) -> list[Session]:
-        """Sessions, newest created first; only those with `status`, at most `limit`.
+    def list_sessions(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        *,
+        repo_root: str | None = None,
+        since: dt.datetime | str | None = None,
+        offset: int | None = None,
+    ) -> list[Session]:
+        """Sessions, newest created first: only those with `status`, in `repo_root`, created
+        at or after `since` (a datetime, or ISO text as the app stores it); `offset` skips the
+        first ones, `limit` caps how many.
 
         The orchestrator's `sessions` table has no index on `createdAt`, so this reads the
         whole table (sessions number in the thousands, not millions).
         """
-        if status is not None:
-            check_text(status, "status", nul_ok=self._nul_ok)
-        limit = check_count(limit, "limit")
-        sql = "SELECT * FROM sessions"
+        wheres: list[str] = []
         params: list[Any] = []
-        if status is not None:
-            sql += f" WHERE status = {self.backend.param}"
-            params.append(status)
+        for column, value, what in (("status", status, "status"), ('"repoRoot"', repo_root, "repo_root")):
+            if value is not None:
+                wheres.append(f"{column} = {self.backend.param}")
+                params.append(check_text(value, what, nul_ok=self._nul_ok))
+        if since is not None:
+            wheres.append(f'"createdAt" >= {self.backend.param}')
+            params.append(check_since(since))
+        limit, offset = check_count(limit, "limit"), check_count(offset, "offset")
+        sql = "SELECT * FROM sessions" + (f" WHERE {' AND '.join(wheres)}" if wheres else "")
         sql += ' ORDER BY "createdAt" DESC, id'
-        if limit is not None:
-            sql += f" LIMIT {self.backend.param}"
-            params.append(limit)
+        if limit is not None or offset is not None:
+            sql += f" LIMIT {self.backend.param} OFFSET {self.backend.param}"
+            params += [limit if limit is not None else INTEGER_RANGE[1], offset or 0]
         with translate_errors(self.location):
             cursor = self._query(sql, params)
             columns = [d[0] for d in cursor.description]
             return [session_from_row(columns, row, self) for row in cursor.fetchall()]
+
+    def update_session(self, session: Session | str, **fields: Any) -> Session:
+        """Set columns of a session (snake_case or the table's camelCase names, your own
+        columns included), checked as `create_session` checks them, in one transaction;
+        return the session as stored. Its `id` cannot change."""
+        session_id = check_id(session, "session", Session, nul_ok=self._nul_ok)
+        if not fields:
+            raise ValidationError("update_session needs at least one column to set")
+        row = self._other_session_columns(fields)
+        if "id" in row:
+            raise ValidationError("a session's id cannot change")
+        for column, value in row.items():
+            if value is None and self._session_meta()[column].null is False:
+                raise ValidationError(f"{column} must not be None")
+            if column in ("name", "repoRoot") and not str(value).strip():
+                raise ValidationError(f"{snake_case(column)} must not be empty")
+        sets = ", ".join(f"{q(column)} = {self.backend.param}" for column in row)
+        try:
+            with self._write():
+                if (
+                    self._query(
+                        f"UPDATE sessions SET {sets} WHERE id = {self.backend.param}",
+                        (*row.values(), session_id),
+                    ).rowcount
+                    == 0
+                ):
+                    raise NotFoundError(f"no session with id {quoted(session_id)}")
+        except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:
+            raise ValidationError(f"the database refused the change: {first_line(exc)}") from None
+        return self.get_session(session_id)
 
     def get_session(self, session_id: str) -> Session:
         session_id = check_id(session_id, "session_id", Session, nul_ok=self._nul_ok)
@@ -519,6 +574,39 @@ class SessionStore:
             if self._execute("touch_thread", (now_timestamp(), thread_id)).rowcount == 0:
                 raise NotFoundError(f"no thread with id {quoted(thread_id)}")
 
+    def update_thread(
+        self,
+        thread: Thread | str,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        amp_mode: str | None | Unset = UNSET,
+    ) -> Thread:
+        """Rename a thread, change its status or its `amp_mode` (None clears it); its
+        `updatedAt` moves to now, in the same transaction. Return the thread as stored."""
+        thread_id = check_id(thread, "thread", Thread, nul_ok=self._nul_ok)
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = check_text(name, "name", allow_empty=False, nul_ok=self._nul_ok)
+        if status is not None:
+            values["status"] = check_text(status, "status", allow_empty=False, nul_ok=self._nul_ok)
+        if not isinstance(amp_mode, Unset):
+            values["ampMode"] = check_amp_mode(amp_mode)
+        if not values:
+            raise ValidationError("update_thread needs name, status or amp_mode")
+        values["updatedAt"] = now_timestamp()
+        sets = ", ".join(f"{q(column)} = {self.backend.param}" for column in values)
+        with self._write():
+            if (
+                self._query(
+                    f"UPDATE threads SET {sets} WHERE id = {self.backend.param}",
+                    (*values.values(), thread_id),
+                ).rowcount
+                == 0
+            ):
+                raise NotFoundError(f"no thread with id {quoted(thread_id)}")
+        return self.get_thread(thread_id)
+
     # -- messages --------------------------------------------------------------------------
 
     def _next_idx(self, thread_id: str) -> int:
@@ -586,6 +674,34 @@ class SessionStore:
         if last is not None:
             rows.reverse()
         return messages_from_rows(rows, self)
+
+    def delete_thread_message(self, message: ThreadMessage | str) -> None:
+        """Delete one message; the thread's `updatedAt` moves to now. The other messages keep
+        their `idx`: a gap remains, and the next message appended takes the highest + 1."""
+        message_id = check_id(message, "message", ThreadMessage, nul_ok=self._nul_ok)
+        with self._write():
+            row = self._execute("message_thread", (message_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no message with id {quoted(message_id)}")
+            self.backend.lock_thread(row[0])
+            self._execute("delete_message", (message_id,))
+            self._execute("touch_thread", (now_timestamp(), row[0]))
+
+    def pop_thread_message(self, thread: Thread | str) -> ThreadMessage:
+        """Delete the thread's latest message (highest `idx`) and return it, atomically: under
+        the thread's append lock, so no message appended meanwhile is the one taken.
+        `NotFoundError` if the thread has no messages."""
+        thread_id = check_id(thread, "thread", Thread, nul_ok=self._nul_ok)
+        with self._write():
+            if not self.backend.lock_thread(thread_id):
+                raise NotFoundError(f"no thread with id {quoted(thread_id)}")
+            row = self._execute("latest_message", (thread_id,)).fetchone()
+            if row is None:
+                self._require("thread_exists", thread_id, "thread")
+                raise NotFoundError(f"thread {quoted(thread_id)} has no messages")
+            self._execute("delete_message", (row[0],))
+            self._execute("touch_thread", (now_timestamp(), thread_id))
+        return messages_from_rows([tuple(row)], self)[0]
 
     # -- relations of returned rows (see models.StoreForeignKeyField) ----------------------
 

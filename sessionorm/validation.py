@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
@@ -10,6 +11,7 @@ import peewee
 from .declared_types import affinity
 from .errors import ValidationError
 from .models import ROLES, JSONListField, TimestampField
+from .values import format_timestamp, parse_timestamp
 
 SHOWN = 80  # characters of a caller's value quoted in a message, at most
 
@@ -162,3 +164,15 @@ def check_model_row(instance: peewee.Model, names: list[str], nul_ok: bool = Tru
         if field.field_type == "TEXT":
             check_text(value, name, nul_ok=nul_ok)  # a model's text field holds str, as the store's do
         check_column_value(value, name, field.field_type, nul_ok)
+
+
+def check_since(value: object) -> str:
+    """A moment to compare `createdAt` with, as the app stores it: ISO-8601 UTC text with `Z`."""
+    if isinstance(value, str):
+        parsed = parse_timestamp(check_text(value, "since", allow_empty=False))
+        if not isinstance(parsed, dt.datetime):
+            raise ValidationError(f"since must be a datetime or ISO-8601 text, not {quoted(value)}")
+        value = parsed
+    if not isinstance(value, dt.datetime):
+        raise ValidationError(f"since must be a datetime or ISO-8601 text, not {quoted(value)}")
+    return format_timestamp(value)
