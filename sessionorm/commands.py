@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from playhouse.migrations import Migration, _resolve_models
-from playhouse.migrations import MigrationError as PeeweeMigrationError
+from playhouse.migrations import Migration
 
 from . import planning
 from .backends import backend_for, opened
@@ -20,11 +19,11 @@ from .copy.checks import CopyReport
 from .copy.transfer import copy_database
 from .drift import Drift
 from .drift import drift as schema_drift_report
-from .errors import DatabaseDamagedError, MigrationError, ValidationError
+from .errors import DatabaseDamagedError, MigrationError
 from .exercise import Step
 from .exercise import exercise as exercise_store
 from .migration_options import BackfillResult
-from .models import MODELS
+from .model_loading import load_models
 from .planning import MigrateReport, RollbackReport
 from .progress import Progress
 from .runner import runner_for
@@ -291,22 +290,6 @@ def copy(
 
 
 # -- diff, makemigration ----------------------------------------------------------------------
-
-
-def load_models(spec: str | None) -> list:
-    """`module:ATTR` or `module` (its models) on the current folder's path; default:
-    `$SESSIONORM_MODELS`, else ours (a variable set but empty is refused)."""
-    if spec is None:
-        spec = os.environ.get("SESSIONORM_MODELS")
-        if spec is not None and not spec.strip():
-            raise ValidationError("$SESSIONORM_MODELS is set but empty: set it to MODULE[:ATTR], or unset it")
-    if not spec:
-        return list(MODELS)
-    try:
-        models, _ = _resolve_models(spec)  # playhouse's own loader for `pwmigrate diff`
-    except (PeeweeMigrationError, ImportError) as exc:
-        raise MigrationError(f"cannot load models {spec!r}: {exc}") from None
-    return models
 
 
 def diff(db: DB = None, models: str | None = None, busy_timeout: float | None = None) -> list[str]:

@@ -22,6 +22,7 @@ from .database import first_line, translate_errors
 from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
 from .identifiers import q
 from .migration_options import BackfillResult
+from .model_loading import store_models
 from .models import JSONListField, Session, Thread, ThreadMessage, json_text
 from .runner import MigrationRunner, runner_for
 from .session_children import delete_session_rows
@@ -55,9 +56,28 @@ def insert_template(model: type[peewee.Model]) -> str:
     return f"INSERT INTO {q(model._meta.table_name)} ({column_list(model)}) VALUES ({marks})"
 
 
-THREAD_FIELDS = tuple(f.name for f in Thread._meta.sorted_fields)
 MESSAGE_COUNT = '(SELECT count(*) FROM thread_messages m WHERE m."threadId" = t.id)'
-THREAD_SELECT = f"SELECT {column_list(Thread, 't')}, {MESSAGE_COUNT} FROM threads t"
+
+
+def thread_select(model: type[Thread]) -> str:
+    """SELECT of a thread model's columns, then its message count (`thread_from_row`)."""
+    return f"SELECT {column_list(model, 't')}, {MESSAGE_COUNT} FROM threads t"
+
+
+THREAD_SELECT = thread_select(Thread)
+
+
+def insert_thread_template(own_columns: Iterable[str] = ()) -> str:
+    """INSERT of a thread into an existing session (no row when the session is missing), with
+    the columns of your own thread model after sessionorm's; `{p}` markers."""
+    own = list(own_columns)
+    columns = column_list(Thread) + "".join(f", {q(c)}" for c in own)
+    marks = "".join(", {p}" for _ in own)
+    return (
+        f"INSERT INTO threads ({columns}) SELECT {{p}}, id, {{p}}, {{p}}, {{p}}, 'active', {{p}}{marks}"
+        " FROM sessions WHERE id = {p}"
+    )
+
 
 # The store's fixed statements, `{p}` standing for the backend's parameter marker.
 STATEMENTS = {
@@ -65,8 +85,7 @@ STATEMENTS = {
     ' WHERE "threadId" = {p}) FROM threads WHERE id = {p}',
     "insert_message": insert_template(ThreadMessage),
     "touch_thread": 'UPDATE threads SET "updatedAt" = {p} WHERE id = {p}',
-    "insert_thread": f"INSERT INTO threads ({column_list(Thread)})"
-    " SELECT {p}, id, {p}, {p}, {p}, 'active', {p} FROM sessions WHERE id = {p}",
+    "insert_thread": insert_thread_template(),
     "get_thread": THREAD_SELECT + " WHERE t.id = {p}",
     "session_threads": THREAD_SELECT + ' WHERE t."sessionId" = {p} ORDER BY t."updatedAt" DESC',
     "thread_exists": "SELECT 1 FROM threads WHERE id = {p}",
@@ -135,9 +154,14 @@ def latest_open_store() -> SessionStore | None:
     return None
 
 
-def bind_models(db: peewee.Database | None) -> None:
-    """Point `BOUND_MODELS` at `db` (None: at no database), as peewee's `Model.bind` does."""
-    for model in BOUND_MODELS:
+def bound_models(own: Iterable[type[peewee.Model]]) -> tuple[type[peewee.Model], ...]:
+    """sessionorm's models and a store's own subclasses of them."""
+    return tuple(dict.fromkeys([*BOUND_MODELS, *own]))
+
+
+def bind_models(db: peewee.Database | None, own: Iterable[type[peewee.Model]] = ()) -> None:
+    """Point the models (`bound_models`) at `db` (None: at no database), as `Model.bind` does."""
+    for model in bound_models(own):
         model.bind(db, bind_refs=False, bind_backrefs=False)  # type: ignore[arg-type]  # None unbinds
 
 
@@ -156,15 +180,19 @@ class SessionStore:
         busy_timeout: float | None = None,
         migrate: bool = False,
         readonly: bool = False,
+        models: Iterable[type[peewee.Model]] | str | None = None,
     ) -> None:
         """`path`: a SQLite file or a database URL (None: the default path); or `url`.
 
         `busy_timeout`: seconds to wait for another writer's lock (default 5, or the
         URL's `timeout`). `readonly`: read an existing, migrated database (a file without
         write permission too); every write raises `SessionormError`, and the file and its
-        -wal/-shm are left as they were.
+        -wal/-shm are left as they were. `models`: your subclasses of `Session`, `Thread` or
+        `ThreadMessage` with columns of your own (a list, or `MODULE[:ATTR]`; default:
+        `$SESSIONORM_MODELS`, else sessionorm's), which the store then reads and writes.
         """
         self._closed = True  # until it is open
+        self._models = store_models(models)
         if path is not None and url is not None:
             raise ValidationError("give a path or a url, not both")
         if readonly and migrate:
@@ -214,13 +242,13 @@ class SessionStore:
         store opened later takes them; `bound()` names one explicitly)."""
         self.db.sessionorm_store = weakref.ref(self)  # type: ignore[attr-defined]  # for BaseModel.save
         OPEN_STORES.append(weakref.ref(self))
-        bind_models(self.db)
+        bind_models(self.db, self._models)
 
     def bound(self) -> Any:
         """A block in which `Session`, `Thread` and `ThreadMessage` query this store's
         database, whichever store was opened last (peewee's `Database.bind_ctx`)."""
         self._refuse_closed()
-        return self.db.bind_ctx(BOUND_MODELS, bind_refs=False, bind_backrefs=False)
+        return self.db.bind_ctx(bound_models(self._models), bind_refs=False, bind_backrefs=False)
 
     def _save(self, instance: peewee.Model, force_insert: bool, only: Any) -> Any:
         """`instance.save()` on this store's database: its values checked as the store's own
@@ -246,6 +274,7 @@ class SessionStore:
         `Target`, whose migrations folder the data step runs too (default: the shipped scripts).
         """
         store = cls.__new__(cls)
+        store._models = (Session, Thread, ThreadMessage)
         store._target = target
         store._attach(db, location or repr(db))
         return store
@@ -255,6 +284,13 @@ class SessionStore:
         self.db, self.location = db, location
         self.backend = backend_of(db)
         self._sql = {key: self.backend.sql(template) for key, template in STATEMENTS.items()}
+        thread_model = self._models[1]
+        if thread_model is not Thread:  # your own columns: read them too
+            select = thread_select(thread_model)
+            self._sql["get_thread"] = self.backend.sql(select + " WHERE t.id = {p}")
+            self._sql["session_threads"] = self.backend.sql(
+                select + ' WHERE t."sessionId" = {p} ORDER BY t."updatedAt" DESC'
+            )
         self._nul_ok = self.backend.nul_in_text
         self._session_columns: dict[str, Any] | None = None
         self._closed = False
@@ -303,7 +339,7 @@ class SessionStore:
         self._closed = True
         OPEN_STORES[:] = [ref for ref in OPEN_STORES if ref() not in (None, self)]
         latest = latest_open_store()
-        bind_models(latest.db if latest is not None else None)
+        bind_models(latest.db if latest is not None else None, latest._models if latest is not None else ())
         self.db.close()
 
     def __enter__(self) -> SessionStore:
@@ -523,20 +559,40 @@ class SessionStore:
 
     # -- threads ---------------------------------------------------------------------------
 
-    def create_thread(self, session_id: str, name: str, amp_mode: str | None = None) -> str:
+    def create_thread(
+        self, session_id: Session | str, name: str, amp_mode: str | None = None, **columns: Any
+    ) -> str:
         """Add a thread to a session; return its id (`T-<uuid>`, as the orchestrator app makes
-        them: the app lists no other). `amp_mode`: the app's 'production' or 'local-cli'."""
+        them: the app lists no other). `amp_mode`: the app's 'production' or 'local-cli'.
+        `columns`: fields of your own thread model (`models=`), checked as its `.save()` is;
+        those left out take the database's defaults."""
         session_id = check_id(session_id, "session_id", Session, nul_ok=self._nul_ok)
         check_text(name, "name", allow_empty=False, nul_ok=self._nul_ok)
         check_amp_mode(amp_mode)
+        own = self._own_thread_columns(columns)
         thread_id, now = new_thread_id(), now_timestamp()
+        sql = self._sql["insert_thread"] if not own else self.backend.sql(insert_thread_template(own))
+        params = (thread_id, name, now, now, amp_mode, *own.values(), session_id)
         with self._write():
-            if (
-                self._execute("insert_thread", (thread_id, name, now, now, amp_mode, session_id)).rowcount
-                == 0
-            ):
+            if self._query(sql, params).rowcount == 0:
                 raise NotFoundError(f"no session with id {quoted(session_id)}")
         return thread_id
+
+    def _own_thread_columns(self, columns: dict[str, Any]) -> dict[str, Any]:
+        """`create_thread`'s keyword fields of the store's thread model, checked, by column."""
+        model = self._models[1]
+        base = set(Thread._meta.fields)
+        unknown = [key for key in columns if key not in model._meta.fields or key in base]
+        if unknown:
+            raise ValidationError(
+                f"{model.__name__} has no field of its own named {unknown[0]!r}"
+                + ("" if model is not Thread else " (pass your thread model with models=)")
+            )
+        probe = model.__new__(model)
+        probe.__data__ = dict(columns)
+        check_model_row(probe, list(columns), self._nul_ok)
+        fields = model._meta.fields
+        return {fields[key].column_name: fields[key].db_value(value) for key, value in columns.items()}
 
     def get_thread(self, thread_id: str) -> Thread:
         """The thread, with `.message_count`."""
@@ -735,10 +791,12 @@ def session_defaults(row: dict[str, Any], name: str, repo_root: str, session_id:
 
 
 def thread_from_row(row: tuple, store: SessionStore) -> Thread:
-    """A `Thread` with `.message_count` from a row of THREAD_SELECT: its columns, then the count."""
-    thread = Thread.__new__(Thread)
+    """A thread (of the store's thread model) with `.message_count`, from a row of
+    `thread_select`: its columns, then the count."""
+    model = store._models[1]
+    thread = model.__new__(model)
     thread._store = store
-    thread.__data__ = dict(zip(THREAD_FIELDS, row, strict=False))
+    thread.__data__ = dict(zip(model._meta.sorted_field_names, row, strict=False))
     thread.message_count = row[-1]
     return thread
 

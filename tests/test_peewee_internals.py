@@ -24,7 +24,7 @@ from sessionorm.safe_migrator import make_migrator
 
 
 def test_resolve_models_is_the_loader_commands_load_models_calls():
-    """commands.load_models: `_resolve_models("module:ATTR")` -> (models, …)."""
+    """model_loading.load_models: `_resolve_models("module:ATTR")` -> (models, …)."""
     models, _ = _resolve_models("sessionorm.models:MODELS")
     assert Thread in models and ThreadMessage in models
 
