@@ -286,7 +286,10 @@ def bench_hot(args: argparse.Namespace, workdir: Path) -> list[Row]:
         store = SessionStore(url=url)
         con = psycopg.connect(url, autocommit=True, prepare_threshold=None)
         session = store.create_session(name="bench", amp_prompt="p", repo_root="/r").id
-        raw_thread, orm_thread = (store.create_thread(session, "raw"), store.create_thread(session, "orm"))
+        raw_thread, orm_thread = (
+            store.create_thread(session, "raw").id,
+            store.create_thread(session, "orm").id,
+        )
         singles = sample_messages(args.single_messages)
         raws, orms = interleave(
             lambda: (
@@ -311,7 +314,7 @@ def bench_hot(args: argparse.Namespace, workdir: Path) -> list[Row]:
             "add_thread_messages",
         )
         rows.append(ratio_row(f"add_thread_messages, 1,000 messages, via {via}", raws, orms, "ms", 1.5))
-        reader = store.create_thread(session, "reader")
+        reader = store.create_thread(session, "reader").id
         for start in range(0, 10_000, 1000):
             store.add_thread_messages(reader, sample_messages(1000, start))
         raws, orms = interleave(
@@ -372,7 +375,7 @@ def bench_prepare(args: argparse.Namespace, workdir: Path) -> list[Row]:
         never = SessionStore(url=url)
         prepared = SessionStore(url=url + "?prepare_threshold=5")
         session = never.create_session(name="bench", amp_prompt="p", repo_root="/r").id
-        a, b = never.create_thread(session, "a"), never.create_thread(session, "b")
+        a, b = never.create_thread(session, "a").id, never.create_thread(session, "b").id
         singles = sample_messages(args.single_messages)
         fives, nones = interleave(
             lambda: (

@@ -113,13 +113,13 @@ def run_steps(store: Any, db: peewee.Database, runner: MigrationRunner, steps: l
     session_id = state["session"]
 
     def create() -> str:
-        state["thread"] = store.create_thread(session_id, "sessionorm verify --exercise")
+        state["thread"] = store.create_thread(session_id, "sessionorm verify --exercise").id
         listed = [t.id for t in store.get_session_threads(session_id)]
         expect(state["thread"] in listed, f"thread {state['thread']} is not among the session's threads")
         return f"thread {state['thread']}"
 
     def append() -> str:
-        ids = [store.add_thread_message(state["thread"], role, text) for role, text in MESSAGES]
+        ids = [store.add_thread_message(state["thread"], role, text).id for role, text in MESSAGES]
         state["messages"] = ids
         count = store.get_thread(state["thread"]).message_count
         expect(count == 3, f"the thread counts {count} messages, not 3")

@@ -561,9 +561,9 @@ class SessionStore:
 
     def create_thread(
         self, session_id: Session | str, name: str, amp_mode: str | None = None, **columns: Any
-    ) -> str:
-        """Add a thread to a session; return its id (`T-<uuid>`, as the orchestrator app makes
-        them: the app lists no other). `amp_mode`: the app's 'production' or 'local-cli'.
+    ) -> Thread:
+        """Add a thread to a session; return it (its id is `T-<uuid>`, as the orchestrator app
+        makes them: the app lists no other). `amp_mode`: the app's 'production' or 'local-cli'.
         `columns`: fields of your own thread model (`models=`), checked as its `.save()` is;
         those left out take the database's defaults."""
         session_id = check_id(session_id, "session_id", Session, nul_ok=self._nul_ok)
@@ -576,7 +576,7 @@ class SessionStore:
         with self._write():
             if self._query(sql, params).rowcount == 0:
                 raise NotFoundError(f"no session with id {quoted(session_id)}")
-        return thread_id
+        return self.get_thread(thread_id)
 
     def _own_thread_columns(self, columns: dict[str, Any]) -> dict[str, Any]:
         """`create_thread`'s keyword fields of the store's thread model, checked, by column."""
@@ -673,20 +673,23 @@ class SessionStore:
             raise NotFoundError(f"no thread with id {quoted(thread_id)}")
         return row[0]
 
-    def add_thread_message(self, thread_id: str, role: str, content: str) -> str:
-        """Append a message (idx = next) and bump the thread's `updatedAt`; return its id."""
+    def add_thread_message(self, thread_id: Thread | str, role: str, content: str) -> ThreadMessage:
+        """Append a message (idx = next) and bump the thread's `updatedAt`; return it."""
         thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self._nul_ok)
         check_role(role)
         check_text(content, "content", nul_ok=self._nul_ok)
         message_id, now = new_id(), now_timestamp()
         with self._write():
             idx = self._next_idx(thread_id)
-            self._execute("insert_message", (message_id, thread_id, role, content, now, idx))
+            row = (message_id, thread_id, role, content, now, idx)
+            self._execute("insert_message", row)
             self._execute("touch_thread", (now, thread_id))
-        return message_id
+        return messages_from_rows([row], self)[0]
 
-    def add_thread_messages(self, thread_id: str, messages: Iterable[tuple[str, str]]) -> list[str]:
-        """Append a batch in one transaction, all or nothing; return the ids in order."""
+    def add_thread_messages(
+        self, thread_id: Thread | str, messages: Iterable[tuple[str, str]]
+    ) -> list[ThreadMessage]:
+        """Append a batch in one transaction, all or nothing; return the messages in order."""
         thread_id = check_id(thread_id, "thread_id", Thread, nul_ok=self._nul_ok)
         batch = check_messages(messages, nul_ok=self._nul_ok)
         now = now_timestamp()
@@ -699,7 +702,7 @@ class SessionStore:
             ]
             self.backend.executemany(self._sql["insert_message"], rows)
             self._execute("touch_thread", (now, thread_id))
-        return ids
+        return messages_from_rows(rows, self)
 
     def get_thread_messages(
         self, thread_id: str, after_idx: int | None = None, limit: int | None = None, last: int | None = None

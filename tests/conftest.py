@@ -37,7 +37,7 @@ def session(store: SessionStore):
 @pytest.fixture
 def thread_id(store: SessionStore, session) -> str:
     """One empty thread of `session`."""
-    return store.create_thread(session.id, "Feature Discussion")
+    return store.create_thread(session.id, "Feature Discussion").id
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "pgbouncer"])

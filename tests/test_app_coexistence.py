@@ -127,7 +127,7 @@ def test_a_column_nobody_knows_is_a_note_not_drift(db_path: Path) -> None:
 
 
 def test_create_thread_makes_t_ids(store: SessionStore, session) -> None:
-    thread = store.create_thread(session.id, "Feature Discussion", amp_mode="local-cli")
+    thread = store.create_thread(session.id, "Feature Discussion", amp_mode="local-cli").id
     assert thread.startswith("T-") and uuid.UUID(thread[2:]).version == 4
     assert store.get_thread(thread).amp_mode == "local-cli"
 
@@ -224,7 +224,7 @@ def test_threads_deleted_behind_sessionorms_back_are_named_and_restored_from_a_b
     ok("backup", "--db-path", path, "-o", backup)
     with SessionStore(path) as store:  # rows written after the backup must survive the restore
         sid = one(path, "SELECT id FROM sessions LIMIT 1")
-        newer = store.create_thread(sid, "newer")
+        newer = store.create_thread(sid, "newer").id
         store.add_thread_message(newer, "user", "written after the backup")
     lost = [
         r[0]

@@ -197,7 +197,7 @@ def test_verify_on_a_damaged_file_is_an_answer_listing_its_integrity_problems(tm
     path = tmp_path / "damaged.sqlite"
     with SessionStore(path) as store:
         session = store.create_session(name="s", amp_prompt="p", repo_root="/r")
-        thread = store.create_thread(session, "t")
+        thread = store.create_thread(session, "t").id
         store.add_thread_messages(thread, [("user", "x" * 500)] * 2000)
     import sqlite3
 

@@ -48,7 +48,7 @@ def test_counts_paths_and_timeouts_out_of_range_are_refused(tmp_path: Path, monk
             with pytest.raises(ValidationError, match="limit must be a non-negative integer below 2\\*\\*63"):
                 store.list_sessions(limit=limit)
         assert store.list_sessions(limit=2**63 - 1) == []
-        thread = store.create_thread(store.create_session(name="s", amp_prompt="p", repo_root="/r"), "t")
+        thread = store.create_thread(store.create_session(name="s", amp_prompt="p", repo_root="/r"), "t").id
         with pytest.raises(ValidationError, match="not valid Unicode text"):
             store.add_thread_message(thread, "user", "\udfff")
     with pytest.raises(ValidationError, match="contains a NUL character"):

@@ -24,7 +24,7 @@ MESSAGES_EACH = 500
 def test_eight_processes_appending_to_one_thread_get_contiguous_idx_and_no_errors(db_path: Path):
     with SessionStore(db_path) as store:
         session = store.create_session(name="busy", amp_prompt="p", repo_root="/r")
-        thread_id = store.create_thread(session.id, "shared")
+        thread_id = store.create_thread(session.id, "shared").id
     results, start = workers.SPAWN.Queue(), workers.SPAWN.Barrier(APPENDERS)
     began = time.monotonic()
     procs = workers.start_processes(
@@ -120,7 +120,7 @@ def test_listing_while_eight_processes_write_never_errors_and_never_goes_backwar
 def test_backup_under_load_holds_every_message_committed_before_it_started(db_path: Path):
     with SessionStore(db_path) as store:
         session = store.create_session(name="loaded", amp_prompt="p", repo_root="/r")
-        thread_id = store.create_thread(session.id, "appended to")
+        thread_id = store.create_thread(session.id, "appended to").id
         # a few MB, so that a backup takes long enough to overlap many appends
         store.add_thread_messages(thread_id, [("user", "seed " + "y" * 1000)] * 5000)
     results, started, stop = workers.SPAWN.Queue(), workers.SPAWN.Event(), workers.SPAWN.Event()

@@ -24,7 +24,7 @@ def truncated(tmp_path: Path) -> Path:
     good = tmp_path / "good.sqlite"
     with SessionStore(good) as store:
         session = store.create_session(name="s", amp_prompt="p", repo_root="/r")
-        thread = store.create_thread(session, "t")
+        thread = store.create_thread(session, "t").id
         store.add_thread_messages(thread, [("user", "x" * 2000)] * 300)
     folder = tmp_path / "damaged"
     folder.mkdir()

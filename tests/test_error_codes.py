@@ -102,7 +102,7 @@ def test_postgresql_errors_in_german_are_classified_by_sqlstate(german):
 
     with german.store() as store:
         session = store.create_session(name="n", amp_prompt="p", repo_root="/r")
-        thread = store.create_thread(session.id, "t")
+        thread = store.create_thread(session.id, "t").id
     with psycopg.connect(german.direct) as holder:
         holder.execute("SELECT id FROM threads WHERE id = %s FOR UPDATE", (thread,))
         with german.store(busy_timeout=0.2) as store:

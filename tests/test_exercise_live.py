@@ -41,7 +41,7 @@ APPENDER = textwrap.dedent("""
 def test_verify_exercise_beside_a_looping_writer_passes_every_run(tmp_path: Path, journal_mode: str):
     db = tmp_path / "live.sqlite"
     with SessionStore(db) as store:
-        thread = store.create_thread(store.create_session(name="s", amp_prompt="p", repo_root="/r"), "t")
+        thread = store.create_thread(store.create_session(name="s", amp_prompt="p", repo_root="/r"), "t").id
     con = sqlite3.connect(db)
     assert con.execute(f"PRAGMA journal_mode = {journal_mode}").fetchone()[0] == journal_mode
     con.close()

@@ -44,11 +44,11 @@ def test_hostile_text_round_trips_verbatim_through_the_store(store: SessionStore
     session = store.create_session(name=text, amp_prompt=text, repo_root="/r")
     again = store.get_session(session.id)
     assert (again.name, again.amp_prompt) == (text, text)
-    thread_id = store.create_thread(session.id, text)
+    thread_id = store.create_thread(session.id, text).id
     assert store.get_thread(thread_id).name == text
     assert [t.name for t in store.get_session_threads(session.id)] == [text]
-    one = store.add_thread_message(thread_id, "user", text)
-    ids = store.add_thread_messages(thread_id, [("assistant", text), ("system", text + text)])
+    one = store.add_thread_message(thread_id, "user", text).id
+    ids = [m.id for m in store.add_thread_messages(thread_id, [("assistant", text), ("system", text + text)])]
     messages = store.get_thread_messages(thread_id)
     assert [(m.id, m.content) for m in messages] == [(one, text), (ids[0], text), (ids[1], text + text)]
     assert store.get_thread_messages(thread_id, last=1)[0].content == text + text
@@ -110,10 +110,10 @@ def test_wrong_types_are_refused_before_any_sql(store, session, thread_id, sql_l
     calls = [
         lambda: store.create_session(name=value, amp_prompt="p", repo_root="/r"),
         lambda: store.create_session(name="n", amp_prompt="p", repo_root=value),
-        lambda: store.create_thread(session.id, value),
-        lambda: store.create_thread(value, "name"),
-        lambda: store.add_thread_message(thread_id, "user", value),
-        lambda: store.add_thread_message(value, "user", "content"),
+        lambda: store.create_thread(session.id, value).id,
+        lambda: store.create_thread(value, "name").id,
+        lambda: store.add_thread_message(thread_id, "user", value).id,
+        lambda: store.add_thread_message(value, "user", "content").id,
         lambda: store.add_thread_messages(thread_id, [("user", "fine"), ("user", value)]),
         lambda: store.get_thread(value),
         lambda: store.get_session_threads(value),
@@ -152,9 +152,9 @@ def test_malformed_batches_are_refused_before_any_sql(store, thread_id, sql_log,
 
 def test_unknown_ids_write_nothing(store, session, thread_id, unchanged):
     for call in (
-        lambda: store.add_thread_message("no-such-thread", "user", "x"),
+        lambda: store.add_thread_message("no-such-thread", "user", "x").id,
         lambda: store.add_thread_messages("no-such-thread", [("user", "x")]),
-        lambda: store.create_thread("no-such-session", "x"),
+        lambda: store.create_thread("no-such-session", "x").id,
         lambda: store.delete_thread("'); DROP TABLE threads;--"),
         lambda: store.delete_session("' OR 1=1 --"),
         lambda: store.update_thread_timestamp("' OR 1=1 --"),
@@ -256,10 +256,10 @@ def test_a_full_database_gives_a_clear_error_and_writes_nothing(store, session, 
     store.db.execute_sql(f"PRAGMA max_page_count = {pages + 2}")  # this connection: 2 pages left
     big = "x" * (1024 * 1024)
     for call in (
-        lambda: store.add_thread_message(thread_id, "user", big),
+        lambda: store.add_thread_message(thread_id, "user", big).id,
         lambda: store.add_thread_messages(thread_id, [("user", "small"), ("user", big)]),
         lambda: store.create_session(name="n", amp_prompt=big, repo_root="/r"),
-        lambda: store.create_thread(session.id, big),
+        lambda: store.create_thread(session.id, big).id,
     ):
         with pytest.raises(DatabaseOpenError, match="full"):
             call()

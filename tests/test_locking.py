@@ -42,7 +42,7 @@ def lock_held(path: Path, sql: str, params: tuple = ()) -> Iterator[None]:
 def test_store_writes_raise_busy_error_while_another_process_holds_the_lock(db_path: Path, dump):
     with SessionStore(db_path) as store:
         session = store.create_session(name="s", amp_prompt="p", repo_root="/r")
-        thread_id = store.create_thread(session.id, "t")
+        thread_id = store.create_thread(session.id, "t").id
         store.add_thread_message(thread_id, "user", "before")
     before = dump(db_path)
     store = SessionStore(db_path, busy_timeout=BUSY)
@@ -52,9 +52,9 @@ def test_store_writes_raise_busy_error_while_another_process_holds_the_lock(db_p
             " VALUES ('00000000-0000-4000-8000-000000000000', ?, 'user', 'held', 'x', 1)"
         )
         attempts = {
-            "add_thread_message": lambda: store.add_thread_message(thread_id, "user", "blocked"),
+            "add_thread_message": lambda: store.add_thread_message(thread_id, "user", "blocked").id,
             "add_thread_messages": lambda: store.add_thread_messages(thread_id, [("user", "blocked")]),
-            "create_thread": lambda: store.create_thread(session.id, "blocked"),
+            "create_thread": lambda: store.create_thread(session.id, "blocked").id,
             "create_session": lambda: store.create_session(name="blocked", amp_prompt="p", repo_root="/r"),
             "delete_thread": lambda: store.delete_thread(thread_id),
         }

@@ -109,7 +109,7 @@ def test_the_installed_package_creates_a_database_through_its_migrations(venv, e
         import json, sqlite3, sessionorm
         with sessionorm.SessionStore("new.db") as store:
             session = store.create_session(name="s", amp_prompt="p", repo_root="/r")
-            store.add_thread_message(store.create_thread(session.id, "t"), "user", "hi")
+            store.add_thread_message(store.create_thread(session.id, "t").id, "user", "hi").id
         rows = sqlite3.connect("new.db").execute(
             "SELECT version, name FROM migrations ORDER BY version").fetchall()
         print(json.dumps(rows))

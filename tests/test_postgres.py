@@ -97,7 +97,7 @@ def session(store: SessionStore):
 
 @pytest.fixture
 def thread_id(store: SessionStore, session) -> str:
-    return store.create_thread(session.id, "Feature Discussion")
+    return store.create_thread(session.id, "Feature Discussion").id
 
 
 @pytest.fixture
@@ -196,8 +196,8 @@ def test_create_session_stores_other_columns_by_snake_case_name(store):
 
 
 def test_get_session_threads_counts_messages_newest_updated_first(store, session):
-    older = store.create_thread(session.id, "older")
-    newer = store.create_thread(session.id, "newer")
+    older = store.create_thread(session.id, "older").id
+    newer = store.create_thread(session.id, "newer").id
     store.add_thread_messages(older, [("user", "a"), ("assistant", "b")])
     store.add_thread_message(newer, "user", "c")
     listed = store.get_session_threads(session.id)
@@ -207,7 +207,7 @@ def test_get_session_threads_counts_messages_newest_updated_first(store, session
 
 def test_messages_are_numbered_from_zero_in_order(store, thread_id):
     store.add_thread_message(thread_id, "user", "zero")
-    ids = store.add_thread_messages(thread_id, [("assistant", "one"), ("user", "two")])
+    ids = [m.id for m in store.add_thread_messages(thread_id, [("assistant", "one"), ("user", "two")])]
     messages = store.get_thread_messages(thread_id)
     assert [(m.idx, m.content) for m in messages] == [(0, "zero"), (1, "one"), (2, "two")]
     assert [m.id for m in messages[1:]] == ids
@@ -242,9 +242,9 @@ def test_an_empty_batch_is_a_validation_error(store, thread_id):
         lambda s: s.get_thread_messages("nope"),
         lambda s: s.update_thread_timestamp("nope"),
         lambda s: s.delete_thread("nope"),
-        lambda s: s.add_thread_message("nope", "user", "x"),
+        lambda s: s.add_thread_message("nope", "user", "x").id,
         lambda s: s.add_thread_messages("nope", [("user", "x")]),
-        lambda s: s.create_thread("nope", "x"),
+        lambda s: s.create_thread("nope", "x").id,
     ],
 )
 def test_an_unknown_id_raises_not_found_and_writes_nothing(store, backend, thread_id, call):
@@ -399,7 +399,7 @@ def test_a_database_migrated_elsewhere_is_not_migrated_twice(legacy):
 def test_rollback_refuses_to_destroy_threads_the_migration_did_not_create(legacy):
     commands.migrate(legacy.target)
     with legacy.store() as store:
-        store.add_thread_message(store.create_thread(legacy_rows()[0][0], "mine"), "user", "hi")
+        store.add_thread_message(store.create_thread(legacy_rows()[0][0], "mine").id, "user", "hi")
     for latest in reversed([INDEX_NAMES, *LATER]):  # one at a time, the latest first
         assert commands.rollback(legacy.target).reverted == [latest]
     before = legacy.snapshot()

@@ -91,7 +91,7 @@ def migrated(legacy: Backend) -> Backend:
 
 def thread_of(store: SessionStore) -> str:
     session = store.create_session(name="s", amp_prompt="p", repo_root="/r")
-    return store.create_thread(session.id, "t")
+    return store.create_thread(session.id, "t").id
 
 
 def dumps(directory: Path) -> list[Path]:
@@ -142,7 +142,7 @@ def test_the_lock_timeout_lasts_one_transaction_and_never_stays_on_the_connectio
 @pytest.mark.parametrize(
     "write",
     [
-        lambda s, t: s.add_thread_message(t, "user", "blocked"),
+        lambda s, t: s.add_thread_message(t, "user", "blocked").id,
         lambda s, t: s.add_thread_messages(t, [("user", "a"), ("assistant", "b")]),
         lambda s, t: s.update_thread_timestamp(t),
         lambda s, t: s.delete_thread(t),
@@ -164,7 +164,7 @@ def test_a_held_row_lock_raises_busy_within_the_busy_timeout(pg, write):
         lambda s, t: s.get_thread(t),
         lambda s, t: s.get_thread_messages(t, last=5),
         lambda s, t: s.get_session_threads(s.get_thread(t).session_id),
-        lambda s, t: s.add_thread_message(t, "user", "x"),
+        lambda s, t: s.add_thread_message(t, "user", "x").id,
     ],
 )
 def test_a_held_table_lock_makes_reads_and_writes_busy_within_the_busy_timeout(pg, call):
@@ -191,7 +191,7 @@ def append_after_a_history_of_its_own(db: Backend, thread_id: str, writer: int, 
         with db.store() as store:
             own = store.create_session(name=f"writer {writer}", amp_prompt="p", repo_root="/r").id
             for n in range(writer * 3):
-                mine = store.create_thread(own, f"{writer}-{n}")
+                mine = store.create_thread(own, f"{writer}-{n}").id
                 for _ in range(writer % 3 + 1):
                     store.update_thread_timestamp(mine)
             barrier.wait(timeout=60)
@@ -390,8 +390,8 @@ NUL_CALLS = {
     "other column": lambda s, t, sid: s.create_session(
         name="n", amp_prompt="p", repo_root="/r", notes="x\x00"
     ),
-    "thread name": lambda s, t, sid: s.create_thread(sid, "t\x00"),
-    "content": lambda s, t, sid: s.add_thread_message(t, "user", "hello\x00world"),
+    "thread name": lambda s, t, sid: s.create_thread(sid, "t\x00").id,
+    "content": lambda s, t, sid: s.add_thread_message(t, "user", "hello\x00world").id,
     "batch": lambda s, t, sid: s.add_thread_messages(t, [("user", "ok"), ("user", "\x00")]),
     "thread id": lambda s, t, sid: s.get_thread_messages(t + "\x00"),
     "session id": lambda s, t, sid: s.get_session("x\x00"),

@@ -103,19 +103,19 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(target=threads, session_id=mostly(sessions, unknown_ids), name=mostly(names, bad_names))
     def create_thread(self, session_id, name):
         if not isinstance(name, str) or not name.strip():
-            self.fails(ValidationError, lambda: self.store.create_thread(session_id, name))
+            self.fails(ValidationError, lambda: self.store.create_thread(session_id, name).id)
             return multiple()
         if session_id not in self.model:
-            self.fails(NotFoundError, lambda: self.store.create_thread(session_id, name))
+            self.fails(NotFoundError, lambda: self.store.create_thread(session_id, name).id)
             return multiple()
-        thread_id = self.store.create_thread(session_id, name)
+        thread_id = self.store.create_thread(session_id, name).id
         self.model[session_id][thread_id] = []
         self.thread_session[thread_id] = session_id
         return thread_id
 
     @rule(thread_id=mostly(threads, unknown_ids), role=roles, content=contents)
     def add_thread_message(self, thread_id, role, content):
-        call = lambda: self.store.add_thread_message(thread_id, role, content)  # noqa: E731
+        call = lambda: self.store.add_thread_message(thread_id, role, content).id  # noqa: E731
         if not valid_message(role, content):
             self.fails(ValidationError, call)
         elif self.messages(thread_id) is None:

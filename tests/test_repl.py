@@ -19,7 +19,7 @@ def two_stores(tmp_path: Path):
     for name in ("a", "b"):
         store = SessionStore(tmp_path / f"{name}.sqlite")
         session = store.create_session(name=f"session {name}", amp_prompt="p", repo_root="/r")
-        thread = store.create_thread(session, f"thread {name}")
+        thread = store.create_thread(session, f"thread {name}").id
         store.add_thread_messages(
             thread, [("user", f"{name}0"), ("assistant", f"{name}1"), ("user", f"{name}2")]
         )
@@ -83,9 +83,9 @@ def test_list_sessions_newest_first_with_status_and_limit(tmp_path):
 
 
 def test_every_id_parameter_takes_the_row_object(store, session):
-    thread_id = store.create_thread(session, "by row")
+    thread_id = store.create_thread(session, "by row").id
     thread = store.get_thread(thread_id)
-    message_id = store.add_thread_message(thread, "user", "Hello!")
+    message_id = store.add_thread_message(thread, "user", "Hello!").id
     assert store.add_thread_messages(thread, [("assistant", "Hi")])
     assert [m.id for m in store.get_thread_messages(thread, last=2)][0] == message_id
     store.update_thread_timestamp(thread)
@@ -162,7 +162,7 @@ def test_messages_quote_at_most_about_80_characters_of_the_input(store):
     for call in (
         lambda: store.get_thread(huge),
         lambda: store.get_session(huge),
-        lambda: store.add_thread_message("t", huge, "c"),
+        lambda: store.add_thread_message("t", huge, "c").id,
         lambda: SessionStore(busy_timeout=huge),
     ):
         with pytest.raises(SessionormError) as raised:
@@ -197,7 +197,7 @@ def test_message_rows_are_complete_models_built_lazily(store, session):
     """Pins the peewee internals the fast read relies on (see models.DataFromRow)."""
     from sessionorm import ThreadMessage
 
-    thread = store.create_thread(session, "t")
+    thread = store.create_thread(session, "t").id
     store.add_thread_messages(thread, [("user", "a"), ("assistant", "b")])
     first, second = store.get_thread_messages(thread)
     assert "__data__" not in vars(first)  # nothing built until something reads a field

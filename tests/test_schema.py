@@ -178,7 +178,7 @@ def test_a_second_message_with_the_same_idx_in_a_thread_is_rejected(con, thread_
 
 
 def test_the_same_idx_in_another_thread_is_allowed(store, session, con, thread_id):
-    other = store.create_thread(session.id, "Other")
+    other = store.create_thread(session.id, "Other").id
     insert = (
         "INSERT INTO thread_messages (id, threadId, role, content, createdAt, idx)"
         " VALUES (?, ?, 'user', 'hi', '2025-08-24T12:34:56.789Z', 0)"
@@ -222,7 +222,7 @@ def busy_store(store: SessionStore) -> SessionStore:
     for s in range(3):
         session = store.create_session(name=f"Session {s}", amp_prompt="p", repo_root="/tmp/repo")
         for t in range(3):
-            thread = store.create_thread(session.id, f"Thread {t}")
+            thread = store.create_thread(session.id, f"Thread {t}").id
             store.add_thread_messages(thread, [("user", f"q{i}") for i in range(5)])
     return store
 
@@ -323,7 +323,7 @@ def test_thread_and_message_timestamps_are_stored_as_iso_utc_with_milliseconds(s
 
 
 def test_ids_are_lowercase_v4_uuids_and_thread_ids_carry_the_apps_t_prefix(store, session, thread_id):
-    message_id = store.add_thread_message(thread_id, "user", "hi")
+    message_id = store.add_thread_message(thread_id, "user", "hi").id
     for value in (session.id, message_id):
         assert re.fullmatch(UUID4, value), value
     assert re.fullmatch("T-" + UUID4, thread_id), thread_id

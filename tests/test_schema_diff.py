@@ -302,7 +302,7 @@ def test_a_not_null_field_with_a_constant_default_gets_that_sql_default(
     assert run("migrate", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 0
     with SessionStore(migrated) as store:
         session = store.list_sessions()[0]
-        thread = store.create_thread(session, "inserted by code that knows no priority")
+        thread = store.create_thread(session, "inserted by code that knows no priority").id
         assert store.db.execute_sql("SELECT priority FROM threads WHERE id = ?", (thread,)).fetchone() == (0,)
     assert run("diff", "--db-path", str(migrated), "--models", spec).exit_code == 0
     verified = run("verify", "--db-path", str(migrated), "--models", spec, "--migrations-dir", str(mig))

@@ -254,7 +254,7 @@ def test_deleting_a_session_removes_its_threads_and_messages(filled, db_path):
 def test_deleting_a_session_leaves_other_sessions_threads_alone(filled, db_path):
     store, session_id, _ = filled
     other = store.create_session(name="Other", amp_prompt="p", repo_root="/r")
-    kept = store.create_thread(other.id, "Kept")
+    kept = store.create_thread(other.id, "Kept").id
     store.add_thread_message(kept, "user", "still here")
     store.delete_session(session_id)
     assert [t.id for t in store.get_session_threads(other.id)] == [kept]
@@ -266,7 +266,7 @@ def test_deleting_a_session_deletes_the_apps_rows_of_it_and_says_how_many(legacy
     path = legacy_db(n=2, threaded=0, iterations=2)
     with SessionStore(path, migrate=True) as store:
         session_id, other = [r[0] for r in store.db.execute_sql("SELECT id FROM sessions ORDER BY id")]
-        store.add_thread_message(store.create_thread(session_id, "t"), "user", "hi")
+        store.add_thread_message(store.create_thread(session_id, "t").id, "user", "hi")
         deleted = store.delete_session(session_id)
     assert deleted == {"tool_calls": 2, "iterations": 2, "thread_messages": 1, "threads": 1, "sessions": 1}
     for table in ("iterations", "tool_calls"):
@@ -282,7 +282,7 @@ def test_deleting_a_session_still_referenced_by_rows_the_app_keeps_is_refused_an
     path = legacy_db(n=2, threaded=0, iterations=1)
     with SessionStore(path, migrate=True) as store:
         session_id = store.db.execute_sql("SELECT id FROM sessions LIMIT 1").fetchone()[0]
-        store.add_thread_message(store.create_thread(session_id, "t"), "user", "hi")
+        store.add_thread_message(store.create_thread(session_id, "t").id, "user", "hi")
         store.db.execute_sql(
             "INSERT INTO swebench_runs (id, name, casesDir, createdAt)"
             " VALUES ('run-1', 'r', '/cases', '2025-08-01T00:00:00.000Z')"
@@ -343,18 +343,18 @@ def test_thread_repr_shows_class_id_name_and_message_count(filled):
 
 
 def test_get_session_threads_counts_the_messages_of_each_thread(store, session, thread_id):
-    other = store.create_thread(session.id, "Other")
+    other = store.create_thread(session.id, "Other").id
     store.add_thread_messages(other, [("user", "a"), ("assistant", "b"), ("user", "c")])
     counts = {t.id: t.message_count for t in store.get_session_threads(session.id)}
     assert counts == {thread_id: 0, other: 3}
 
 
 def test_get_session_threads_lists_the_newest_updated_first(store, session):
-    first = store.create_thread(session.id, "first")
+    first = store.create_thread(session.id, "first").id
     tick()
-    second = store.create_thread(session.id, "second")
+    second = store.create_thread(session.id, "second").id
     tick()
-    third = store.create_thread(session.id, "third")
+    third = store.create_thread(session.id, "third").id
     tick()
     store.add_thread_message(first, "user", "bump")
     assert [t.id for t in store.get_session_threads(session.id)] == [first, third, second]
@@ -393,7 +393,7 @@ def test_deleting_a_thread_removes_its_messages(filled, db_path):
 
 def test_deleting_a_thread_leaves_its_session_and_sibling_threads(filled):
     store, session_id, thread_id = filled
-    sibling = store.create_thread(session_id, "Sibling")
+    sibling = store.create_thread(session_id, "Sibling").id
     store.add_thread_message(sibling, "user", "stays")
     store.delete_thread(thread_id)
     assert store.get_session(session_id).id == session_id
@@ -424,7 +424,7 @@ def test_add_thread_message_numbers_messages_from_zero(store, thread_id):
 
 
 def test_add_thread_message_returns_the_new_message_id(store, thread_id):
-    message_id = store.add_thread_message(thread_id, "assistant", "Hello!")
+    message_id = store.add_thread_message(thread_id, "assistant", "Hello!").id
     assert UUID4.fullmatch(message_id)
     assert [m.id for m in store.get_thread_messages(thread_id)] == [message_id]
 
@@ -437,7 +437,7 @@ def test_add_thread_message_bumps_the_thread_updated_at(store, thread_id):
 
 
 def test_message_attributes_are_snake_case(store, thread_id):
-    message_id = store.add_thread_message(thread_id, "system", "Be brief.")
+    message_id = store.add_thread_message(thread_id, "system", "Be brief.").id
     (message,) = store.get_thread_messages(thread_id)
     assert isinstance(message, ThreadMessage)
     assert (message.id, message.thread_id, message.role, message.content, message.idx) == (
@@ -457,14 +457,16 @@ def test_message_created_at_is_an_aware_utc_datetime(store, thread_id):
 
 
 def test_message_repr_shows_class_id_idx_and_role(store, thread_id):
-    message_id = store.add_thread_message(thread_id, "user", "hi")
+    message_id = store.add_thread_message(thread_id, "user", "hi").id
     text = repr(store.get_thread_messages(thread_id)[0])
     assert text.startswith("<ThreadMessage ") and message_id in text
     assert "idx=0" in text and "'user'" in text
 
 
 def test_add_thread_messages_returns_the_ids_in_order(store, thread_id):
-    ids = store.add_thread_messages(thread_id, [("user", "a"), ("assistant", "b"), ("user", "c")])
+    ids = [
+        m.id for m in store.add_thread_messages(thread_id, [("user", "a"), ("assistant", "b"), ("user", "c")])
+    ]
     assert [(m.id, m.idx, m.role, m.content) for m in store.get_thread_messages(thread_id)] == [
         (ids[0], 0, "user", "a"),
         (ids[1], 1, "assistant", "b"),
@@ -570,7 +572,7 @@ def test_get_thread_messages_of_an_empty_thread_is_empty(store, thread_id):
 
 
 def test_get_thread_messages_of_one_thread_excludes_other_threads(store, session, ten):
-    other = store.create_thread(session.id, "Other")
+    other = store.create_thread(session.id, "Other").id
     store.add_thread_message(other, "user", "elsewhere")
     assert "elsewhere" not in [m.content for m in store.get_thread_messages(ten)]
 
@@ -581,11 +583,11 @@ ID_METHODS = {
     "get_session": lambda s: s.get_session(UNKNOWN),
     "delete_session": lambda s: s.delete_session(UNKNOWN),
     "get_session_threads": lambda s: s.get_session_threads(UNKNOWN),
-    "create_thread": lambda s: s.create_thread(UNKNOWN, "x"),
+    "create_thread": lambda s: s.create_thread(UNKNOWN, "x").id,
     "get_thread": lambda s: s.get_thread(UNKNOWN),
     "delete_thread": lambda s: s.delete_thread(UNKNOWN),
     "update_thread_timestamp": lambda s: s.update_thread_timestamp(UNKNOWN),
-    "add_thread_message": lambda s: s.add_thread_message(UNKNOWN, "user", "hi"),
+    "add_thread_message": lambda s: s.add_thread_message(UNKNOWN, "user", "hi").id,
     "add_thread_messages": lambda s: s.add_thread_messages(UNKNOWN, [("user", "hi")]),
     "get_thread_messages": lambda s: s.get_thread_messages(UNKNOWN),
     "get_thread_messages(after_idx, limit)": lambda s: s.get_thread_messages(UNKNOWN, after_idx=0, limit=5),
@@ -624,18 +626,18 @@ def test_not_found_error_is_a_lookup_error(filled):
 # -- bad arguments: ValidationError before any SQL, nothing written ----------------------------
 
 BAD_CALLS = {
-    "unknown role": lambda s, t, _: s.add_thread_message(t, "robot", "hi"),
-    "role None": lambda s, t, _: s.add_thread_message(t, None, "hi"),
-    "role in capitals": lambda s, t, _: s.add_thread_message(t, "User", "hi"),
-    "content int": lambda s, t, _: s.add_thread_message(t, "user", 123),
-    "content None": lambda s, t, _: s.add_thread_message(t, "user", None),
-    "content bytes": lambda s, t, _: s.add_thread_message(t, "user", b"hi"),
+    "unknown role": lambda s, t, _: s.add_thread_message(t, "robot", "hi").id,
+    "role None": lambda s, t, _: s.add_thread_message(t, None, "hi").id,
+    "role in capitals": lambda s, t, _: s.add_thread_message(t, "User", "hi").id,
+    "content int": lambda s, t, _: s.add_thread_message(t, "user", 123).id,
+    "content None": lambda s, t, _: s.add_thread_message(t, "user", None).id,
+    "content bytes": lambda s, t, _: s.add_thread_message(t, "user", b"hi").id,
     "batch bad role last": lambda s, t, _: s.add_thread_messages(t, [("user", "a"), ("robot", "b")]),
     "batch content int": lambda s, t, _: s.add_thread_messages(t, [("user", "a"), ("user", 7)]),
     "batch not pairs": lambda s, t, _: s.add_thread_messages(t, ["user"]),
     "empty batch": lambda s, t, _: s.add_thread_messages(t, []),
-    "thread name int": lambda s, t, sid: s.create_thread(sid, 42),
-    "thread name None": lambda s, t, sid: s.create_thread(sid, None),
+    "thread name int": lambda s, t, sid: s.create_thread(sid, 42).id,
+    "thread name None": lambda s, t, sid: s.create_thread(sid, None).id,
     "session name int": lambda s, t, _: s.create_session(name=42, amp_prompt="p", repo_root="/r"),
     "session name None": lambda s, t, _: s.create_session(name=None, amp_prompt="p", repo_root="/r"),
     "thread id int": lambda s, t, _: s.get_thread(42),

@@ -69,7 +69,7 @@ def write_threads_and_messages(
             start.wait(60)
             for r in range(rounds):
                 if not threads or rnd.random() < 0.25:
-                    threads.append(store.create_thread(rnd.choice(session_ids), f"w{worker} r{r}"))
+                    threads.append(store.create_thread(rnd.choice(session_ids), f"w{worker} r{r}").id)
                     created += 1
                 thread = rnd.choice(threads)
                 if rnd.random() < 0.5:

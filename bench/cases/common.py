@@ -106,5 +106,5 @@ def make_template(workdir: Path) -> tuple[Path, str, str]:
     remove_db(path)
     with SessionStore(path) as store:
         session = store.create_session(name="bench", amp_prompt="benchmark", repo_root="/tmp/r")
-        thread_id = store.create_thread(session.id, "bench thread")
+        thread_id = store.create_thread(session.id, "bench thread").id
     return path, session.id, thread_id

@@ -19,7 +19,7 @@ def reading_db(workdir: Path, cfg: Config) -> tuple[Path, str, str]:
     reading = workdir / "reading.db"
     copy_db(path, reading)
     with SessionStore(reading) as store:
-        other = store.create_thread(session_id, "other thread")
+        other = store.create_thread(session_id, "other thread").id
         for start in range(0, cfg.thread_messages, 1000):
             size = min(1000, cfg.thread_messages - start)
             store.add_thread_messages(thread_id, sample_messages(size, start))
