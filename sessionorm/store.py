@@ -12,7 +12,7 @@ import os
 import re
 import sqlite3
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import peewee
@@ -65,6 +65,8 @@ def thread_select(model: type[Thread]) -> str:
 
 
 THREAD_SELECT = thread_select(Thread)
+# A session's threads, counted by the `sessionId` index: `session.thread_count`.
+THREAD_COUNT = '(SELECT count(*) FROM threads c WHERE c."sessionId" = sessions.id) AS "threadCount"'
 
 
 def insert_thread_template(own_columns: Iterable[str] = ()) -> str:
@@ -90,7 +92,7 @@ STATEMENTS = {
     "session_threads": THREAD_SELECT + ' WHERE t."sessionId" = {p} ORDER BY t."updatedAt" DESC',
     "thread_exists": "SELECT 1 FROM threads WHERE id = {p}",
     "session_exists": "SELECT 1 FROM sessions WHERE id = {p}",
-    "get_session": "SELECT * FROM sessions WHERE id = {p}",
+    "get_session": f"SELECT *, {THREAD_COUNT} FROM sessions WHERE id = {{p}}",
     "delete_thread": "DELETE FROM threads WHERE id = {p}",
     "delete_message": "DELETE FROM thread_messages WHERE id = {p}",
     "message_thread": 'SELECT "threadId" FROM thread_messages WHERE id = {p}',
@@ -163,6 +165,40 @@ def bind_models(db: peewee.Database | None, own: Iterable[type[peewee.Model]] = 
     """Point the models (`bound_models`) at `db` (None: at no database), as `Model.bind` does."""
     for model in bound_models(own):
         model.bind(db, bind_refs=False, bind_backrefs=False)  # type: ignore[arg-type]  # None unbinds
+
+
+class ThreadMessages(Sequence):
+    """`thread.messages`: the thread's messages in idx order, read when first used; called, a
+    page of them read on its own (`thread.messages(limit=20, after_idx=40)`, `(last=5)`), as
+    `get_thread_messages` takes them, without reading the rest."""
+
+    def __init__(self, store: SessionStore, thread_id: str) -> None:
+        self._store, self._thread_id = store, thread_id
+        self._all: list[ThreadMessage] | None = None
+
+    def _messages(self) -> list[ThreadMessage]:
+        if self._all is None:
+            self._all = self._store.get_thread_messages(self._thread_id)
+        return self._all
+
+    def __call__(
+        self, after_idx: int | None = None, limit: int | None = None, last: int | None = None
+    ) -> list[ThreadMessage]:
+        return self._store.get_thread_messages(self._thread_id, after_idx=after_idx, limit=limit, last=last)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._messages()[index]
+
+    def __len__(self) -> int:
+        return len(self._messages())
+
+    def __eq__(self, other: object) -> bool:
+        return self._messages() == (list(other) if isinstance(other, Sequence) else other)
+
+    __hash__ = None  # type: ignore[assignment]  # a list's value, not an identity
+
+    def __repr__(self) -> str:
+        return repr(self._messages())
 
 
 class SessionStore:
@@ -485,7 +521,7 @@ class SessionStore:
             wheres.append(f'"createdAt" >= {self.backend.param}')
             params.append(check_since(since))
         limit, offset = check_count(limit, "limit"), check_count(offset, "offset")
-        sql = "SELECT * FROM sessions" + (f" WHERE {' AND '.join(wheres)}" if wheres else "")
+        sql = f"SELECT *, {THREAD_COUNT} FROM sessions" + (f" WHERE {' AND '.join(wheres)}" if wheres else "")
         sql += ' ORDER BY "createdAt" DESC, id'
         if limit is not None or offset is not None:
             sql += f" LIMIT {self.backend.param} OFFSET {self.backend.param}"
@@ -768,11 +804,12 @@ class SessionStore:
         """The parent row a foreign key names: `thread.session`, `message.thread`."""
         return self.get_session(key) if model is Session else self.get_thread(key)
 
-    def _children(self, model: type[peewee.Model], key: str) -> list:
-        """`session.threads` (newest updated first) or `thread.messages` (by idx)."""
-        if model is Thread:
+    def _children(self, model: type[peewee.Model], key: str) -> Sequence:
+        """`session.threads` (newest updated first) or `thread.messages` (by idx; call it to
+        page: `thread.messages(limit=20, after_idx=40)`, `thread.messages(last=5)`)."""
+        if issubclass(model, Thread):
             return self.get_session_threads(key)
-        return self.get_thread_messages(key)
+        return ThreadMessages(self, key)
 
     # -- data migration --------------------------------------------------------------------
 

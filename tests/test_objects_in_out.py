@@ -40,3 +40,24 @@ def test_creates_and_appends_return_instances_that_the_other_methods_take(tmp_pa
         store.delete_thread(thread)
         assert store.get_session_threads(session) == []
         assert store.delete_session(session)["sessions"] == 1
+
+
+def test_thread_messages_pages_and_reprs_show_counts(tmp_path):
+    with SessionStore(tmp_path / "o.sqlite") as store:
+        session = store.create_session(name="s", amp_prompt="p", repo_root="/r")
+        thread = store.create_thread(session, "t")
+        store.add_thread_messages(thread, [("user", str(n)) for n in range(10)])
+        thread = store.get_thread(thread)
+        assert [m.content for m in thread.messages] == [str(n) for n in range(10)]
+        assert len(thread.messages) == 10 and thread.messages[-1].idx == 9
+        assert [m.idx for m in thread.messages(after_idx=3, limit=2)] == [4, 5]
+        assert [m.idx for m in thread.messages(last=2)] == [8, 9]
+        statements: list[str] = []
+        store.db.connection().set_trace_callback(statements.append)
+        thread.messages(limit=1)  # a page reads that page alone
+        assert len(statements) == 1 and "LIMIT" in statements[0]
+        store.db.connection().set_trace_callback(None)
+        assert "message_count=10" in repr(thread) and "name='t'" in repr(thread)
+        listed = store.list_sessions()[0]
+        assert listed.thread_count == 1 and "thread_count=1" in repr(listed)
+        assert store.get_session(session).thread_count == 1 and "status='idle'" in repr(listed)
