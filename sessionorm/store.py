@@ -546,17 +546,9 @@ class SessionStore:
                 raise ValidationError(f"{column} must not be None")
             if column in ("name", "repoRoot") and not str(value).strip():
                 raise ValidationError(f"{snake_case(column)} must not be empty")
-        sets = ", ".join(f"{q(column)} = {self.backend.param}" for column in row)
         try:
             with self._write():
-                if (
-                    self._query(
-                        f"UPDATE sessions SET {sets} WHERE id = {self.backend.param}",
-                        (*row.values(), session_id),
-                    ).rowcount
-                    == 0
-                ):
-                    raise NotFoundError(f"no session with id {quoted(session_id)}")
+                self._update_row("sessions", row, session_id, "session")
         except (sqlite3.IntegrityError, peewee.IntegrityError) as exc:
             raise ValidationError(f"the database refused the change: {first_line(exc)}") from None
         return self.get_session(session_id)
@@ -687,17 +679,17 @@ class SessionStore:
         if not values:
             raise ValidationError("update_thread needs name, status or amp_mode")
         values["updatedAt"] = now_timestamp()
-        sets = ", ".join(f"{q(column)} = {self.backend.param}" for column in values)
         with self._write():
-            if (
-                self._query(
-                    f"UPDATE threads SET {sets} WHERE id = {self.backend.param}",
-                    (*values.values(), thread_id),
-                ).rowcount
-                == 0
-            ):
-                raise NotFoundError(f"no thread with id {quoted(thread_id)}")
+            self._update_row("threads", values, thread_id, "thread")
         return self.get_thread(thread_id)
+
+    def _update_row(self, table: str, values: dict[str, Any], row_id: str, what: str) -> None:
+        """UPDATE the columns `values` names in the row of `table` with id `row_id` (inside the
+        caller's write transaction); `NotFoundError` naming the `what` when there is none."""
+        sets = ", ".join(f"{q(column)} = {self.backend.param}" for column in values)
+        update = f"UPDATE {q(table)} SET {sets} WHERE id = {self.backend.param}"
+        if self._query(update, (*values.values(), row_id)).rowcount == 0:
+            raise NotFoundError(f"no {what} with id {quoted(row_id)}")
 
     # -- messages --------------------------------------------------------------------------
 

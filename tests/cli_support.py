@@ -306,3 +306,15 @@ def copy_real_migration(directory: Path) -> list[Path]:
         write_migration(directory, source.name, source.read_text())
         for source in sorted((REPO_ROOT / "migrations").glob("[0-9]*.py"))
     ]
+
+
+# The README's own-models example, as a module a test writes next to its database.
+PRIORITY_MODELS_MODULE = (
+    "from peewee import IntegerField\n"
+    "from sessionorm.models import MigrationRecord, Session, Thread, ThreadMessage\n"
+    "class PriorityThread(Thread):\n"
+    "    priority = IntegerField(default=0, index=True)\n"
+    "    class Meta:\n"
+    "        table_name = 'threads'\n"
+    "MODELS = [Session, PriorityThread, ThreadMessage, MigrationRecord]\n"
+)

@@ -7,24 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_support import PRIORITY_MODELS_MODULE
 
 from sessionorm import SessionStore, Thread, ValidationError, commands
-
-MINE = (
-    "from peewee import IntegerField\n"
-    "from sessionorm.models import MigrationRecord, Session, Thread, ThreadMessage\n"
-    "class PriorityThread(Thread):\n"
-    "    priority = IntegerField(default=0, index=True)\n"
-    "    class Meta:\n"
-    "        table_name = 'threads'\n"
-    "MODELS = [Session, PriorityThread, ThreadMessage, MigrationRecord]\n"
-)
 
 
 @pytest.fixture
 def with_priority(tmp_path: Path, monkeypatch) -> Path:
     """A store whose threads have the README's `priority` column, and `mine:MODELS` importable."""
-    (tmp_path / "mine.py").write_text(MINE)
+    (tmp_path / "mine.py").write_text(PRIORITY_MODELS_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SESSIONORM_MIGRATIONS_DIR", str(tmp_path / "migrations"))

@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from cli_support import PRIORITY_MODELS_MODULE
 from test_cli_contract import sessionorm
 
 from sessionorm import SessionStore, ValidationError, rollback, status, verify
@@ -95,15 +96,7 @@ def test_sessionorm_models_is_the_default_models_for_verify_and_diff(tmp_path, m
     compare your models without `--models` every time."""
     db = tmp_path / "dev.sqlite"
     SessionStore(db).close()
-    (tmp_path / "mine.py").write_text(
-        "from peewee import IntegerField\n"
-        "from sessionorm.models import MigrationRecord, Session, Thread, ThreadMessage\n"
-        "class PriorityThread(Thread):\n"
-        "    priority = IntegerField(default=0, index=True)\n"
-        "    class Meta:\n"
-        "        table_name = 'threads'\n"
-        "MODELS = [Session, PriorityThread, ThreadMessage, MigrationRecord]\n"
-    )
+    (tmp_path / "mine.py").write_text(PRIORITY_MODELS_MODULE)
     done = sessionorm("diff", "--db-path", db, env={"SESSIONORM_MODELS": "mine:MODELS"}, cwd=tmp_path)
     assert done.returncode == 1 and "add column threads.priority" in done.stdout, done.stderr
     assert sessionorm("diff", "--db-path", db, cwd=tmp_path).returncode == 0  # ours: in sync
