@@ -149,7 +149,9 @@ def check_model_row(instance: peewee.Model, names: list[str], nul_ok: bool = Tru
     message's role, a thread's amp_mode."""
     fields = instance._meta.fields
     for name in names:
-        field = fields[name]
+        field = fields.get(name)
+        if field is None:  # a selected expression (`.alias(...)`), which no save writes
+            continue
         value = instance.__data__.get(name)
         if value is None:
             if not field.null:

@@ -38,6 +38,10 @@ def test_models_query_the_open_store(tmp_path):
             Session.select(Session.name, fn.COUNT(Thread.id).alias("n")).join(Thread).group_by(Session.id)
         )
         assert [(s.name, s.n) for s in per_session] == [("s", 3)]
+        counted = per_session.get()
+        counted.notes = "saved from a grouped query"  # its selected count is no column to write
+        counted.save()
+        assert Session.get_by_id(counted.id).notes == "saved from a grouped query"
         assert ThreadMessage.select().where(ThreadMessage.role == "assistant").count() == 3
         thread = Thread.get(Thread.name == "t1")
         assert thread.session.name == "s" and [
