@@ -38,7 +38,9 @@ def test_models_query_the_open_store(tmp_path):
             Session.select(Session.name, fn.COUNT(Thread.id).alias("n")).join(Thread).group_by(Session.id)
         )
         assert [(s.name, s.n) for s in per_session] == [("s", 3)]
-        counted = per_session.get()
+        counted = (
+            Session.select(Session, fn.COUNT(Thread.id).alias("n")).join(Thread).group_by(Session.id).get()
+        )
         counted.notes = "saved from a grouped query"  # its selected count is no column to write
         counted.save()
         assert Session.get_by_id(counted.id).notes == "saved from a grouped query"
