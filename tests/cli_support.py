@@ -32,6 +32,39 @@ NEW_TABLES = (
     "sessionorm_unmatched_sessions",
     "sessionorm_renamed_threads",
 )
+# The orchestrator app's other tables: migration 3 makes them in a SQLite file (PostgreSQL: columns only).
+APP_TABLES = (
+    "iterations",
+    "tool_calls",
+    "merge_history",
+    "batches",
+    "batch_items",
+    "swebench_runs",
+    "swebench_case_results",
+    "stream_events",
+)
+# The shipped migrations as the `migrations` table records them: (version, name).
+SHIPPED_MIGRATIONS = [
+    (1, "session-thread-relationship"),
+    (2, "orchestrator-index-names"),
+    (3, "orchestrator-app-schema"),
+    (4, "migrated-thread-record"),
+    (5, "app-thread-ids"),
+]
+# The contract's indexes under the names sessionorm 0.1's migration 1 gave them (migration 2 renames them).
+VERSION_1_INDEX_NAMES = sorted(
+    [
+        "idx_threads_sessionId",
+        "idx_threads_status",
+        "idx_threads_createdAt",
+        "idx_threads_updatedAt",
+        "idx_thread_messages_threadId",
+        "idx_thread_messages_role",
+        "idx_thread_messages_createdAt",
+        "idx_thread_messages_idx",
+        "idx_threads_sessionId_updatedAt",
+    ]
+)
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 BACKUP_SUFFIX = r"\.backup-\d{4}-\d{2}-\d{2}-\d{6}"
 CONTRACT_INDEXES = [

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cli_support import invoke
+from cli_support import APP_TABLES, invoke
 
 from sessionorm import SessionStore, ValidationError, verify
 from sessionorm.backends.sqlite_files import open_sqlite
@@ -73,16 +73,7 @@ def test_a_new_file_carries_the_apps_newest_schema(db_path: Path) -> None:
     assert {"mode", "autoCommit", "ampMode"} <= set(sessions)
     assert sessions["ampPrompt"][3] == 0  # nullable: the app's rebuild never runs
     tables = {r[0] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {
-        "iterations",
-        "tool_calls",
-        "merge_history",
-        "batches",
-        "batch_items",
-        "swebench_runs",
-        "swebench_case_results",
-        "stream_events",
-    } <= tables
+    assert set(APP_TABLES) <= tables
     assert "threadId" in {r[1] for r in rows(db_path, "PRAGMA table_info(batch_items)")}
     with pytest.raises(sqlite3.IntegrityError):  # the app's CHECK
         with sqlite3.connect(db_path) as con:

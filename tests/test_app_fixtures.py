@@ -19,16 +19,6 @@ from sessionorm import SessionStore, verify
 
 FIXTURES = Path(__file__).with_name("fixtures") / "app"
 COMMITS = ("3b7ef7d", "bcdd7f5", "f785b0c")
-APP_TABLES = (
-    "iterations",
-    "tool_calls",
-    "merge_history",
-    "batches",
-    "batch_items",
-    "swebench_runs",
-    "swebench_case_results",
-    "stream_events",
-)
 
 
 def fixture(name: str, tmp_path: Path) -> Path:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_support import REPO_ROOT, invoke, one_error_line, run_module
+from cli_support import NEW_TABLES, REPO_ROOT, invoke, one_error_line, run_module
 from legacy import make_legacy_db
 from pg_support import Backend, legacy_rows, pg_database
 
@@ -30,17 +30,7 @@ from sessionorm.copy.checks import checksum
 from sessionorm.copy.tables import Side
 from sessionorm.target import Target
 
-OWN = [
-    "sessions",
-    "threads",
-    "thread_messages",
-    "migrations",
-    "migration_checksums",
-    # the record of migrated threads (migration 4) and of renamed ones (migration 5)
-    "sessionorm_migrated_threads",
-    "sessionorm_unmatched_sessions",
-    "sessionorm_renamed_threads",
-]
+OWN = ["sessions", *NEW_TABLES]  # in foreign-key order
 # The legacy layouts' other tables (migration 3 makes them in a SQLite file), in the order
 # copy loads them: every parent before its children.
 OTHERS = [

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 from cli_support import (
+    VERSION_1_INDEX_NAMES as VERSION_1_NAMES,
+)
+from cli_support import (
     invoke,
     migrate_to_version_1,
     one_error_line,
@@ -30,19 +33,6 @@ from sessionorm import MigrationError, SessionStore, ValidationError, commands
 ORCHESTRATOR_SQL = (Path(__file__).with_name("orchestrator_threads.sql")).read_text()
 ORCHESTRATOR_INDEXES = re.findall(r"CREATE INDEX IF NOT EXISTS (\w+)", ORCHESTRATOR_SQL)
 CONTRACT_NAMES = sorted([*ORCHESTRATOR_INDEXES, "idx_threads_session_id_updated_at"])
-VERSION_1_NAMES = sorted(
-    [
-        "idx_threads_sessionId",
-        "idx_threads_status",
-        "idx_threads_createdAt",
-        "idx_threads_updatedAt",
-        "idx_thread_messages_threadId",
-        "idx_thread_messages_role",
-        "idx_thread_messages_createdAt",
-        "idx_thread_messages_idx",
-        "idx_threads_sessionId_updatedAt",
-    ]
-)
 N, THREADED = 10, 6
 PENDING_AFTER_1 = [
     "0002_orchestrator_index_names",

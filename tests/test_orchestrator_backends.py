@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import VERSION_1_INDEX_NAMES as VERSION_1_NAMES
 from pg_support import Backend, fresh_backend, legacy_rows
 
 from sessionorm import MigrationError, commands
@@ -19,19 +20,6 @@ from sessionorm.backends.pg_connections import open_url
 from sessionorm.backends.sqlite_files import open_sqlite
 from sessionorm.runner import MigrationRunner
 
-VERSION_1_NAMES = sorted(
-    [
-        "idx_threads_sessionId",
-        "idx_threads_status",
-        "idx_threads_createdAt",
-        "idx_threads_updatedAt",
-        "idx_thread_messages_threadId",
-        "idx_thread_messages_role",
-        "idx_thread_messages_createdAt",
-        "idx_thread_messages_idx",
-        "idx_threads_sessionId_updatedAt",
-    ]
-)
 CONTRACT_NAMES = sorted(
     [
         "idx_threads_session_id",

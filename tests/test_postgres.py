@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import APP_TABLES, CONTRACT_INDEXES, NEW_TABLES, SHIPPED_MIGRATIONS
 from click.testing import CliRunner, Result
 from pg_support import (
     PG_URL_VAR,
@@ -52,33 +53,6 @@ MIGRATION = "0001_session_thread_relationship"
 INDEX_NAMES = "0002_orchestrator_index_names"
 LATER = ["0003_orchestrator_app_schema", "0004_migrated_thread_record", "0005_app_thread_ids"]
 ALL_MIGRATIONS = [MIGRATION, INDEX_NAMES, *LATER]
-SHIPPED = [
-    (1, "session-thread-relationship"),
-    (2, "orchestrator-index-names"),
-    (3, "orchestrator-app-schema"),
-    (4, "migrated-thread-record"),
-    (5, "app-thread-ids"),
-]
-NEW_TABLES = {
-    "threads",
-    "thread_messages",
-    "migrations",
-    "migration_checksums",
-    "sessionorm_migrated_threads",
-    "sessionorm_unmatched_sessions",
-    "sessionorm_renamed_threads",
-}
-# Migration 3 gives a SQLite file the orchestrator app's other tables (PostgreSQL: columns only).
-APP_TABLES = {
-    "iterations",
-    "tool_calls",
-    "merge_history",
-    "batches",
-    "batch_items",
-    "swebench_runs",
-    "swebench_case_results",
-    "stream_events",
-}
 
 
 # -- fixtures on `backend` (conftest.py: a fresh database per test, on each backend) -------
@@ -115,8 +89,8 @@ def invoke(*args: str | os.PathLike) -> Result:
 
 
 def test_a_new_database_gets_the_contract_tables(store, backend):
-    assert backend.tables() == {"sessions", *NEW_TABLES} | (set() if backend.is_pg else APP_TABLES)
-    assert backend.query("SELECT version, name FROM migrations ORDER BY version") == SHIPPED
+    assert backend.tables() == {"sessions", *NEW_TABLES} | (set() if backend.is_pg else set(APP_TABLES))
+    assert backend.query("SELECT version, name FROM migrations ORDER BY version") == SHIPPED_MIGRATIONS
 
 
 def test_the_new_tables_have_camel_case_columns(store, backend):
@@ -138,14 +112,7 @@ def test_every_contract_index_exists(store):
         (table, *i.columns) for table in ("threads", "thread_messages") for i in store.db.get_indexes(table)
     }
     for spec in [
-        ("threads", "sessionId"),
-        ("threads", "status"),
-        ("threads", "createdAt"),
-        ("threads", "updatedAt"),
-        ("thread_messages", "threadId"),
-        ("thread_messages", "role"),
-        ("thread_messages", "createdAt"),
-        ("thread_messages", "idx"),
+        *CONTRACT_INDEXES,
         ("thread_messages", "threadId", "idx"),
         ("threads", "sessionId", "updatedAt"),
     ]:

@@ -6,6 +6,7 @@ import re
 import sqlite3
 
 import pytest
+from cli_support import APP_TABLES, CONTRACT_INDEXES, NEW_TABLES
 
 from sessionorm import SessionStore
 
@@ -58,37 +59,7 @@ COLUMNS = {
     ],
 }
 # Every table of a brand-new file: the contract's, sessionorm's own, and the app's (migration 3).
-ALL_TABLES = sorted(
-    [
-        "sessions",
-        "threads",
-        "thread_messages",
-        "migrations",
-        "migration_checksums",
-        "sessionorm_migrated_threads",
-        "sessionorm_unmatched_sessions",
-        "sessionorm_renamed_threads",
-        "iterations",
-        "tool_calls",
-        "merge_history",
-        "batches",
-        "batch_items",
-        "swebench_runs",
-        "swebench_case_results",
-        "stream_events",
-    ]
-)
-
-CONTRACT_INDEXES = [
-    ("threads", "sessionId"),
-    ("threads", "status"),
-    ("threads", "createdAt"),
-    ("threads", "updatedAt"),
-    ("thread_messages", "threadId"),
-    ("thread_messages", "role"),
-    ("thread_messages", "createdAt"),
-    ("thread_messages", "idx"),
-]
+ALL_TABLES = sorted(["sessions", *NEW_TABLES, *APP_TABLES])
 
 
 @pytest.fixture

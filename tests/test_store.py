@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_support import SHIPPED_MIGRATIONS as SHIPPED
 
 from sessionorm import (
     DatabaseBusyError,
@@ -730,14 +731,6 @@ def test_sessions_sharing_a_legacy_thread_id_each_get_their_own_thread(legacy_db
 
 
 # -- opening -----------------------------------------------------------------------------------
-
-SHIPPED = [
-    (1, "session-thread-relationship"),
-    (2, "orchestrator-index-names"),
-    (3, "orchestrator-app-schema"),
-    (4, "migrated-thread-record"),
-    (5, "app-thread-ids"),
-]
 
 
 def assert_migrated_schema(path: Path) -> None:
