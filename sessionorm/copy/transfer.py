@@ -249,7 +249,7 @@ def source_batches(
     """
     n = len(table.names)
     # PostgreSQL hashes each row as it sends it, when the caller needs the source's checksum
-    row_hash_sql = src.backend.row_hash_sql(table) if hashed and digest is None else None
+    row_hash_sql = src.backend.row_hash_sql(table) if hashed else None
     bad = bad_value_sql(table, src.backend, target_types)
     if not hashed and bad is not None:
         # in storage order (a plain scan) whether any row has one; then the first in key order
