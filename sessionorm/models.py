@@ -370,4 +370,9 @@ MODELS = (Session, Thread, ThreadMessage, MigrationRecord)
 # Every table sessionorm's schema names (its migrations lock them; any other is another program's).
 # The record of migrated threads (migrations 4 and 5; see `thread_record`).
 RECORD_TABLES = ("sessionorm_migrated_threads", "sessionorm_unmatched_sessions", "sessionorm_renamed_threads")
-OWN_TABLES = frozenset(m._meta.table_name for m in (*MODELS, MigrationChecksum)) | set(RECORD_TABLES)
+# An agent's sessions and its exact items (migration 6; see `agent_memory`).
+AGENT_TABLES = ("sessionorm_agent_sessions", "sessionorm_agent_items")
+OWN_TABLES = frozenset(m._meta.table_name for m in (*MODELS, MigrationChecksum)) | {
+    *RECORD_TABLES,
+    *AGENT_TABLES,
+}

@@ -17,6 +17,7 @@ from typing import Any
 
 import peewee
 
+from .agent_memory import AgentMemory, AgentSessionInfo
 from .backends import backend_for, backend_of, opened
 from .database import first_line, translate_errors
 from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
@@ -789,6 +790,13 @@ class SessionStore:
             self._execute("delete_message", (row[0],))
             self._execute("touch_thread", (now_timestamp(), thread_id))
         return messages_from_rows([tuple(row)], self)[0]
+
+    # -- agent memory ----------------------------------------------------------------------
+
+    def agent_sessions(self) -> list[AgentSessionInfo]:
+        """The agent sessions kept here (`sessionorm.agents.SessionormSession`), the latest
+        written first, each with its item count, last activity and metadata."""
+        return AgentMemory(self).sessions()
 
     # -- relations of returned rows (see models.StoreForeignKeyField) ----------------------
 

@@ -132,6 +132,10 @@ class Backend:
         """
         return True
 
+    def lock_key(self, key: str) -> None:
+        """Serialise writers of one named thing (e.g. an agent session made on first write)
+        until the transaction ends. Inside `write()` SQLite already holds the write lock."""
+
     # -- work on the whole database --------------------------------------------------------
 
     def after_failure(self) -> None:

@@ -124,6 +124,10 @@ class PostgresBackend(Backend):
         sql = f"SELECT id FROM threads WHERE id = {self.param} FOR UPDATE"
         return self.execute(sql, (thread_id,)).fetchone() is not None
 
+    def lock_key(self, key: str) -> None:
+        # transaction-scoped: released at COMMIT, so it holds behind pgbouncer's transaction pooling
+        self.execute(f"SELECT pg_advisory_xact_lock(hashtextextended({self.param}, 0))", (key,))
+
     # -- work on the whole database --------------------------------------------------------
 
     def integrity_problems(self) -> list[str]:

@@ -16,7 +16,7 @@ from ..backends.catalog import INT_RANGES, Column, ForeignKey, Table
 from ..declared_types import without_cast
 from ..errors import MigrationError
 from ..identifiers import q
-from ..models import RECORD_TABLES
+from ..models import AGENT_TABLES, RECORD_TABLES
 from ..target import Target
 
 __all__ = [
@@ -34,7 +34,14 @@ __all__ = [
 SESSIONS = "sessions"
 # Created by the migrations on the target; the source's columns no model names (e.g. the
 # orchestrator app's) are added to them, and any other difference refuses the copy.
-BY_MIGRATIONS = ("threads", "thread_messages", "migrations", "migration_checksums", *RECORD_TABLES)
+BY_MIGRATIONS = (
+    "threads",
+    "thread_messages",
+    "migrations",
+    "migration_checksums",
+    *RECORD_TABLES,
+    *AGENT_TABLES,
+)
 HISTORY = ("migrations", "migration_checksums")  # the target's own rows make way for the source's
 FIRST = (SESSIONS, *BY_MIGRATIONS)  # load order of sessionorm's tables
 LITERAL = re.compile(r"^(?:'(?:[^']|'')*'|-?\d+(?:\.\d+)?|NULL|TRUE|FALSE)$", re.I)
