@@ -17,6 +17,7 @@ from sessionorm.errors import MigrationError
 
 SESSIONS = "sessionorm_agent_sessions"
 ITEMS = "sessionorm_agent_items"
+ADOPTS = (SESSIONS, ITEMS)  # made here: `verify` asks the runner which script that is
 
 TABLES = (
     f"""CREATE TABLE {SESSIONS} (

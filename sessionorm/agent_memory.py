@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 from .models import AGENT_TABLES
 
 SESSIONS, ITEMS = AGENT_TABLES
-THREAD_NAME = "Agent memory"
 
 ITEM_ROWS = (
     f"SELECT i.item, m.role, m.content FROM {SESSIONS} a"
@@ -104,7 +103,7 @@ class AgentMemory:
             amp_prompt=prompt,
             repo_root=self.repo_root or os.getcwd(),
         )
-        thread = self.store.create_thread(session, THREAD_NAME)
+        thread = self.store.create_thread(session, f"Agent memory: {key}" if key.strip() else "Agent memory")
         self.store._query(self.sql["map"], (key, session.id, thread.id, "{}", now_timestamp()))
         return thread.id
 
@@ -120,9 +119,9 @@ class AgentMemory:
             return
         store = self.store
         ids = [new_id() for _ in items]
-        now = now_timestamp()
         with store._write():
             thread_id = self._thread_or_new(key, shown)
+            now = now_timestamp()  # not before the session it may have made
             first = store._next_idx(thread_id)
             rows = [
                 (mid, thread_id, role, content, now, first + n)

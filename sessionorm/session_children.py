@@ -15,6 +15,7 @@ import peewee
 
 from .errors import ValidationError
 from .identifiers import q
+from .models import AGENT_TABLES
 
 METRIC_CHILDREN = (
     "metric_tool_calls",
@@ -32,7 +33,8 @@ APP_CHILDREN = (
     ("batch_items", "sessionId"),
     ("stream_events", "sessionId"),
 )
-CASCADED = ("threads", "thread_messages")  # ON DELETE CASCADE from sessions
+AGENT_SESSIONS = AGENT_TABLES[0]
+CASCADED = ("threads", "thread_messages", AGENT_SESSIONS)  # ON DELETE CASCADE from sessions
 
 
 def delete_session_rows(db: peewee.Database, sql: Callable[[str], str], session_id: str) -> dict[str, int]:
@@ -64,6 +66,10 @@ def delete_session_rows(db: peewee.Database, sql: Callable[[str], str], session_
     deleted["threads"] = db.execute_sql(
         sql('SELECT count(*) FROM threads WHERE "sessionId" = {p}'), (session_id,)
     ).fetchone()[0]
+    if AGENT_SESSIONS in tables:
+        deleted[AGENT_SESSIONS] = db.execute_sql(
+            sql(f'SELECT count(*) FROM {AGENT_SESSIONS} WHERE "sessionId" = {{p}}'), (session_id,)
+        ).fetchone()[0]
     deleted["sessions"] = run("DELETE FROM sessions WHERE id = {p}")
     return {table: n for table, n in deleted.items() if n}
 

@@ -17,7 +17,7 @@ from .database import first_line, is_corrupt
 from .drift import drift
 from .errors import DatabaseDamagedError
 from .legacy_threads import HAS_THREAD_ID, NOT_YET_MIGRATED, NOT_YET_MIGRATED_PG
-from .models import MODELS
+from .models import AGENT_TABLES, MODELS
 from .runner import MigrationRunner, record_name, runner_for
 from .target import Target
 from .thread_record import (
@@ -112,6 +112,37 @@ def data_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str],
     return ([lost_line(lost, shown)] if lost else []), notes
 
 
+# Agent sessions whose thread is in another orchestrator session than the one they name.
+AGENT_THREAD_ELSEWHERE = (
+    f'SELECT count(*) FROM {AGENT_TABLES[0]} a JOIN threads t ON t.id = a."threadId"'
+    ' WHERE t."sessionId" <> a."sessionId"'
+)
+
+
+def agent_problems(db: peewee.Database, runner: MigrationRunner) -> list[str]:
+    """The agent tables (`agent_memory`): present once the script that makes them is recorded,
+    and each agent session's thread in its own orchestrator session."""
+    tables = set(db.get_tables())
+    missing = [table for table in AGENT_TABLES if table not in tables]
+    if missing:
+        maker = runner.adopter(AGENT_TABLES[0])
+        if not runner.is_recorded(maker):
+            return []  # not made yet: `migrations` names what is pending
+        return [f"table {table} is missing (migration {maker.name} made it)" for table in missing]  # type: ignore[union-attr]
+    elsewhere = db.execute_sql(AGENT_THREAD_ELSEWHERE).fetchone()[0]
+    if not elsewhere:
+        return []
+    if elsewhere == 1:
+        return ["1 agent session's thread belongs to another session"]
+    return [f"{elsewhere} agent sessions' threads belong to other sessions"]
+
+
+def data_checks(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str], list[str]]:
+    """(problems, notes) about the data: migrated threads, then agent sessions."""
+    problems, notes = data_check(db, runner)
+    return problems + agent_problems(db, runner), notes
+
+
 def verify_database(
     db: peewee.Database,
     runner: MigrationRunner | None = None,
@@ -136,7 +167,7 @@ def verify_database(
         ("migrations", lambda: (migration_problems(runner), [])),
         ("schema", schema),
         ("integrity", lambda: (backend.integrity_problems(), [])),
-        ("data", lambda: data_check(db, runner)),
+        ("data", lambda: data_checks(db, runner)),
     ):
         report.checks.append(name)
         tell = None if progress is None else (lambda s, n=name: progress(f"verify: {n}: {s:.0f} s"))

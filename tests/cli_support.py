@@ -31,6 +31,8 @@ NEW_TABLES = (
     "sessionorm_migrated_threads",
     "sessionorm_unmatched_sessions",
     "sessionorm_renamed_threads",
+    "sessionorm_agent_sessions",
+    "sessionorm_agent_items",
 )
 # The orchestrator app's other tables: migration 3 makes them in a SQLite file (PostgreSQL: columns only).
 APP_TABLES = (
@@ -50,6 +52,16 @@ SHIPPED_MIGRATIONS = [
     (3, "orchestrator-app-schema"),
     (4, "migrated-thread-record"),
     (5, "app-thread-ids"),
+    (6, "agent-memory"),
+]
+# Their script names, in order.
+SHIPPED_SCRIPTS = [
+    "0001_session_thread_relationship",
+    "0002_orchestrator_index_names",
+    "0003_orchestrator_app_schema",
+    "0004_migrated_thread_record",
+    "0005_app_thread_ids",
+    "0006_agent_memory",
 ]
 # The contract's indexes under the names sessionorm 0.1's migration 1 gave them (migration 2 renames them).
 VERSION_1_INDEX_NAMES = sorted(

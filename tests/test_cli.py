@@ -139,6 +139,7 @@ def test_verify_names_a_deleted_migrations_row(migrated):
             "0003_orchestrator_app_schema",
             "0004_migrated_thread_record",
             "0005_app_thread_ids",
+            "0006_agent_memory",
         )
     ]
 

@@ -37,6 +37,7 @@ MIGRATIONS = [
     "0003_orchestrator_app_schema",
     "0004_migrated_thread_record",
     "0005_app_thread_ids",
+    "0006_agent_memory",
 ]
 HISTORY = [
     (1, "session-thread-relationship"),
@@ -44,6 +45,7 @@ HISTORY = [
     (3, "orchestrator-app-schema"),
     (4, "migrated-thread-record"),
     (5, "app-thread-ids"),
+    (6, "agent-memory"),
 ]
 THREAD_ID = re.compile(r"^T-" + UUID4.pattern[1:])  # the app's thread ids: T-<uuid4>
 N, THREADED, DUPLICATES = 12, 7, 3  # sessions 4..6 share session 0's threadId
@@ -194,7 +196,7 @@ def test_migrate_cli_says_what_happened_with_counts(legacy):
     assert "applied 0002_orchestrator_index_names" in result.stdout
     assert "applied 0005_app_thread_ids" in result.stdout
     assert f"threads created: {THREADED}" in result.stdout
-    assert re.search(r"^done: 5 migration\(s\) in \d+\.\d\d s$", result.stdout, re.M), result.stdout
+    assert re.search(r"^done: 6 migration\(s\) in \d+\.\d\d s$", result.stdout, re.M), result.stdout
 
 
 def test_migrate_on_a_missing_path_creates_a_new_database_and_says_so(tmp_path):

@@ -39,6 +39,7 @@ PENDING_AFTER_1 = [
     "0003_orchestrator_app_schema",
     "0004_migrated_thread_record",
     "0005_app_thread_ids",
+    "0006_agent_memory",
 ]
 T_UUID4 = r"T-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
@@ -310,7 +311,7 @@ def test_makemigration_recreates_a_missing_index_under_the_orchestrators_name(mi
     with raw(migrated) as con:
         con.execute("DROP INDEX idx_threads_session_id")
     ok("makemigration", "restore", "--db-path", migrated, "--migrations-dir", tmp_path / "mig")
-    text = (tmp_path / "mig" / "0006_restore.py").read_text()  # after the shipped 0001-0005
+    text = (tmp_path / "mig" / "0007_restore.py").read_text()  # after the shipped 0001-0006
     assert "migrator.add_index('threads', ('sessionId',), name='idx_threads_session_id')" in text
     assert "migrator.drop_index('threads', 'idx_threads_session_id')" in text  # its down()
     ok("migrate", "--db-path", migrated, "--migrations-dir", tmp_path / "mig")
@@ -803,7 +804,7 @@ def test_a_partial_index_is_matched_by_its_predicate_not_its_name(migrated, part
         tmp_path / "mig",
     )
     assert made.exit_code == 0, made.output
-    text = (tmp_path / "mig" / "0006_active.py").read_text()  # after the shipped 0001-0005
+    text = (tmp_path / "mig" / "0007_active.py").read_text()  # after the shipped 0001-0006
     assert "# TODO: threads: create index idx_threads_active (partial/expression" in text
     assert "add_index" not in text  # never a plain index in its place
     with raw(migrated) as con:

@@ -38,6 +38,7 @@ AFTER_1 = [
     "0003_orchestrator_app_schema",
     "0004_migrated_thread_record",
     "0005_app_thread_ids",
+    "0006_agent_memory",
 ]
 # The orchestrator's start-up index statements; PostgreSQL needs its camelCase names quoted.
 ORCHESTRATOR_INDEXES = [

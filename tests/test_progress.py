@@ -62,7 +62,8 @@ def test_migrate_on_a_terminal_shows_the_step_being_applied(legacy_db) -> None:
     assert proc.returncode == 0
     assert (
         "applying 0001_session_thread_relationship, 0002_orchestrator_index_names, "
-        "0003_orchestrator_app_schema, 0004_migrated_thread_record, 0005_app_thread_ids: 0 s"
+        "0003_orchestrator_app_schema, 0004_migrated_thread_record, 0005_app_thread_ids, "
+        "0006_agent_memory: 0 s"
     ) in stderr
     assert "applied 0001_session_thread_relationship" in proc.stdout.decode()
 

@@ -57,6 +57,23 @@ def append_messages(path: str, thread_id: str, n: int, worker: int, start: Any, 
             box["value"] = time.monotonic() - began
 
 
+def agent_add_items(db: str, key: str, n: int, worker: int, start: Any, results: Any) -> None:
+    """Open an agent session (`SessionormSession`), wait for every worker, then add `n` items,
+    one `add_items` call each."""
+    import asyncio
+
+    from sessionorm.agents import SessionormSession
+
+    async def add_all(session: SessionormSession) -> None:
+        for i in range(n):
+            await session.add_items([{"role": "user", "content": f"worker {worker} item {i}"}])
+
+    with report_errors(f"agent writer {worker}", results):
+        with SessionormSession(key, db) as session:
+            start.wait(60)
+            asyncio.run(add_all(session))
+
+
 def write_threads_and_messages(
     path: str, session_ids: list[str], rounds: int, worker: int, start: Any, results: Any
 ) -> None:
