@@ -20,13 +20,13 @@ ITEMS = "sessionorm_agent_items"
 ADOPTS = (SESSIONS, ITEMS)  # made here: `verify` asks the runner which script that is
 
 TABLES = (
-    f"""CREATE TABLE {SESSIONS} (
+    f"""CREATE TABLE IF NOT EXISTS {SESSIONS} (
   "agentSessionId" TEXT PRIMARY KEY,
   "sessionId" TEXT NOT NULL UNIQUE REFERENCES sessions (id) ON DELETE CASCADE,
   "threadId" TEXT NOT NULL UNIQUE REFERENCES threads (id) ON DELETE CASCADE,
   metadata TEXT NOT NULL DEFAULT '{{}}',
   "createdAt" TEXT NOT NULL)""",
-    f"""CREATE TABLE {ITEMS} (
+    f"""CREATE TABLE IF NOT EXISTS {ITEMS} (
   "messageId" TEXT PRIMARY KEY REFERENCES thread_messages (id) ON DELETE CASCADE,
   item TEXT NOT NULL)""",
 )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .agent_items import item_json, readable
 from .database import translate_errors
-from .errors import ValidationError
+from .errors import NotFoundError, ValidationError
 from .validation import check_count, check_text, quoted
 from .values import new_id, now_timestamp, parse_timestamp
 
@@ -29,18 +29,25 @@ from .models import AGENT_TABLES
 
 SESSIONS, ITEMS = AGENT_TABLES
 
+# An agent session's messages with their items: the message's role and content only where it
+# has no item (written by the app or the store), or all of them (`FULL`, when an item is damaged).
 ITEM_ROWS = (
-    f"SELECT i.item, m.role, m.content FROM {SESSIONS} a"
-    ' JOIN thread_messages m ON m."threadId" = a."threadId"'
-    f' LEFT JOIN {ITEMS} i ON i."messageId" = m.id WHERE a."agentSessionId" = {{p}}'
+    "SELECT i.item, {columns} FROM " + SESSIONS + ' a JOIN thread_messages m ON m."threadId" = a."threadId"'
+    f' LEFT JOIN {ITEMS} i ON i."messageId" = m.id WHERE a."agentSessionId" = {{{{p}}}}'
 )
+LEAN = ITEM_ROWS.format(
+    columns="CASE WHEN i.item IS NULL THEN m.role END, CASE WHEN i.item IS NULL THEN m.content END"
+)
+FULL = ITEM_ROWS.format(columns="m.role, m.content")
 STATEMENTS = {
     "find": f'SELECT "threadId" FROM {SESSIONS} WHERE "agentSessionId" = {{p}}',
     "map": f'INSERT INTO {SESSIONS} ("agentSessionId", "sessionId", "threadId", metadata, "createdAt")'
     " VALUES ({p}, {p}, {p}, {p}, {p})",
     "insert_item": f'INSERT INTO {ITEMS} ("messageId", item) VALUES ({{p}}, {{p}})',
-    "all": ITEM_ROWS + " ORDER BY m.idx",
-    "last": ITEM_ROWS + " ORDER BY m.idx DESC LIMIT {p}",
+    "all": LEAN + " ORDER BY m.idx",
+    "last": LEAN + " ORDER BY m.idx DESC LIMIT {p}",
+    "all_full": FULL + " ORDER BY m.idx",
+    "last_full": FULL + " ORDER BY m.idx DESC LIMIT {p}",
     "latest": f"SELECT m.id, i.item, m.role, m.content FROM thread_messages m LEFT JOIN {ITEMS} i"
     ' ON i."messageId" = m.id WHERE m."threadId" = {p} ORDER BY m.idx DESC LIMIT 1',
     "clear": 'DELETE FROM thread_messages WHERE "threadId" = {p}',
@@ -136,12 +143,26 @@ class AgentMemory:
         limit = check_count(limit, "limit")
         if limit == 0:
             return []
-        sql, params = (self.sql["all"], (key,)) if limit is None else (self.sql["last"], (key, limit))
+        params = (key,) if limit is None else (key, limit)
+        rows = self._item_rows("all" if limit is None else "last", params)
+        try:
+            return [
+                loads(item) if item is not None else {"role": role, "content": content}
+                for item, role, content in rows
+            ]
+        except ValueError:  # an item's JSON damaged by hand: that one comes back as its message
+            return [
+                stored_item(*row)
+                for row in self._item_rows(("all" if limit is None else "last") + "_full", params)
+            ]
+
+    def _item_rows(self, key: str, params: tuple) -> list[tuple]:
+        """Rows of statement `key`, oldest first."""
         with translate_errors(self.store.location):
-            rows = self.store._query(sql, params).fetchall()
-        if limit is not None:
+            rows = self.store._query(self.sql[key], params).fetchall()
+        if key.startswith("last"):
             rows.reverse()
-        return [stored_item(*row) for row in rows]
+        return rows
 
     def pop(self, key: str) -> Any:
         """Remove and return the latest item, under the thread's append lock (None: empty)."""
@@ -183,6 +204,13 @@ class AgentMemory:
             self._thread_or_new(key, [])
             self.store._query(self.sql["set_metadata"], (text, key))
 
+    def session(self, key: str) -> AgentSessionInfo:
+        """One agent session; `NotFoundError` if it has none here (yet)."""
+        found = [info for info in self.sessions() if info.session_id == key]
+        if not found:
+            raise NotFoundError(f"no agent session with id {quoted(key)}")
+        return found[0]
+
     def sessions(self) -> list[AgentSessionInfo]:
         """Every agent session, the latest written first, with its item count."""
         with translate_errors(self.store.location):
@@ -199,6 +227,9 @@ class AgentMemory:
             )
             for key, session_id, thread_id, metadata, created, updated, count in rows
         ]
+
+
+loads = json.loads
 
 
 def stored_item(item: str | None, role: str, content: str) -> Any:

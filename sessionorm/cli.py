@@ -319,6 +319,39 @@ def verify(
 
 @cli.command()
 @database_options
+@click.argument("session_id", required=False)
+@click.option("--last", type=click.IntRange(min=1), help="Only the latest N messages.")
+def agents(
+    db: str, busy_timeout: float, migrations_dir: str | None, session_id: str | None, last: int | None
+) -> None:
+    """List the agent sessions (sessionorm.agents), or print one's conversation as the app shows it.
+
+    A session per line: its id, items, last activity, its orchestrator session and thread. With
+    SESSION_ID: that session's messages, oldest first (`--last N`: the latest N).
+    """
+    if session_id is None:
+        for info in commands.agent_sessions(db, busy_timeout=busy_timeout):
+            click.echo(
+                f"{info.session_id}\t{info.item_count} items\tlast {shown_time(info.last_activity)}"
+                f"\tsession {info.orchestrator_session_id}\tthread {info.thread_id}"
+            )
+        return
+    info, messages = commands.agent_conversation(session_id, db, last=last, busy_timeout=busy_timeout)
+    click.echo(f"agent session {info.session_id}: {info.item_count} items, thread {info.thread_id}")
+    for message in messages:
+        lines = message.content.splitlines() or [""]
+        click.echo(f"[{message.idx}] {message.role} {shown_time(message.created_at)}: {lines[0]}")
+        for line in lines[1:]:
+            click.echo(f"    {line}")
+
+
+def shown_time(value: Any) -> str:
+    """A stored timestamp as the app writes it (text it could not parse: as stored)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") + "Z" if hasattr(value, "strftime") else str(value)
+
+
+@cli.command()
+@database_options
 def backfill(db: str, busy_timeout: float, migrations_dir: str | None) -> None:
     """Give sessions created after the migration with a threadId their thread."""
     result = commands.backfill(db, busy_timeout=busy_timeout)

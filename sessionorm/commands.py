@@ -14,6 +14,7 @@ from pathlib import Path
 from playhouse.migrations import Migration
 
 from . import planning
+from .agent_memory import AgentMemory, AgentSessionInfo
 from .backends import backend_for, opened
 from .copy.checks import CopyReport
 from .copy.transfer import copy_database
@@ -24,6 +25,7 @@ from .exercise import Step
 from .exercise import exercise as exercise_store
 from .migration_options import BackfillResult
 from .model_loading import load_models
+from .models import ThreadMessage
 from .planning import MigrateReport, RollbackReport
 from .progress import Progress
 from .runner import runner_for
@@ -39,6 +41,23 @@ DB = str | os.PathLike | Target | None  # a path, a URL, a parsed Target, or Non
 
 
 # -- status, verify, backup -------------------------------------------------------------------
+
+
+def agent_sessions(db: DB = None, busy_timeout: float | None = None) -> list[AgentSessionInfo]:
+    """The agent sessions kept in `db` (`sessionorm.agents.SessionormSession`), the latest
+    written first, with item counts, last activity and metadata; nothing is written."""
+    with SessionStore(Target.of(db, busy_timeout), readonly=True) as store:
+        return store.agent_sessions()
+
+
+def agent_conversation(
+    session_id: str, db: DB = None, last: int | None = None, busy_timeout: float | None = None
+) -> tuple[AgentSessionInfo, list[ThreadMessage]]:
+    """One agent session and its thread's messages as the orchestrator shows them (the latest
+    `last`); `NotFoundError` for an unknown agent session."""
+    with SessionStore(Target.of(db, busy_timeout), readonly=True) as store:
+        info = AgentMemory(store).session(session_id)
+        return info, store.get_thread_messages(info.thread_id, last=last)  # rows hold their values
 
 
 def status(db: DB = None, migrations_dir: Dir = None, busy_timeout: float | None = None) -> list[Migration]:

@@ -211,7 +211,7 @@ class SessionStore:
 
     def __init__(
         self,
-        path: str | os.PathLike | None = None,
+        path: str | os.PathLike | Target | None = None,
         *,
         url: str | None = None,
         busy_timeout: float | None = None,

@@ -346,7 +346,7 @@ def write_migration(directory: Path, filename: str, body: str) -> Path:
 
 
 def copy_real_migration(directory: Path) -> list[Path]:
-    """The shipped scripts (0001-0005), so a scratch directory's history matches a migrated file."""
+    """The shipped scripts (0001-0006), so a scratch directory's history matches a migrated file."""
     return [
         write_migration(directory, source.name, source.read_text())
         for source in sorted((REPO_ROOT / "migrations").glob("[0-9]*.py"))

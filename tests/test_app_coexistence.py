@@ -147,6 +147,7 @@ def test_migrate_renames_bare_thread_ids_messages_following_and_rollback_puts_th
     recorded = {r[0] for r in rows(path, 'SELECT "threadId" FROM sessionorm_migrated_threads')}
     assert len(recorded) == 6 and all(t.startswith("T-") for t in recorded)
     assert verify(path).ok
+    ok("rollback", "--db-path", path)  # 0006: no agent items, its tables go
     ok("rollback", "--db-path", path)  # 0005: the old ids back
     back = rows(
         path,

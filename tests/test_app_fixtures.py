@@ -7,6 +7,8 @@ Each test works on a copy of the committed fixture.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -257,3 +259,40 @@ def test_on_an_app_first_file_dry_run_and_store_migrate_work_too(commit: str, tm
     with SessionStore(path, migrate=True) as store:
         assert store.migrate_session_thread_ids().migrated == 0  # backfill: nothing left to do
     assert verified(path).problems == []
+
+
+AGENT_ITEMS = json.loads((FIXTURES / "agent_items.json").read_text())
+
+
+@pytest.mark.parametrize("commit", ("bcdd7f5", "f785b0c"))
+def test_agent_memory_survives_the_app_and_reads_its_message(commit: str, tmp_path: Path) -> None:
+    """Agent sessions written by sessionorm, then the app's start-up, an append of its own to the
+    agent's thread and its thread-id sync: every item comes back exactly, the app's message after
+    them as a message item, the metadata too, and verify passes."""
+    from sessionorm.agents import SessionormSession
+
+    path = fixture(f"so060_agent_then_app_{commit}.sqlite", tmp_path)
+    appended = {"role": "user", "content": "Appended by the app to the agent's thread"}
+    with SessionormSession("agent-1", path) as one, SessionormSession("agent-2", path) as two:
+        assert asyncio.run(one.get_items()) == [*AGENT_ITEMS["agent-1"], appended]
+        assert asyncio.run(two.get_items()) == AGENT_ITEMS["agent-2"]
+        assert asyncio.run(one.get_metadata()) == AGENT_ITEMS["metadata"]["agent-1"]
+        assert asyncio.run(one.pop_item()) == appended
+    listed = {i.session_id: i.item_count for i in SessionormSession.list(path)}
+    assert listed == {"agent-1": 5, "agent-2": 1}
+    result = invoke("verify", "--db-path", path)
+    assert result.exit_code == 0, result.output
+
+
+def test_the_oldest_apps_rebuild_takes_the_agent_sessions_with_every_thread(tmp_path: Path) -> None:
+    """3b7ef7d's start-up rebuild of `sessions` cascade-deletes every thread (verify names the
+    migrated ones); the agent rows cascade with them, so an agent session starts over."""
+    from sessionorm.agents import SessionormSession
+
+    path = fixture("so060_agent_then_app_3b7ef7d.sqlite", tmp_path)
+    assert q(path, "SELECT count(*) FROM sessionorm_agent_sessions") == [(0,)]
+    assert q(path, "SELECT count(*) FROM sessionorm_agent_items") == [(0,)]
+    with SessionormSession("agent-1", path) as one:
+        assert asyncio.run(one.get_items()) == []
+        asyncio.run(one.add_items(AGENT_ITEMS["agent-1"][:1]))
+        assert asyncio.run(one.get_items()) == AGENT_ITEMS["agent-1"][:1]

@@ -394,7 +394,7 @@ def test_migrating_an_adopted_database_again_changes_nothing(legacy, dump):
 def test_rollback_will_not_destroy_the_orchestrators_threads(legacy):
     orchestrator_first(legacy)
     ok("migrate", "--db-path", legacy)
-    for _ in range(4):  # 0005 (ids back), 0004 (the record), 0003 (nothing), 0002 (names only)
+    for _ in range(5):  # 0006 (no items), 0005 (ids back), 0004 (the record), 0003 (nothing), 0002 (names)
         ok("rollback", "--db-path", legacy)
     result = invoke("rollback", "--db-path", legacy)
     assert result.exit_code == 2
@@ -705,7 +705,7 @@ def test_verify_exercise_on_a_database_without_sessions_makes_one_and_rolls_it_b
     report = commands.verify(db_path, exercise=True)
     assert report.ok, report.problems
     assert report.exercise[0][:2] == ("create a session (the database has none)", True)
-    assert counts(db_path) == [0, 0, 0, 5]  # the five shipped migrations' rows
+    assert counts(db_path) == [0, 0, 0, 6]  # the six shipped migrations' rows
 
 
 def test_verify_exercise_fails_a_step_that_does_not_hold(migrated):
