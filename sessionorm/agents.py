@@ -82,6 +82,7 @@ class SessionormSession:
         self._folder: str | None = None
         if db is not None and os.fspath(db) == MEMORY:
             self._folder = tempfile.mkdtemp(prefix="sessionorm-agent-")
+            weakref.finalize(self, shutil.rmtree, self._folder, True)  # also if never closed
             db = os.path.join(self._folder, "memory.sqlite")
         # one worker thread, one connection: close() closes it where it was opened
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sessionorm-agent")
@@ -93,6 +94,8 @@ class SessionormSession:
             self._memory.check_key(session_id)
         except BaseException:
             self._closed = True
+            if hasattr(self, "_store"):
+                self._worker.submit(self._store.close).result()
             self._release()
             raise
         self.location = self._store.location

@@ -51,7 +51,7 @@ ITEMS: list[dict] = [
         "status": "completed",
         "content": [{"type": "output_text", "text": "Sunny, 22°C ☀️", "annotations": [], "logprobs": []}],
     },
-    {"type": "some_future_item", "payload": {"nested": [1, 2.5, None, True, "x"]}, "z": -1, "a": 10**18},
+    {"type": "some_future_item", "payload": {"nested": [1, 2.5, None, True, "\ud800"]}, "z": -1, "a": 10**18},
     {"role": "user", "content": f"NUL in text: a{NUL}b", f"key{NUL}with NUL": [NUL]},
     {"role": "assistant", "content": "x" * (1 << 20)},  # 1 MiB
 ]
@@ -390,3 +390,11 @@ def test_rollback_refuses_to_drop_items_then_forced_drops_only_the_agent_tables(
         assert [len(store.get_thread_messages(t.id)) for s in store.list_sessions() for t in s.threads] == [3]
     assert counts(backend)["sessionorm_agent_items"] == 0
     assert invoke("verify", *backend.cli_args).exit_code == 0
+
+
+def test_a_session_id_that_is_not_text_is_refused_and_nothing_stays_open(tmp_path: Path) -> None:
+    from sessionorm.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="agent session id must be text"):
+        SessionormSession(42, tmp_path / "a.db")  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.db"]  # closed: no -wal, no -shm left

@@ -546,7 +546,7 @@ def test_cli_rollback_refuses_to_destroy_user_threads_without_force(legacy):
     invoke("migrate", *legacy.cli_args)
     with legacy.store() as store:
         store.create_thread(legacy_rows()[0][0], "mine")
-    for _ in range(4):  # 0005 (ids back), 0004 (the record), 0003 (nothing), 0002 (index names)
+    for _ in range(5):  # 0006 (no items), 0005 (ids back), 0004 (the record), 0003 (nothing), 0002 (names)
         assert invoke("rollback", *legacy.cli_args).exit_code == 0
     result = invoke("rollback", *legacy.cli_args)
     assert result.exit_code == 2

@@ -96,7 +96,7 @@ def test_rollback_of_a_fully_migrated_file_goes_back_one_migration_at_a_time(leg
     rollback("0001_session_thread_relationship", 0)
     assert not {"threads", "thread_messages"} & tables(legacy)
     assert legacy_snapshot(legacy) == with_app_schema(before, flavor)  # the app's schema stays
-    assert len(backups(legacy)) == 5
+    assert len(backups(legacy)) == 6
 
 
 def backups(path: Path) -> list[Path]:
