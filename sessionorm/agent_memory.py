@@ -19,26 +19,34 @@ from typing import TYPE_CHECKING, Any
 from .agent_items import item_json, readable
 from .database import translate_errors
 from .errors import NotFoundError, ValidationError
+from .models import AGENT_TABLES
 from .validation import check_count, check_text, quoted
 from .values import new_id, now_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
     from .store import SessionStore
 
-from .models import AGENT_TABLES
-
 SESSIONS, ITEMS = AGENT_TABLES
 
-# An agent session's messages with their items: the message's role and content only where it
-# has no item (written by the app or the store), or all of them (`FULL`, when an item is damaged).
-ITEM_ROWS = (
-    "SELECT i.item, {columns} FROM " + SESSIONS + ' a JOIN thread_messages m ON m."threadId" = a."threadId"'
-    f' LEFT JOIN {ITEMS} i ON i."messageId" = m.id WHERE a."agentSessionId" = {{{{p}}}}'
+
+def item_rows(columns: str) -> str:
+    """An agent session's messages with their items (`{p}`: the agent session id), then `columns`."""
+    return (
+        f"SELECT i.item, {columns} FROM {SESSIONS} a"
+        ' JOIN thread_messages m ON m."threadId" = a."threadId"'
+        f' LEFT JOIN {ITEMS} i ON i."messageId" = m.id WHERE a."agentSessionId" = {{p}}'
+    )
+
+
+# The message's role and content only where it has no item (written by the app or the store);
+# all of them when an item is damaged.
+LEAN = item_rows("CASE WHEN i.item IS NULL THEN m.role END, CASE WHEN i.item IS NULL THEN m.content END")
+FULL = item_rows("m.role, m.content")
+LISTED = (
+    f'SELECT a."agentSessionId", a."sessionId", a."threadId", a.metadata, a."createdAt", t."updatedAt",'
+    ' (SELECT count(*) FROM thread_messages m WHERE m."threadId" = a."threadId")'
+    f' FROM {SESSIONS} a JOIN threads t ON t.id = a."threadId"'
 )
-LEAN = ITEM_ROWS.format(
-    columns="CASE WHEN i.item IS NULL THEN m.role END, CASE WHEN i.item IS NULL THEN m.content END"
-)
-FULL = ITEM_ROWS.format(columns="m.role, m.content")
 STATEMENTS = {
     "find": f'SELECT "threadId" FROM {SESSIONS} WHERE "agentSessionId" = {{p}}',
     "map": f'INSERT INTO {SESSIONS} ("agentSessionId", "sessionId", "threadId", metadata, "createdAt")'
@@ -53,10 +61,8 @@ STATEMENTS = {
     "clear": 'DELETE FROM thread_messages WHERE "threadId" = {p}',
     "metadata": f'SELECT metadata FROM {SESSIONS} WHERE "agentSessionId" = {{p}}',
     "set_metadata": f'UPDATE {SESSIONS} SET metadata = {{p}} WHERE "agentSessionId" = {{p}}',
-    "list": f'SELECT a."agentSessionId", a."sessionId", a."threadId", a.metadata, a."createdAt",'
-    ' t."updatedAt", (SELECT count(*) FROM thread_messages m WHERE m."threadId" = a."threadId")'
-    f' FROM {SESSIONS} a JOIN threads t ON t.id = a."threadId"'
-    ' ORDER BY t."updatedAt" DESC, a."agentSessionId"',
+    "list": LISTED + ' ORDER BY t."updatedAt" DESC, a."agentSessionId"',
+    "one": LISTED + ' WHERE a."agentSessionId" = {p}',
 }
 
 
@@ -209,15 +215,18 @@ class AgentMemory:
 
     def session(self, key: str) -> AgentSessionInfo:
         """One agent session; `NotFoundError` if it has none here (yet)."""
-        found = [info for info in self.sessions() if info.session_id == key]
+        found = self._infos("one", (key,))
         if not found:
             raise NotFoundError(f"no agent session with id {quoted(key)}")
         return found[0]
 
     def sessions(self) -> list[AgentSessionInfo]:
         """Every agent session, the latest written first, with its item count."""
+        return self._infos("list", ())
+
+    def _infos(self, statement: str, params: tuple) -> list[AgentSessionInfo]:
         with translate_errors(self.store.location):
-            rows = self.store._query(self.sql["list"]).fetchall()
+            rows = self.store._query(self.sql[statement], params).fetchall()
         return [
             AgentSessionInfo(
                 key,

@@ -16,6 +16,7 @@ import workers
 from cli_support import invoke
 from pg_support import Backend
 
+from sessionorm import SessionStore
 from sessionorm.agents import SessionormSession
 from sessionorm.models import ROLES
 
@@ -404,10 +405,29 @@ def test_damaged_items_that_still_parse_together_are_read_one_by_one(backend: Ba
     """Items are parsed as one JSON array; a damaged item that would merge into its neighbours
     there (`{}, {}`) is caught by the count, and each item is then read on its own."""
     with open_session(backend) as session:
-        run(session.add_items([{"role": "user", "content": "a"}, {"role": "user", "content": "b", "id": "b"}]))
+        a, b = {"role": "user", "content": "a"}, {"role": "user", "content": "b"}
+        run(session.add_items([a, {**b, "id": "b"}]))
         with backend.connect() as con:
             con.execute(
                 backend.sql("UPDATE sessionorm_agent_items SET item = ? WHERE item LIKE ?"),
                 ('{"x": 1}, {"y": 2}', '%"b"%'),
             )
-        assert run(session.get_items()) == [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+        assert run(session.get_items()) == [a, b]
+
+
+def test_the_agent_reads_search_indexes_and_never_scan_a_table(tmp_path: Path) -> None:
+    """Every statement of one agent session is a search (the list of them all reads that table)."""
+    from sessionorm.agent_memory import AgentMemory
+
+    db = tmp_path / "plans.db"
+    with SessionStore(db) as store:
+        memory = AgentMemory(store)
+        for key in ("a", "b", "c"):
+            memory.add(key, [{"role": "user", "content": f"{key} {i}"} for i in range(50)])
+        connection = store.db.connection()
+        for name, sql in memory.sql.items():
+            if name == "list" or not sql.lstrip().startswith(("SELECT", "DELETE", "UPDATE")):
+                continue
+            params = tuple("a" if i == 0 else 5 for i in range(sql.count("?")))
+            plan = [row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            assert [line for line in plan if line.startswith("SCAN")] == [], (name, plan)
