@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from cli_support import invoke, one_error_line, query, raw, run_module, tables
+from cli_support import SHIPPED_SCRIPTS, invoke, one_error_line, query, raw, run_module, tables
 from click.testing import CliRunner
 
 from sessionorm.cli import cli
@@ -131,17 +131,7 @@ def test_verify_names_a_deleted_migrations_row(migrated):
     result = invoke("verify", "--db-path", migrated)
     assert result.exit_code == 1
     problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
-    assert problems == [
-        f"problem: migration {name} is not applied"
-        for name in (
-            "0001_session_thread_relationship",
-            "0002_orchestrator_index_names",
-            "0003_orchestrator_app_schema",
-            "0004_migrated_thread_record",
-            "0005_app_thread_ids",
-            "0006_agent_memory",
-        )
-    ]
+    assert problems == [f"problem: migration {name} is not applied" for name in SHIPPED_SCRIPTS]
 
 
 def test_verify_names_a_foreign_key_violation(migrated):

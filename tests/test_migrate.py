@@ -12,6 +12,8 @@ import pytest
 from cli_support import (
     CONTRACT_INDEXES,
     MESSAGE,
+    SHIPPED_MIGRATIONS,
+    SHIPPED_SCRIPTS,
     THREAD_NAME,
     UUID4,
     index_columns,
@@ -31,22 +33,8 @@ from cli_support import (
 from sessionorm import NeedsMigrationError, SessionStore, commands
 
 FLAVOURS = ["pre", "final"]
-MIGRATIONS = [
-    "0001_session_thread_relationship",
-    "0002_orchestrator_index_names",
-    "0003_orchestrator_app_schema",
-    "0004_migrated_thread_record",
-    "0005_app_thread_ids",
-    "0006_agent_memory",
-]
-HISTORY = [
-    (1, "session-thread-relationship"),
-    (2, "orchestrator-index-names"),
-    (3, "orchestrator-app-schema"),
-    (4, "migrated-thread-record"),
-    (5, "app-thread-ids"),
-    (6, "agent-memory"),
-]
+MIGRATIONS = SHIPPED_SCRIPTS
+HISTORY = SHIPPED_MIGRATIONS
 THREAD_ID = re.compile(r"^T-" + UUID4.pattern[1:])  # the app's thread ids: T-<uuid4>
 N, THREADED, DUPLICATES = 12, 7, 3  # sessions 4..6 share session 0's threadId
 

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import (
-    VERSION_1_INDEX_NAMES as VERSION_1_NAMES,
-)
-from cli_support import (
+    SHIPPED_SCRIPTS,
     invoke,
     migrate_to_version_1,
     one_error_line,
@@ -27,6 +25,9 @@ from cli_support import (
     sidecars,
     threaded_sessions,
 )
+from cli_support import (
+    VERSION_1_INDEX_NAMES as VERSION_1_NAMES,
+)
 
 from sessionorm import MigrationError, SessionStore, ValidationError, commands
 
@@ -34,13 +35,7 @@ ORCHESTRATOR_SQL = (Path(__file__).with_name("orchestrator_threads.sql")).read_t
 ORCHESTRATOR_INDEXES = re.findall(r"CREATE INDEX IF NOT EXISTS (\w+)", ORCHESTRATOR_SQL)
 CONTRACT_NAMES = sorted([*ORCHESTRATOR_INDEXES, "idx_threads_session_id_updated_at"])
 N, THREADED = 10, 6
-PENDING_AFTER_1 = [
-    "0002_orchestrator_index_names",
-    "0003_orchestrator_app_schema",
-    "0004_migrated_thread_record",
-    "0005_app_thread_ids",
-    "0006_agent_memory",
-]
+PENDING_AFTER_1 = SHIPPED_SCRIPTS[1:]
 T_UUID4 = r"T-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 

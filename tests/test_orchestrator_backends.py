@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import SHIPPED_SCRIPTS
 from cli_support import VERSION_1_INDEX_NAMES as VERSION_1_NAMES
 from pg_support import Backend, fresh_backend, legacy_rows
 
@@ -33,13 +34,7 @@ CONTRACT_NAMES = sorted(
         "idx_threads_session_id_updated_at",
     ]
 )
-AFTER_1 = [
-    "0002_orchestrator_index_names",
-    "0003_orchestrator_app_schema",
-    "0004_migrated_thread_record",
-    "0005_app_thread_ids",
-    "0006_agent_memory",
-]
+AFTER_1 = SHIPPED_SCRIPTS[1:]
 # The orchestrator's start-up index statements; PostgreSQL needs its camelCase names quoted.
 ORCHESTRATOR_INDEXES = [
     ("idx_threads_session_id", "threads", "sessionId"),

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_support import APP_TABLES, CONTRACT_INDEXES, NEW_TABLES, SHIPPED_MIGRATIONS
+from cli_support import APP_TABLES, CONTRACT_INDEXES, NEW_TABLES, SHIPPED_MIGRATIONS, SHIPPED_SCRIPTS
 from click.testing import CliRunner, Result
 from pg_support import (
     PG_URL_VAR,
@@ -51,12 +51,7 @@ UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 T_UUID4 = re.compile(r"^T-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 MIGRATION = "0001_session_thread_relationship"
 INDEX_NAMES = "0002_orchestrator_index_names"
-LATER = [
-    "0003_orchestrator_app_schema",
-    "0004_migrated_thread_record",
-    "0005_app_thread_ids",
-    "0006_agent_memory",
-]
+LATER = SHIPPED_SCRIPTS[2:]
 ALL_MIGRATIONS = [MIGRATION, INDEX_NAMES, *LATER]
 
 
