@@ -362,6 +362,12 @@ def test_copy_carries_the_items_exactly(backend: Backend, tmp_path: Path) -> Non
     with SessionormSession("s", target) as copied:
         assert run(copied.get_items()) == ITEMS
         assert run(copied.get_metadata()) == {"k": NUL}
+    if backend.is_pg:  # and back from PostgreSQL into a new file
+        back = tmp_path / "back.db"
+        result = invoke("copy", "--from", target, "--to", back)
+        assert result.exit_code == 0, result.output
+        with SessionormSession("s", back) as returned:
+            assert run(returned.get_items()) == ITEMS
     assert (
         invoke("verify", *(["--db-url", target] if backend.is_pg else ["--db-path", target])).exit_code == 0
     )
