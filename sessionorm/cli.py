@@ -229,6 +229,8 @@ def migrate(
         )
     if report.backup:
         click.echo(f"backup: {report.backup} (checked: {report.backup_checked})")
+    if report.indexed:
+        click.echo(f"search index: {report.indexed:,} messages indexed")
     if not report.pending:
         click.echo(f"{db}: up to date, nothing to migrate")
         return

@@ -47,6 +47,7 @@ class MigrateReport:
     # Tables of another program in a database that had no `sessions` table: the orchestrator's
     # tables were added next to them (said, never silent).
     other_tables: list[str] = field(default_factory=list)
+    indexed: int = 0  # messages written before the search index, indexed now (migration 7)
 
 
 @dataclass
@@ -99,6 +100,22 @@ def apply(target: Target, report: MigrateReport, take_backup: bool, progress: Pr
             report.backup_checked = backend_for(target).backup_checked
 
         run_pending(database, report, progress, target, take if take_backup else None)
+        report.indexed = build_search_index(database, progress)
+
+
+def build_search_index(database: peewee.Database, progress: Progress) -> int:
+    """Index for search the messages written before its index existed (migration 7), in
+    batches, each its own write transaction: the app can write in between, and a killed
+    build resumes here. Return how many were indexed."""
+    search = backend_of(database).search
+    if not search.present() or not search.unindexed():
+        return 0
+
+    def tell(done: int, total: int) -> None:
+        if progress is not None:
+            progress(f"search index: {done:,} of {total:,} messages")
+
+    return search.build(tell)
 
 
 @contextlib.contextmanager

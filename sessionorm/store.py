@@ -13,12 +13,14 @@ import re
 import sqlite3
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
 
 from .agent_memory import AgentMemory, AgentSessionInfo
 from .backends import backend_for, backend_of, opened
+from .backends.search import Filters, MessageSearch
 from .database import first_line, translate_errors
 from .errors import NeedsMigrationError, NotFoundError, SessionormError, ValidationError
 from .identifiers import q
@@ -135,6 +137,16 @@ def messages_from_rows(rows: list[tuple], store: SessionStore) -> list[ThreadMes
         message._store = store
         out.append(message)
     return out
+
+
+@dataclass
+class SearchHit:
+    """One message a search found: `.message` (its thread and session reachable), `.snippet`
+    (the match in context, marked «like this»), `.rank` (higher is better)."""
+
+    message: ThreadMessage
+    snippet: str
+    rank: float
 
 
 class Unset:
@@ -790,6 +802,59 @@ class SessionStore:
             self._execute("delete_message", (row[0],))
             self._execute("touch_thread", (now_timestamp(), thread_id))
         return messages_from_rows([tuple(row)], self)[0]
+
+    # -- search ----------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        session: Session | str | None = None,
+        thread: Thread | str | None = None,
+        role: str | None = None,
+        limit: int = 20,
+    ) -> list[SearchHit]:
+        """Messages matching `query` (web-search syntax: words, "a phrase", OR, -word), best
+        first: `.message`, `.snippet` (the match in context, marked «like this») and `.rank`
+        (higher is better; bm25 on SQLite, ts_rank on PostgreSQL). Nothing a user types is a
+        syntax error; a query with no word in it finds nothing."""
+        filters = self._search_filters(query, session, thread, role)
+        if check_count(limit, "limit") is None or limit < 1:
+            raise ValidationError(f"limit must be at least 1, not {quoted(limit)}")
+        with translate_errors(self.location):
+            rows = self._search_index().hits(query, filters, limit, column_list(ThreadMessage, "m"))
+        messages = messages_from_rows([tuple(row[:-2]) for row in rows], self)
+        return [SearchHit(m, row[-2], row[-1]) for m, row in zip(messages, rows, strict=True)]
+
+    def count_matches(
+        self,
+        query: str,
+        *,
+        session: Session | str | None = None,
+        thread: Thread | str | None = None,
+        role: str | None = None,
+    ) -> int:
+        """How many messages `query` matches (as `search` reads it), with the same filters."""
+        filters = self._search_filters(query, session, thread, role)
+        with translate_errors(self.location):
+            return self._search_index().count(query, filters)
+
+    def _search_filters(self, query: object, session: object, thread: object, role: object) -> Filters:
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError('a search needs a query: words, "a phrase", OR, -excluded')
+        check_text(query, "query", nul_ok=self._nul_ok)
+        return Filters(
+            check_id(session, "session", Session, nul_ok=self._nul_ok) if session is not None else None,
+            check_id(thread, "thread", Thread, nul_ok=self._nul_ok) if thread is not None else None,
+            check_role(role) if role is not None else None,
+        )
+
+    def _search_index(self) -> MessageSearch:
+        self._refuse_closed()
+        search = self.backend.search
+        if not search.present():
+            raise SessionormError(f"{self.location} has no search index yet: `sessionorm migrate` adds it")
+        return search
 
     # -- agent memory ----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import peewee
 
 from ..sql_log import log_statement
 from .catalog import Catalog, Table
+from .search import MessageSearch
 
 if TYPE_CHECKING:
     from ..target import Target
@@ -131,6 +132,11 @@ class Backend:
         Inside `write()` SQLite already holds the database's write lock: nothing more to do.
         """
         return True
+
+    @property
+    def search(self) -> MessageSearch:
+        """Full-text search over messages (the index migration 7 makes)."""
+        raise NotImplementedError
 
     def lock_key(self, key: str) -> None:
         """Serialise writers of one named thing (e.g. an agent session made on first write)

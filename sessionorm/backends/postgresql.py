@@ -22,12 +22,17 @@ from .pg_bulk import canon_sql, copy_out, pg_hash_sql
 from .pg_catalog import PostgresCatalog
 from .pg_connections import linear_plans, open_url
 from .pg_migrator import PostgresSafety, lock_database
+from .pg_search import PostgresSearch
 
 if TYPE_CHECKING:
     from ..target import Target
 
 
 class PostgresBackend(Backend):
+    @property
+    def search(self) -> PostgresSearch:
+        return PostgresSearch(self)
+
     nul_in_text = False  # text cannot hold "\x00": refused before any SQL
     hash_anti_joins = True
     copy_digests = True

@@ -36,6 +36,7 @@ from .sqlite_files import (
     write_transaction,
 )
 from .sqlite_migrator import SqliteSafety
+from .sqlite_search import SqliteSearch
 
 if TYPE_CHECKING:
     from ..target import Target
@@ -48,6 +49,10 @@ INSTRUCTIONS = 1_000_000  # between checks of the clock in `reporting`: negligib
 
 
 class SqliteBackend(Backend):
+    @property
+    def search(self) -> SqliteSearch:
+        return SqliteSearch(self)
+
     cli_option = "--db-path"
     backup_checked = "integrity ok, row counts match"
     catalog_class = SqliteCatalog

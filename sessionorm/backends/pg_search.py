@@ -1,0 +1,66 @@
+"""PostgreSQL's search: a stored tsvector per message (`sessionorm_search`) with a GIN index.
+
+Queries are `websearch_to_tsquery('simple', …)` (web-search syntax, never a syntax error),
+ranked by `ts_rank` on the stored tsvector (ranking never parses the text again), with
+`ts_headline` for the snippet of each hit returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .search import BATCH, CLOSE, OPEN, SEARCH, Filters, MessageSearch
+
+QUERY = "websearch_to_tsquery('simple', %s)"
+HEADLINE = f"StartSel={OPEN},StopSel={CLOSE},MaxFragments=1,MaxWords=24,MinWords=8,FragmentDelimiter= … "
+
+
+class PostgresSearch(MessageSearch):
+    def _joined(self, filters: Filters) -> tuple[str, str, list]:
+        joins, conditions, params = filters.sql("%s")
+        if joins or conditions:
+            return f' JOIN thread_messages m ON m.id = s."messageId"{joins}', conditions, params
+        return "", "", []
+
+    def hits(self, query: str, filters: Filters, limit: int, columns: str) -> list[tuple]:
+        joins, conditions, params = self._joined(filters)
+        rows = self.backend.execute(
+            f"SELECT {columns}, ts_headline('simple', m.content, h.q, %s), h.r FROM ("
+            f' SELECT s."messageId" AS id, q, ts_rank(s.doc, q) AS r FROM {SEARCH} s{joins}, {QUERY} q'
+            f' WHERE s.doc @@ q{conditions} ORDER BY r DESC, s."messageId" LIMIT %s) h'
+            " JOIN thread_messages m ON m.id = h.id ORDER BY h.r DESC, m.id",
+            (HEADLINE, query, *params, limit),
+        ).fetchall()
+        return [tuple(row) for row in rows]
+
+    def count(self, query: str, filters: Filters) -> int:
+        joins, conditions, params = self._joined(filters)
+        return self.backend.execute(
+            f"SELECT count(*) FROM {SEARCH} s{joins}, {QUERY} q WHERE s.doc @@ q{conditions}",
+            (query, *params),
+        ).fetchone()[0]
+
+    def unindexed(self) -> int:
+        return self.backend.execute(
+            f'SELECT count(*) FROM thread_messages m WHERE NOT EXISTS (SELECT 1 FROM {SEARCH} s WHERE s."messageId" = m.id)'
+        ).fetchone()[0]
+
+    def build(self, progress: Callable[[int, int], None] | None = None) -> int:
+        execute = self.backend.execute
+        total = execute("SELECT count(*) FROM thread_messages").fetchone()[0]
+        after, done, seen = "", 0, 0
+        while True:
+            with self.backend.write():
+                rows = execute(
+                    f"WITH batch AS (SELECT id, content FROM thread_messages WHERE id > %s ORDER BY id LIMIT %s),"
+                    f" added AS (INSERT INTO {SEARCH} (\"messageId\", doc) SELECT id, to_tsvector('simple', content)"
+                    ' FROM batch ON CONFLICT ("messageId") DO NOTHING RETURNING 1)'
+                    " SELECT (SELECT max(id) FROM batch), (SELECT count(*) FROM batch), (SELECT count(*) FROM added)",
+                    (after, BATCH),
+                ).fetchone()
+            last, batch, added = rows
+            if not batch:
+                return done
+            after, done, seen = last, done + added, seen + batch
+            if progress is not None:
+                progress(seen, total)

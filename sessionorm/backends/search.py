@@ -1,0 +1,74 @@
+"""Full-text search over messages, each engine's half (migration 7 makes the index).
+
+`MessageSearch` is what the store and the commands ask: the ranked hits of a query (with the
+store's filters), how many messages match, and the batched build of the index for messages
+written before it existed. `SqliteSearch` (FTS5, keyed by `sessionorm_search_keys`) and
+`PostgresSearch` (a stored tsvector with a GIN index) answer it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import Backend
+
+KEYS, SEARCH = "sessionorm_search_keys", "sessionorm_search"
+OPEN, CLOSE = (
+    "\N{LEFT-POINTING DOUBLE ANGLE QUOTATION MARK}",
+    "\N{RIGHT-POINTING DOUBLE ANGLE QUOTATION MARK}",
+)
+WINDOW = 5000  # bm25 ranks the newest this many matches: a common word costs no more than this
+BATCH = 20000  # messages indexed per write transaction by `build`
+
+
+@dataclass
+class Filters:
+    """What a search is narrowed to (None: no narrowing)."""
+
+    session_id: str | None = None
+    thread_id: str | None = None
+    role: str | None = None
+
+    def sql(self, param: str) -> tuple[str, str, list[Any]]:
+        """(joins, conditions, params) on `m` (thread_messages) and `t` (threads)."""
+        joins, conditions, params = "", [], []
+        if self.session_id is not None:
+            joins = ' JOIN threads t ON t.id = m."threadId"'
+            conditions.append(f't."sessionId" = {param}')
+            params.append(self.session_id)
+        if self.thread_id is not None:
+            conditions.append(f'm."threadId" = {param}')
+            params.append(self.thread_id)
+        if self.role is not None:
+            conditions.append(f"m.role = {param}")
+            params.append(self.role)
+        return joins, "".join(f" AND {c}" for c in conditions), params
+
+
+class MessageSearch:
+    """One engine's search; `columns` are the message columns to return, on alias `m`."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def present(self) -> bool:
+        return SEARCH in self.backend.db.get_tables()
+
+    def hits(self, query: str, filters: Filters, limit: int, columns: str) -> list[tuple]:
+        """Rows of (columns…, snippet, rank), best first."""
+        raise NotImplementedError
+
+    def count(self, query: str, filters: Filters) -> int:
+        raise NotImplementedError
+
+    def unindexed(self) -> int:
+        """How many messages the index does not hold yet."""
+        raise NotImplementedError
+
+    def build(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Index the messages written before the index existed, `BATCH` per write transaction
+        (a killed build resumes: what is indexed is skipped); return how many were indexed."""
+        raise NotImplementedError
