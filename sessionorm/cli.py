@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import sys
 import traceback
@@ -19,9 +20,12 @@ from typing import Any
 import click
 
 from . import commands
+from .backends.search import CLOSE, OPEN
 from .database import DEFAULT_BUSY_TIMEOUT, scrub
 from .errors import SessionormError, ValidationError
+from .models import ROLES
 from .sql_log import TimedPrinter, capturing
+from .store import SearchHit
 from .target import Target
 from .validation import check_busy_timeout
 
@@ -317,6 +321,63 @@ def verify(
         click.echo(f"{db}: {len(report.problems)} problem(s)")
         click.get_current_context().exit(1)
     click.echo(f"{db}: ok ({', '.join(report.checks)})")
+
+
+@cli.command()
+@database_options
+@click.argument("query")
+@click.option("--session", "session_id", help="Only this session's messages.")
+@click.option("--thread", "thread_id", help="Only this thread's messages.")
+@click.option("--role", type=click.Choice(ROLES), help="Only messages of this role.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many hits."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: the hits, best first.")
+def search(
+    db: str,
+    busy_timeout: float,
+    migrations_dir: str | None,
+    query: str,
+    session_id: str | None,
+    thread_id: str | None,
+    role: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Search every message: words, "a phrase", OR, -excluded; exit 1 when nothing matches.
+
+    One hit per line, best first: session, thread, when, role, and the match in context
+    (highlighted on a terminal).
+    """
+    hits = commands.search(
+        query, db, session=session_id, thread=thread_id, role=role, limit=limit, busy_timeout=busy_timeout
+    )
+    if as_json:
+        click.echo(json.dumps([hit_document(hit, session) for hit, session in hits], ensure_ascii=False))
+    else:
+        color = sys.stdout.isatty()
+        for hit, session in hits:
+            m = hit.message
+            snippet = " ".join(hit.snippet.split())
+            if color:
+                snippet = snippet.replace(OPEN, "\x1b[1;33m").replace(CLOSE, "\x1b[0m")
+            click.echo(f"{session}  {m.thread_id}  {shown_time(m.created_at)}  {m.role}: {snippet}")
+    if not hits:
+        click.get_current_context().exit(1)
+
+
+def hit_document(hit: SearchHit, session: str) -> dict[str, Any]:
+    m = hit.message
+    return {
+        "session": session,
+        "thread": m.thread_id,
+        "message": m.id,
+        "idx": m.idx,
+        "role": m.role,
+        "created_at": shown_time(m.created_at),
+        "snippet": hit.snippet,
+        "rank": hit.rank,
+    }
 
 
 @cli.command()

@@ -30,7 +30,7 @@ from .planning import MigrateReport, RollbackReport
 from .progress import Progress
 from .runner import runner_for
 from .scaffold import NewMigration, make_migration
-from .store import SessionStore
+from .store import SearchHit, SessionStore
 from .target import Target
 from .thread_restore import RestoreReport
 from .thread_restore import restore_threads as restore_lost_threads
@@ -41,6 +41,28 @@ DB = str | os.PathLike | Target | None  # a path, a URL, a parsed Target, or Non
 
 
 # -- status, verify, backup -------------------------------------------------------------------
+
+
+def search(
+    query: str,
+    db: DB = None,
+    *,
+    session: str | None = None,
+    thread: str | None = None,
+    role: str | None = None,
+    limit: int = 20,
+    busy_timeout: float | None = None,
+) -> list[tuple[SearchHit, str]]:
+    """The messages matching `query`, best first, each with its session's id (`SessionStore.search`);
+    nothing is written."""
+    with SessionStore(Target.of(db, busy_timeout), readonly=True) as store:
+        hits = store.search(query, session=session, thread=thread, role=role, limit=limit)
+        sessions: dict[str, str] = {}
+        for hit in hits:
+            thread_id = hit.message.thread_id
+            if thread_id not in sessions:
+                sessions[thread_id] = store.get_thread(thread_id).session_id
+        return [(hit, sessions[hit.message.thread_id]) for hit in hits]
 
 
 def agent_sessions(db: DB = None, busy_timeout: float | None = None) -> list[AgentSessionInfo]:

@@ -12,7 +12,10 @@ from collections.abc import Callable
 from .search import BATCH, CLOSE, OPEN, SEARCH, Filters, MessageSearch
 
 QUERY = "websearch_to_tsquery('simple', %s)"
-HEADLINE = f"StartSel={OPEN},StopSel={CLOSE},MaxFragments=1,MaxWords=24,MinWords=8,FragmentDelimiter= … "
+HEADLINE = f"StartSel={OPEN},StopSel={CLOSE},MaxWords=24,MinWords=12"
+# A query with nothing to find (only exclusions, `-word`, which would match every other
+# message): no hits, as on SQLite.
+FINDS = "querytree(q) <> 'T'"
 
 
 class PostgresSearch(MessageSearch):
@@ -27,7 +30,7 @@ class PostgresSearch(MessageSearch):
         rows = self.backend.execute(
             f"SELECT {columns}, ts_headline('simple', m.content, h.q, %s), h.r FROM ("
             f' SELECT s."messageId" AS id, q, ts_rank(s.doc, q) AS r FROM {SEARCH} s{joins}, {QUERY} q'
-            f' WHERE s.doc @@ q{conditions} ORDER BY r DESC, s."messageId" LIMIT %s) h'
+            f' WHERE s.doc @@ q AND {FINDS}{conditions} ORDER BY r DESC, s."messageId" LIMIT %s) h'
             " JOIN thread_messages m ON m.id = h.id ORDER BY h.r DESC, m.id",
             (HEADLINE, query, *params, limit),
         ).fetchall()
@@ -36,7 +39,7 @@ class PostgresSearch(MessageSearch):
     def count(self, query: str, filters: Filters) -> int:
         joins, conditions, params = self._joined(filters)
         return self.backend.execute(
-            f"SELECT count(*) FROM {SEARCH} s{joins}, {QUERY} q WHERE s.doc @@ q{conditions}",
+            f"SELECT count(*) FROM {SEARCH} s{joins}, {QUERY} q WHERE s.doc @@ q AND {FINDS}{conditions}",
             (query, *params),
         ).fetchone()[0]
 
