@@ -11,9 +11,10 @@ held for the whole of a large file, and a killed build resumes where it stopped.
   integer: VACUUM keeps it, where it may renumber `thread_messages`' own rowid (a TEXT
   primary key). No foreign key on the keys: the delete trigger needs the key after the
   message is gone.
-- **PostgreSQL:** `sessionorm_search("messageId" → thread_messages, doc tsvector)` with a GIN
-  index, the tsvector stored (`to_tsvector('simple', content)`), so ranking never parses
-  the text again; a row trigger keeps it.
+- **PostgreSQL:** `sessionorm_search("messageId", doc tsvector)` with a GIN index, the
+  tsvector stored (`to_tsvector('simple', content)`), so ranking never parses the text again;
+  one row trigger keeps it on insert, update and delete. No foreign key: `copy` drops the
+  keys of `thread_messages` while it loads.
 
 `down` drops all of it. Self-contained: only exception classes come from the package.
 """
@@ -57,16 +58,20 @@ SQLITE_DOWN = (
 
 POSTGRES = (
     f"""CREATE TABLE {SEARCH} (
-  "messageId" TEXT PRIMARY KEY REFERENCES thread_messages (id) ON DELETE CASCADE ON UPDATE CASCADE,
-  doc tsvector NOT NULL)""",
+  "messageId" TEXT PRIMARY KEY, doc tsvector NOT NULL)""",
     f"CREATE INDEX {SEARCH}_doc ON {SEARCH} USING gin (doc)",
     f"""CREATE FUNCTION {SEARCH}_index() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO {SEARCH} ("messageId", doc) VALUES (NEW.id, to_tsvector('simple', NEW.content))
-    ON CONFLICT ("messageId") DO UPDATE SET doc = EXCLUDED.doc;
+  IF TG_OP IN ('DELETE', 'UPDATE') THEN
+    DELETE FROM {SEARCH} WHERE "messageId" = OLD.id;
+  END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    INSERT INTO {SEARCH} ("messageId", doc) VALUES (NEW.id, to_tsvector('simple', NEW.content))
+      ON CONFLICT ("messageId") DO UPDATE SET doc = EXCLUDED.doc;
+  END IF;
   RETURN NULL;
 END $$""",
-    f"""CREATE TRIGGER {SEARCH}_index AFTER INSERT OR UPDATE OF content ON thread_messages
+    f"""CREATE TRIGGER {SEARCH}_index AFTER INSERT OR DELETE OR UPDATE OF id, content ON thread_messages
   FOR EACH ROW EXECUTE FUNCTION {SEARCH}_index()""",
 )
 POSTGRES_DOWN = (

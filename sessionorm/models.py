@@ -372,7 +372,24 @@ MODELS = (Session, Thread, ThreadMessage, MigrationRecord)
 RECORD_TABLES = ("sessionorm_migrated_threads", "sessionorm_unmatched_sessions", "sessionorm_renamed_threads")
 # An agent's sessions and its exact items (migration 6; see `agent_memory`).
 AGENT_TABLES = ("sessionorm_agent_sessions", "sessionorm_agent_items")
+# The search index (migration 7; see `backends.search`): never carried by `copy`, whose
+# target's migrations make it and whose triggers fill it. SQLite's FTS5 keeps its index in
+# the shadow tables `<name>_data`, `_idx`, `_docsize` and `_config`.
+SEARCH_TABLES = (
+    "sessionorm_search_keys",
+    "sessionorm_search",
+    *(f"sessionorm_search_{shadow}" for shadow in ("data", "idx", "docsize", "config", "content")),
+)
+# Its other objects: SQLite's view and triggers, PostgreSQL's trigger.
+SEARCH_OBJECTS = (
+    "view sessionorm_search_text",
+    "trigger sessionorm_search_insert",
+    "trigger sessionorm_search_delete",
+    "trigger sessionorm_search_update",
+    "trigger sessionorm_search_index",
+)
 OWN_TABLES = frozenset(m._meta.table_name for m in (*MODELS, MigrationChecksum)) | {
     *RECORD_TABLES,
     *AGENT_TABLES,
+    *SEARCH_TABLES,
 }

@@ -27,7 +27,7 @@ from typing import Any
 from ..backends import Backend, backend_for, opened
 from ..drift import drift
 from ..migration_options import MigrationOptions
-from ..models import MODELS
+from ..models import MODELS, SEARCH_OBJECTS, SEARCH_TABLES
 from ..progress import Progress
 from ..runner import MigrationRunner, runner_for
 from ..target import Target
@@ -91,13 +91,14 @@ def check_source(side: Side) -> MigrationRunner:
 def plan_tables(source: Side, to: type[Backend]) -> dict[str, Table]:
     """Every source table, reflected; anything that cannot be carried to `to` refused by name."""
     same = type(source.backend) is to
-    objects = source.other_objects()
+    objects = [o for o in source.other_objects() if o not in SEARCH_OBJECTS]  # the migrations make those
     if objects:
         raise CopyError(
             f"refusing to copy {source.target}: it has {', '.join(objects)}, which copy "
             "does not carry; nothing was written"
         )
-    tables = {name: source.table(name) for name in source.table_names()}
+    # the search index: the target's migrations make it, and its triggers fill it as rows load
+    tables = {name: source.table(name) for name in source.table_names() if name not in SEARCH_TABLES}
     refused = []
     for table in tables.values():
         problems = carry_problems(table, to, same)
