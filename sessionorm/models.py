@@ -285,6 +285,7 @@ class Thread(BaseModel):
     """A conversation thread of a session."""
 
     message_count: int  # set on threads the store returns
+    session_id: str  # the session's id, without a query (the foreign key's `object_id_name`)
     id = TextField(primary_key=True)
     session = StoreForeignKeyField(
         Session,
@@ -323,6 +324,7 @@ class ThreadMessage(BaseModel):
         on_delete="CASCADE",
         backref="messages",
     )
+    thread_id: str  # the thread's id, without a query (the foreign key's `object_id_name`)
     role = TextField(constraints=[Check("role IN ('user','assistant','system')")], index=True)
     content = TextField()
     created_at = TimestampField(column_name="createdAt", index=True)

@@ -17,7 +17,7 @@ from .database import first_line, is_corrupt
 from .drift import drift
 from .errors import DatabaseDamagedError
 from .legacy_threads import HAS_THREAD_ID, NOT_YET_MIGRATED, NOT_YET_MIGRATED_PG
-from .models import AGENT_TABLES, MODELS
+from .models import AGENT_TABLES, MODELS, SEARCH_TABLES
 from .runner import MigrationRunner, record_name, runner_for
 from .target import Target
 from .thread_record import (
@@ -137,10 +137,23 @@ def agent_problems(db: peewee.Database, runner: MigrationRunner) -> list[str]:
     return [f"{elsewhere} agent sessions' threads belong to other sessions"]
 
 
+def search_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str], list[str]]:
+    """The search index (migration 7): present once its script is recorded, agreeing with the
+    messages, nothing stale; messages not indexed yet are a note."""
+    search = backend_of(db).search
+    if not search.present():
+        maker = runner.adopter(SEARCH_TABLES[1])
+        if runner.is_recorded(maker):
+            return [f"the search index is missing (migration {maker.name} made it)"], []  # type: ignore[union-attr]
+        return [], []
+    return search.check()
+
+
 def data_checks(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str], list[str]]:
-    """(problems, notes) about the data: migrated threads, then agent sessions."""
+    """(problems, notes) about the data: migrated threads, agent sessions, the search index."""
     problems, notes = data_check(db, runner)
-    return problems + agent_problems(db, runner), notes
+    found, noted = search_check(db, runner)
+    return problems + agent_problems(db, runner) + found, notes + noted
 
 
 def verify_database(

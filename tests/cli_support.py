@@ -33,6 +33,8 @@ NEW_TABLES = (
     "sessionorm_renamed_threads",
     "sessionorm_agent_sessions",
     "sessionorm_agent_items",
+    "sessionorm_search_keys",
+    "sessionorm_search",
 )
 # The orchestrator app's other tables: migration 3 makes them in a SQLite file (PostgreSQL: columns only).
 APP_TABLES = (
@@ -53,6 +55,7 @@ SHIPPED_MIGRATIONS = [
     (4, "migrated-thread-record"),
     (5, "app-thread-ids"),
     (6, "agent-memory"),
+    (7, "message-search"),
 ]
 # Their script names, in order.
 SHIPPED_SCRIPTS = [
@@ -62,6 +65,7 @@ SHIPPED_SCRIPTS = [
     "0004_migrated_thread_record",
     "0005_app_thread_ids",
     "0006_agent_memory",
+    "0007_message_search",
 ]
 # The contract's indexes under the names sessionorm 0.1's migration 1 gave them (migration 2 renames them).
 VERSION_1_INDEX_NAMES = sorted(
@@ -346,7 +350,7 @@ def write_migration(directory: Path, filename: str, body: str) -> Path:
 
 
 def copy_real_migration(directory: Path) -> list[Path]:
-    """The shipped scripts (0001-0006), so a scratch directory's history matches a migrated file."""
+    """The shipped scripts (0001-0007), so a scratch directory's history matches a migrated file."""
     return [
         write_migration(directory, source.name, source.read_text())
         for source in sorted((REPO_ROOT / "migrations").glob("[0-9]*.py"))

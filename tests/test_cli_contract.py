@@ -243,13 +243,13 @@ def test_verify_requires_the_role_check_in_either_spelling(tmp_path):
 def test_a_failing_migration_script_is_named_and_nothing_of_it_is_kept(tmp_path, migrated):
     scripts = tmp_path / "mine"
     scripts.mkdir()
-    (scripts / "0007_explode.py").write_text(
+    (scripts / "0008_explode.py").write_text(
         "def up(migrator, db):\n    db.execute_sql('CREATE TABLE half (x)')\n    raise RuntimeError('boom')\n"
     )
     done = sessionorm("migrate", "--db-path", migrated, "--migrations-dir", scripts)
     assert done.returncode == 2
     assert one_error_line(done.stderr) == (
-        "error: migration 0007_explode (up) failed, nothing of it was kept: RuntimeError: boom"
+        "error: migration 0008_explode (up) failed, nothing of it was kept: RuntimeError: boom"
     )
     import sqlite3
 
@@ -338,9 +338,9 @@ def test_the_command_functions_take_one_parsed_target(tmp_path):
 
     scripts = tmp_path / "mine"
     scripts.mkdir()
-    (scripts / "0007_note.py").write_text(
+    (scripts / "0008_note.py").write_text(
         "def up(migrator, db):\n    db.execute_sql('CREATE TABLE note (x)')\n"
     )
     target = Target.of(tmp_path / "t.sqlite", busy_timeout=2, migrations_dir=scripts)
-    assert "0007_note" in migrate(target).applied
-    assert [m.name for m in status(target)][-1] == "0007_note"
+    assert "0008_note" in migrate(target).applied
+    assert [m.name for m in status(target)][-1] == "0008_note"

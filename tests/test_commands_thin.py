@@ -36,7 +36,7 @@ def backfill(db):
 @pytest.fixture
 def own_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "own-migrations"
-    write_migration(folder, "0007_own_backfill.py", OWN_BACKFILL)
+    write_migration(folder, "0008_own_backfill.py", OWN_BACKFILL)
     return folder
 
 
@@ -58,7 +58,7 @@ def test_backfill_refuses_while_the_projects_own_script_is_pending(legacy_db, ow
     assert invoke("migrate", "--db-path", path).exit_code == 0  # the shipped scripts only
     result = invoke("backfill", "--db-path", path, "--migrations-dir", own_dir)
     assert result.exit_code == 2
-    assert "has pending migrations (0007_own_backfill)" in one_error_line(result.stderr)
+    assert "has pending migrations (0008_own_backfill)" in one_error_line(result.stderr)
     assert "own_backfills" not in {r[0] for r in query(path, "SELECT name FROM sqlite_master")}
 
 
@@ -66,8 +66,8 @@ def test_runner_for_adds_the_targets_own_folder_unless_told_not_to(tmp_path, own
     db = open_sqlite(tmp_path / "new.db", create=True)
     try:
         target = Target.of(tmp_path / "new.db", migrations_dir=own_dir)
-        assert [m.name for m in runner_for(target, db).migrations()][-1] == "0007_own_backfill"
-        assert "0007_own_backfill" not in [
+        assert [m.name for m in runner_for(target, db).migrations()][-1] == "0008_own_backfill"
+        assert "0008_own_backfill" not in [
             m.name for m in runner_for(target, db, own_scripts=False).migrations()
         ]
         assert runner_for(None, db).extra_dirs == []

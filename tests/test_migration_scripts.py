@@ -150,8 +150,8 @@ def down(migrator, db, options):
 @pytest.fixture
 def own_scripts(tmp_path: Path) -> Path:
     folder = tmp_path / "own-migrations"
-    write_migration(folder, "0007_plain_template.py", PEEWEE_TEMPLATE)
-    write_migration(folder, "0008_own_notes.py", WITH_OPTIONS)
+    write_migration(folder, "0008_plain_template.py", PEEWEE_TEMPLATE)
+    write_migration(folder, "0009_own_notes.py", WITH_OPTIONS)
     return folder
 
 
@@ -163,16 +163,16 @@ def test_scripts_with_and_without_options_both_run_and_results_come_back(tmp_pat
         applied = runner.up()
     finally:
         db.close()
-    assert applied[-2:] == ["0007_plain_template", "0008_own_notes"]
-    assert runner.results["0008_own_notes"] == {"rehearsal": False}
-    assert "0007_plain_template" not in runner.results  # returned nothing
+    assert applied[-2:] == ["0008_plain_template", "0009_own_notes"]
+    assert runner.results["0009_own_notes"] == {"rehearsal": False}
+    assert "0008_plain_template" not in runner.results  # returned nothing
     assert query(path, "SELECT body FROM own_notes") == [("kept",)]
 
 
 def test_a_dry_run_tells_scripts_it_is_a_rehearsal_on_postgresql_only_through_options(tmp_path, own_scripts):
     """On SQLite the dry run is a real run on a copy: the script is told nothing else."""
     report = commands.migrate(tmp_path / "new.db", dry_run=True, migrations_dir=own_scripts)
-    assert "0008_own_notes" in report.pending and not (tmp_path / "new.db").exists()
+    assert "0009_own_notes" in report.pending and not (tmp_path / "new.db").exists()
 
 
 def test_a_scripts_own_rollback_check_refuses_before_the_backup(tmp_path, own_scripts):
@@ -235,7 +235,7 @@ def down(migrator, db):
 
 def test_a_script_outside_a_transaction_is_not_reported_as_rolled_back(migrated, tmp_path):
     folder = tmp_path / "own"
-    write_migration(folder, "0007_orphan.py", ORPHAN_OUTSIDE_A_TRANSACTION)
+    write_migration(folder, "0008_orphan.py", ORPHAN_OUTSIDE_A_TRANSACTION)
     with pytest.raises(MigrationError) as failure:
         commands.migrate(migrated, migrations_dir=folder)
     message = str(failure.value)
@@ -263,11 +263,11 @@ def test_postgresql_runs_a_script_that_asks_for_no_transaction_outside_one(tmp_p
 
     monkeypatch.chdir(tmp_path)  # rollback's backup lands here
     folder = tmp_path / "own"
-    write_migration(folder, "0007_concurrent_index.py", CONCURRENT_INDEX)
+    write_migration(folder, "0008_concurrent_index.py", CONCURRENT_INDEX)
     with pg_database("postgresql") as pg:
         report = commands.migrate(pg.target, migrations_dir=folder)
-        assert report.applied[-1] == "0007_concurrent_index"
+        assert report.applied[-1] == "0008_concurrent_index"
         indexes = {row[0] for row in pg.query("SELECT indexname FROM pg_indexes")}
         assert "idx_sessions_name" in indexes
-        assert commands.rollback(pg.target, migrations_dir=folder).reverted == ["0007_concurrent_index"]
+        assert commands.rollback(pg.target, migrations_dir=folder).reverted == ["0008_concurrent_index"]
         assert "idx_sessions_name" not in {row[0] for row in pg.query("SELECT indexname FROM pg_indexes")}

@@ -306,7 +306,7 @@ def test_makemigration_recreates_a_missing_index_under_the_orchestrators_name(mi
     with raw(migrated) as con:
         con.execute("DROP INDEX idx_threads_session_id")
     ok("makemigration", "restore", "--db-path", migrated, "--migrations-dir", tmp_path / "mig")
-    text = (tmp_path / "mig" / "0007_restore.py").read_text()  # after the shipped 0001-0006
+    text = (tmp_path / "mig" / "0008_restore.py").read_text()  # after the shipped 0001-0007
     assert "migrator.add_index('threads', ('sessionId',), name='idx_threads_session_id')" in text
     assert "migrator.drop_index('threads', 'idx_threads_session_id')" in text  # its down()
     ok("migrate", "--db-path", migrated, "--migrations-dir", tmp_path / "mig")
@@ -799,7 +799,7 @@ def test_a_partial_index_is_matched_by_its_predicate_not_its_name(migrated, part
         tmp_path / "mig",
     )
     assert made.exit_code == 0, made.output
-    text = (tmp_path / "mig" / "0007_active.py").read_text()  # after the shipped 0001-0006
+    text = (tmp_path / "mig" / "0008_active.py").read_text()  # after the shipped 0001-0007
     assert "# TODO: threads: create index idx_threads_active (partial/expression" in text
     assert "add_index" not in text  # never a plain index in its place
     with raw(migrated) as con:

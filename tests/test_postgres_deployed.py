@@ -689,13 +689,13 @@ def up(migrator, db):
 def test_a_driver_error_with_detail_lines_is_one_line_and_changes_nothing(migrated, tmp_path):
     scripts = tmp_path / "mine"
     scripts.mkdir()
-    (scripts / "0007_bad.py").write_text(BAD_MIGRATION)  # after the shipped 0001-0006
+    (scripts / "0008_bad.py").write_text(BAD_MIGRATION)  # after the shipped 0001-0007
     before = migrated.snapshot()
     result = invoke("migrate", "--migrations-dir", scripts, *migrated.cli_args)
     assert result.exit_code == 2
     line = one_error_line(result.stderr)
     assert line.startswith(
-        "error: migration 0007_bad (up) failed, nothing of it was kept: IntegrityError: null value in column"
+        "error: migration 0008_bad (up) failed, nothing of it was kept: IntegrityError: null value in column"
     ), line
     assert migrated.snapshot() == before
 

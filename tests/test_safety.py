@@ -140,7 +140,7 @@ def test_foreign_keys_are_on_again_after_the_migration(legacy, scripts, tmp_path
 
 def test_foreign_keys_are_on_again_after_a_failed_migration(migrated, scripts, opened):
     copy_real_migration(scripts)
-    write_migration(scripts, "0007_orphan.py", ORPHAN_THREAD)
+    write_migration(scripts, "0008_orphan.py", ORPHAN_THREAD)
     db = opened(migrated)
     with pytest.raises(MigrationError):
         MigrationRunner(db, directory=scripts).up()
@@ -152,9 +152,9 @@ def test_rebuilding_a_cascade_parent_keeps_its_children(migrated, scripts, opene
     messages = message_count(migrated)
     assert messages > 0
     copy_real_migration(scripts)
-    write_migration(scripts, "0007_rebuild_threads.py", REBUILD_THREADS)
+    write_migration(scripts, "0008_rebuild_threads.py", REBUILD_THREADS)
     db = opened(migrated)
-    assert MigrationRunner(db, directory=scripts).up() == ["0007_rebuild_threads"]
+    assert MigrationRunner(db, directory=scripts).up() == ["0008_rebuild_threads"]
     db.close()
     assert message_count(migrated) == messages
     assert query(migrated, "SELECT \"notnull\" FROM pragma_table_info('threads') WHERE name = 'name'") == [
@@ -191,7 +191,7 @@ def test_runner_refuses_a_transaction_begun_on_the_raw_connection(legacy, opened
 def test_rebuild_inside_an_open_transaction_is_refused_and_children_survive(migrated, scripts, opened):
     messages = message_count(migrated)
     copy_real_migration(scripts)
-    write_migration(scripts, "0007_rebuild_threads.py", REBUILD_THREADS)
+    write_migration(scripts, "0008_rebuild_threads.py", REBUILD_THREADS)
     db = opened(migrated)
     runner = MigrationRunner(db, directory=scripts)
     with pytest.raises(MigrationError):
@@ -261,7 +261,7 @@ def test_refused_rebuild_through_the_cli_is_one_line_and_changes_nothing(migrate
     with raw(migrated) as con:
         con.execute(TRIGGER)
     before = dump(migrated)
-    write_migration(scripts, "0007_drop_notes.py", REBUILD_SESSIONS.format(table="sessions", column="notes"))
+    write_migration(scripts, "0008_drop_notes.py", REBUILD_SESSIONS.format(table="sessions", column="notes"))
     result = invoke("migrate", "--db-path", migrated, "--migrations-dir", scripts)
     assert result.exit_code == 2
     assert "trigger sessions_touch" in one_error_line(result.stderr)
@@ -298,19 +298,19 @@ def test_sessions_trigger_and_view_survive_migrate(legacy, flavor):
 def test_foreign_key_violation_rolls_the_migration_back(migrated, scripts, opened, dump):
     before = dump(migrated)
     copy_real_migration(scripts)
-    write_migration(scripts, "0007_orphan.py", ORPHAN_THREAD)
+    write_migration(scripts, "0008_orphan.py", ORPHAN_THREAD)
     db = opened(migrated)
     runner = MigrationRunner(db, directory=scripts)
     with pytest.raises(MigrationError, match="foreign key check failed"):
         runner.up()
-    assert [m.name for m in runner.pending()] == ["0007_orphan"]
+    assert [m.name for m in runner.pending()] == ["0008_orphan"]
     db.close()
     assert dump(migrated) == before
 
 
 def test_foreign_key_violation_through_the_cli_is_one_line_and_changes_nothing(migrated, scripts, dump):
     before = dump(migrated)
-    write_migration(scripts, "0007_orphan.py", ORPHAN_THREAD)
+    write_migration(scripts, "0008_orphan.py", ORPHAN_THREAD)
     result = invoke("migrate", "--db-path", migrated, "--migrations-dir", scripts)
     assert result.exit_code == 2
     assert "foreign key check failed" in one_error_line(result.stderr)
@@ -327,7 +327,7 @@ def up(migrator, db):
 def test_rows_orphaned_in_a_table_the_migration_did_not_write_roll_it_back(migrated, scripts, opened, dump):
     before = dump(migrated)
     copy_real_migration(scripts)
-    write_migration(scripts, "0007_delete_parent.py", DELETE_PARENT_SESSION)
+    write_migration(scripts, "0008_delete_parent.py", DELETE_PARENT_SESSION)
     runner = MigrationRunner(opened(migrated), directory=scripts)
     with pytest.raises(MigrationError, match="foreign key check failed, rolled back: (iterations|threads) "):
         runner.up()
@@ -341,17 +341,17 @@ def test_only_written_tables_are_checked_before_commit_unless_a_table_was_rebuil
     copy_real_migration(scripts)
     write_migration(
         scripts,
-        "0007_rename_threads.py",
+        "0008_rename_threads.py",
         """\
 def up(migrator, db):
     db.execute_sql("UPDATE threads SET name = name || '!'")
 """,
     )
-    write_migration(scripts, "0008_rebuild.py", REBUILD_THREADS)
+    write_migration(scripts, "0009_rebuild.py", REBUILD_THREADS)
     runner = MigrationRunner(opened(migrated), directory=scripts)
     statements: list[str] = []
     with capturing(lambda sql, params: statements.append(sql)):
-        runner.up("0007_rename_threads")
+        runner.up("0008_rename_threads")
     checks = [s for s in statements if re.match(r"PRAGMA (foreign_key|quick|integrity)_check", s)]
     assert checks == [  # threads, its child, and the history the runner wrote
         'PRAGMA foreign_key_check("migration_checksums")',

@@ -197,7 +197,7 @@ def test_worked_example_add_field_and_index_then_migrate_diff_clean_and_rollback
 
     made = make_migration("add priority", migrated, spec, mig)
     assert made.exit_code == 0, made.output
-    script = mig / "0007_add_priority.py"
+    script = mig / "0008_add_priority.py"
     assert f"wrote {script}" in made.output
     text = script.read_text()
     assert "def up(migrator, db):" in text and "def down(migrator, db):" in text
@@ -205,19 +205,19 @@ def test_worked_example_add_field_and_index_then_migrate_diff_clean_and_rollback
     assert "drop_column('threads', 'priority')" in text
 
     dry = run("migrate", "--dry-run", "--db-path", str(migrated), "--migrations-dir", str(mig))
-    assert "pending: 0007_add_priority" in dry.output
+    assert "pending: 0008_add_priority" in dry.output
     assert dump(migrated) == before
 
     applied = run("migrate", "--backup", "--db-path", str(migrated), "--migrations-dir", str(mig))
     assert applied.exit_code == 0, applied.output
-    assert "applied 0007_add_priority" in applied.output
+    assert "applied 0008_add_priority" in applied.output
     assert run("diff", "--db-path", str(migrated), "--models", spec).exit_code == 0
     verified = run("verify", "--db-path", str(migrated), "--models", spec, "--migrations-dir", str(mig))
     assert verified.exit_code == 0, verified.output
 
     undone = run("rollback", "--db-path", str(migrated), "--migrations-dir", str(mig))
     assert undone.exit_code == 0, undone.output
-    assert "reverted 0007_add_priority" in undone.output
+    assert "reverted 0008_add_priority" in undone.output
     assert run("diff", "--db-path", str(migrated)).exit_code == 0
     assert run("status", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 1
 
@@ -228,11 +228,11 @@ def test_makemigration_numbers_after_existing_scripts_and_never_overwrites(
     spec = models_module(PRIORITY_MODELS)
     mig = tmp_path / "mig"
     mig.mkdir()
-    (mig / "0007_earlier.py").write_text("def up(migrator, db):\n    pass\n")
+    (mig / "0008_earlier.py").write_text("def up(migrator, db):\n    pass\n")
     made = make_migration("add priority", migrated, spec, mig)
     assert made.exit_code == 0
-    assert (mig / "0008_add_priority.py").exists()  # after the shipped 0001-0006 and this 0006
-    assert (mig / "0007_earlier.py").read_text() == "def up(migrator, db):\n    pass\n"
+    assert (mig / "0009_add_priority.py").exists()  # after the shipped 0001-0007 and this 0006
+    assert (mig / "0008_earlier.py").read_text() == "def up(migrator, db):\n    pass\n"
 
 
 def test_makemigration_flags_a_likely_rename_and_the_destructive_drop(
@@ -243,7 +243,7 @@ def test_makemigration_flags_a_likely_rename_and_the_destructive_drop(
     assert made.exit_code == 0
     assert "destructive: drop column threads.name" in made.output
     assert "todo: threads: name -> title looks like a rename" in made.output
-    text = (tmp_path / "mig" / "0007_rename_name.py").read_text()
+    text = (tmp_path / "mig" / "0008_rename_name.py").read_text()
     assert "# DESTRUCTIVE: drop column threads.name" in text
     assert "rename_column('threads', 'name', 'title')" in text
 
@@ -254,7 +254,7 @@ def test_makemigration_leaves_a_todo_for_a_not_null_column_without_default(
     spec = models_module(NOT_NULL_MODELS)
     made = make_migration("add label", migrated, spec, tmp_path / "mig")
     assert made.exit_code == 0
-    text = (tmp_path / "mig" / "0007_add_label.py").read_text()
+    text = (tmp_path / "mig" / "0008_add_label.py").read_text()
     assert "# TODO: threads.label: not-null column needs a default" in text
 
 
@@ -265,7 +265,7 @@ def test_verify_names_a_migration_script_edited_after_it_was_applied(
     mig = tmp_path / "mig"
     make_migration("add priority", migrated, spec, mig)
     assert run("migrate", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 0
-    script = mig / "0007_add_priority.py"
+    script = mig / "0008_add_priority.py"
     script.write_text(script.read_text() + "# edited later\n")
     result = run("verify", "--db-path", str(migrated), "--models", spec, "--migrations-dir", str(mig))
     assert result.exit_code == 1
@@ -294,7 +294,7 @@ def test_a_not_null_field_with_a_constant_default_gets_that_sql_default(
     mig = tmp_path / "mig"
     made = make_migration("add priority", migrated, spec, mig)
     assert made.exit_code == 0, made.output
-    text = (mig / "0007_add_priority.py").read_text()
+    text = (mig / "0008_add_priority.py").read_text()
     assert (
         "migrator.migrate(migrator.add_column('threads', 'priority', "
         "IntegerField(default=0, constraints=[SQL('DEFAULT 0')])))"
@@ -318,8 +318,8 @@ def test_makemigration_without_a_folder_writes_to_migrations_in_the_current_fold
     shipped = sorted(p.name for p in migrations_dir().iterdir())
     made = run("makemigration", "add priority", "--db-path", str(migrated), "--models", spec)
     assert made.exit_code == 0, made.output
-    assert (tmp_path / "migrations" / "0007_add_priority.py").exists()
-    assert f"wrote {tmp_path / 'migrations' / '0007_add_priority.py'}" in made.output
+    assert (tmp_path / "migrations" / "0008_add_priority.py").exists()
+    assert f"wrote {tmp_path / 'migrations' / '0008_add_priority.py'}" in made.output
     assert sorted(p.name for p in migrations_dir().iterdir()) == shipped
 
 
@@ -327,7 +327,7 @@ def test_the_todo_summary_lists_every_todo_in_the_file(migrated: Path, tmp_path:
     spec = models_module(NOT_NULL_MODELS)
     made = make_migration("add label", migrated, spec, tmp_path / "mig")
     assert made.exit_code == 0
-    text = (tmp_path / "mig" / "0007_add_label.py").read_text()
+    text = (tmp_path / "mig" / "0008_add_label.py").read_text()
     in_file = [line.removeprefix("# TODO: ") for line in text.splitlines() if line.startswith("# TODO: ")]
     printed = [line.removeprefix("todo: ") for line in made.output.splitlines() if line.startswith("todo: ")]
     assert in_file and printed == in_file
@@ -344,7 +344,7 @@ def test_an_index_declared_on_a_new_field_is_dropped_by_the_name_up_gives_it(
     before = dump(migrated)
     made = make_migration("add priority", migrated, spec, mig)
     assert made.exit_code == 0, made.output
-    text = (mig / "0007_add_priority.py").read_text()
+    text = (mig / "0008_add_priority.py").read_text()
     assert "migrator.drop_index('threads', 'threads_priority')" in text, text
     assert run("migrate", "--db-path", str(migrated), "--migrations-dir", str(mig)).exit_code == 0
     with sqlite3.connect(migrated) as con:

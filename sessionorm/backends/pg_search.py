@@ -48,6 +48,19 @@ class PostgresSearch(MessageSearch):
             f'SELECT count(*) FROM thread_messages m WHERE NOT EXISTS (SELECT 1 FROM {SEARCH} s WHERE s."messageId" = m.id)'
         ).fetchone()[0]
 
+    def disagreements(self) -> list[str]:
+        stale, wrong = self.backend.execute(
+            f"SELECT count(*) FILTER (WHERE m.id IS NULL),"
+            f" count(*) FILTER (WHERE m.id IS NOT NULL AND s.doc <> to_tsvector('simple', m.content))"
+            f' FROM {SEARCH} s LEFT JOIN thread_messages m ON m.id = s."messageId"'
+        ).fetchone()
+        problems = []
+        if stale:
+            problems.append(f"the search index holds {stale} messages that are gone")
+        if wrong:
+            problems.append(f"the search index holds {wrong} messages with older text")
+        return problems
+
     def build(self, progress: Callable[[int, int], None] | None = None) -> int:
         execute = self.backend.execute
         total = execute("SELECT count(*) FROM thread_messages").fetchone()[0]

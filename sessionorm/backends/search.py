@@ -68,6 +68,21 @@ class MessageSearch:
         """How many messages the index does not hold yet."""
         raise NotImplementedError
 
+    def check(self) -> tuple[list[str], list[str]]:
+        """(problems, notes): the index agrees with the messages, nothing stale, nothing missing."""
+        problems = self.disagreements()
+        unindexed = self.unindexed()
+        notes = (
+            [f"{unindexed} messages are not in the search index yet: `sessionorm migrate` indexes them"]
+            if unindexed
+            else []
+        )
+        return problems, notes
+
+    def disagreements(self) -> list[str]:
+        """What the engine finds wrong in the index against the messages."""
+        raise NotImplementedError
+
     def build(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Index the messages written before the index existed, `BATCH` per write transaction
         (a killed build resumes: what is indexed is skipped); return how many were indexed."""
