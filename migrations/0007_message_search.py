@@ -26,21 +26,21 @@ TEXT = "sessionorm_search_text"
 ADOPTS = (KEYS, SEARCH)
 
 SQLITE = (
-    f'CREATE TABLE {KEYS} (id INTEGER PRIMARY KEY, "messageId" TEXT NOT NULL UNIQUE)',
-    f'CREATE VIEW {TEXT} AS SELECT k.id AS id, m.content AS content FROM {KEYS} k'
+    f'CREATE TABLE IF NOT EXISTS {KEYS} (id INTEGER PRIMARY KEY, "messageId" TEXT NOT NULL UNIQUE)',
+    f'CREATE VIEW IF NOT EXISTS {TEXT} AS SELECT k.id AS id, m.content AS content FROM {KEYS} k'
     ' JOIN thread_messages m ON m.id = k."messageId"',
-    f"CREATE VIRTUAL TABLE {SEARCH} USING fts5(content, content='{TEXT}', content_rowid='id',"
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {SEARCH} USING fts5(content, content='{TEXT}', content_rowid='id',"
     " tokenize='unicode61 remove_diacritics 2')",
-    f"""CREATE TRIGGER {SEARCH}_insert AFTER INSERT ON thread_messages BEGIN
+    f"""CREATE TRIGGER IF NOT EXISTS {SEARCH}_insert AFTER INSERT ON thread_messages BEGIN
   INSERT INTO {KEYS} ("messageId") VALUES (new.id);
   INSERT INTO {SEARCH} (rowid, content) VALUES (last_insert_rowid(), new.content);
 END""",
-    f"""CREATE TRIGGER {SEARCH}_delete AFTER DELETE ON thread_messages BEGIN
+    f"""CREATE TRIGGER IF NOT EXISTS {SEARCH}_delete AFTER DELETE ON thread_messages BEGIN
   INSERT INTO {SEARCH} ({SEARCH}, rowid, content)
     SELECT 'delete', id, old.content FROM {KEYS} WHERE "messageId" = old.id;
   DELETE FROM {KEYS} WHERE "messageId" = old.id;
 END""",
-    f"""CREATE TRIGGER {SEARCH}_update AFTER UPDATE OF id, content ON thread_messages BEGIN
+    f"""CREATE TRIGGER IF NOT EXISTS {SEARCH}_update AFTER UPDATE OF id, content ON thread_messages BEGIN
   INSERT INTO {SEARCH} ({SEARCH}, rowid, content)
     SELECT 'delete', id, old.content FROM {KEYS} WHERE "messageId" = old.id;
   UPDATE {KEYS} SET "messageId" = new.id WHERE "messageId" = old.id;
@@ -57,10 +57,10 @@ SQLITE_DOWN = (
 )
 
 POSTGRES = (
-    f"""CREATE TABLE {SEARCH} (
+    f"""CREATE TABLE IF NOT EXISTS {SEARCH} (
   "messageId" TEXT PRIMARY KEY, doc tsvector NOT NULL)""",
-    f"CREATE INDEX {SEARCH}_doc ON {SEARCH} USING gin (doc)",
-    f"""CREATE FUNCTION {SEARCH}_index() RETURNS trigger LANGUAGE plpgsql AS $$
+    f"CREATE INDEX IF NOT EXISTS {SEARCH}_doc ON {SEARCH} USING gin (doc)",
+    f"""CREATE OR REPLACE FUNCTION {SEARCH}_index() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP IN ('DELETE', 'UPDATE') THEN
     DELETE FROM {SEARCH} WHERE "messageId" = OLD.id;
@@ -71,7 +71,7 @@ BEGIN
   END IF;
   RETURN NULL;
 END $$""",
-    f"""CREATE TRIGGER {SEARCH}_index AFTER INSERT OR DELETE OR UPDATE OF id, content ON thread_messages
+    f"""CREATE OR REPLACE TRIGGER {SEARCH}_index AFTER INSERT OR DELETE OR UPDATE OF id, content ON thread_messages
   FOR EACH ROW EXECUTE FUNCTION {SEARCH}_index()""",
 )
 POSTGRES_DOWN = (

@@ -33,9 +33,18 @@ NEW_TABLES = (
     "sessionorm_renamed_threads",
     "sessionorm_agent_sessions",
     "sessionorm_agent_items",
+)
+# The search index (migration 7), never carried by copy: SQLite's keys, FTS5 table and its
+# shadow tables; PostgreSQL's table of tsvectors.
+SEARCH_TABLES_SQLITE = (
     "sessionorm_search_keys",
     "sessionorm_search",
+    "sessionorm_search_data",
+    "sessionorm_search_idx",
+    "sessionorm_search_docsize",
+    "sessionorm_search_config",
 )
+SEARCH_TABLES_PG = ("sessionorm_search",)
 # The orchestrator app's other tables: migration 3 makes them in a SQLite file (PostgreSQL: columns only).
 APP_TABLES = (
     "iterations",
@@ -187,15 +196,16 @@ def tables(path: str | os.PathLike) -> set[str]:
 
 def legacy_snapshot(path: str | os.PathLike) -> dict[str, object]:
     """Schema objects and rows of every table sessionorm did not add (see NEW_TABLES)."""
+    ours = (*NEW_TABLES, *SEARCH_TABLES_SQLITE, "sessionorm_search_text")
     with reader(path) as con:
         schema = con.execute(
             "SELECT type, name, tbl_name, sql FROM sqlite_master"
-            f" WHERE tbl_name NOT IN {NEW_TABLES!r} ORDER BY type, name"
+            f" WHERE tbl_name NOT IN {ours!r} AND name NOT LIKE 'sessionorm_search%' ORDER BY type, name"
         ).fetchall()
         snapshot: dict[str, object] = {"schema": schema}
         for (table,) in con.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'"
-            f" AND name NOT IN {NEW_TABLES!r} AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            f" AND name NOT IN {ours!r} AND name NOT LIKE 'sqlite_%' ORDER BY name"
         ):
             snapshot[table] = con.execute(f'SELECT * FROM "{table}" ORDER BY rowid').fetchall()
     return snapshot

@@ -13,10 +13,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+import workers
 from cli_support import APP_TABLES, invoke
 
 from sessionorm import SessionStore, ValidationError, verify
 from sessionorm.backends.sqlite_files import open_sqlite
+from sessionorm.planning import build_search_index
 from sessionorm.runner import MigrationRunner
 
 BEFORE_0_3 = "0002_orchestrator_index_names"  # what sessionorm 0.2.0 shipped
@@ -147,6 +149,7 @@ def test_migrate_renames_bare_thread_ids_messages_following_and_rollback_puts_th
     recorded = {r[0] for r in rows(path, 'SELECT "threadId" FROM sessionorm_migrated_threads')}
     assert len(recorded) == 6 and all(t.startswith("T-") for t in recorded)
     assert verify(path).ok
+    ok("rollback", "--db-path", path)  # 0007: the search index goes
     ok("rollback", "--db-path", path)  # 0006: no agent items, its tables go
     ok("rollback", "--db-path", path)  # 0005: the old ids back
     back = rows(
@@ -449,7 +452,9 @@ def schema_and_shape(path: Path) -> tuple[list, dict]:
     tables = [
         r[1]
         for r in objects
-        if r[0] == "table" and not r[1].startswith("sqlite_") and r[1] != "sessionorm_renamed_threads"
+        if r[0] == "table"
+        and not r[1].startswith("sqlite_")
+        and r[1] not in ("sessionorm_renamed_threads", *workers.FTS_SEGMENTS)
     ]
     shape = {t: (one(path, f'SELECT count(*) FROM "{t}"'),) for t in tables}
     shape["threads"] += (one(path, "SELECT count(*) FROM threads WHERE id LIKE 'T-%'"),)
@@ -470,6 +475,7 @@ def migrate_one_by_one(db) -> None:
         runner = MigrationRunner(db)
         for migration in runner.migrations():
             runner.up(target=migration.name)
+        build_search_index(db, None)  # as `sessionorm migrate` does after the migrations
     finally:
         db.close()
 

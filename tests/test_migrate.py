@@ -184,7 +184,7 @@ def test_migrate_cli_says_what_happened_with_counts(legacy):
     assert "applied 0002_orchestrator_index_names" in result.stdout
     assert "applied 0005_app_thread_ids" in result.stdout
     assert f"threads created: {THREADED}" in result.stdout
-    assert re.search(r"^done: 6 migration\(s\) in \d+\.\d\d s$", result.stdout, re.M), result.stdout
+    assert re.search(r"^done: 7 migration\(s\) in \d+\.\d\d s$", result.stdout, re.M), result.stdout
 
 
 def test_migrate_on_a_missing_path_creates_a_new_database_and_says_so(tmp_path):

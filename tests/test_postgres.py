@@ -25,7 +25,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_support import APP_TABLES, CONTRACT_INDEXES, NEW_TABLES, SHIPPED_MIGRATIONS, SHIPPED_SCRIPTS
+from cli_support import (
+    APP_TABLES,
+    CONTRACT_INDEXES,
+    NEW_TABLES,
+    SEARCH_TABLES_PG,
+    SEARCH_TABLES_SQLITE,
+    SHIPPED_MIGRATIONS,
+    SHIPPED_SCRIPTS,
+)
 from click.testing import CliRunner, Result
 from pg_support import (
     PG_URL_VAR,
@@ -89,7 +97,10 @@ def invoke(*args: str | os.PathLike) -> Result:
 
 
 def test_a_new_database_gets_the_contract_tables(store, backend):
-    assert backend.tables() == {"sessions", *NEW_TABLES} | (set() if backend.is_pg else set(APP_TABLES))
+    search = SEARCH_TABLES_PG if backend.is_pg else SEARCH_TABLES_SQLITE
+    assert backend.tables() == {"sessions", *NEW_TABLES, *search} | (
+        set() if backend.is_pg else set(APP_TABLES)
+    )
     assert backend.query("SELECT version, name FROM migrations ORDER BY version") == SHIPPED_MIGRATIONS
 
 
@@ -541,7 +552,7 @@ def test_cli_rollback_refuses_to_destroy_user_threads_without_force(legacy):
     invoke("migrate", *legacy.cli_args)
     with legacy.store() as store:
         store.create_thread(legacy_rows()[0][0], "mine")
-    for _ in range(5):  # 0006 (no items), 0005 (ids back), 0004 (the record), 0003 (nothing), 0002 (names)
+    for _ in range(6):  # 0007 (search), 0006 (no items), 0005 (ids), 0004 (record), 0003 (nothing), 0002
         assert invoke("rollback", *legacy.cli_args).exit_code == 0
     result = invoke("rollback", *legacy.cli_args)
     assert result.exit_code == 2

@@ -78,6 +78,8 @@ def test_rollback_of_a_fully_migrated_file_goes_back_one_migration_at_a_time(leg
 
     # Migrated at once, the threads were made with `T-` ids: no rename to put back (a file
     # renamed by 0005 gets its old ids back: test_app_coexistence)
+    rollback("0007_message_search", 6)  # the search index goes; the messages stay
+    assert not {t for t in tables(legacy) if t.startswith("sessionorm_search")}
     rollback("0006_agent_memory", 5)  # no agent items: nothing to refuse
     assert not {"sessionorm_agent_sessions", "sessionorm_agent_items"} & tables(legacy)
     rollback("0005_app_thread_ids", 4)
@@ -96,7 +98,7 @@ def test_rollback_of_a_fully_migrated_file_goes_back_one_migration_at_a_time(leg
     rollback("0001_session_thread_relationship", 0)
     assert not {"threads", "thread_messages"} & tables(legacy)
     assert legacy_snapshot(legacy) == with_app_schema(before, flavor)  # the app's schema stays
-    assert len(backups(legacy)) == 6
+    assert len(backups(legacy)) == 7
 
 
 def backups(path: Path) -> list[Path]:

@@ -6,7 +6,7 @@ import re
 import sqlite3
 
 import pytest
-from cli_support import APP_TABLES, CONTRACT_INDEXES, NEW_TABLES
+from cli_support import APP_TABLES, CONTRACT_INDEXES, NEW_TABLES, SEARCH_TABLES_SQLITE
 
 from sessionorm import SessionStore
 
@@ -59,7 +59,7 @@ COLUMNS = {
     ],
 }
 # Every table of a brand-new file: the contract's, sessionorm's own, and the app's (migration 3).
-ALL_TABLES = sorted(["sessions", *NEW_TABLES, *APP_TABLES])
+ALL_TABLES = sorted(["sessions", *NEW_TABLES, *SEARCH_TABLES_SQLITE, *APP_TABLES])
 
 
 @pytest.fixture

@@ -280,8 +280,8 @@ def test_applied_migrations_record_their_script_checksum(migrated: Path) -> None
 
     from sessionorm.runner import migrations_dir
 
-    scripts = sorted(migrations_dir().glob("000[1-6]_*.py"))
-    assert [s.name[:4] for s in scripts] == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    scripts = sorted(migrations_dir().glob("000[1-7]_*.py"))
+    assert [s.name[:4] for s in scripts] == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
     with sqlite3.connect(migrated) as con:
         rows = con.execute("SELECT version, sha256 FROM migration_checksums ORDER BY 1").fetchall()
     assert rows == [(n, hashlib.sha256(s.read_bytes()).hexdigest()) for n, s in enumerate(scripts, 1)]
