@@ -850,10 +850,16 @@ class SessionStore:
         )
 
     def _search_index(self) -> MessageSearch:
+        """The backend's search, once known to exist here (asked once per store: the catalog
+        query costs more than a search)."""
         self._refuse_closed()
         search = self.backend.search
-        if not search.present():
-            raise SessionormError(f"{self.location} has no search index yet: `sessionorm migrate` adds it")
+        if not self.__dict__.get("_has_search"):
+            if not search.present():
+                raise SessionormError(
+                    f"{self.location} has no search index yet: `sessionorm migrate` adds it"
+                )
+            self._has_search = True
         return search
 
     # -- agent memory ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cli_support import invoke
 from pg_support import pg_database
+from workers import FTS_SEGMENTS
 
 from sessionorm import SessionStore, verify
 
@@ -39,7 +40,8 @@ def counts(path: Path) -> dict[str, int]:
         r[0]
         for r in q(path, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
     ]
-    return {t: q(path, f'SELECT count(*) FROM "{t}"')[0][0] for t in tables}
+    # FTS5's segment tables hold as many rows as the index was built in batches: not compared
+    return {t: q(path, f'SELECT count(*) FROM "{t}"')[0][0] for t in tables if t not in FTS_SEGMENTS}
 
 
 def migrate(path: Path) -> str:
@@ -227,13 +229,26 @@ def test_the_app_changes_nothing_of_a_file_sessionorm_migrated(commit: str, tmp_
     assert all(t.startswith("T-") for (t,) in q(used, "SELECT id FROM threads"))
 
 
-def test_the_oldest_app_still_deletes_threads_and_verify_names_them(tmp_path: Path) -> None:
-    """3b7ef7d rebuilds `sessions` on every start; without iterations rows nothing stops it."""
+def test_the_search_index_stops_the_oldest_apps_rebuild(tmp_path: Path) -> None:
+    """3b7ef7d rebuilds `sessions` on every start. With the search index's triggers (migration 7)
+    SQLite refuses the rebuild's DROP TABLE, the app rolls it back silently, and every migrated
+    thread is still there (before migration 7 the rebuild deleted all 8: see the README)."""
     path = fixture("so030_then_app_3b7ef7d.sqlite", tmp_path)
+    assert q(path, "SELECT count(*) FROM threads WHERE name LIKE 'Migrated Thread for %'") == [(8,)]
     result = invoke("verify", "--db-path", path)
-    assert result.exit_code == 1
-    assert "problem: 8 migrated threads are gone, with all their messages" in result.stdout
-    assert "restore-threads --from BACKUP" in result.stdout
+    assert result.exit_code == 0, result.output
+
+
+def test_the_oldest_app_deleted_threads_where_sessionorm_0_2_migrated_and_verify_says_so(
+    tmp_path: Path,
+) -> None:
+    """A file 0.2.0 migrated, opened by 3b7ef7d: every thread gone, before any record existed."""
+    path = fixture("so020_then_app_3b7ef7d.sqlite", tmp_path)
+    assert q(path, "SELECT count(*) FROM threads") == [(0,)]
+    migrate(path)
+    result = invoke("verify", "--db-path", path)
+    assert result.exit_code == 0
+    assert "8 sessions had a threadId but no migrated thread" in result.stdout
 
 
 def test_iterations_protect_a_file_from_the_oldest_apps_rebuild(tmp_path: Path) -> None:
@@ -284,15 +299,31 @@ def test_agent_memory_survives_the_app_and_reads_its_message(commit: str, tmp_pa
     assert result.exit_code == 0, result.output
 
 
-def test_the_oldest_apps_rebuild_takes_the_agent_sessions_with_every_thread(tmp_path: Path) -> None:
-    """3b7ef7d's start-up rebuild of `sessions` cascade-deletes every thread (verify names the
-    migrated ones); the agent rows cascade with them, so an agent session starts over."""
+def test_the_oldest_app_keeps_the_agent_sessions_of_a_file_with_the_search_index(tmp_path: Path) -> None:
+    """3b7ef7d's start-up rebuild of `sessions` is refused (the search index's triggers), so the
+    agent sessions stay whole, and its append to the agent's thread is read back too."""
     from sessionorm.agents import SessionormSession
 
     path = fixture("so060_agent_then_app_3b7ef7d.sqlite", tmp_path)
-    assert q(path, "SELECT count(*) FROM sessionorm_agent_sessions") == [(0,)]
-    assert q(path, "SELECT count(*) FROM sessionorm_agent_items") == [(0,)]
+    appended = {"role": "user", "content": "Appended by the app to the agent's thread"}
     with SessionormSession("agent-1", path) as one:
-        assert asyncio.run(one.get_items()) == []
-        asyncio.run(one.add_items(AGENT_ITEMS["agent-1"][:1]))
-        assert asyncio.run(one.get_items()) == AGENT_ITEMS["agent-1"][:1]
+        assert asyncio.run(one.get_items()) == [*AGENT_ITEMS["agent-1"], appended]
+    assert invoke("verify", "--db-path", path).exit_code == 0
+
+
+@pytest.mark.parametrize("commit", COMMITS)
+def test_search_finds_what_the_app_wrote_and_nothing_it_deleted(commit: str, tmp_path: Path) -> None:
+    """The index built by `sessionorm migrate`, then the app at each commit: its start-up, an
+    append to a migrated thread, a deleteSession. Search finds the app's message, nothing of the
+    deleted session, and verify passes."""
+    path = fixture(f"so070_search_then_app_{commit}.sqlite", tmp_path)
+    with SessionStore(path, readonly=True) as store:
+        (hit,) = store.search("zebra")
+        assert hit.message.content == "a zebra crossing appended by the app"
+        assert hit.message.thread.name == "Migrated Thread for Legacy Session 02"
+        assert (
+            store.count_matches('"migrated from legacy"')
+            == q(path, "SELECT count(*) FROM thread_messages")[0][0] - 1
+        )
+    result = invoke("verify", "--db-path", path)
+    assert result.exit_code == 0, result.output

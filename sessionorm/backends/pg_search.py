@@ -45,7 +45,8 @@ class PostgresSearch(MessageSearch):
 
     def unindexed(self) -> int:
         return self.backend.execute(
-            f'SELECT count(*) FROM thread_messages m WHERE NOT EXISTS (SELECT 1 FROM {SEARCH} s WHERE s."messageId" = m.id)'
+            "SELECT count(*) FROM thread_messages m"
+            f' WHERE NOT EXISTS (SELECT 1 FROM {SEARCH} s WHERE s."messageId" = m.id)'
         ).fetchone()[0]
 
     def disagreements(self) -> list[str]:
@@ -68,10 +69,13 @@ class PostgresSearch(MessageSearch):
         while True:
             with self.backend.write():
                 rows = execute(
-                    f"WITH batch AS (SELECT id, content FROM thread_messages WHERE id > %s ORDER BY id LIMIT %s),"
-                    f" added AS (INSERT INTO {SEARCH} (\"messageId\", doc) SELECT id, to_tsvector('simple', content)"
-                    ' FROM batch ON CONFLICT ("messageId") DO NOTHING RETURNING 1)'
-                    " SELECT (SELECT max(id) FROM batch), (SELECT count(*) FROM batch), (SELECT count(*) FROM added)",
+                    "WITH batch AS (SELECT id, content FROM thread_messages"
+                    " WHERE id > %s ORDER BY id LIMIT %s),"
+                    f' added AS (INSERT INTO {SEARCH} ("messageId", doc)'
+                    " SELECT id, to_tsvector('simple', content) FROM batch"
+                    ' ON CONFLICT ("messageId") DO NOTHING RETURNING 1)'
+                    " SELECT (SELECT max(id) FROM batch), (SELECT count(*) FROM batch),"
+                    " (SELECT count(*) FROM added)",
                     (after, BATCH),
                 ).fetchone()
             last, batch, added = rows

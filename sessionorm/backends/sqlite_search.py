@@ -70,7 +70,8 @@ class SqliteSearch(MessageSearch):
 
     def unindexed(self) -> int:
         return self.backend.execute(
-            f'SELECT count(*) FROM thread_messages m WHERE NOT EXISTS (SELECT 1 FROM {KEYS} k WHERE k."messageId" = m.id)'
+            "SELECT count(*) FROM thread_messages m"
+            f' WHERE NOT EXISTS (SELECT 1 FROM {KEYS} k WHERE k."messageId" = m.id)'
         ).fetchone()[0]
 
     def disagreements(self) -> list[str]:
