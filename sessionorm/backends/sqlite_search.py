@@ -25,6 +25,9 @@ def fts_query(query: str) -> str | None:
 
 class SqliteSearch(MessageSearch):
     def _joined(self, filters: Filters) -> tuple[str, list]:
+        """The FROM and WHERE of the matches; the messages joined only when filters need them."""
+        if filters == Filters():
+            return f"FROM {SEARCH} s WHERE {SEARCH} MATCH ?", []
         joins, conditions, params = filters.sql("?")
         base = (
             f"FROM {SEARCH} s JOIN {KEYS} k ON k.id = s.rowid"
@@ -61,10 +64,6 @@ class SqliteSearch(MessageSearch):
         match = fts_query(query)
         if match is None:
             return 0
-        if filters == Filters():
-            return self.backend.execute(
-                f"SELECT count(*) FROM {SEARCH} WHERE {SEARCH} MATCH ?", (match,)
-            ).fetchone()[0]
         base, params = self._joined(filters)
         return self.backend.execute(f"SELECT count(*) {base}", (match, *params)).fetchone()[0]
 
