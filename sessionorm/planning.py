@@ -108,7 +108,7 @@ def build_search_index(database: peewee.Database, progress: Progress) -> int:
     batches, each its own write transaction: the app can write in between, and a killed
     build resumes here. Return how many were indexed."""
     search = backend_of(database).search
-    if not search.present() or not search.unindexed():
+    if not search.present() or not search.behind():
         return 0
 
     def tell(done: int, total: int) -> None:

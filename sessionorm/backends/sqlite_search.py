@@ -24,6 +24,8 @@ def fts_query(query: str) -> str | None:
 
 
 class SqliteSearch(MessageSearch):
+    entries_table = KEYS
+
     def _joined(self, filters: Filters) -> tuple[str, list]:
         """The FROM and WHERE of the matches; the messages joined only when filters need them."""
         if filters == Filters():
