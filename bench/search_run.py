@@ -34,18 +34,9 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from search_designs import INSERT_MESSAGE, NOW, make_corpus  # noqa: E402
+from search_designs import INSERT_MESSAGE, NOW, make_corpus, median_ms  # noqa: E402
 
 from sessionorm import SessionStore  # noqa: E402
-
-
-def median_ms(run, n: int = 9) -> float:
-    samples = []
-    for _ in range(n):
-        began = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - began)
-    return statistics.median(samples) * 1000
 
 
 def pick_queries(path: Path, messages: int) -> list[tuple[str, str]]:
@@ -76,8 +67,8 @@ def read_hits(store: SessionStore, query: str) -> int:
 def queries_table(store: SessionStore, queries: list[tuple[str, str]]) -> None:
     for label, query in queries:
         hits = store.count_matches(query)
-        top = median_ms(lambda q=query: read_hits(store, q))
-        count = median_ms(lambda q=query: store.count_matches(q))
+        top = median_ms(lambda q=query: read_hits(store, q), 9)
+        count = median_ms(lambda q=query: store.count_matches(q), 9)
         print(f"    {label:<22} {hits:>9,} hits  top-20 with snippets {top:7.1f} ms  count {count:6.1f} ms")
 
 

@@ -124,6 +124,7 @@ def test_the_installed_package_creates_a_database_through_its_migrations(venv, e
         [4, "migrated-thread-record"],
         [5, "app-thread-ids"],
         [6, "agent-memory"],
+        [7, "message-search"],
     ]
 
 
