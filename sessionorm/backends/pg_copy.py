@@ -45,10 +45,11 @@ def copy_to_postgres(
             keys = drop_keys(dst, order)
             # Index builds sort in memory on the server (the client's memory is not involved).
             db.execute_sql(f"SET LOCAL maintenance_work_mem = '{PG_SORT_MEMORY}'")
-            samples = {name: load_postgres(src, dst, tables[name], report, progress) for name in order}
-            read_back(dst, tables, report, progress)
-            refuse_differences(report)  # before the keys: a missing row would fail them first
-            restore_keys(dst, keys, progress)
+            with dst.backend.search.suspended():  # the search index is made after the rows, in one go
+                samples = {name: load_postgres(src, dst, tables[name], report, progress) for name in order}
+                read_back(dst, tables, report, progress)
+                refuse_differences(report)  # before the keys: a missing row would fail them first
+                restore_keys(dst, keys, progress)
             db.execute_sql("ANALYZE " + ", ".join(q(t) for t in order))
             check_target(dst, runner, report)
             check_samples(dst, tables, samples)

@@ -7,7 +7,8 @@ ranked by `ts_rank` on the stored tsvector (ranking never parses the text again)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 from .search import BATCH, CLOSE, OPEN, SEARCH, Filters, MessageSearch
 
@@ -42,6 +43,17 @@ class PostgresSearch(MessageSearch):
             f"SELECT count(*) FROM {SEARCH} s{joins}, {QUERY} q WHERE s.doc @@ q AND {FINDS}{conditions}",
             (query, *params),
         ).fetchone()[0]
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        execute = self.backend.execute
+        execute(f"ALTER TABLE thread_messages DISABLE TRIGGER {SEARCH}_index")
+        yield
+        execute(f"ALTER TABLE thread_messages ENABLE TRIGGER {SEARCH}_index")
+        execute(
+            f'INSERT INTO {SEARCH} ("messageId", doc)'
+            " SELECT id, to_tsvector('simple', content) FROM thread_messages"
+        )
 
     def unindexed(self) -> int:
         return self.backend.execute(

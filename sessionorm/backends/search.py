@@ -8,7 +8,8 @@ written before it existed. `SqliteSearch` (FTS5, keyed by `sessionorm_search_key
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,13 @@ class MessageSearch:
     def disagreements(self) -> list[str]:
         """What the engine finds wrong in the index against the messages."""
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """A bulk load without the index's triggers (`copy`), the index then made in one go
+        (`rebuild`): indexing row by row cost a copy of 1M messages to PostgreSQL 48 s instead of 11."""
+        raise NotImplementedError
+        yield
 
     def build(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Index the messages written before the index existed, `BATCH` per write transaction

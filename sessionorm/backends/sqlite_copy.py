@@ -91,19 +91,22 @@ def copy_to_sqlite(
                 ).fetchall():
                     con.execute(f"DROP INDEX {q(name)}")
                 with ChecksumHelper() as helper:
-                    for name in order:
-                        load_sqlite(src, dst, tables[name], report, progress)
-                        if report.tables[-1].rows >= HELPER_ROWS:
-                            helper.start()  # it starts up while the other tables load
-                    # No foreign_key_check: the rows are the source's, proved equal by the checksums
-                    # (orphans a SQLite source may hold are copied as they are, and `verify` names them).
-                    with dst.backend.reporting(
-                        None if progress is None else lambda s: progress(f"copy: building indexes: {s:.0f} s")
-                    ):
-                        con.execute("BEGIN")
-                        for sql in indexes:
-                            con.execute(sql)
-                        con.execute("COMMIT")
+                    with dst.backend.search.suspended():  # the search index is made after the rows
+                        for name in order:
+                            load_sqlite(src, dst, tables[name], report, progress)
+                            if report.tables[-1].rows >= HELPER_ROWS:
+                                helper.start()  # it starts up while the other tables load
+                        # No foreign_key_check: the rows are the source's, proved equal by the checksums
+                        # (orphans a SQLite source may hold are copied as they are; `verify` names them).
+                        with dst.backend.reporting(
+                            None
+                            if progress is None
+                            else lambda s: progress(f"copy: building indexes: {s:.0f} s")
+                        ):
+                            con.execute("BEGIN")
+                            for sql in indexes:
+                                con.execute(sql)
+                            con.execute("COMMIT")
                     if src.backend.copy_digests:
                         target_digests(src, dst, tables, report, progress, helper)
                     else:

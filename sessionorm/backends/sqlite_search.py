@@ -8,7 +8,8 @@ error). Ranking is bm25 over the newest `WINDOW` matches, then `snippet()` for t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 from playhouse.fts_parser import parse
 
@@ -68,6 +69,21 @@ class SqliteSearch(MessageSearch):
             return 0
         base, params = self._joined(filters)
         return self.backend.execute(f"SELECT count(*) {base}", (match, *params)).fetchone()[0]
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        execute = self.backend.execute
+        triggers = execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'thread_messages'"
+            f" AND name LIKE '{SEARCH}%'"
+        ).fetchall()
+        for name, _ in triggers:
+            execute(f'DROP TRIGGER "{name}"')
+        yield
+        for _, sql in triggers:  # as the migration made them, read back from the schema
+            execute(sql)
+        execute(f'INSERT INTO {KEYS} ("messageId") SELECT id FROM thread_messages ORDER BY rowid')
+        execute(f"INSERT INTO {SEARCH} ({SEARCH}) VALUES ('rebuild')")
 
     def unindexed(self) -> int:
         return self.backend.execute(
