@@ -16,6 +16,10 @@ schema sessionorm makes, built the fastest plain way:
   cache; binary `COPY … TO STDOUT` from one REPEATABLE READ snapshot, `executemany` in one
   transaction per table, indexes after the load, then WAL mode; no checksums, no migrations,
   no verification.
+
+Both make the search index (migration 7) as sessionorm's copy does, after the rows and in one
+go: on PostgreSQL one `INSERT … SELECT to_tsvector(…)` before the GIN index is built; on SQLite
+the keys, FTS5's `'rebuild'` and the triggers.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ import sys
 BATCH = 5_000
 SORT_MEMORY = "256MB"  # sessionorm.backends.pg_copy.PG_SORT_MEMORY
 SQLITE_CACHE = -16384  # sessionorm.backends.sqlite_copy.SQLITE_CACHE
+
+
+SEARCH = "sessionorm_search"  # the search index (migration 7): derived, made after the rows
 
 
 def q(name: str) -> str:
@@ -80,6 +87,8 @@ def to_pg(source: str, url: str, reference_url: str) -> None:
             cols = ", ".join(f"{q(c)} {t}" + (" NOT NULL" if n else "") for c, t, n in shape["columns"])
             pg.execute(f"CREATE TABLE {q(table)} ({cols})")
         for table, shape in tables.items():
+            if table == SEARCH:  # the search index: made from the messages below, as sessionorm does
+                continue
             names = ", ".join(q(c) for c, _, _ in shape["columns"])
             cursor = lite.execute(
                 f"SELECT {names} FROM {q(table)} ORDER BY {', '.join(map(q, shape['key']))}"
@@ -90,6 +99,11 @@ def to_pg(source: str, url: str, reference_url: str) -> None:
                     for row in batch:
                         copy.write_row(row)
         pg.execute(f"SET LOCAL maintenance_work_mem = '{SORT_MEMORY}'")
+        if SEARCH in tables:
+            pg.execute(
+                f'INSERT INTO {SEARCH} ("messageId", doc)'
+                " SELECT id, to_tsvector('simple', content) FROM thread_messages"
+            )
         for sql in keys + indexes + foreign:
             pg.execute(sql)
     lite.close()
@@ -108,13 +122,16 @@ def to_sqlite(url: str, dest: str, schema: str) -> None:
     lite.execute("PRAGMA journal_mode = OFF")
     lite.execute("PRAGMA synchronous = OFF")
     lite.execute(f"PRAGMA cache_size = {SQLITE_CACHE}")
-    for kind, _, sql in ddl:
-        if kind == "table":
+    shadows = {f"{SEARCH}_{s}" for s in ("data", "idx", "docsize", "config", "content")}
+    for kind, name, sql in ddl:
+        if (kind == "table" and name not in shadows) or kind == "view":  # FTS5 makes its shadow tables
             lite.execute(sql)
     with psycopg.connect(url, prepare_threshold=None) as pg:
         pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")  # one snapshot
         tables, _, _, _ = pg_schema(pg)
         for table, shape in tables.items():
+            if table == SEARCH:  # PostgreSQL's tsvectors: the SQLite index is made from the messages
+                continue
             columns = [c for c, _, _ in shape["columns"]]
             names = ", ".join(map(q, columns))
             insert = f"INSERT INTO {q(table)} ({names}) VALUES ({', '.join('?' * len(columns))})"
@@ -138,6 +155,12 @@ def to_sqlite(url: str, dest: str, schema: str) -> None:
         if kind == "index":
             lite.execute(sql)
     lite.execute("COMMIT")
+    if any(name == SEARCH for _, name, _ in ddl):  # the search index, made in one go, then its triggers
+        lite.execute(f'INSERT INTO {SEARCH}_keys ("messageId") SELECT id FROM thread_messages ORDER BY rowid')
+        lite.execute(f"INSERT INTO {SEARCH} ({SEARCH}) VALUES ('rebuild')")
+        for kind, _, sql in ddl:
+            if kind == "trigger":
+                lite.execute(sql)
     lite.execute("PRAGMA journal_mode = WAL")
     lite.close()
 
