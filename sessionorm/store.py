@@ -381,6 +381,9 @@ class SessionStore:
                 # and written rows since (then nothing is pending and nothing is refused)
                 refuse = None if migrate else (lambda names: self._refuse_data(names, self.db))
                 runner.up(before=refuse)
+                search = self.backend.search  # messages from before the index: indexed, in batches
+                if search.present() and search.behind():
+                    search.build()
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards. The models go back to

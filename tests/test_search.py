@@ -268,3 +268,11 @@ def test_a_killed_build_resumes_and_other_writers_get_in_between(tmp_path: Path)
         assert store.count_matches('"migrated from legacy"') == 150_000
     verified = invoke("verify", "--db-path", db)
     assert verified.exit_code == 0 and "not in the search index" not in verified.stdout
+
+
+def test_a_store_that_migrates_a_file_indexes_its_messages(legacy_db) -> None:
+    """`SessionStore(path, migrate=True)` on a legacy file: migration 7, then its messages indexed
+    (as `sessionorm migrate` does), so the first search already finds them."""
+    path = legacy_db(20, threaded=12)
+    with SessionStore(path, migrate=True) as store:
+        assert store.count_matches('"migrated from legacy"') == 12
