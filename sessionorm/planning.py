@@ -100,22 +100,9 @@ def apply(target: Target, report: MigrateReport, take_backup: bool, progress: Pr
             report.backup_checked = backend_for(target).backup_checked
 
         run_pending(database, report, progress, target, take if take_backup else None)
-        report.indexed = build_search_index(database, progress)
-
-
-def build_search_index(database: peewee.Database, progress: Progress) -> int:
-    """Index for search the messages written before its index existed (migration 7), in
-    batches, each its own write transaction: the app can write in between, and a killed
-    build resumes here. Return how many were indexed."""
-    search = backend_of(database).search
-    if not search.present() or not search.behind():
-        return 0
-
-    def tell(done: int, total: int) -> None:
-        if progress is not None:
-            progress(f"search index: {done:,} of {total:,} messages")
-
-    return search.build(tell)
+        # the messages already there go into the search index (migration 7) in batches, each its
+        # own write transaction: the app can write in between, and a killed build resumes here
+        report.indexed = backend_of(database).search.catch_up(progress)
 
 
 @contextlib.contextmanager

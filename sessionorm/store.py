@@ -342,6 +342,7 @@ class SessionStore:
             )
         self._nul_ok = self.backend.nul_in_text
         self._session_columns: dict[str, Any] | None = None
+        self._has_search = False  # known once asked (`_search_index`)
         self._closed = False
         self._readonly = False
 
@@ -381,9 +382,7 @@ class SessionStore:
                 # and written rows since (then nothing is pending and nothing is refused)
                 refuse = None if migrate else (lambda names: self._refuse_data(names, self.db))
                 runner.up(before=refuse)
-                search = self.backend.search  # messages from before the index: indexed, in batches
-                if search.present() and search.behind():
-                    search.build()
+                self.backend.search.catch_up()  # messages from before the index, as `migrate` does
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards. The models go back to
@@ -857,7 +856,7 @@ class SessionStore:
         query costs more than a search)."""
         self._refuse_closed()
         search = self.backend.search
-        if not self.__dict__.get("_has_search"):
+        if not self._has_search:
             if not search.present():
                 raise SessionormError(
                     f"{self.location} has no search index yet: `sessionorm migrate` adds it"

@@ -119,16 +119,21 @@ AGENT_THREAD_ELSEWHERE = (
 )
 
 
+def recorded_maker(runner: MigrationRunner, table: str) -> str | None:
+    """The name of the applied script that made `table` (None while it is pending: then
+    `migrations` names it, and a missing table is no problem of its own)."""
+    maker = runner.adopter(table)
+    return maker.name if maker is not None and runner.is_recorded(maker) else None
+
+
 def agent_problems(db: peewee.Database, runner: MigrationRunner) -> list[str]:
     """The agent tables (`agent_memory`): present once the script that makes them is recorded,
     and each agent session's thread in its own orchestrator session."""
     tables = set(db.get_tables())
     missing = [table for table in AGENT_TABLES if table not in tables]
     if missing:
-        maker = runner.adopter(AGENT_TABLES[0])
-        if not runner.is_recorded(maker):
-            return []  # not made yet: `migrations` names what is pending
-        return [f"table {table} is missing (migration {maker.name} made it)" for table in missing]  # type: ignore[union-attr]
+        maker = recorded_maker(runner, AGENT_TABLES[0])
+        return [f"table {table} is missing (migration {maker} made it)" for table in missing] if maker else []
     elsewhere = db.execute_sql(AGENT_THREAD_ELSEWHERE).fetchone()[0]
     if not elsewhere:
         return []
@@ -142,10 +147,8 @@ def search_check(db: peewee.Database, runner: MigrationRunner) -> tuple[list[str
     messages, nothing stale; messages not indexed yet are a note."""
     search = backend_of(db).search
     if not search.present():
-        maker = runner.adopter(SEARCH_TABLES[1])
-        if runner.is_recorded(maker):
-            return [f"the search index is missing (migration {maker.name} made it)"], []  # type: ignore[union-attr]
-        return [], []
+        maker = recorded_maker(runner, SEARCH_TABLES[1])
+        return ([f"the search index is missing (migration {maker} made it)"] if maker else []), []
     return search.check()
 
 

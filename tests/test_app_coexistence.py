@@ -17,8 +17,8 @@ import workers
 from cli_support import APP_TABLES, invoke
 
 from sessionorm import SessionStore, ValidationError, verify
+from sessionorm.backends import backend_of
 from sessionorm.backends.sqlite_files import open_sqlite
-from sessionorm.planning import build_search_index
 from sessionorm.runner import MigrationRunner
 
 BEFORE_0_3 = "0002_orchestrator_index_names"  # what sessionorm 0.2.0 shipped
@@ -475,7 +475,7 @@ def migrate_one_by_one(db) -> None:
         runner = MigrationRunner(db)
         for migration in runner.migrations():
             runner.up(target=migration.name)
-        build_search_index(db, None)  # as `sessionorm migrate` does after the migrations
+        backend_of(db).search.catch_up()  # as `sessionorm migrate` does after the migrations
     finally:
         db.close()
 

@@ -276,3 +276,19 @@ def test_a_store_that_migrates_a_file_indexes_its_messages(legacy_db) -> None:
     path = legacy_db(20, threaded=12)
     with SessionStore(path, migrate=True) as store:
         assert store.count_matches('"migrated from legacy"') == 12
+
+
+def test_verify_names_a_search_index_or_agent_table_that_is_gone(tmp_path: Path) -> None:
+    db = tmp_path / "gone.db"
+    SessionStore(db).close()
+    with sqlite3.connect(db) as con:
+        con.execute("DROP TABLE sessionorm_agent_items")
+        for name in ("insert", "delete", "update"):
+            con.execute(f"DROP TRIGGER sessionorm_search_{name}")
+        con.execute("DROP TABLE sessionorm_search")
+    result = invoke("verify", "--db-path", db)
+    assert result.exit_code == 1
+    assert [line for line in result.stdout.splitlines() if line.startswith("problem:")] == [
+        "problem: table sessionorm_agent_items is missing (migration 0006_agent_memory made it)",
+        "problem: the search index is missing (migration 0007_message_search made it)",
+    ]

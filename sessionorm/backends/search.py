@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .base import Backend
+    from .base import Backend, Progress
 
 KEYS, SEARCH = "sessionorm_search_keys", "sessionorm_search"
 OPEN, CLOSE = (
@@ -69,6 +69,18 @@ class MessageSearch:
         """How many messages the index does not hold yet (reads every message)."""
         raise NotImplementedError
 
+    def catch_up(self, progress: Progress = None) -> int:
+        """After migrations: index the messages written before the index existed (`build`), if
+        the index is there and behind; `progress` hears how far. Return how many were indexed."""
+        if not self.present() or not self.behind():
+            return 0
+
+        def tell(done: int, total: int) -> None:
+            if progress is not None:
+                progress(f"search index: {done:,} of {total:,} messages")
+
+        return self.build(tell)
+
     def behind(self) -> bool:
         """Whether the index holds fewer entries than there are messages: two counts, cheap
         enough for every `migrate` (a stale entry, which `verify` reports, could hide one)."""
@@ -98,8 +110,9 @@ class MessageSearch:
 
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:
-        """A bulk load without the index's triggers (`copy`), the index then made in one go
-        (`rebuild`): indexing row by row cost a copy of 1M messages to PostgreSQL 48 s instead of 11."""
+        """A bulk load without the index's triggers (`copy`), the index then made in one go:
+        row by row, a copy of 1M messages took 53.9 s to SQLite and 44.8 s to PostgreSQL,
+        in one go 30.7 s and 39.6 s."""
         raise NotImplementedError
         yield
 
