@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import sys
 import traceback
@@ -22,6 +21,7 @@ import click
 from . import commands
 from .backends.search import CLOSE, OPEN
 from .database import DEFAULT_BUSY_TIMEOUT, scrub
+from .documents import dumps
 from .errors import SessionormError, ValidationError
 from .models import ROLES
 from .sql_log import TimedPrinter, capturing
@@ -52,6 +52,8 @@ class Group(click.Group):
             # One line: a driver's DETAIL, HINT and query context go under --verbose.
             line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
             click.echo(f"error: {scrub(line, *urls)}", err=True)
+            if ctx.meta.get("json"):  # a script reading stdout gets a document too
+                emit({"error": scrub(line, *urls), "exit": FAILED})
             if ctx.meta.get("verbose"):
                 for line in getattr(exc, "details", ()):  # e.g. every integrity_check line
                     click.echo(f"  {scrub(str(line), *urls)}", err=True)
@@ -72,6 +74,36 @@ class Seconds(click.ParamType):
             return check_busy_timeout(seconds)  # the API's own rule
         except ValidationError:
             self.fail(f"{value!r} is not a finite number of seconds >= 0", param, ctx)
+
+
+def wants_json() -> bool:
+    """Whether the command runs under `--json`: one JSON document on stdout, no other output."""
+    return bool(click.get_current_context().meta.get("json"))
+
+
+def emit(value: Any) -> None:
+    """Print `value` as the command's one JSON document (`documents.document`)."""
+    click.echo(dumps(value))
+
+
+JSON_OPTION = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON document on stdout: the report's fields (see README); exit codes unchanged.",
+)
+
+
+def json_output(fn: Callable) -> Callable:
+    """`--json` on a command: noted in `ctx.meta["json"]` (`wants_json()`), not passed on."""
+
+    @JSON_OPTION
+    @functools.wraps(fn)
+    def wrapper(as_json: bool, **kwargs: Any) -> Any:
+        click.get_current_context().meta["json"] = as_json
+        return fn(**kwargs)
+
+    return wrapper
 
 
 def chosen_database(db_path: str | None, db_url: str | None) -> Target:
@@ -97,7 +129,7 @@ def chosen_database(db_path: str | None, db_url: str | None) -> Target:
 
 
 def database_options(fn: Callable) -> Callable:
-    """--db-path / --db-url / --busy-timeout / --migrations-dir / --verbose, on every command."""
+    """--db-path / --db-url / --busy-timeout / --migrations-dir / --verbose / --json, on every command."""
 
     @click.option(
         "--db-path",
@@ -124,6 +156,7 @@ def database_options(fn: Callable) -> Callable:
         help="Your own migration scripts, run after the shipped ones (default: $SESSIONORM_MIGRATIONS_DIR).",
     )
     @click.option("-v", "--verbose", is_flag=True, help="Show SQL, timings and tracebacks.")
+    @json_output
     @functools.wraps(fn)
     def wrapper(
         db_path: str | None,
@@ -220,6 +253,9 @@ def migrate(
     finally:
         if progress:
             progress.done()
+    if wants_json():
+        emit(report)
+        return
     if dry_run:
         print_plan(report)
         return
@@ -273,10 +309,13 @@ def print_plan(report: commands.MigrateReport) -> None:
 def status(db: str, busy_timeout: float, migrations_dir: str | None) -> None:
     """List applied and pending migrations; exit 1 while any is pending."""
     rows = commands.status(db, migrations_dir, busy_timeout=busy_timeout)
-    for m in rows:
-        when = m.applied.isoformat() if hasattr(m.applied, "isoformat") else m.applied
-        mark = "applied " if m.applied else "pending "
-        click.echo(f"{mark} {m.name}" + (f"  {when}" if m.applied else ""))
+    if wants_json():
+        emit(rows)
+    else:
+        for m in rows:
+            when = m.applied.isoformat() if hasattr(m.applied, "isoformat") else m.applied
+            mark = "applied " if m.applied else "pending "
+            click.echo(f"{mark} {m.name}" + (f"  {when}" if m.applied else ""))
     if any(not m.applied for m in rows):
         click.get_current_context().exit(1)
 
@@ -309,6 +348,11 @@ def verify(
         report = commands.verify(
             db, migrations_dir, models, exercise=exercise, busy_timeout=busy_timeout, progress=progress
         )
+    if wants_json():
+        emit(report)
+        if not report.ok:
+            click.get_current_context().exit(1)
+        return
     if exercise:
         click.echo("exercise (rolled back afterwards):")
         for what, passed, detail in report.exercise:
@@ -332,7 +376,6 @@ def verify(
 @click.option(
     "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many hits."
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON document: the hits, best first.")
 def search(
     db: str,
     busy_timeout: float,
@@ -342,7 +385,6 @@ def search(
     thread_id: str | None,
     role: str | None,
     limit: int,
-    as_json: bool,
 ) -> None:
     """Search every message: words, "a phrase", OR, -excluded; exit 1 when nothing matches.
 
@@ -352,8 +394,8 @@ def search(
     hits = commands.search(
         query, db, session=session_id, thread=thread_id, role=role, limit=limit, busy_timeout=busy_timeout
     )
-    if as_json:
-        click.echo(json.dumps([hit_document(hit, session) for hit, session in hits], ensure_ascii=False))
+    if wants_json():
+        emit([hit_document(hit, session) for hit, session in hits])
     else:
         color = sys.stdout.isatty()
         for hit, session in hits:
@@ -393,13 +435,20 @@ def agents(
     SESSION_ID: that session's messages, oldest first (`--last N`: the latest N).
     """
     if session_id is None:
-        for info in commands.agent_sessions(db, busy_timeout=busy_timeout):
+        infos = commands.agent_sessions(db, busy_timeout=busy_timeout)
+        if wants_json():
+            emit(infos)
+            return
+        for info in infos:
             click.echo(
                 f"{info.session_id}\t{info.item_count} items\tlast {shown_time(info.last_activity)}"
                 f"\tsession {info.orchestrator_session_id}\tthread {info.thread_id}"
             )
         return
     info, messages = commands.agent_conversation(session_id, db, last=last, busy_timeout=busy_timeout)
+    if wants_json():
+        emit({"session": info, "messages": messages})
+        return
     click.echo(f"agent session {info.session_id}: {info.item_count} items, thread {info.thread_id}")
     for message in messages:
         lines = message.content.splitlines() or [""]
@@ -418,6 +467,9 @@ def shown_time(value: Any) -> str:
 def backfill(db: str, busy_timeout: float, migrations_dir: str | None) -> None:
     """Give sessions created after the migration with a threadId their thread."""
     result = commands.backfill(db, busy_timeout=busy_timeout)
+    if wants_json():
+        emit(result)
+        return
     click.echo(
         f"threads created: {result.migrated}; sessions skipped (already have theirs): {result.skipped}"
     )
@@ -443,6 +495,9 @@ def restore_threads(
     """
     click.get_current_context().meta["urls"].append(source)
     report = commands.restore_threads(source, db, dry_run=dry_run, busy_timeout=busy_timeout)
+    if wants_json():
+        emit(report)
+        return
     verb = "would restore" if dry_run else "restored"
     for thread in report.threads:
         click.echo(f"{verb} thread {thread}")
@@ -459,6 +514,9 @@ def restore_threads(
 def rollback(db: str, busy_timeout: float, migrations_dir: str | None, force: bool) -> None:
     """Back up, then revert the latest migration in one transaction."""
     report = commands.rollback(db, force=force, busy_timeout=busy_timeout, migrations_dir=migrations_dir)
+    if wants_json():
+        emit(report)
+        return
     click.echo(f"backup: {report.backup}")
     for name in report.reverted:
         click.echo(f"reverted {name}")
@@ -477,6 +535,9 @@ def backup(db: str, busy_timeout: float, migrations_dir: str | None, output: str
     """Write a checked online backup of the database."""
     with showing_progress() as progress:
         path = commands.backup(db, output, busy_timeout=busy_timeout, progress=progress)
+    if wants_json():
+        emit({"backup": path, "checked": commands.backup_checked(db)})
+        return
     click.echo(f"backup: {path}")
 
 
@@ -508,6 +569,7 @@ def backup(db: str, busy_timeout: float, migrations_dir: str | None, output: str
     help="Your own migration scripts, applied to the source (default: $SESSIONORM_MIGRATIONS_DIR).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Show SQL, timings and tracebacks.")
+@json_output
 def copy(
     source: str, target: str, busy_timeout: float | None, migrations_dir: str | None, verbose: bool
 ) -> None:
@@ -528,6 +590,9 @@ def copy(
         finally:
             if printer:
                 printer.flush()
+    if wants_json():
+        emit(report)
+        return
     width = max(len(t.name) for t in report.tables)
     for t in report.tables:
         click.echo(
@@ -545,6 +610,11 @@ def copy(
 def diff(db: str, busy_timeout: float, migrations_dir: str | None, models: str | None) -> None:
     """Print what differs between the models and the database; exit 1 on drift."""
     found = commands.drift(db, models, busy_timeout=busy_timeout)
+    if wants_json():
+        emit(found)
+        if found.problems:
+            click.get_current_context().exit(1)
+        return
     for line in found.problems:
         click.echo(line)
     for note in found.notes:
@@ -563,6 +633,9 @@ def makemigration(
 ) -> None:
     """Write the next numbered migration script from the diff (review it before migrating)."""
     made = commands.makemigration(name, db, models, migrations_dir, busy_timeout=busy_timeout)
+    if wants_json():
+        emit(made)
+        return
     if made.path is None:
         click.echo("models and database are in sync: nothing to write")
         return
@@ -617,6 +690,12 @@ def standard_streams_open() -> None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115
 
 
+def json_error(message: str, code: int) -> None:
+    """Under `--json`, an error found before the command ran is a document on stdout too."""
+    if "--json" in sys.argv[1:]:
+        emit({"error": message, "exit": code})
+
+
 def main() -> None:
     """Console-script entry point: one line for every error, Ctrl-C is exit 130."""
     standard_streams_open()
@@ -630,9 +709,11 @@ def main() -> None:
         hint = f" (see sessionorm {exc.ctx.info_name if exc.ctx and exc.ctx.parent else ''} --help)"
         click.echo(f"error: {exc.format_message()}{hint.replace('  ', ' ')}", err=True)
         code = exc.exit_code
+        json_error(exc.format_message(), code)
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         code = exc.exit_code
+        json_error(exc.format_message(), code)
     sys.exit(code if isinstance(code, int) else 0)
 
 
