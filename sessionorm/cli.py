@@ -9,6 +9,7 @@ errors and operational failures, printed as one line on stderr (a traceback only
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import os
 import sys
@@ -457,9 +458,106 @@ def agents(
             click.echo(f"    {line}")
 
 
+@cli.command()
+@database_options
+@click.option("--status", help="Only sessions with this status (e.g. idle, running, done).")
+@click.option("--repo", "repo_root", metavar="PATH", help="Only sessions of this repository root.")
+@click.option("--since", metavar="WHEN", help="Only sessions created since: an age (30d, 12h) or a date.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many sessions.")
+def sessions(
+    db: str,
+    busy_timeout: float,
+    migrations_dir: str | None,
+    status: str | None,
+    repo_root: str | None,
+    since: str | None,
+    limit: int | None,
+) -> None:
+    """List sessions, newest first, with their threads, messages and last activity."""
+    found = commands.sessions(
+        db, status=status, repo_root=repo_root, since=since, limit=limit, busy_timeout=busy_timeout
+    )
+    if wants_json():
+        emit(found)
+        return
+    if not found:
+        click.echo("no sessions", err=True)
+        return
+    click.echo(f"{'SESSION':<36}  {'STATUS':<12} {'THREADS':>7} {'MESSAGES':>8}  {'LAST ACTIVITY':<20}  NAME")
+    for s in found:
+        click.echo(
+            f"{s.id:<36}  {one_line(s.status):<12} {s.thread_count:>7} {s.message_count:>8}"
+            f"  {shown_time(s.last_activity):<20}  {one_line(s.name)}"
+        )
+
+
+@cli.command()
+@database_options
+@click.argument("session_id", metavar="SESSION")
+def threads(db: str, busy_timeout: float, migrations_dir: str | None, session_id: str) -> None:
+    """List a session's threads, the latest updated first, with their message counts."""
+    session, found = commands.threads(session_id, db, busy_timeout=busy_timeout)
+    if wants_json():
+        emit({"session": session, "threads": found})
+        return
+    click.echo(f"session {session.id}: {one_line(session.name)} ({len(found)} threads)")
+    if found:
+        click.echo(f"{'THREAD':<38}  {'STATUS':<10} {'MESSAGES':>8}  {'UPDATED':<20}  NAME")
+    for t in found:
+        click.echo(
+            f"{t.id:<38}  {one_line(t.status):<10} {t.message_count:>8}  {shown_time(t.updated_at):<20}"
+            f"  {one_line(t.name)}"
+        )
+
+
+@cli.command()
+@database_options
+@click.argument("thread_id", metavar="THREAD")
+@click.option("--last", type=click.IntRange(min=1), help="Only the latest N messages.")
+def show(db: str, busy_timeout: float, migrations_dir: str | None, thread_id: str, last: int | None) -> None:
+    """Print a thread's transcript: each message with its role and time, oldest first."""
+    thread, session, messages = commands.transcript(thread_id, db, last=last, busy_timeout=busy_timeout)
+    if wants_json():
+        emit({"thread": thread, "session": session, "messages": messages})
+        return
+    color = sys.stdout.isatty()
+    shown = (
+        f"the latest {len(messages)} of " if last is not None and len(messages) < thread.message_count else ""
+    )
+    click.echo(
+        click.style(f"# {one_line(thread.name)}", bold=True) if color else f"# {one_line(thread.name)}"
+    )
+    click.echo(
+        f"thread {thread.id}, session {session.id} ({one_line(session.name)}); "
+        f"{shown}{thread.message_count} messages"
+    )
+    for message in messages:
+        click.echo("")
+        heading = f"[{message.idx}] {message.role} · {shown_time(message.created_at)}"
+        click.echo(click.style(heading, fg=ROLE_COLORS.get(message.role), bold=True) if color else heading)
+        content = message.content.translate(CONTROL_PICTURES) if color else message.content
+        for line in content.splitlines() or [""]:
+            click.echo(f"    {line}" if line else "")
+
+
+ROLE_COLORS = {"user": "cyan", "assistant": "green", "system": "yellow"}
+# On a terminal, a message's control characters (an escape sequence in a model's output) are
+# shown as their pictures (␛, ␀), never obeyed; newlines and tabs stay.
+CONTROL_PICTURES = {c: 0x2400 + c for c in range(32) if c not in (9, 10)} | {127: 0x2421}
+
+
+def one_line(value: Any) -> str:
+    """A name or status on one line of a listing (newlines and tabs as spaces)."""
+    return " ".join(str(value).split()) if value is not None else "-"
+
+
 def shown_time(value: Any) -> str:
-    """A stored timestamp as the app writes it (text it could not parse: as stored)."""
-    return value.strftime("%Y-%m-%d %H:%M:%S") + "Z" if hasattr(value, "strftime") else str(value)
+    """A stored timestamp in UTC as the app writes it (text it could not parse: as stored)."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        value = value.astimezone(dt.UTC)
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M:%S") + "Z"
+    return "-" if value is None else str(value)
 
 
 @cli.command()

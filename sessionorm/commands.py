@@ -8,6 +8,7 @@ runner built by `runner.runner_for`, with the project's own scripts.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from .exercise import Step
 from .exercise import exercise as exercise_store
 from .migration_options import BackfillResult
 from .model_loading import load_models
-from .models import ThreadMessage
+from .models import Session, Thread, ThreadMessage
+from .moments import parse_moment
 from .planning import MigrateReport, RollbackReport
 from .progress import Progress
 from .runner import runner_for
@@ -40,7 +42,7 @@ Dir = str | os.PathLike | None
 DB = str | os.PathLike | Target | None  # a path, a URL, a parsed Target, or None: the default
 
 
-# -- status, verify, backup -------------------------------------------------------------------
+# -- search, agent memory --------------------------------------------------------------------
 
 
 def search(
@@ -80,6 +82,49 @@ def agent_conversation(
     with SessionStore(Target.of(db, busy_timeout), readonly=True) as store:
         info = AgentMemory(store).session(session_id)
         return info, store.get_thread_messages(info.thread_id, last=last)  # rows hold their values
+
+
+# -- browse ---------------------------------------------------------------------------------
+
+
+def sessions(
+    db: DB = None,
+    *,
+    status: str | None = None,
+    repo_root: str | None = None,
+    since: str | dt.datetime | None = None,
+    limit: int | None = None,
+    busy_timeout: float | None = None,
+) -> list[Session]:
+    """Sessions, newest created first, each with `.thread_count`, `.message_count` and
+    `.last_activity`; `since` is a datetime, a date or an age (`30d`); nothing is written."""
+    moment = parse_moment(since) if isinstance(since, str) else since
+    with SessionStore(Target.of(db, busy_timeout), readonly=True) as store:
+        return store.list_sessions(
+            status=status, repo_root=repo_root, since=moment, limit=limit, activity=True
+        )
+
+
+def threads(
+    session_id: str, db: DB = None, busy_timeout: float | None = None
+) -> tuple[Session, list[Thread]]:
+    """A session and its threads, newest updated first, each with `.message_count`;
+    `NotFoundError` for an unknown session; nothing is written."""
+    with SessionStore(Target.of(db, busy_timeout), readonly=True) as store:
+        return store.get_session(session_id), store.get_session_threads(session_id)
+
+
+def transcript(
+    thread_id: str, db: DB = None, last: int | None = None, busy_timeout: float | None = None
+) -> tuple[Thread, Session, list[ThreadMessage]]:
+    """A thread, its session and its messages in order (the latest `last`); `NotFoundError`
+    for an unknown thread; nothing is written."""
+    with SessionStore(Target.of(db, busy_timeout), readonly=True) as store:
+        thread = store.get_thread(thread_id)
+        return thread, store.get_session(thread.session_id), store.get_thread_messages(thread_id, last=last)
+
+
+# -- status, verify, backup -------------------------------------------------------------------
 
 
 def status(db: DB = None, migrations_dir: Dir = None, busy_timeout: float | None = None) -> list[Migration]:

@@ -17,6 +17,8 @@ from typing import Any
 
 import peewee
 
+SIMPLE = (int, float, str, type(None), dt.datetime)  # what a store attaches to rows: counts, moments
+
 
 def document(value: Any) -> Any:
     """`value` as plain JSON types (dict, list, str, int, float, bool, None)."""
@@ -63,8 +65,8 @@ def row_document(row: peewee.Model) -> dict[str, Any]:
         for name, field in row._meta.fields.items()
     }
     for name, extra in vars(row).items():
-        if not name.startswith("_") and name not in doc and isinstance(extra, (int, float, str, type(None))):
-            doc[name] = extra
+        if not name.startswith("_") and name not in doc and isinstance(extra, SIMPLE):
+            doc[name] = document(extra)
     return doc
 
 

@@ -44,7 +44,7 @@ from .validation import (
     check_text,
     quoted,
 )
-from .values import format_timestamp, new_id, new_thread_id, now_timestamp
+from .values import format_timestamp, new_id, new_thread_id, now_timestamp, parse_timestamp
 
 
 def column_list(model: type[peewee.Model], alias: str = "") -> str:
@@ -59,6 +59,7 @@ def insert_template(model: type[peewee.Model]) -> str:
     return f"INSERT INTO {q(model._meta.table_name)} ({column_list(model)}) VALUES ({marks})"
 
 
+ID_CHUNK = 500  # ids per `IN (…)` list, well under every engine's limit of parameters
 MESSAGE_COUNT = '(SELECT count(*) FROM thread_messages m WHERE m."threadId" = t.id)'
 
 
@@ -518,10 +519,12 @@ class SessionStore:
         repo_root: str | None = None,
         since: dt.datetime | str | None = None,
         offset: int | None = None,
+        activity: bool = False,
     ) -> list[Session]:
         """Sessions, newest created first: only those with `status`, in `repo_root`, created
         at or after `since` (a datetime, or ISO text as the app stores it); `offset` skips the
-        first ones, `limit` caps how many.
+        first ones, `limit` caps how many. `activity=True` also gives each one
+        `.message_count` and `.last_activity` (see `attach_activity`), in one more query.
 
         The orchestrator's `sessions` table has no index on `createdAt`, so this reads the
         whole table (sessions number in the thousands, not millions).
@@ -544,7 +547,38 @@ class SessionStore:
         with translate_errors(self.location):
             cursor = self._query(sql, params)
             columns = [d[0] for d in cursor.description]
-            return [session_from_row(columns, row, self) for row in cursor.fetchall()]
+            sessions = [session_from_row(columns, row, self) for row in cursor.fetchall()]
+            if activity:
+                self.attach_activity(sessions)
+            return sessions
+
+    def attach_activity(self, sessions: list[Session]) -> None:
+        """Give each session `.message_count` (over its threads) and `.last_activity`: the
+        latest of its `createdAt`, `lastRun` and its threads' `updatedAt` (which every
+        message written through the store or the app moves on)."""
+        by_id = {session.id: session for session in sessions}
+        for session in sessions:
+            session.message_count = 0
+            moments = [
+                parse_timestamp(v) if isinstance(v, str) else v
+                for v in (session.created_at, session.last_run)
+            ]
+            session.last_activity = latest(moments)
+        ids = list(by_id)
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start : start + ID_CHUNK]
+            marks = ", ".join([self.backend.param] * len(chunk))
+            with translate_errors(self.location):
+                rows = self._query(
+                    f'SELECT t."sessionId", t."updatedAt", {MESSAGE_COUNT} FROM threads t'
+                    f' WHERE t."sessionId" IN ({marks})',
+                    chunk,
+                ).fetchall()
+            for session_id, updated, messages in rows:
+                session = by_id[session_id]
+                session.message_count += messages
+                updated = parse_timestamp(updated) if isinstance(updated, str) else updated
+                session.last_activity = latest([session.last_activity, updated])
 
     def update_session(self, session: Session | str, **fields: Any) -> Session:
         """Set columns of a session (snake_case or the table's camelCase names, your own
@@ -927,6 +961,12 @@ def session_from_row(columns: list[str], row: tuple, store: SessionStore) -> Ses
         else:
             setattr(session, snake_case(column), value)
     return session
+
+
+def latest(moments: list[Any]) -> dt.datetime | None:
+    """The latest of these timestamps (text the app wrote that does not parse is left out)."""
+    known = [m if m.tzinfo else m.replace(tzinfo=dt.UTC) for m in moments if isinstance(m, dt.datetime)]
+    return max(known, default=None)
 
 
 def holds_data(db: peewee.Database) -> bool:
