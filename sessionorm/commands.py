@@ -274,9 +274,9 @@ def backup(
     return planning.backup(Target.of(db, busy_timeout), dest, progress)
 
 
-def backup_checked(target: Target) -> str:
-    """How `backup` checked its copy of `target`, in words."""
-    return backend_for(target).backup_checked
+def backup_checked(db: DB = None) -> str:
+    """How `backup` checks its copy of `db`, in words."""
+    return backend_for(Target.of(db)).backup_checked
 
 
 # -- migrate ----------------------------------------------------------------------------------

@@ -275,6 +275,10 @@ class Session(BaseModel):
     notes = TextField(null=True)
     context_included = BooleanField(column_name="contextIncluded", null=True)
 
+    thread_count: int  # set on sessions the store returns
+    message_count: int  # set by `list_sessions(activity=True)`, with `last_activity`
+    last_activity: dt.datetime | None
+
     _repr_fields = ("id", "name", "status", "thread_id")
 
     class Meta:
