@@ -483,10 +483,10 @@ def sessions(
     if not found:
         click.echo("no sessions", err=True)
         return
-    click.echo(f"{'SESSION':<36}  {'STATUS':<12} {'THREADS':>7} {'MESSAGES':>8}  {'LAST ACTIVITY':<20}  NAME")
+    click.echo(f"{'SESSION':<36}  {'STATUS':<14} {'THREADS':>7} {'MESSAGES':>8}  {'LAST ACTIVITY':<20}  NAME")
     for s in found:
         click.echo(
-            f"{s.id:<36}  {one_line(s.status):<12} {s.thread_count:>7} {s.message_count:>8}"
+            f"{s.id:<36}  {one_line(s.status):<14} {s.thread_count:>7} {s.message_count:>8}"
             f"  {shown_time(s.last_activity):<20}  {one_line(s.name)}"
         )
 
