@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 from .backends import Backend, backend_of, opened
 from .errors import NotFoundError, ValidationError
@@ -61,15 +61,6 @@ class ExportReport:
     seconds: float = 0.0
 
 
-class Record(NamedTuple):
-    """One row of the export: its kind (`session`, `thread`, `agent_session`, `message`), its
-    columns by name, and for a message its agent item's stored JSON text (or None)."""
-
-    kind: str
-    row: dict[str, Any]
-    item: str | None = None
-
-
 def plain(value: Any) -> Any:
     """A value JSON cannot hold as it is, as the export writes it (`json.dumps`'s `default`)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -88,32 +79,55 @@ def canonical(value: Any) -> Any:
     return plain(value)
 
 
-def record_text(record: dict[str, Any]) -> str:
-    """One JSONL line, without its newline: compact, UTF-8 as it is (NUL as `\\u0000`)."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=plain)
+# One encoder for every line (`json.dumps` with options builds one per call).
+record_text: Callable[[Any], str] = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), default=plain
+).encode
+"""One JSONL line, without its newline: compact, UTF-8 as it is (NUL as `\\u0000`)."""
 
 
 class RowShape:
-    """How a cursor's rows become dicts: columns in name order, booleans made 0/1."""
+    """How a cursor's rows become dicts: columns in name order; booleans made 0/1 in the
+    columns named in `booleans` (None: in any column)."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], booleans: Iterable[str] | None = None) -> None:
         order = sorted(range(len(names)), key=names.__getitem__)
         self.keys = [names[i] for i in order]
         self.pick = operator.itemgetter(*order) if len(order) > 1 else (lambda row: (row[order[0]],))
+        self.booleans = [n for n, i in enumerate(order) if booleans is None or names[i] in booleans]
 
     def __call__(self, row: tuple) -> dict[str, Any]:
         values = self.pick(row)
-        if any(v.__class__ is bool for v in values):
-            values = [int(v) if v.__class__ is bool else v for v in values]
+        if self.booleans:
+            values = list(values)
+            for n in self.booleans:
+                if values[n].__class__ is bool:
+                    values[n] = int(values[n])
         return dict(zip(self.keys, values, strict=True))
 
 
+class Shapes:
+    """Each table's `RowShape`, made from its first cursor; booleans where the catalog says."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.made: dict[str, RowShape] = {}
+
+    def of(self, table: str, cursor: Any, extra: int = 0) -> RowShape:
+        shape = self.made.get(table)
+        if shape is None:
+            names = [d[0] for d in cursor.description]
+            booleans = {c.name for c in self.backend.catalog.table(table).columns if c.kind == "boolean"}
+            shape = self.made[table] = RowShape(names[: len(names) - extra], booleans)
+        return shape
+
+
 @contextlib.contextmanager
-def rows(backend: Backend, sql: str, params: Iterable[Any] = (), extra: int = 0) -> Iterator[Any]:
-    """(shape, cursor) of a streamed SELECT; `extra` trailing columns are left out of the shape."""
+def rows(shapes: Shapes, table: str, sql: str, params: Iterable[Any] = (), extra: int = 0) -> Iterator[Any]:
+    """(shape, cursor) of a streamed SELECT of `table`; `extra` trailing columns are not its."""
+    backend = shapes.backend
     with backend.streaming(backend.sql(sql), params) as cursor:
-        names = [d[0] for d in cursor.description]
-        yield RowShape(names[: len(names) - extra]), cursor
+        yield shapes.of(table, cursor, extra), cursor
 
 
 def chosen_sessions(
@@ -146,11 +160,17 @@ def chosen_sessions(
 
 
 def records(
-    backend: Backend, session_ids: Iterable[str] = (), since: dt.datetime | None = None
-) -> Iterator[Record]:
-    """Every chosen session, then each of its threads, followed by the thread's agent session
-    (if any) and its messages, in the export's order; inside the caller's snapshot."""
+    backend: Backend,
+    report: ExportReport,
+    session_ids: Iterable[str] = (),
+    since: dt.datetime | None = None,
+    progress: Progress = None,
+) -> Iterator[tuple[str, dict[str, Any], str | None]]:
+    """(kind, row, agent item) of every chosen session, then each of its threads, followed by
+    the thread's agent session (if any) and its messages, in the export's order, counted into
+    `report`; inside the caller's snapshot."""
     where, params, wanted = chosen_sessions(backend, session_ids, since)
+    shapes = Shapes(backend)
     order = f'"createdAt"{backend.byte_order}, id{backend.byte_order}'
     sessions_sql = f"SELECT * FROM sessions{where} ORDER BY {order}"
     threads_sql = f'SELECT * FROM threads WHERE "sessionId" = {{p}} ORDER BY {order}'
@@ -159,49 +179,58 @@ def records(
         f"SELECT m.*, i.item FROM thread_messages m LEFT JOIN {AGENT_ITEMS} i"
         ' ON i."messageId" = m.id WHERE m."threadId" = {p} ORDER BY m.idx'
     )
-    with rows(backend, sessions_sql, params) as (session_shape, sessions):
+    tell = Progressing(report, progress)
+    with rows(shapes, "sessions", sessions_sql, params) as (session_shape, sessions):
         for session_row in sessions:
             session = session_shape(session_row)
             if not wanted(session):
                 continue
-            yield Record(SESSION, session)
-            with rows(backend, agents_sql, (session["id"],)) as (agent_shape, agent_rows):
+            report.sessions += 1
+            yield SESSION, session, None
+            with rows(shapes, AGENT_SESSIONS, agents_sql, (session["id"],)) as (agent_shape, agent_rows):
                 agents = {a["threadId"]: a for a in map(agent_shape, agent_rows)}
-            with rows(backend, threads_sql, (session["id"],)) as (thread_shape, threads):
+            with rows(shapes, "threads", threads_sql, (session["id"],)) as (thread_shape, threads):
                 for thread_row in threads:
                     thread = thread_shape(thread_row)
-                    yield Record(THREAD, thread)
+                    report.threads += 1
+                    yield THREAD, thread, None
                     if thread["id"] in agents:
-                        yield Record(AGENT_SESSION, agents[thread["id"]])
-                    with rows(backend, messages_sql, (thread["id"],), extra=1) as (shape, messages):
-                        for message in messages:
-                            yield Record(MESSAGE, shape(message), message[-1])
+                        report.agent_sessions += 1
+                        yield AGENT_SESSION, agents[thread["id"]], None
+                    with rows(shapes, "thread_messages", messages_sql, (thread["id"],), 1) as (
+                        shape,
+                        messages,
+                    ):
+                        n = 0
+                        for n, message in enumerate(messages, 1):  # noqa: B007 (counted after)
+                            item = message[-1]
+                            if item is not None:
+                                report.agent_items += 1
+                            if not n & 4095:
+                                tell(report.messages + n)
+                            yield MESSAGE, shape(message), item
+                        report.messages += n
+                    tell(report.messages)
 
 
-def counted(records: Iterable[Record], report: ExportReport, progress: Progress) -> Iterator[Record]:
-    """`records`, counted into `report`, with a progress line about every half second."""
-    start = time.monotonic()
-    due = start + PROGRESS_EVERY
-    for n, record in enumerate(records):
-        kind = record.kind
-        if kind == MESSAGE:
-            report.messages += 1
-            if record.item is not None:
-                report.agent_items += 1
-        elif kind == THREAD:
-            report.threads += 1
-        elif kind == SESSION:
-            report.sessions += 1
-        else:
-            report.agent_sessions += 1
-        if progress is not None and n % 1000 == 0 and time.monotonic() >= due:
-            due = time.monotonic() + PROGRESS_EVERY
-            rate = report.messages / max(time.monotonic() - start, 1e-9)
-            progress(
-                f"exported {report.sessions:,} sessions, {report.threads:,} threads, "
-                f"{report.messages:,} messages ({rate:,.0f}/s)"
-            )
-        yield record
+class Progressing:
+    """A progress line about every half second: rows so far and the rate."""
+
+    def __init__(self, report: ExportReport, progress: Progress) -> None:
+        self.report, self.progress = report, progress
+        self.start = time.monotonic()
+        self.due = self.start + PROGRESS_EVERY
+
+    def __call__(self, messages: int) -> None:
+        if self.progress is None or time.monotonic() < self.due:
+            return
+        now = time.monotonic()
+        self.due = now + PROGRESS_EVERY
+        r = self.report
+        self.progress(
+            f"exported {r.sessions:,} sessions, {r.threads:,} threads, {messages:,} messages "
+            f"({messages / max(now - self.start, 1e-9):,.0f}/s)"
+        )
 
 
 def end_counts(report: ExportReport) -> dict[str, int]:
@@ -215,16 +244,18 @@ def end_counts(report: ExportReport) -> dict[str, int]:
     }
 
 
-def write_jsonl(records: Iterable[Record], out: TextIO, report: ExportReport) -> None:
+def write_jsonl(
+    records: Iterable[tuple[str, dict[str, Any], str | None]], out: TextIO, report: ExportReport
+) -> None:
     """The JSONL format: a header, one line per record, and an end line with the counts."""
-    write = out.write
-    write(record_text({"format": FORMAT, "version": VERSION}) + "\n")
+    write, text = out.write, record_text
+    write(text({"format": FORMAT, "version": VERSION}) + "\n")
     for kind, row, item in records:
         if item is None:
-            write(record_text({kind: row}) + "\n")
+            write(text({kind: row}) + "\n")
         else:
-            write(record_text({kind: row, AGENT_ITEM: item}) + "\n")
-    write(record_text({END: end_counts(report)}) + "\n")
+            write(text({kind: row, AGENT_ITEM: item}) + "\n")
+    write(text({END: end_counts(report)}) + "\n")
 
 
 def stream_of(output: Any) -> TextIO:
@@ -293,10 +324,10 @@ def export_database(
     if path is not None:
         refuse_output(path, force)  # before anything is read
     with opened(target, readonly=True) as database:
-        chosen = records(backend_of(database), session_ids, moment)
+        chosen = records(backend_of(database), report, session_ids, moment, progress)
         with contextlib.closing(chosen):  # type: ignore[type-var]  # its cursors close before the database
             first = next(chosen, None)  # unknown ids are refused before any output
-            stream = counted(itertools.chain([first] if first else [], chosen), report, progress)
+            stream = itertools.chain([first] if first else [], chosen)
             destination = (
                 output_file(path, force) if path is not None else contextlib.nullcontext(stream_of(output))
             )
