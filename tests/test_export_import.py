@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -670,3 +671,29 @@ def test_markdown_and_an_unknown_format_on_the_cli(tmp_path):
     assert wrong.returncode == 2 and "csv" in one_error_line(wrong.stderr)
     with pytest.raises(ValidationError, match="--format"):
         export_sessions(db.target, tmp_path / "x", format="csv")
+
+
+def test_progress_lines_name_the_rows_and_rate(tmp_path, monkeypatch):
+    import sessionorm.exporting
+    import sessionorm.importing
+
+    monkeypatch.setattr(sessionorm.exporting, "PROGRESS_EVERY", 0.0)  # every chance, not every 0.5 s
+    monkeypatch.setattr(sessionorm.importing, "PROGRESS_EVERY", 0.0)
+    big_export(tmp_path / "big.jsonl", threads=3, messages=3000)
+    db = migrated(Backend("sqlite", str(tmp_path / "s.db")))
+    imported: list[str] = []
+    import_sessions(tmp_path / "big.jsonl", db.target, progress=imported.append)
+    assert imported and all(re.fullmatch(r"imported [\d,]+ lines \([\d,]+/s\)", line) for line in imported)
+    exported: list[str] = []
+    export_sessions(db.target, tmp_path / "again.jsonl", progress=exported.append)
+    assert exported[-1].startswith("exported 1 sessions, 3 threads, 9,000 messages (")
+    end = lines((tmp_path / "again.jsonl").read_bytes())[-1]["end"]
+    assert (end["sessions"], end["threads"], end["messages"]) == (1, 3, 9000)
+
+
+def test_a_bad_since_is_a_usage_error_and_nothing_is_written(tmp_path):
+    db = migrated(Backend("sqlite", str(tmp_path / "s.db")))
+    result = cli(db, "export", "--since", "yesterday", "-o", tmp_path / "out.jsonl")
+    assert result.returncode == 2
+    assert "neither an age" in one_error_line(result.stderr)
+    assert not (tmp_path / "out.jsonl").exists()
