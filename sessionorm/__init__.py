@@ -17,10 +17,11 @@ None for the default database, and returns a report instead of printing)::
     migrate("sessions.sqlite", backup=True)   # MigrateReport: applied, migrated, backup, …
     verify("sessions.sqlite").ok              # VerifyReport: ok, problems, notes
     copy("sessions.sqlite", "postgresql://…")  # CopyReport: rows and checksums per table
+    export_sessions("sessions.sqlite", "all.jsonl")  # ExportReport; import_sessions("all.jsonl", db)
 
 Errors all derive from `SessionormError`: `NotFoundError` (unknown id), `ValidationError`
 (bad argument, raised before any SQL), `NeedsMigrationError`, `MigrationError` (and its
-`BackupError`), `DatabaseBusyError`, `DatabaseOpenError`.
+`BackupError`), `DatabaseBusyError`, `DatabaseOpenError`, `ImportRefusedError`.
 """
 
 from .commands import (
@@ -28,6 +29,8 @@ from .commands import (
     backup,
     copy,
     diff,
+    export_sessions,
+    import_sessions,
     makemigration,
     migrate,
     restore_threads,
@@ -39,6 +42,7 @@ from .errors import (
     BackupError,
     DatabaseBusyError,
     DatabaseOpenError,
+    ImportRefusedError,
     MigrationError,
     NeedsMigrationError,
     NotFoundError,
@@ -56,6 +60,7 @@ __all__ = [
     "BackupError",
     "DatabaseBusyError",
     "DatabaseOpenError",
+    "ImportRefusedError",
     "MigrationError",
     "MigrationOptions",
     "MigrationRecord",
@@ -71,6 +76,8 @@ __all__ = [
     "backup",
     "copy",
     "diff",
+    "export_sessions",
+    "import_sessions",
     "makemigration",
     "migrate",
     "restore_threads",

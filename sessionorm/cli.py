@@ -745,6 +745,93 @@ def makemigration(
     click.echo("review it, then: sessionorm migrate --dry-run, then sessionorm migrate --backup")
 
 
+@cli.command("export")
+@database_options
+@click.option(
+    "--session", "session_ids", multiple=True, metavar="ID", help="Only this session (repeat for more)."
+)
+@click.option(
+    "--since", metavar="WHEN", help="Only sessions created since: an age (30d, 12h) or a date/time."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "markdown"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: every column, for `sessionorm import`; markdown: one transcript per session.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write here (it appears only once complete); default: stdout.",
+)
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+def export(
+    db: Target,
+    busy_timeout: float | None,
+    migrations_dir: str | None,
+    session_ids: tuple[str, ...],
+    since: str | None,
+    fmt: str,
+    output: str | None,
+    force: bool,
+) -> None:
+    """Export sessions with their threads and messages, streamed from one snapshot.
+
+    JSONL (the default) carries every column and each agent item exactly: `sessionorm import`
+    reads it into any migrated database. With --json, -o FILE is required (stdout is then
+    the report).
+    """
+    if wants_json() and output is None:
+        raise click.UsageError("--json needs -o FILE: without it, stdout is the export itself")
+    if output is None:
+        with contextlib.suppress(AttributeError, ValueError):  # a test runner's stream keeps its own
+            sys.stdout.reconfigure(encoding="utf-8", newline="\n")  # type: ignore[union-attr]
+    with showing_progress() as progress:
+        report = commands.export_sessions(
+            db,
+            output if output is not None else sys.stdout,
+            sessions=session_ids,
+            since=since,
+            format=fmt,
+            force=force,
+            busy_timeout=busy_timeout,
+            progress=progress,
+        )
+    if wants_json():
+        emit(report)
+    elif output is not None:
+        click.echo(
+            f"exported {report.sessions:,} sessions, {report.threads:,} threads, {report.messages:,} "
+            f"messages to {output} ({fmt}) in {report.seconds:.1f} s"
+        )
+
+
+@cli.command("import")
+@database_options
+@click.argument("file", type=click.Path(dir_okay=False))
+def import_(db: Target, busy_timeout: float | None, migrations_dir: str | None, file: str) -> None:
+    """Import a JSONL export into this (migrated) database, all or nothing.
+
+    Rows present already and identical are skipped; rows present with other content are
+    refused, named, and nothing is written.
+    """
+    with showing_progress() as progress:
+        report = commands.import_sessions(
+            file, db, busy_timeout=busy_timeout, progress=progress, migrations_dir=migrations_dir
+        )
+    if wants_json():
+        emit(report)
+        return
+    click.echo(
+        f"imported {report.sessions:,} sessions, {report.threads:,} threads, {report.messages:,} "
+        f"messages, {report.agent_sessions:,} agent sessions, {report.agent_items:,} agent items; "
+        f"skipped {report.skipped:,} rows present and identical; {report.seconds:.1f} s"
+    )
+
+
 class QuietWhenClosed:
     """stdout that, once its reader has gone (`| head -1`), drops the rest of the output."""
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
 from playhouse.migrations import Migration
 
@@ -24,6 +26,8 @@ from .drift import drift as schema_drift_report
 from .errors import DatabaseDamagedError, MigrationError
 from .exercise import Step
 from .exercise import exercise as exercise_store
+from .exporting import ExportReport, export_database
+from .importing import ImportReport, import_file
 from .migration_options import BackfillResult
 from .model_loading import load_models
 from .models import Session, Thread, ThreadMessage
@@ -434,3 +438,73 @@ def makemigration(
                 "so that yours starts where they end (nothing was written)"
             )
         return make_migration(database, load_models(models), name, target.migrations_dir)
+
+
+# -- export, import ---------------------------------------------------------------------------
+
+
+def export_sessions(
+    db: DB = None,
+    output: str | os.PathLike | TextIO | None = None,
+    *,
+    sessions: Iterable[str] = (),
+    since: str | dt.datetime | None = None,
+    format: str = "jsonl",
+    force: bool = False,
+    busy_timeout: float | None = None,
+    progress: Progress = None,
+    migrations_dir: Dir = None,
+) -> ExportReport:
+    """Write sessions with their threads and messages as JSONL or markdown, from one snapshot.
+
+    Args:
+        db: a SQLite path, a database URL, or None for the default database.
+        output: a file path (it appears only once complete; never overwritten unless
+            `force`), a text stream, or None for stdout.
+        sessions: only these session ids (default: every session).
+        since: only sessions created at or after it: an age (`30d`) or a date / ISO-8601 time.
+        format: `jsonl` (README, "Export and import": every column, the exact agent items;
+            `import_sessions` reads it) or `markdown` (one transcript per session).
+        force: replace an existing `output` file.
+        busy_timeout: seconds to wait for another connection's lock.
+        progress: called with one-line progress messages (rows so far, rate).
+        migrations_dir: your own migration scripts (none may be pending).
+
+    Returns:
+        An `ExportReport`: sessions, threads, messages, agent sessions and items, path, seconds.
+
+    Raises:
+        NotFoundError: an unknown session id; ValidationError: a bad format, time, or an
+        existing output file; MigrationError: pending migrations; nothing was written.
+    """
+    target = Target.of(db, busy_timeout, migrations_dir)
+    return export_database(
+        target, output, session_ids=sessions, since=since, format=format, force=force, progress=progress
+    )
+
+
+def import_sessions(
+    file: str | os.PathLike,
+    db: DB = None,
+    busy_timeout: float | None = None,
+    progress: Progress = None,
+    migrations_dir: Dir = None,
+) -> ImportReport:
+    """Import a JSONL export into a migrated database (SQLite or PostgreSQL), all or nothing.
+
+    Args:
+        file: a file `export_sessions` wrote in the JSONL format.
+        db: a SQLite path, a database URL, or None for the default database.
+        busy_timeout: seconds to wait for another writer's lock.
+        progress: called with one-line progress messages (lines so far, rate).
+        migrations_dir: your own migration scripts (none may be pending).
+
+    Returns:
+        An `ImportReport`: rows written per kind, rows `skipped` (present and identical), seconds.
+
+    Raises:
+        ImportRefusedError: not an export, a bad or cut line, a column the database lacks, NUL
+        in text PostgreSQL cannot hold, or rows present with other content (named); nothing
+        was written. MigrationError: pending migrations; DatabaseOpenError, DatabaseBusyError.
+    """
+    return import_file(Target.of(db, busy_timeout, migrations_dir), file, progress)

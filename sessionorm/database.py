@@ -131,6 +131,15 @@ def is_busy(exc: BaseException) -> bool:
     return str(getattr(orig, "sqlite_errorname", "")).startswith(BUSY_SQLITE)
 
 
+def is_constraint(exc: BaseException) -> bool:
+    """Whether a driver error is a constraint refusing a row (unique, foreign key, check, not null)."""
+    orig = driver_error(exc)
+    code = getattr(orig, "sqlstate", None)
+    if code is not None:
+        return str(code).startswith("23")  # integrity_constraint_violation
+    return str(getattr(orig, "sqlite_errorname", "")).startswith("SQLITE_CONSTRAINT")
+
+
 def busy_message(where: object) -> str:
     return (
         f"{where}: database is busy (another process holds the write lock); "

@@ -41,3 +41,7 @@ class DatabaseDamagedError(DatabaseOpenError):
     """SQLite found the file itself damaged (SQLITE_CORRUPT): `verify` says what is wrong."""
 
     reason: str = ""  # the damage in words, for `verify`'s own report
+
+
+class ImportRefusedError(SessionormError):
+    """`import` refused its file (not an export, damaged, conflicting rows): nothing was written."""

@@ -38,6 +38,8 @@ class Backend:
     hash_anti_joins: ClassVar[bool] = False
     # whether `copy_out` sends rows as binary COPY bytes that a copy can hash (`row_digests`)
     copy_digests: ClassVar[bool] = False
+    # appended to a text column in ORDER BY: byte order, as SQLite's BINARY collation sorts
+    byte_order: ClassVar[str] = ""
     backup_checked: ClassVar[str] = ""  # how `backup` checks its copy, in words
     catalog_class: ClassVar[type[Catalog]] = Catalog
     safety_mixin: ClassVar[type] = object  # mixed in front of peewee's migrator (`safe_migrator`)
@@ -110,6 +112,12 @@ class Backend:
     def executemany(self, sql: str, rows: list[tuple]) -> None:
         log_statement(f"{sql} -- {len(rows)} rows")  # peewee does not log executemany
         self.db.cursor().executemany(sql, rows)
+
+    def streaming(self, sql: str, params: Iterable[Any] = ()) -> contextlib.AbstractContextManager:
+        """A cursor over the rows of `sql` that fetches them as they are read, its `description`
+        naming the columns: memory stays flat whatever the result's size. Inside a transaction
+        (`snapshot`); several may be open at once."""
+        raise NotImplementedError
 
     # -- transactions and locks ------------------------------------------------------------
 

@@ -4,8 +4,9 @@ the migration lock, `pg_dump` backups and rehearsals in a transaction rolled bac
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,9 @@ from playhouse.migrate import SchemaMigrator
 from ..database import translate_errors
 from ..errors import MigrationError
 from ..identifiers import q
+from ..sql_log import log_statement
 from .base import Backend, Progress
-from .catalog import Table
+from .catalog import BATCH, Table
 from .pg_backup import backup_postgres
 from .pg_bulk import canon_sql, copy_out, pg_hash_sql
 from .pg_catalog import PostgresCatalog
@@ -36,6 +38,7 @@ class PostgresBackend(Backend):
     nul_in_text = False  # text cannot hold "\x00": refused before any SQL
     hash_anti_joins = True
     copy_digests = True
+    byte_order = ' COLLATE "C"'  # the database's collation may sort by language
     backup_checked = "pg_restore --list reads it, every table's data is in it"
     catalog_class = PostgresCatalog
     safety_mixin = PostgresSafety
@@ -115,6 +118,20 @@ class PostgresBackend(Backend):
         types = [*self.catalog.column_types(table.name).values(), *extra_types]
         return copy_out(self.db, select, types, digest)
 
+    @contextlib.contextmanager
+    def streaming(self, sql: str, params: Iterable[Any] = ()) -> Iterator[Any]:
+        # a server-side cursor (DECLARE … FETCH): psycopg's plain cursor would hold every row;
+        # it lives in the caller's transaction, so pgbouncer's transaction pooling keeps it
+        params = tuple(params)
+        log_statement(sql)
+        cursor = self.db.connection().cursor(name=f"sessionorm_stream_{next(CURSOR_NUMBERS)}")
+        cursor.itersize = BATCH
+        try:
+            cursor.execute(sql, params)
+            yield cursor
+        finally:
+            cursor.close()
+
     # -- transactions and locks ------------------------------------------------------------
 
     def snapshot(self, busy_timeout: float) -> contextlib.AbstractContextManager:
@@ -176,6 +193,9 @@ class PostgresBackend(Backend):
         if kind in ("integer", "bigint", "smallint") and isinstance(value, bool):
             return int(value)
         return value
+
+
+CURSOR_NUMBERS = itertools.count()  # server-side cursors need names unique in their session
 
 
 def orphans_sql(table: str, fk: peewee.ForeignKeyMetadata) -> str:

@@ -188,6 +188,15 @@ class SqliteBackend(Backend):
             LOGGER.debug((f"{sql} -- {len(rows)} rows", ()))
         self.db.connection().executemany(sql, rows)
 
+    @contextlib.contextmanager
+    def streaming(self, sql: str, params: Iterable[Any] = ()) -> Iterator[Any]:
+        # sqlite3's cursor steps the statement as it is iterated: nothing is fetched ahead
+        cursor = self.execute(sql, params)
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
     # -- transactions and locks ------------------------------------------------------------
 
     def snapshot(self, busy_timeout: float) -> contextlib.AbstractContextManager:
