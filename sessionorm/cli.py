@@ -647,6 +647,84 @@ def makemigration(
     click.echo("review it, then: sessionorm migrate --dry-run, then sessionorm migrate --backup")
 
 
+@cli.command()
+@database_options
+@click.option(
+    "--older-than",
+    required=True,
+    metavar="AGE|DATE",
+    help="Sessions last active before this: an age (90d, 12h, 2w) or a date / ISO-8601 time.",
+)
+@click.option(
+    "--status", "only_status", metavar="S", help="Only sessions of this status (never a running one)."
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; change nothing.")
+@click.option("--backup", "take_backup", is_flag=True, help="Back up under the write lock before deleting.")
+@click.option("--vacuum", is_flag=True, help="Give the room back afterwards and report the bytes freed.")
+def prune(
+    db: str,
+    busy_timeout: float,
+    migrations_dir: str | None,
+    older_than: str,
+    only_status: str | None,
+    dry_run: bool,
+    take_backup: bool,
+    vacuum: bool,
+) -> None:
+    """Delete whole sessions last active before --older-than, with their threads, messages
+    and the app's rows of them, in one transaction. Running sessions are never deleted.
+
+    A session's last activity is the latest of its createdAt and lastRun, its threads'
+    updatedAt and its messages' createdAt.
+    """
+    try:
+        report = commands.prune(
+            db,
+            older_than,
+            status=only_status,
+            dry_run=dry_run,
+            backup=take_backup,
+            vacuum=vacuum,
+            busy_timeout=busy_timeout,
+        )
+    except ValidationError as exc:  # a bad age or a running status: a usage error
+        raise click.UsageError(str(exc)) from None
+    if wants_json():
+        emit(report)
+        return
+    verb = "would delete" if dry_run else "deleted"
+    if dry_run:
+        click.echo(f"dry run: nothing will be written to {report.database}")
+    if report.backup:
+        click.echo(f"backup: {report.backup} (checked: {report.backup_checked})")
+    for s in report.sessions:
+        click.echo(
+            f"{verb} session {s.id}  {s.name!r}  {s.status}  last active {s.last_activity}  "
+            f"{s.threads} threads  {s.messages} messages"
+        )
+    if report.running_kept:
+        click.echo(
+            f"kept {len(report.running_kept)} old session(s) that are running: "
+            f"{', '.join(report.running_kept)}"
+        )
+    if report.unreadable_kept:
+        click.echo(
+            f"kept {len(report.unreadable_kept)} session(s) whose last activity is not a time: "
+            f"{', '.join(report.unreadable_kept)}"
+        )
+    if not report.sessions:
+        click.echo(f"nothing to prune: no session last active before {report.cutoff.isoformat()}")
+    else:
+        rows = ", ".join(f"{table} {n:,}" for table, n in report.tables.items())
+        click.echo(
+            f"{verb} {len(report.sessions)} session(s) last active before {report.cutoff.isoformat()}: {rows}"
+        )
+    if report.vacuumed:
+        click.echo(
+            f"vacuum: {report.bytes_freed:,} bytes freed ({report.bytes_before:,} -> {report.bytes_after:,})"
+        )
+
+
 class QuietWhenClosed:
     """stdout that, once its reader has gone (`| head -1`), drops the rest of the output."""
 

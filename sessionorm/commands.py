@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playhouse.migrations import Migration
 
-from . import planning
+from . import planning, pruning
 from .agent_memory import AgentMemory, AgentSessionInfo
 from .backends import backend_for, opened
 from .copy.checks import CopyReport
@@ -26,8 +26,10 @@ from .exercise import exercise as exercise_store
 from .migration_options import BackfillResult
 from .model_loading import load_models
 from .models import ThreadMessage
+from .moments import parse_moment
 from .planning import MigrateReport, RollbackReport
 from .progress import Progress
+from .pruning import PruneReport
 from .runner import runner_for
 from .scaffold import NewMigration, make_migration
 from .store import SearchHit, SessionStore
@@ -389,3 +391,45 @@ def makemigration(
                 "so that yours starts where they end (nothing was written)"
             )
         return make_migration(database, load_models(models), name, target.migrations_dir)
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+def prune(
+    db: DB = None,
+    older_than: str = "90d",
+    status: str | None = None,
+    dry_run: bool = False,
+    backup: bool = False,
+    vacuum: bool = False,
+    busy_timeout: float | None = None,
+) -> PruneReport:
+    """Delete the sessions last active before `older_than`, with every row of theirs, in one
+    transaction; running sessions are never deleted.
+
+    A session's last activity is the latest of its `createdAt` and `lastRun`, its threads'
+    `updatedAt` and its messages' `createdAt`.
+
+    Args:
+        db: a SQLite path, a database URL, or None for the default database.
+        older_than: an age (`90d`, `12h`, `2w`) or a date or ISO-8601 time.
+        status: only sessions of this status (a running status is refused).
+        dry_run: list what would be deleted, from one snapshot, and change nothing.
+        backup: back up under the write lock first, when there is something to delete.
+        vacuum: afterwards give the room back (SQLite: VACUUM; PostgreSQL: VACUUM of the
+            tables written) and report the bytes freed.
+        busy_timeout: seconds to wait for another writer's lock.
+
+    Returns:
+        A `PruneReport`: the `sessions` (id, name, status, last activity, threads, messages),
+        rows per table, the running sessions kept, the backup and the bytes freed.
+
+    Raises:
+        ValidationError: a bad age or a running status; MigrationError: migrations are
+        pending; ValidationError too when another program's rows reference a session;
+        BackupError, DatabaseBusyError, DatabaseOpenError.
+    """
+    return pruning.prune(
+        Target.of(db, busy_timeout), older_than, parse_moment(older_than), status, dry_run, backup, vacuum
+    )

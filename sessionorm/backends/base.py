@@ -133,6 +133,10 @@ class Backend:
         """
         return True
 
+    def lock_writers(self) -> None:
+        """Inside `write()`: keep every other writer of sessionorm's tables out until the
+        transaction ends (SQLite's `BEGIN IMMEDIATE` already did)."""
+
     @property
     def search(self) -> MessageSearch:
         """Full-text search over messages (the index migration 7 makes)."""
@@ -151,6 +155,15 @@ class Backend:
     def integrity_problems(self) -> list[str]:
         """What the engine's own checks find wrong (pages, indexes, foreign keys)."""
         return []
+
+    def storage_bytes(self) -> int:
+        """The bytes the database takes where it is stored (a file and its -wal; a server's
+        `pg_database_size`)."""
+        raise NotImplementedError
+
+    def reclaim_space(self, tables: list[str]) -> None:
+        """Outside any transaction: give back the room deleted rows left (`prune --vacuum`)."""
+        raise NotImplementedError
 
     def linear_plans(self) -> contextlib.AbstractContextManager:
         """Plans that stay linear in the block's whole-table checks, statistics or not."""

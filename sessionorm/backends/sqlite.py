@@ -245,6 +245,17 @@ class SqliteBackend(Backend):
             rows.append((f"stopped: {first_line(exc)}",))
         return rows
 
+    def storage_bytes(self) -> int:
+        path = self.db.real_path  # type: ignore[attr-defined]  # set by `open_sqlite`
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+    def reclaim_space(self, tables: list[str]) -> None:
+        """VACUUM (the whole file: SQLite vacuums no single table), then a checkpoint that
+        copies the rewritten pages into the file and truncates the -wal."""
+        con = self.db.connection()
+        con.execute("VACUUM")
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     @contextlib.contextmanager
     def bulk_pragmas(self) -> Iterator[None]:
         """A larger page cache for a one-off bulk step, reset afterwards."""
