@@ -13,7 +13,7 @@ The store::
 The commands, the same functions the `sessionorm` CLI calls (each takes a path, a URL or
 None for the default database, and returns a report instead of printing)::
 
-    from sessionorm import migrate, status, verify, rollback, backup, diff, makemigration
+    from sessionorm import migrate, status, verify, rollback, backup, diff, makemigration, prune
     migrate("sessions.sqlite", backup=True)   # MigrateReport: applied, migrated, backup, …
     verify("sessions.sqlite").ok              # VerifyReport: ok, problems, notes
     copy("sessions.sqlite", "postgresql://…")  # CopyReport: rows and checksums per table
@@ -30,6 +30,7 @@ from .commands import (
     diff,
     makemigration,
     migrate,
+    prune,
     restore_threads,
     rollback,
     status,
@@ -73,6 +74,7 @@ __all__ = [
     "diff",
     "makemigration",
     "migrate",
+    "prune",
     "restore_threads",
     "rollback",
     "status",
