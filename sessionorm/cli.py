@@ -725,6 +725,32 @@ def prune(
         )
 
 
+@cli.command()
+@database_options
+@click.argument("backup_file", metavar="BACKUP", type=click.Path(dir_okay=False))
+def restore(db: str, busy_timeout: float, migrations_dir: str | None, backup_file: str) -> None:
+    """Replace the whole database with BACKUP (from `sessionorm backup`), keeping the replaced one.
+
+    BACKUP is checked first. SQLite: one write transaction on the live file, refused while
+    another process writes. PostgreSQL: restored into a new database, then renamed into
+    place, refused while another process is connected. All or nothing.
+    """
+    with showing_progress() as progress:
+        report = commands.restore(backup_file, db, busy_timeout=busy_timeout, progress=progress)
+    if wants_json():
+        emit(report)
+        return
+    if report.kept:
+        click.echo(f"kept the replaced database as {report.kept}")
+    rows = sum(report.tables.values())
+    click.echo(f"restored {report.database} from {report.backup}: {len(report.tables)} tables, {rows:,} rows")
+    if report.pending:
+        click.echo(
+            f"note: the backup predates {len(report.pending)} migration(s) ({', '.join(report.pending)}); "
+            "run `sessionorm migrate`"
+        )
+
+
 class QuietWhenClosed:
     """stdout that, once its reader has gone (`| head -1`), drops the rest of the output."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playhouse.migrations import Migration
 
-from . import planning, pruning
+from . import planning, pruning, restoring
 from .agent_memory import AgentMemory, AgentSessionInfo
 from .backends import backend_for, opened
 from .copy.checks import CopyReport
@@ -30,6 +30,7 @@ from .moments import parse_moment
 from .planning import MigrateReport, RollbackReport
 from .progress import Progress
 from .pruning import PruneReport
+from .restoring import DatabaseRestoreReport
 from .runner import runner_for
 from .scaffold import NewMigration, make_migration
 from .store import SearchHit, SessionStore
@@ -433,3 +434,38 @@ def prune(
     return pruning.prune(
         Target.of(db, busy_timeout), older_than, parse_moment(older_than), status, dry_run, backup, vacuum
     )
+
+
+# -- restore ----------------------------------------------------------------------------------
+
+
+def restore(
+    backup: str | os.PathLike,
+    db: DB = None,
+    busy_timeout: float | None = None,
+    progress: Progress = None,
+) -> DatabaseRestoreReport:
+    """Replace the whole database with a checked backup, atomically, keeping the replaced one.
+
+    The backup is checked first (integrity; a `sessions` and a `migrations` table). SQLite: one
+    write transaction on the live file (refused while another process writes), the replaced
+    content kept as `<db>.backup-YYYY-MM-DD-HHMMSS`. PostgreSQL: the `pg_dump` archive restored
+    into a new database, checked, then renamed into place in one transaction, the replaced one
+    kept as `<db>_replaced_<stamp>` (refused while another process is connected).
+
+    Args:
+        backup: a SQLite backup file, or a `pg_dump --format=custom` archive (`sessionorm backup`).
+        db: a SQLite path, a database URL, or None for the default database.
+        busy_timeout: seconds to wait for another writer's lock.
+        progress: called with one-line progress messages.
+
+    Returns:
+        A `DatabaseRestoreReport`: the `kept` database, rows per table, migrations `pending`
+        (a backup older than the code: run `sessionorm migrate`).
+
+    Raises:
+        BackupError: the backup is missing, damaged or not sessionorm's (nothing changed);
+        DatabaseBusyError: another process writes or is connected (nothing changed);
+        MigrationError, DatabaseOpenError.
+    """
+    return restoring.restore(backup, Target.of(db, busy_timeout), progress)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +27,15 @@ if TYPE_CHECKING:
     from ..target import Target
 
 Progress = Callable[[str], None] | None  # receives one-line progress messages
+
+
+@dataclass
+class Restored:
+    """What `Backend.restore` did: where the replaced database was kept (a file, or a server
+    database's name; None when there was none) and the restored tables' row counts."""
+
+    kept: str | None
+    tables: dict[str, int]
 
 
 class Backend:
@@ -89,6 +99,13 @@ class Backend:
     ) -> Path:
         """A checked copy of `target`; `locked`: an open connection whose transaction holds
         the migration's write lock (the backup then shows the state the migration starts from)."""
+        raise NotImplementedError
+
+    @classmethod
+    def restore(cls, target: Target, backup: Path, progress: Progress = None) -> Restored:
+        """Replace the database with a checked `backup` (one `backup` made) atomically, keeping
+        the replaced one; refused while another process writes (SQLite) or is connected
+        (PostgreSQL)."""
         raise NotImplementedError
 
     @classmethod

@@ -15,13 +15,14 @@ from playhouse.migrate import SchemaMigrator
 from ..database import translate_errors
 from ..errors import MigrationError
 from ..identifiers import q
-from .base import Backend, Progress
+from .base import Backend, Progress, Restored
 from .catalog import Table
 from .pg_backup import backup_postgres
 from .pg_bulk import canon_sql, copy_out, pg_hash_sql
 from .pg_catalog import PostgresCatalog
 from .pg_connections import TransactionTimeouts, linear_plans, open_url
 from .pg_migrator import PostgresSafety, lock_database
+from .pg_restore import restore_postgres
 from .pg_search import PostgresSearch
 
 if TYPE_CHECKING:
@@ -68,6 +69,11 @@ class PostgresBackend(Backend):
     ) -> Path:
         # pg_dump's ACCESS SHARE locks are compatible with the migration lock
         return backup_postgres(target, dest, locked)
+
+    @classmethod
+    def restore(cls, target: Target, backup: Path, progress: Progress = None) -> Restored:
+        """`pg_restore` into a new database, then renames (see `pg_restore`)."""
+        return restore_postgres(target, backup, progress)
 
     @classmethod
     @contextlib.contextmanager
