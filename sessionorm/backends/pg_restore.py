@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import time
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,12 +124,16 @@ def in_use_message(target: Target, others: int | None = None) -> str:
 
 
 def refuse_if_connected(admin: peewee.Database, name: str, target: Target) -> None:
-    """Refuse before any work while others are connected (the rename would refuse at the end)."""
+    """Refuse before any work while others are connected (the rename would refuse at the end);
+    wait up to the busy timeout for them to go (a closed connection's server process exits a
+    moment later)."""
     if not admin.execute_sql("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,)).fetchone():
         raise DatabaseOpenError(f"no database {name!r} on the server of {target}")
-    others = connected(admin, name)
-    if others:
-        raise DatabaseBusyError(in_use_message(target, others))
+    deadline = time.monotonic() + target.busy_timeout
+    while others := connected(admin, name):
+        if time.monotonic() >= deadline:
+            raise DatabaseBusyError(in_use_message(target, others))
+        time.sleep(0.05)
 
 
 def drop_leftovers(admin: peewee.Database, name: str) -> None:
