@@ -129,6 +129,8 @@ def prune(
                     add(report, session, delete_session_rows(database, backend.sql, session.id))
                     backend.execute(backend.sql(RECORD_SESSION_DELETED), (now_timestamp(), session.id))
             if vacuum:
+                with backend.write():
+                    backend.search.compact()
                 backend.reclaim_space([*report.tables, *SEARCH_TABLES])
                 report.vacuumed = True
                 report.bytes_after = backend.storage_bytes()
