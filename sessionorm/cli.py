@@ -536,7 +536,7 @@ def backup(db: str, busy_timeout: float, migrations_dir: str | None, output: str
     with showing_progress() as progress:
         path = commands.backup(db, output, busy_timeout=busy_timeout, progress=progress)
     if wants_json():
-        emit({"backup": path, "checked": commands.backup_checked(db)})
+        emit({"backup": path, "checked": commands.backup_checked(Target.of(db))})
         return
     click.echo(f"backup: {path}")
 
