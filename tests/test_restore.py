@@ -225,9 +225,9 @@ def fingerprint(path: Path) -> tuple[str, list]:
 
 def test_sigkill_during_a_sqlite_restore_leaves_the_old_database_intact(tmp_path):
     live = tmp_path / "live.db"
-    big_sqlite(live, sessions=200, messages=1500)  # 300,000 messages
+    big_sqlite(live, sessions=100, messages=1000)  # 100,000 messages
     saved = backup(live)
-    with sqlite3.connect(live) as con:  # the live file now differs from the backup
+    with contextlib.closing(sqlite3.connect(live)) as con, con:  # now it differs from the backup
         con.execute("PRAGMA foreign_keys = ON")
         con.execute("DELETE FROM sessions WHERE id IN ('s1', 's2', 's3')")
     before = fingerprint(live)
@@ -258,7 +258,7 @@ def test_sigkill_during_a_sqlite_restore_leaves_the_old_database_intact(tmp_path
         worker.wait()
     assert fingerprint(live) == before
     report = restore(saved, live)  # and a restore afterwards works
-    assert report.tables["thread_messages"] == 300_001
+    assert report.tables["thread_messages"] == 100_001
     assert fingerprint(live) != before and fingerprint(live)[1] == [("ok",)]
 
 
@@ -268,11 +268,11 @@ def test_sigkill_during_pg_restore_leaves_the_live_database_intact(backend, pool
             "PostgreSQL directly: SQLite has its own test; through pgbouncer every restore is refused"
         )
     seed(backend, sessions=1, messages=1)
-    with backend.connect() as con:  # 200,000 sessions, each with a thread of 3 messages
+    with backend.connect() as con:  # 60,000 sessions, each with a thread of 3 messages
         con.execute(
             'INSERT INTO sessions (id, name, "ampPrompt", "repoRoot", "baseBranch", "branchName",'
             " \"worktreePath\", status, \"createdAt\") SELECT 's' || i, 'bulk', 'p', '/r', 'main',"
-            " 'b', '/w', 'idle', '2026-01-01T00:00:00.000Z' FROM generate_series(1, 200000) i"
+            " 'b', '/w', 'idle', '2026-01-01T00:00:00.000Z' FROM generate_series(1, 60000) i"
         )
         con.execute(
             'INSERT INTO threads (id, "sessionId", name, "createdAt", "updatedAt")'
@@ -311,8 +311,8 @@ def test_sigkill_during_pg_restore_leaves_the_live_database_intact(backend, pool
     assert backend.snapshot() == before
     report = restore(saved, backend.target)  # the leftover database is dropped
     try:
-        assert backend.query("SELECT count(*) FROM sessions") == [(200_001,)]
-        assert backend.query("SELECT count(*) FROM thread_messages") == [(600_001,)]
+        assert backend.query("SELECT count(*) FROM sessions") == [(60_001,)]
+        assert backend.query("SELECT count(*) FROM thread_messages") == [(180_001,)]
         assert databases(backend) == {name, report.kept}
     finally:
         drop(backend, str(report.kept))
@@ -408,6 +408,16 @@ def test_a_bad_backup_is_refused_with_a_clear_message_and_nothing_changes(backen
         refused = DatabaseBusyError if backend.name == "pgbouncer" else MigrationError
     with pytest.raises(refused):
         restore(bad, backend.target)
+
+
+def test_the_database_itself_is_no_backup_of_it(tmp_path, file_digest):
+    db = Backend("sqlite", str(tmp_path / "live.db"))
+    seed(db)
+    before = file_digest(db.target)
+    done = run_module("restore", db.target, "--db-path", db.target, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "is the database itself" in one_error_line(done.stderr)
+    assert file_digest(db.target) == before
 
 
 def test_a_backup_from_before_a_migration_is_restored_and_the_pending_migration_named(tmp_path):

@@ -62,6 +62,8 @@ def restore_sqlite(backup: Path, live: Path, busy_timeout: float, progress: Prog
     expected = check_backup(backup)
     if not check_sqlite_file(live, must_exist=False):
         return Restored(kept=None, tables=copy_into_place(backup, live, expected, busy_timeout))
+    if os.path.samefile(backup, live):
+        raise BackupError(f"{backup} is the database itself; name a backup of it")
     if not live.stat().st_mode & 0o222:
         raise DatabaseOpenError(f"{live} is read-only; refusing to restore into it")
     con = sqlite3.connect(live, timeout=busy_timeout, isolation_level=None, uri=False)
