@@ -24,6 +24,8 @@ from .database import DEFAULT_BUSY_TIMEOUT, scrub
 from .documents import dumps
 from .errors import SessionormError, ValidationError
 from .models import ROLES
+from .moments import parse_moment
+from .pruning import check_status as check_prune_status
 from .sql_log import TimedPrinter, capturing
 from .store import SearchHit
 from .target import Target
@@ -677,18 +679,20 @@ def prune(
     A session's last activity is the latest of its createdAt and lastRun, its threads'
     updatedAt and its messages' createdAt.
     """
-    try:
-        report = commands.prune(
-            db,
-            older_than,
-            status=only_status,
-            dry_run=dry_run,
-            backup=take_backup,
-            vacuum=vacuum,
-            busy_timeout=busy_timeout,
-        )
-    except ValidationError as exc:  # a bad age or a running status: a usage error
+    try:  # a bad age or a running status: a usage error
+        parse_moment(older_than)
+        check_prune_status(only_status)
+    except ValidationError as exc:
         raise click.UsageError(str(exc)) from None
+    report = commands.prune(
+        db,
+        older_than,
+        status=only_status,
+        dry_run=dry_run,
+        backup=take_backup,
+        vacuum=vacuum,
+        busy_timeout=busy_timeout,
+    )
     if wants_json():
         emit(report)
         return

@@ -19,7 +19,7 @@ from .backends import backend_for, backend_of, opened
 from .errors import ValidationError
 from .models import SEARCH_TABLES
 from .planning import refuse_pending
-from .session_children import delete_session_rows
+from .session_children import DELETION_ORDER, delete_session_rows
 from .target import Target
 from .thread_record import RECORD_SESSION_DELETED
 from .validation import quoted
@@ -161,5 +161,7 @@ def add(report: PruneReport, session: PrunedSession, rows: dict[str, int]) -> No
     session.threads = rows.get("threads", 0)
     session.messages = rows.get("thread_messages", 0)
     report.sessions.append(session)
+    total = dict(report.tables)
     for table, n in rows.items():
-        report.tables[table] = report.tables.get(table, 0) + n
+        total[table] = total.get(table, 0) + n
+    report.tables = {t: total[t] for t in DELETION_ORDER if t in total}  # the app's order

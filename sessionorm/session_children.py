@@ -35,6 +35,16 @@ APP_CHILDREN = (
 )
 AGENT_SESSIONS = AGENT_TABLES[0]
 CASCADED = ("threads", "thread_messages", AGENT_SESSIONS)  # ON DELETE CASCADE from sessions
+# The tables `delete_session_rows` reports, in its order (the cascaded ones before `sessions`).
+DELETION_ORDER = (
+    *METRIC_CHILDREN,
+    "metric_iterations",
+    *(table for table, _ in APP_CHILDREN),
+    "thread_messages",
+    "threads",
+    AGENT_SESSIONS,
+    "sessions",
+)
 
 
 def delete_session_rows(
