@@ -325,3 +325,17 @@ def test_prune_waits_for_the_write_lock_and_gives_up_busy_changing_nothing(tmp_p
         holder.wait()
     assert db.query("SELECT id FROM sessions") == [(sid,)]
     assert state(db)[0] == before[0]
+
+
+def test_a_session_whose_latest_time_is_not_a_time_is_kept_and_listed(backend, sessions):
+    backend.execute('UPDATE sessions SET "lastRun" = ? WHERE id = ?', ("next tuesday", sessions["old_done"]))
+    backend.execute(
+        'UPDATE sessions SET "lastRun" = ? WHERE id = ?', ("2019-06-01 10:00:00", sessions["old_idle"])
+    )
+    listed = prune(backend.target, "90d", dry_run=True)
+    assert listed.unreadable_kept == [sessions["old_done"]]
+    done = prune(backend.target, "90d")
+    assert done.unreadable_kept == [sessions["old_done"]]
+    # SQLite's CURRENT_TIMESTAMP form is a time: the old session goes
+    assert sorted(s.id for s in done.sessions) == sorted([sessions["old_idle"], sessions["old_error"]])
+    assert {sessions["old_done"]} <= {r[0] for r in backend.query("SELECT id FROM sessions")}
