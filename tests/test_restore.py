@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,10 +65,15 @@ def rows_of(target: str, is_pg: bool) -> object:
 
 
 @pytest.fixture
-def pooled(backend: Backend) -> bool:
-    """Through pgbouncer, the pool keeps server connections to the database: every restore is
-    refused (PostgreSQL does not rename a database others are connected to)."""
-    return backend.name == "pgbouncer"
+def pooled(backend: Backend) -> Iterator[bool]:
+    """Whether the database is reached through pgbouncer, whose pool keeps server connections
+    to it: every restore is refused (PostgreSQL does not rename a database others are
+    connected to). Afterwards the databases the test's restores made are dropped (kept ones,
+    or those a failed test left)."""
+    yield backend.name == "pgbouncer"
+    if backend.is_pg:
+        for name in databases(backend) - {backend.direct.rsplit("/", 1)[1]}:
+            drop(backend, name)
 
 
 def test_restore_brings_back_the_backup_and_keeps_the_replaced_database(backend, pooled, tmp_path):
@@ -376,7 +382,7 @@ def truncated_dump(db: Backend, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["missing", "text", "damaged", "another program's"])
-def test_a_bad_backup_is_refused_with_a_clear_message_and_nothing_changes(backend, tmp_path, kind):
+def test_a_bad_backup_is_refused_with_a_clear_message_and_nothing_changes(backend, pooled, tmp_path, kind):
     seed(backend)
     bad = {
         "missing": lambda: tmp_path / "no-such-backup",
