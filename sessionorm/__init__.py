@@ -13,7 +13,7 @@ The store::
 The commands, the same functions the `sessionorm` CLI calls (each takes a path, a URL or
 None for the default database, and returns a report instead of printing)::
 
-    from sessionorm import migrate, status, verify, rollback, backup, diff, makemigration
+    from sessionorm import migrate, status, verify, rollback, backup, diff, makemigration, prune
     migrate("sessions.sqlite", backup=True)   # MigrateReport: applied, migrated, backup, …
     verify("sessions.sqlite").ok              # VerifyReport: ok, problems, notes
     copy("sessions.sqlite", "postgresql://…")  # CopyReport: rows and checksums per table
@@ -33,6 +33,8 @@ from .commands import (
     import_sessions,
     makemigration,
     migrate,
+    prune,
+    restore,
     restore_threads,
     rollback,
     status,
@@ -80,6 +82,8 @@ __all__ = [
     "import_sessions",
     "makemigration",
     "migrate",
+    "prune",
+    "restore",
     "restore_threads",
     "rollback",
     "status",

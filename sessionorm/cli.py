@@ -25,6 +25,8 @@ from .database import DEFAULT_BUSY_TIMEOUT, scrub
 from .documents import dumps
 from .errors import SessionormError, ValidationError
 from .models import ROLES
+from .moments import parse_moment
+from .pruning import check_status as check_prune_status
 from .sql_log import TimedPrinter, capturing
 from .store import SearchHit
 from .target import Target
@@ -830,6 +832,112 @@ def import_(db: Target, busy_timeout: float | None, migrations_dir: str | None, 
         f"messages, {report.agent_sessions:,} agent sessions, {report.agent_items:,} agent items; "
         f"skipped {report.skipped:,} rows present and identical; {report.seconds:.1f} s"
     )
+
+
+@cli.command()
+@database_options
+@click.option(
+    "--older-than",
+    required=True,
+    metavar="AGE|DATE",
+    help="Sessions last active before this: an age (90d, 12h, 2w) or a date / ISO-8601 time.",
+)
+@click.option(
+    "--status", "only_status", metavar="S", help="Only sessions of this status (never a running one)."
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; change nothing.")
+@click.option("--backup", "take_backup", is_flag=True, help="Back up under the write lock before deleting.")
+@click.option("--vacuum", is_flag=True, help="Give the room back afterwards and report the bytes freed.")
+def prune(
+    db: str,
+    busy_timeout: float,
+    migrations_dir: str | None,
+    older_than: str,
+    only_status: str | None,
+    dry_run: bool,
+    take_backup: bool,
+    vacuum: bool,
+) -> None:
+    """Delete whole sessions last active before --older-than, with their threads, messages
+    and the app's rows of them, in one transaction. Running sessions are never deleted.
+
+    A session's last activity is the latest of its createdAt and lastRun, its threads'
+    updatedAt and its messages' createdAt.
+    """
+    try:  # a bad age or a running status: a usage error
+        parse_moment(older_than)
+        check_prune_status(only_status)
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from None
+    report = commands.prune(
+        db,
+        older_than,
+        status=only_status,
+        dry_run=dry_run,
+        backup=take_backup,
+        vacuum=vacuum,
+        busy_timeout=busy_timeout,
+    )
+    if wants_json():
+        emit(report)
+        return
+    verb = "would delete" if dry_run else "deleted"
+    if dry_run:
+        click.echo(f"dry run: nothing will be written to {report.database}")
+    if report.backup:
+        click.echo(f"backup: {report.backup} (checked: {report.backup_checked})")
+    for s in report.sessions:
+        click.echo(
+            f"{verb} session {s.id}  {s.name!r}  {s.status}  last active {s.last_activity}  "
+            f"{s.threads} threads  {s.messages} messages"
+        )
+    if report.running_kept:
+        click.echo(
+            f"kept {len(report.running_kept)} old session(s) that are running: "
+            f"{', '.join(report.running_kept)}"
+        )
+    if report.unreadable_kept:
+        click.echo(
+            f"kept {len(report.unreadable_kept)} session(s) whose last activity is not a time: "
+            f"{', '.join(report.unreadable_kept)}"
+        )
+    if not report.sessions:
+        click.echo(f"nothing to prune: no session last active before {report.cutoff.isoformat()}")
+    else:
+        rows = ", ".join(f"{table} {n:,}" for table, n in report.tables.items())
+        click.echo(
+            f"{verb} {len(report.sessions)} session(s) last active before {report.cutoff.isoformat()}: {rows}"
+        )
+    if report.vacuumed:
+        click.echo(
+            f"vacuum: {report.bytes_freed:,} bytes freed ({report.bytes_before:,} -> {report.bytes_after:,})"
+        )
+
+
+@cli.command()
+@database_options
+@click.argument("backup_file", metavar="BACKUP", type=click.Path(dir_okay=False))
+def restore(db: str, busy_timeout: float, migrations_dir: str | None, backup_file: str) -> None:
+    """Replace the whole database with BACKUP (from `sessionorm backup`), keeping the replaced one.
+
+    BACKUP is checked first. SQLite: one write transaction on the live file, refused while
+    another process writes. PostgreSQL: restored into a new database, then renamed into
+    place, refused while another process is connected. All or nothing.
+    """
+    with showing_progress() as progress:
+        report = commands.restore(backup_file, db, busy_timeout=busy_timeout, progress=progress)
+    if wants_json():
+        emit(report)
+        return
+    if report.kept:
+        click.echo(f"kept the replaced database as {report.kept}")
+    rows = sum(report.tables.values())
+    click.echo(f"restored {report.database} from {report.backup}: {len(report.tables)} tables, {rows:,} rows")
+    if report.pending:
+        click.echo(
+            f"note: the backup predates {len(report.pending)} migration(s) ({', '.join(report.pending)}); "
+            "run `sessionorm migrate`"
+        )
 
 
 class QuietWhenClosed:

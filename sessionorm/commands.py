@@ -16,7 +16,7 @@ from typing import TextIO
 
 from playhouse.migrations import Migration
 
-from . import planning
+from . import planning, pruning, restoring
 from .agent_memory import AgentMemory, AgentSessionInfo
 from .backends import backend_for, opened
 from .copy.checks import CopyReport
@@ -34,6 +34,8 @@ from .models import Session, Thread, ThreadMessage
 from .moments import parse_moment
 from .planning import MigrateReport, RollbackReport
 from .progress import Progress
+from .pruning import PruneReport
+from .restoring import DatabaseRestoreReport
 from .runner import runner_for
 from .scaffold import NewMigration, make_migration
 from .store import SearchHit, SessionStore
@@ -508,3 +510,80 @@ def import_sessions(
         was written. MigrationError: pending migrations; DatabaseOpenError, DatabaseBusyError.
     """
     return import_file(Target.of(db, busy_timeout, migrations_dir), file, progress)
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+def prune(
+    db: DB = None,
+    older_than: str = "90d",
+    status: str | None = None,
+    dry_run: bool = False,
+    backup: bool = False,
+    vacuum: bool = False,
+    busy_timeout: float | None = None,
+) -> PruneReport:
+    """Delete the sessions last active before `older_than`, with every row of theirs, in one
+    transaction; running sessions are never deleted.
+
+    A session's last activity is the latest of its `createdAt` and `lastRun`, its threads'
+    `updatedAt` and its messages' `createdAt`.
+
+    Args:
+        db: a SQLite path, a database URL, or None for the default database.
+        older_than: an age (`90d`, `12h`, `2w`) or a date or ISO-8601 time.
+        status: only sessions of this status (a running status is refused).
+        dry_run: list what would be deleted, from one snapshot, and change nothing.
+        backup: back up under the write lock first, when there is something to delete.
+        vacuum: afterwards give the room back (SQLite: VACUUM; PostgreSQL: VACUUM of the
+            tables written) and report the bytes freed.
+        busy_timeout: seconds to wait for another writer's lock.
+
+    Returns:
+        A `PruneReport`: the `sessions` (id, name, status, last activity, threads, messages),
+        rows per table, the running sessions kept, the backup and the bytes freed.
+
+    Raises:
+        ValidationError: a bad age or a running status; MigrationError: migrations are
+        pending; ValidationError too when another program's rows reference a session;
+        BackupError, DatabaseBusyError, DatabaseOpenError.
+    """
+    return pruning.prune(
+        Target.of(db, busy_timeout), older_than, parse_moment(older_than), status, dry_run, backup, vacuum
+    )
+
+
+# -- restore ----------------------------------------------------------------------------------
+
+
+def restore(
+    backup: str | os.PathLike,
+    db: DB = None,
+    busy_timeout: float | None = None,
+    progress: Progress = None,
+) -> DatabaseRestoreReport:
+    """Replace the whole database with a checked backup, atomically, keeping the replaced one.
+
+    The backup is checked first (integrity; a `sessions` and a `migrations` table). SQLite: one
+    write transaction on the live file (refused while another process writes), the replaced
+    content kept as `<db>.backup-YYYY-MM-DD-HHMMSS`. PostgreSQL: the `pg_dump` archive restored
+    into a new database, checked, then renamed into place in one transaction, the replaced one
+    kept as `<db>_replaced_<stamp>` (refused while another process is connected).
+
+    Args:
+        backup: a SQLite backup file, or a `pg_dump --format=custom` archive (`sessionorm backup`).
+        db: a SQLite path, a database URL, or None for the default database.
+        busy_timeout: seconds to wait for another writer's lock.
+        progress: called with one-line progress messages.
+
+    Returns:
+        A `DatabaseRestoreReport`: the `kept` database, rows per table, migrations `pending`
+        (a backup older than the code: run `sessionorm migrate`).
+
+    Raises:
+        BackupError: the backup is missing, damaged or not sessionorm's (nothing changed);
+        DatabaseBusyError: another process writes or is connected (nothing changed);
+        MigrationError, DatabaseOpenError.
+    """
+    return restoring.restore(backup, Target.of(db, busy_timeout), progress)

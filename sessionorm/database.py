@@ -140,6 +140,14 @@ def is_constraint(exc: BaseException) -> bool:
     return str(getattr(orig, "sqlite_errorname", "")).startswith("SQLITE_CONSTRAINT")
 
 
+IN_USE_SQLSTATE = "55006"  # object_in_use: e.g. renaming or dropping a database others are connected to
+
+
+def is_in_use(exc: BaseException) -> bool:
+    """Whether a server refused because other sessions use the object (by SQLSTATE)."""
+    return getattr(driver_error(exc), "sqlstate", None) == IN_USE_SQLSTATE
+
+
 def busy_message(where: object) -> str:
     return (
         f"{where}: database is busy (another process holds the write lock); "

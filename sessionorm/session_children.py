@@ -35,15 +35,34 @@ APP_CHILDREN = (
 )
 AGENT_SESSIONS = AGENT_TABLES[0]
 CASCADED = ("threads", "thread_messages", AGENT_SESSIONS)  # ON DELETE CASCADE from sessions
+# The tables `delete_session_rows` reports, in its order (the cascaded ones before `sessions`).
+DELETION_ORDER = (
+    *METRIC_CHILDREN,
+    "metric_iterations",
+    *(table for table, _ in APP_CHILDREN),
+    "thread_messages",
+    "threads",
+    AGENT_SESSIONS,
+    "sessions",
+)
 
 
-def delete_session_rows(db: peewee.Database, sql: Callable[[str], str], session_id: str) -> dict[str, int]:
+def delete_session_rows(
+    db: peewee.Database, sql: Callable[[str], str], session_id: str, count_only: bool = False
+) -> dict[str, int]:
     """Delete the session and every row of it, inside the caller's transaction; return the
-    rows deleted per table (tables with none left out). `sql` fills in `{p}` markers."""
+    rows deleted per table (tables with none left out). `sql` fills in `{p}` markers.
+
+    `count_only`: delete nothing, and return what the same call would delete (the same
+    tables, the same conditions: `prune --dry-run` lists exactly what `prune` deletes).
+    """
     tables = set(db.get_tables())
     refuse_unknown_children(db, sql, tables, session_id)
 
     def run(statement: str) -> int:
+        if count_only:  # `DELETE FROM t WHERE …` counted as `SELECT count(*) FROM t WHERE …`
+            counting = "SELECT count(*)" + statement.removeprefix("DELETE")
+            return db.execute_sql(sql(counting), (session_id,)).fetchone()[0]
         return db.execute_sql(sql(statement), (session_id,)).rowcount
 
     deleted = {}

@@ -59,6 +59,7 @@ def insert_template(model: type[peewee.Model]) -> str:
     return f"INSERT INTO {q(model._meta.table_name)} ({column_list(model)}) VALUES ({marks})"
 
 
+LATEST_MESSAGE = '(SELECT max(m."createdAt") FROM thread_messages m WHERE m."threadId" = t.id)'
 ID_CHUNK = 500  # ids per `IN (…)` list, well under every engine's limit of parameters
 MESSAGE_COUNT = '(SELECT count(*) FROM thread_messages m WHERE m."threadId" = t.id)'
 
@@ -554,8 +555,8 @@ class SessionStore:
 
     def attach_activity(self, sessions: list[Session]) -> None:
         """Give each session `.message_count` (over its threads) and `.last_activity`: the
-        latest of its `createdAt`, `lastRun` and its threads' `updatedAt` (which every
-        message written through the store or the app moves on)."""
+        latest of its `createdAt` and `lastRun`, its threads' `updatedAt` and its messages'
+        `createdAt` (as `prune` judges a session's age)."""
         by_id = {session.id: session for session in sessions}
         for session in sessions:
             session.message_count = 0
@@ -570,15 +571,15 @@ class SessionStore:
             marks = ", ".join([self.backend.param] * len(chunk))
             with translate_errors(self.location):
                 rows = self._query(
-                    f'SELECT t."sessionId", t."updatedAt", {MESSAGE_COUNT} FROM threads t'
+                    f'SELECT t."sessionId", t."updatedAt", {MESSAGE_COUNT}, {LATEST_MESSAGE} FROM threads t'
                     f' WHERE t."sessionId" IN ({marks})',
                     chunk,
                 ).fetchall()
-            for session_id, updated, messages in rows:
+            for session_id, updated, messages, written in rows:
                 session = by_id[session_id]
                 session.message_count += messages
-                updated = parse_timestamp(updated) if isinstance(updated, str) else updated
-                session.last_activity = latest([session.last_activity, updated])
+                moments = [parse_timestamp(v) if isinstance(v, str) else v for v in (updated, written)]
+                session.last_activity = latest([session.last_activity, *moments])
 
     def update_session(self, session: Session | str, **fields: Any) -> Session:
         """Set columns of a session (snake_case or the table's camelCase names, your own

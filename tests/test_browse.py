@@ -36,8 +36,11 @@ def three_sessions(backend: Backend) -> dict[str, str]:
         backend.execute(
             backend.sql('UPDATE sessions SET "createdAt" = ? WHERE id = ?'), (created, session.id)
         )
-    for t in (one, two):
-        backend.execute(backend.sql('UPDATE threads SET "updatedAt" = ? WHERE id = ?'), (NEW, t.id))
+    for t, moment in ((one, NEW), (two, NEW), (thread, OLD)):
+        backend.execute(backend.sql('UPDATE threads SET "updatedAt" = ? WHERE id = ?'), (moment, t.id))
+        backend.execute(
+            backend.sql('UPDATE thread_messages SET "createdAt" = ? WHERE "threadId" = ?'), (moment, t.id)
+        )
     # the app appends as it does: its own INSERT, then the thread's updatedAt
     backend.execute(
         backend.sql(
@@ -241,3 +244,18 @@ def test_on_a_terminal_a_message_cannot_steer_it(tmp_path: Path) -> None:
     assert "next\tline␀" in text
     assert "\x1b[2J" not in text and "\x07" not in text and "\x00" not in text
     assert "\x1b[" in text  # the heading's own colour
+
+
+def test_a_message_newer_than_its_threads_update_is_the_last_activity(backend: Backend) -> None:
+    """As `prune` judges age: a message written without moving its thread's updatedAt counts."""
+    ids = three_sessions(backend)
+    backend.execute(
+        backend.sql(
+            'INSERT INTO thread_messages (id, "threadId", role, content, "createdAt", idx)'
+            " VALUES (?, ?, ?, ?, ?, ?)"
+        ),
+        ("m-late", ids["old_thread"], "user", "late", "2026-07-01T08:00:00.000Z", 2),
+    )
+    by_id = {r["id"]: r for r in listed(backend)}
+    assert by_id[ids["old"]]["last_activity"].startswith("2026-07-01T08:00:00")
+    assert by_id[ids["old"]]["message_count"] == 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +27,15 @@ if TYPE_CHECKING:
     from ..target import Target
 
 Progress = Callable[[str], None] | None  # receives one-line progress messages
+
+
+@dataclass
+class Restored:
+    """What `Backend.restore` did: where the replaced database was kept (a file, or a server
+    database's name; None when there was none) and the restored tables' row counts."""
+
+    kept: str | None
+    tables: dict[str, int]
 
 
 class Backend:
@@ -94,6 +104,13 @@ class Backend:
         raise NotImplementedError
 
     @classmethod
+    def restore(cls, target: Target, backup: Path, progress: Progress = None) -> Restored:
+        """Replace the database with a checked `backup` (one `backup` made) atomically, keeping
+        the replaced one; refused while another process writes (SQLite) or is connected
+        (PostgreSQL)."""
+        raise NotImplementedError
+
+    @classmethod
     def rehearsal(cls, target: Target, created: bool) -> contextlib.AbstractContextManager:
         """Where a dry run's migrations run: a database like `target` whose changes are thrown
         away afterwards (`created`: the target does not exist yet)."""
@@ -141,6 +158,10 @@ class Backend:
         """
         return True
 
+    def lock_writers(self) -> None:
+        """Inside `write()`: keep every other writer of sessionorm's tables out until the
+        transaction ends (SQLite's `BEGIN IMMEDIATE` already did)."""
+
     @property
     def search(self) -> MessageSearch:
         """Full-text search over messages (the index migration 7 makes)."""
@@ -159,6 +180,15 @@ class Backend:
     def integrity_problems(self) -> list[str]:
         """What the engine's own checks find wrong (pages, indexes, foreign keys)."""
         return []
+
+    def storage_bytes(self) -> int:
+        """The bytes the database takes where it is stored (a file and its -wal; a server's
+        `pg_database_size`)."""
+        raise NotImplementedError
+
+    def reclaim_space(self, tables: list[str]) -> None:
+        """Outside any transaction: give back the room deleted rows left (`prune --vacuum`)."""
+        raise NotImplementedError
 
     def linear_plans(self) -> contextlib.AbstractContextManager:
         """Plans that stay linear in the block's whole-table checks, statistics or not."""

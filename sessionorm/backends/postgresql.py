@@ -17,13 +17,14 @@ from ..database import translate_errors
 from ..errors import MigrationError
 from ..identifiers import q
 from ..sql_log import log_statement
-from .base import Backend, Progress
+from .base import Backend, Progress, Restored
 from .catalog import BATCH, Table
 from .pg_backup import backup_postgres
 from .pg_bulk import canon_sql, copy_out, pg_hash_sql
 from .pg_catalog import PostgresCatalog
-from .pg_connections import linear_plans, open_url
+from .pg_connections import TransactionTimeouts, linear_plans, open_url
 from .pg_migrator import PostgresSafety, lock_database
+from .pg_restore import restore_postgres
 from .pg_search import PostgresSearch
 
 if TYPE_CHECKING:
@@ -71,6 +72,11 @@ class PostgresBackend(Backend):
     ) -> Path:
         # pg_dump's ACCESS SHARE locks are compatible with the migration lock
         return backup_postgres(target, dest, locked)
+
+    @classmethod
+    def restore(cls, target: Target, backup: Path, progress: Progress = None) -> Restored:
+        """`pg_restore` into a new database, then renames (see `pg_restore`)."""
+        return restore_postgres(target, backup, progress)
 
     @classmethod
     @contextlib.contextmanager
@@ -150,7 +156,23 @@ class PostgresBackend(Backend):
         # transaction-scoped: released at COMMIT, so it holds behind pgbouncer's transaction pooling
         self.execute(f"SELECT pg_advisory_xact_lock(hashtextextended({self.param}, 0))", (key,))
 
+    def lock_writers(self) -> None:
+        lock_database(self.db)  # the migration lock: SHARE ROW EXCLUSIVE on sessionorm's tables
+
     # -- work on the whole database --------------------------------------------------------
+
+    def storage_bytes(self) -> int:
+        return self.db.execute_sql("SELECT pg_database_size(current_database())").fetchone()[0]
+
+    def reclaim_space(self, tables: list[str]) -> None:
+        """Plain `VACUUM (ANALYZE)` of `tables`: the room becomes reusable inside their files
+        (which PostgreSQL seldom gives back to the system); `VACUUM FULL` would lock the app
+        out while it rewrites them."""
+        present = [q(t) for t in tables if t in set(self.db.get_tables())]
+        if present:
+            as_written = self.db.statements_as_written() if isinstance(self.db, TransactionTimeouts) else None
+            with as_written or contextlib.nullcontext():  # VACUUM refuses a transaction block
+                self.db.execute_sql(f"VACUUM (ANALYZE) {', '.join(present)}")
 
     def integrity_problems(self) -> list[str]:
         """PostgreSQL's twin of foreign_key_check: unvalidated constraints and orphan rows.

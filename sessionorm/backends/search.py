@@ -104,6 +104,10 @@ class MessageSearch:
         )
         return problems, notes
 
+    def compact(self) -> None:
+        """Inside a write transaction: leave nothing in the index of the messages deleted
+        (`prune --vacuum`); where the engine's own vacuum does it (PostgreSQL), nothing."""
+
     def disagreements(self) -> list[str]:
         """What the engine finds wrong in the index against the messages."""
         raise NotImplementedError

@@ -19,7 +19,7 @@ from ..database import first_line, is_corrupt, translate_errors
 from ..errors import MigrationError
 from ..identifiers import q
 from ..sql_log import LOGGER
-from .base import Backend, Progress
+from .base import Backend, Progress, Restored
 from .catalog import BATCH, INT_RANGES, Table
 from .sqlite_backup import backup_sqlite, process_alive
 from .sqlite_catalog import SqliteCatalog
@@ -36,6 +36,7 @@ from .sqlite_files import (
     write_transaction,
 )
 from .sqlite_migrator import SqliteSafety
+from .sqlite_restore import restore_sqlite
 from .sqlite_search import SqliteSearch
 
 if TYPE_CHECKING:
@@ -105,6 +106,11 @@ class SqliteBackend(Backend):
         # Under a lock holder's transaction another connection still reads the last committed
         # state, which the holder has not changed yet.
         return backup_sqlite(target.real_path, dest, target.busy_timeout, progress)
+
+    @classmethod
+    def restore(cls, target: Target, backup: Path, progress: Progress = None) -> Restored:
+        """One write transaction on the live file, never a rename (see `sqlite_restore`)."""
+        return restore_sqlite(backup, target.real_path, target.busy_timeout, progress)
 
     @classmethod
     @contextlib.contextmanager
@@ -253,6 +259,17 @@ class SqliteBackend(Backend):
                 raise
             rows.append((f"stopped: {first_line(exc)}",))
         return rows
+
+    def storage_bytes(self) -> int:
+        path = self.db.real_path  # type: ignore[attr-defined]  # set by `open_sqlite`
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+    def reclaim_space(self, tables: list[str]) -> None:
+        """VACUUM (the whole file: SQLite vacuums no single table), then a checkpoint that
+        copies the rewritten pages into the file and truncates the -wal."""
+        con = self.db.connection()
+        con.execute("VACUUM")
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextlib.contextmanager
     def bulk_pragmas(self) -> Iterator[None]:
