@@ -29,7 +29,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -38,20 +37,15 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.en
 RATIO, RSS_MB = 1.5, 100
 BATCH = 5_000
 CACHE = -16384  # sessionorm.backends.sqlite.BULK_PRAGMAS
+sys.path.insert(0, str(BENCH_DIR))
+
+from copy_run import run as measured_run  # noqa: E402
 
 
 def run(cmd: list[str]) -> tuple[float, float]:
-    """Run `cmd` to completion: (wall seconds, peak RSS in MB)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        cmd, env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    err = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024  # Linux: kilobytes
+    """Run `cmd` to completion as `copy_run` does: (wall seconds, peak RSS in MB)."""
+    seconds, rss, _cpu = measured_run(cmd)
+    return seconds, rss
 
 
 def log(text: str) -> None:
