@@ -95,6 +95,12 @@ class TransactionTimeouts(MixinBase):
         return wrapped
 
 
+def statements_alone(db: peewee.Database) -> contextlib.AbstractContextManager:
+    """`db.statements_as_written()` where `db` prefixes `SET LOCAL`s (a plain database sends
+    statements alone already): for those PostgreSQL refuses in a transaction block."""
+    return db.statements_as_written() if isinstance(db, TransactionTimeouts) else contextlib.nullcontext()
+
+
 @functools.cache
 def with_timeouts(cls: Any) -> Any:
     """`cls` (a peewee PostgreSQL database class) with `TransactionTimeouts` mixed in."""

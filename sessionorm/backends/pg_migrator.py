@@ -14,7 +14,7 @@ from ..errors import MigrationError
 from ..identifiers import q
 from ..migration_options import MigrationOptions
 from ..models import OWN_TABLES
-from .pg_connections import TransactionTimeouts
+from .pg_connections import statements_alone
 
 if TYPE_CHECKING:
 
@@ -80,8 +80,7 @@ class PostgresSafety(MixinBase):
         if db.in_transaction() and not rehearsal:
             raise MigrationError("refusing to migrate inside an open transaction")
         if not (atomic and self.transactional_ddl):
-            as_written = isinstance(db, TransactionTimeouts) and not db.in_transaction()
-            with db.statements_as_written() if as_written else contextlib.nullcontext():
+            with contextlib.nullcontext() if db.in_transaction() else statements_alone(db):
                 yield
             return
         with db.atomic():  # PostgreSQL's write transaction (`Backend.write`)

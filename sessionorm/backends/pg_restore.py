@@ -26,7 +26,7 @@ from ..errors import BackupError, DatabaseBusyError, DatabaseOpenError, Migratio
 from ..identifiers import q
 from .base import Progress, Restored
 from .pg_backup import conninfo, find_tool, run
-from .pg_connections import TransactionTimeouts, open_url
+from .pg_connections import open_url, statements_alone
 
 if TYPE_CHECKING:
     from ..target import Target
@@ -68,10 +68,7 @@ def archive_tables(pg_restore: str, path: Path) -> set[str]:
 
 def outside_transaction(db: peewee.Database, sql: str) -> None:
     """A statement PostgreSQL refuses inside a transaction block (CREATE / DROP DATABASE)."""
-    if isinstance(db, TransactionTimeouts):
-        with db.statements_as_written():
-            db.execute_sql(sql)
-    else:
+    with statements_alone(db):
         db.execute_sql(sql)
 
 

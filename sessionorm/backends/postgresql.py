@@ -22,7 +22,7 @@ from .catalog import BATCH, Table
 from .pg_backup import backup_postgres
 from .pg_bulk import canon_sql, copy_out, pg_hash_sql
 from .pg_catalog import PostgresCatalog
-from .pg_connections import TransactionTimeouts, linear_plans, open_url
+from .pg_connections import linear_plans, open_url, statements_alone
 from .pg_migrator import PostgresSafety, lock_database
 from .pg_restore import restore_postgres
 from .pg_search import PostgresSearch
@@ -170,8 +170,7 @@ class PostgresBackend(Backend):
         out while it rewrites them."""
         present = [q(t) for t in tables if t in set(self.db.get_tables())]
         if present:
-            as_written = self.db.statements_as_written() if isinstance(self.db, TransactionTimeouts) else None
-            with as_written or contextlib.nullcontext():  # VACUUM refuses a transaction block
+            with statements_alone(self.db):  # VACUUM refuses a transaction block
                 self.db.execute_sql(f"VACUUM (ANALYZE) {', '.join(present)}")
 
     def integrity_problems(self) -> list[str]:
