@@ -157,14 +157,7 @@ def check_restored(con: sqlite3.Connection, expected: dict[str, int]) -> None:
     problems = [r[0] for r in con.execute("PRAGMA main.quick_check") if r[0] != "ok"]
     if problems:
         raise BackupError(f"the restored database fails quick_check: {problems[0]}; nothing was restored")
-    tables = [
-        r[0]
-        for r in con.execute(
-            "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )
-    ]
-    counts = {t: con.execute(f"SELECT count(*) FROM main.{q(t)}").fetchone()[0] for t in tables}
-    if counts != expected:
+    if table_counts(con) != expected:  # unqualified names are `main`'s before an attached one's
         raise BackupError("the restored row counts differ from the backup's; nothing was restored")
 
 
