@@ -54,9 +54,10 @@ class Group(click.Group):
             text = str(exc) if isinstance(exc, SessionormError) else f"{type(exc).__name__}: {exc}"
             # One line: a driver's DETAIL, HINT and query context go under --verbose.
             line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-            click.echo(f"error: {scrub(line, *urls)}", err=True)
+            line = scrub(line, *urls)
+            click.echo(f"error: {line}", err=True)
             if ctx.meta.get("json"):  # a script reading stdout gets a document too
-                emit({"error": scrub(line, *urls), "exit": FAILED})
+                emit({"error": line, "exit": FAILED})
             if ctx.meta.get("verbose"):
                 for line in getattr(exc, "details", ()):  # e.g. every integrity_check line
                     click.echo(f"  {scrub(str(line), *urls)}", err=True)

@@ -13,7 +13,6 @@ same rows is therefore the same bytes on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import itertools
@@ -25,9 +24,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from .backends import Backend, backend_of, opened
+from .documents import document
 from .errors import NotFoundError, ValidationError
 from .markdown_export import write_markdown
 from .moments import parse_moment
@@ -61,27 +61,18 @@ class ExportReport:
     seconds: float = 0.0
 
 
-def plain(value: Any) -> Any:
-    """A value JSON cannot hold as it is, as the export writes it (`json.dumps`'s `default`)."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    return str(value)
-
-
 def canonical(value: Any) -> Any:
     """`value` as the export writes it: what SQLite would hand back (booleans are 0 and 1)."""
     if value.__class__ is bool:
         return int(value)
     if value is None or isinstance(value, (str, int, float)):
         return value
-    return plain(value)
+    return document(value)  # a blob as {"base64": …}, a time as ISO text, as `--json` writes them
 
 
 # One encoder for every line (`json.dumps` with options builds one per call).
 record_text: Callable[[Any], str] = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), default=plain
+    ensure_ascii=False, separators=(",", ":"), default=document
 ).encode
 """One JSONL line, without its newline: compact, UTF-8 as it is (NUL as `\\u0000`)."""
 
@@ -258,11 +249,6 @@ def write_jsonl(
     write(text({END: end_counts(report)}) + "\n")
 
 
-def stream_of(output: Any) -> TextIO:
-    """`output` as the text stream it is (the caller checked it has `write`)."""
-    return output
-
-
 def refuse_output(path: Path, force: bool) -> None:
     """Refuse an output path that is a folder, or exists (without `force`)."""
     if path.is_dir():
@@ -329,7 +315,7 @@ def export_database(
             first = next(chosen, None)  # unknown ids are refused before any output
             stream = itertools.chain([first] if first else [], chosen)
             destination = (
-                output_file(path, force) if path is not None else contextlib.nullcontext(stream_of(output))
+                output_file(path, force) if path is not None else contextlib.nullcontext(cast(TextIO, output))
             )
             with destination as out:
                 if format == "jsonl":
