@@ -327,3 +327,75 @@ def test_search_finds_what_the_app_wrote_and_nothing_it_deleted(commit: str, tmp
         )
     result = invoke("verify", "--db-path", path)
     assert result.exit_code == 0, result.output
+
+
+# -- export, import, prune and restore on files the app used ----------------------------------
+
+USED_BY_THE_APP = [
+    *(f"so070_search_then_app_{c}.sqlite" for c in COMMITS),
+    *(f"so060_agent_then_app_{c}.sqlite" for c in COMMITS),
+    "so020_then_app_iterations_f785b0c.sqlite",
+]
+
+
+def used_by_the_app(name: str, tmp_path: Path) -> Path:
+    """A copy of the fixture, migrated to this version (a no-op for those at migration 7)."""
+    path = fixture(name, tmp_path)
+    migrate(path)
+    return path
+
+
+@pytest.mark.parametrize("name", USED_BY_THE_APP)
+def test_export_import_export_of_a_file_the_app_used_is_byte_identical(name: str, tmp_path: Path) -> None:
+    path = used_by_the_app(name, tmp_path)
+    first, second, target = tmp_path / "first.jsonl", tmp_path / "second.jsonl", tmp_path / "new.sqlite"
+    assert invoke("export", "--db-path", path, "-o", first).exit_code == 0
+    migrate(target)
+    result = invoke("import", first, "--db-path", target)
+    assert result.exit_code == 0, result.output
+    assert invoke("export", "--db-path", target, "-o", second).exit_code == 0
+    assert second.read_bytes() == first.read_bytes()
+    for table in ("sessions", "threads", "thread_messages", "sessionorm_agent_items"):
+        assert sorted(q(target, f'SELECT * FROM "{table}"')) == sorted(q(path, f'SELECT * FROM "{table}"'))
+    assert verified(target).problems == []
+
+
+@pytest.mark.parametrize("name", USED_BY_THE_APP)
+def test_prune_of_a_file_the_app_used_deletes_what_its_dry_run_listed_and_verifies(
+    name: str, tmp_path: Path, file_digest
+) -> None:
+    path = used_by_the_app(name, tmp_path)
+    before = file_digest(path)
+    dry = invoke("prune", "--older-than", "0s", "--dry-run", "--json", "--db-path", path)
+    assert dry.exit_code == 0, dry.output
+    assert file_digest(path) == before
+    listed = json.loads(dry.stdout)
+    assert listed["sessions"], "the fixture's sessions are all older than now"
+    done = invoke("prune", "--older-than", "0s", "--json", "--db-path", path)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["sessions"] == listed["sessions"] and report["tables"] == listed["tables"]
+    kept = {r[0] for r in q(path, "SELECT id FROM sessions")}
+    assert kept == set(report["running_kept"]) | set(report["unreadable_kept"])
+    for table in ("iterations", "tool_calls"):
+        if q(path, "SELECT 1 FROM sqlite_master WHERE name = ?", (table,)):
+            assert q(
+                path, f'SELECT count(*) FROM {table} WHERE "sessionId" NOT IN (SELECT id FROM sessions)'
+            ) == [(0,)]
+    assert verified(path).problems == []
+
+
+@pytest.mark.parametrize("name", USED_BY_THE_APP)
+def test_restore_of_a_file_the_app_used_brings_back_every_row(name: str, tmp_path: Path) -> None:
+    path = used_by_the_app(name, tmp_path)
+    before = counts(path)
+    saved = tmp_path / "saved.sqlite"
+    assert invoke("backup", "--db-path", path, "-o", saved).exit_code == 0
+    assert invoke("prune", "--older-than", "0s", "--db-path", path).exit_code == 0
+    assert counts(path) != before
+    result = invoke("restore", saved, "--db-path", path)
+    assert result.exit_code == 0, result.output
+    assert counts(path) == before
+    for table in ("sessions", "threads", "thread_messages"):
+        assert sorted(q(path, f'SELECT * FROM "{table}"')) == sorted(q(saved, f'SELECT * FROM "{table}"'))
+    assert verified(path).problems == []
